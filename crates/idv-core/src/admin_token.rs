@@ -1,0 +1,242 @@
+//! Admin API tokens: roles, the token format, and what each role may do.
+//!
+//! Format: `idvat_` + 40 random base62 characters + a 6-character base62
+//! CRC32 of everything before it, e.g. `idvat_3kTm…Q9x2AbC`. The fixed prefix
+//! lets secret scanners find leaked tokens; the checksum lets them (and us)
+//! reject typos without a database lookup. Only an HMAC of the token is stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Timestamp;
+use crate::secret::{BASE62, base62_fixed, random_base62};
+
+/// Every admin token starts with this.
+pub const PREFIX: &str = "idvat_";
+const BODY_LEN: usize = 40;
+const CHECKSUM_LEN: usize = 6;
+/// Length of a well-formed token.
+pub const TOKEN_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
+/// Shortest secret accepted for `IDV_BOOTSTRAP_TOKEN` when it is not in our format.
+pub const MIN_EXTERNAL_LEN: usize = 32;
+
+/// What an admin token may do within its tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything in the tenant, including admin tokens.
+    Admin,
+    /// Manage agents and their credentials.
+    Operator,
+    /// Read everything, including the audit log; change nothing.
+    Auditor,
+}
+
+/// One thing an API call needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// Read agents and tenant metadata.
+    ReadRegistry,
+    /// Create, change and drive the lifecycle of agents.
+    WriteRegistry,
+    /// Read the audit log.
+    ReadAudit,
+    /// List, create and revoke admin tokens.
+    ManageTokens,
+    /// Create tenants and act in any tenant (platform operators only).
+    ManagePlatform,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Whether this role grants `p` (platform permissions also need the
+    /// token's platform flag; see [`Principal::may`]).
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => !matches!(p, ManagePlatform),
+            Role::Operator => matches!(p, ReadRegistry | WriteRegistry),
+            Role::Auditor => matches!(p, ReadRegistry | ReadAudit),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a role (admin, operator, auditor)")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "auditor" => Ok(Role::Auditor),
+            _ => Err(UnknownRole(s.to_owned())),
+        }
+    }
+}
+
+/// A stored admin token (never the secret itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminToken {
+    /// Immutable id (also the actor id in audit events).
+    pub id: Uuid,
+    /// The tenant it belongs to.
+    pub tenant_id: Uuid,
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// A platform operator token: may manage tenants and act in any tenant.
+    pub platform: bool,
+    /// The first characters of the token, to recognise it.
+    pub hint: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// Who made it (token id or `bootstrap`).
+    pub created_by: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl AdminToken {
+    /// Whether it can authenticate at `now`.
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// An authenticated caller of the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The token used.
+    pub token_id: Uuid,
+    /// The token's name.
+    pub token_name: String,
+    /// The token's own tenant.
+    pub home_tenant: Uuid,
+    /// Its role.
+    pub role: Role,
+    /// Whether it is a platform operator token.
+    pub platform: bool,
+}
+
+impl Principal {
+    /// Whether this caller may do `p` (in its own tenant, or in any tenant for
+    /// a platform operator).
+    pub fn may(&self, p: Permission) -> bool {
+        match p {
+            Permission::ManagePlatform => self.platform && self.role == Role::Admin,
+            other => self.role.allows(other),
+        }
+    }
+}
+
+/// A token that is not well formed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenFormatError {
+    /// Wrong prefix, length or characters.
+    #[error("not an IdentityVault admin token")]
+    Malformed,
+    /// Right shape, wrong checksum: a typo or a truncated copy.
+    #[error("admin token checksum does not match (a typo or truncated token?)")]
+    Checksum,
+}
+
+fn checksum(prefix_and_body: &str) -> String {
+    base62_fixed(u64::from(crc32fast::hash(prefix_and_body.as_bytes())), CHECKSUM_LEN)
+}
+
+/// A fresh admin token.
+pub fn generate() -> String {
+    let mut t = String::with_capacity(TOKEN_LEN);
+    t.push_str(PREFIX);
+    t.push_str(&random_base62(BODY_LEN));
+    let sum = checksum(&t);
+    t.push_str(&sum);
+    t
+}
+
+/// Checks prefix, length, alphabet and checksum without any lookup.
+pub fn check_format(token: &str) -> Result<(), TokenFormatError> {
+    let rest = token
+        .strip_prefix(PREFIX)
+        .ok_or(TokenFormatError::Malformed)?;
+    if token.len() != TOKEN_LEN || !rest.bytes().all(|b| BASE62.contains(&b)) {
+        return Err(TokenFormatError::Malformed);
+    }
+    let (head, sum) = token.split_at(TOKEN_LEN - CHECKSUM_LEN);
+    if checksum(head) == sum {
+        Ok(())
+    } else {
+        Err(TokenFormatError::Checksum)
+    }
+}
+
+/// The recognisable start of a token, safe to show and to log.
+pub fn hint(token: &str) -> String {
+    token.chars().take(PREFIX.len() + 4).collect::<String>() + "…"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_tokens_check() {
+        let t = generate();
+        assert_eq!(t.len(), TOKEN_LEN);
+        assert_eq!(check_format(&t), Ok(()));
+        assert!(hint(&t).starts_with("idvat_"));
+    }
+
+    #[test]
+    fn roles() {
+        assert!(Role::Operator.allows(Permission::WriteRegistry));
+        assert!(!Role::Operator.allows(Permission::ReadAudit));
+        assert!(!Role::Auditor.allows(Permission::WriteRegistry));
+        assert!(Role::Auditor.allows(Permission::ReadAudit));
+        assert!(!Role::Admin.allows(Permission::ManagePlatform));
+    }
+
+    proptest! {
+        /// Any one-character substitution in the body is caught by the checksum.
+        #[test]
+        fn one_typo_is_rejected(pos in 0usize..BODY_LEN, c in prop::sample::select(BASE62.to_vec())) {
+            let t = generate();
+            let mut bytes = t.clone().into_bytes();
+            let i = PREFIX.len() + pos;
+            prop_assume!(bytes[i] != c);
+            bytes[i] = c;
+            let typo = String::from_utf8(bytes).unwrap();
+            prop_assert_eq!(check_format(&typo), Err(TokenFormatError::Checksum));
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,60}") {
+            let _ = check_format(&s);
+        }
+    }
+}

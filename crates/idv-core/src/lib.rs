@@ -1,0 +1,17 @@
+//! IdentityVault's pure domain: agents and their lifecycle, tenants, admin tokens,
+//! secrets and the audit hash chain. Nothing here performs I/O; time and ids come
+//! from an injected [`clock::Clock`].
+
+pub mod admin_token;
+pub mod agent;
+pub mod audit;
+pub mod clock;
+pub mod duration;
+pub mod hex;
+pub mod lifecycle;
+pub mod secret;
+pub mod tenant;
+pub mod timestamp;
+
+pub use clock::Clock;
+pub use timestamp::Timestamp;
