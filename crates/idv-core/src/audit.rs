@@ -388,7 +388,7 @@ mod tests {
             target_type: "agent".into(),
             target_id: i.to_string(),
             outcome: Outcome::Success,
-            reason: (i % 2 == 0).then(|| "because".into()),
+            reason: i.is_multiple_of(2).then(|| "because".into()),
             request_id: None,
             details: json!({"b": 1, "a": [i, "x"]}),
         }

@@ -1,0 +1,198 @@
+//! The only crate that knows SQL. One [`Store`] over SQLite or PostgreSQL,
+//! chosen by URL; the backend is dispatched in one place (sqlx's `Any`
+//! driver, with the few dialect differences in [`Dialect`]).
+//!
+//! Writes go through one writer task per node that group-commits: many
+//! requests' [`Command`]s run in one transaction, each in a savepoint, with
+//! their audit events appended to the hash chain in the same transaction; every
+//! caller is answered only after the commit is durable.
+
+mod command;
+mod error;
+mod migrate;
+mod read;
+mod row;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idv_core::Clock;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::mpsc;
+
+pub use command::{Applied, Command, Context, Job};
+pub use error::StoreError;
+pub use read::{AgentFilter, AuditFilter};
+pub use writer::WriterStats;
+
+/// Which SQL dialect the store speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Embedded SQLite (one node).
+    Sqlite,
+    /// PostgreSQL (many nodes).
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect a database URL names.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(StoreError::Config(
+                "database URL must start with `sqlite:` or `postgres://`".into(),
+            ))
+        }
+    }
+}
+
+/// The store: a read pool plus the group-commit writer.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dialect: Dialect,
+    read: AnyPool,
+    writer: mpsc::Sender<writer::Unit>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<WriterStats>,
+}
+
+/// Per-connection settings for SQLite: WAL so readers never block the writer,
+/// `synchronous=FULL` so every commit (audit and credentials included) is
+/// durable before it is acknowledged.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+     PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA cache_size=-32768;";
+
+async fn connect_one(url: &str, dialect: Dialect) -> Result<AnyConnection, StoreError> {
+    let opts: AnyConnectOptions = url.parse().map_err(StoreError::from)?;
+    let mut conn = opts.disable_statement_logging().connect().await?;
+    if dialect == Dialect::Sqlite {
+        conn.execute(SQLITE_PRAGMAS).await?;
+    }
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path?mode=rwc` or
+    /// `postgres://…`), applies migrations and starts the writer.
+    pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url)?;
+        let mut write_conn = connect_one(url, dialect).await?;
+        migrate::run(&mut write_conn, dialect).await?;
+        let opts: AnyConnectOptions = url.parse().map_err(StoreError::from)?;
+        let read = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                Dialect::Sqlite => 8,
+                Dialect::Postgres => 16,
+            })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        conn.execute(SQLITE_PRAGMAS).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts.disable_statement_logging())
+            .await?;
+        let (tx, rx) = mpsc::channel(writer::QUEUE);
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(writer::run(
+            write_conn,
+            url.to_owned(),
+            dialect,
+            clock.clone(),
+            stats.clone(),
+            rx,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dialect,
+                read,
+                writer: tx,
+                clock,
+                stats,
+            }),
+        })
+    }
+
+    /// The dialect in use.
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// The clock the store stamps events with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Runs `cmd` with its audit events in the next group commit and waits
+    /// until that commit is durable.
+    pub async fn execute(&self, cmd: Command, ctx: Context) -> Result<Applied, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .writer
+            .send(writer::Unit { cmd, ctx, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Group-commit counters.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.inner.read.acquire().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    /// Stops accepting reads and closes the pool. The writer stops once
+    /// every clone of the store is dropped.
+    pub async fn close(&self) {
+        self.inner.read.close().await;
+    }
+
+    /// Records the master key's check value on first start; afterwards refuses
+    /// to run with a different master key.
+    pub async fn check_master_key(&self, check_value: &str) -> Result<(), StoreError> {
+        let mut conn = self.inner.read.acquire().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idv_meta (key, value) VALUES ('master_key_check', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(check_value)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(());
+        }
+        let row: (String,) =
+            sqlx::query_as("SELECT value FROM idv_meta WHERE key = 'master_key_check'")
+                .fetch_one(&mut *conn)
+                .await?;
+        if row.0 == check_value {
+            Ok(())
+        } else {
+            Err(StoreError::Config(
+                "the master key does not match the one this database was created with".into(),
+            ))
+        }
+    }
+}

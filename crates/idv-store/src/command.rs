@@ -1,0 +1,750 @@
+//! State-changing commands. Each runs inside the writer's batch transaction
+//! (in its own savepoint): load, decide with `idv-core`, persist, and return
+//! the audit drafts that the writer appends to the chain in the same commit.
+
+use std::collections::HashSet;
+
+use idv_core::{Clock, Timestamp};
+use idv_core::admin_token::AdminToken;
+use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
+use idv_core::audit::{Actor, Draft, Outcome};
+use idv_core::lifecycle::{Status, Transition};
+use idv_core::tenant::Tenant;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, placeholders};
+use crate::{Dialect, StoreError};
+
+/// Who asked, for the audit trail.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The acting party.
+    pub actor: Actor,
+    /// The HTTP request id, if any.
+    pub request_id: Option<String>,
+    /// Extra facts about the request recorded in every event (e.g. a platform
+    /// operator acting in another tenant).
+    pub note: Option<Value>,
+}
+
+/// A durable background job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// Job id.
+    pub id: Uuid,
+    /// Tenant of the target.
+    pub tenant_id: Uuid,
+    /// What to do, e.g. [`JOB_EXPIRE_AGENT`].
+    pub kind: String,
+    /// What to do it to.
+    pub target_id: String,
+    /// When it is due.
+    pub run_at: Timestamp,
+    /// How many times it has been claimed.
+    pub attempts: i64,
+}
+
+/// Retire an ephemeral agent whose TTL has ended.
+pub const JOB_EXPIRE_AGENT: &str = "agent.expire";
+
+/// A change to make, with its audit events, in one transaction.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Create a tenant.
+    CreateTenant(Tenant),
+    /// Store a new admin token (its keyed hash only).
+    CreateAdminToken {
+        /// The token record.
+        token: AdminToken,
+        /// HMAC of the secret.
+        secret_hash: [u8; 32],
+    },
+    /// Revoke an admin token.
+    RevokeAdminToken {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Token id.
+        id: Uuid,
+    },
+    /// Register agents, all or nothing.
+    CreateAgents {
+        /// Tenant they belong to.
+        tenant_id: Uuid,
+        /// Validated agents.
+        agents: Vec<Agent>,
+    },
+    /// Change an agent's metadata.
+    UpdateAgent {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Agent id.
+        id: Uuid,
+        /// The version the caller last saw (`If-Match`).
+        if_match: Option<i64>,
+        /// What to change.
+        changes: AgentChanges,
+    },
+    /// Move an agent through its lifecycle.
+    TransitionAgent {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Agent id.
+        id: Uuid,
+        /// Which transition.
+        transition: Transition,
+        /// Why (required).
+        reason: String,
+    },
+    /// Run a due [`JOB_EXPIRE_AGENT`] job.
+    ExpireAgent(Job),
+    /// Lease due jobs to this node (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+    ClaimJobs {
+        /// How long the lease lasts.
+        lease_secs: i64,
+        /// At most this many.
+        limit: i64,
+    },
+    /// Only record an event (e.g. a refused request).
+    Record(Draft),
+}
+
+/// What a command produced.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// A tenant.
+    Tenant(Tenant),
+    /// An admin token.
+    AdminToken(AdminToken),
+    /// Created agents, in request order.
+    Agents(Vec<Agent>),
+    /// One agent after the change.
+    Agent(Agent),
+    /// Jobs leased to this node.
+    Jobs(Vec<Job>),
+    /// Nothing to return.
+    Done,
+}
+
+fn draft(ctx: &Context, tenant_id: Uuid, action: &str, target_type: &str, target_id: String) -> Draft {
+    Draft {
+        tenant_id,
+        actor: ctx.actor.clone(),
+        action: action.to_owned(),
+        target_type: target_type.to_owned(),
+        target_id,
+        outcome: Outcome::Success,
+        reason: None,
+        request_id: ctx.request_id.clone(),
+        details: match &ctx.note {
+            Some(note) => json!({ "request": note }),
+            None => json!({}),
+        },
+    }
+}
+
+fn with_details(mut d: Draft, extra: Value) -> Draft {
+    if let (Value::Object(base), Value::Object(extra)) = (&mut d.details, extra) {
+        base.extend(extra);
+    }
+    d
+}
+
+/// What a command attempted, kept so a refusal can be audited after the
+/// command itself has been consumed.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    tenant_id: Uuid,
+    action: &'static str,
+    target_type: &'static str,
+    target_id: String,
+    reason: Option<String>,
+}
+
+impl Attempt {
+    /// The event for a refusal of this attempt by a domain rule.
+    pub(crate) fn failure(self, ctx: &Context, err: &StoreError) -> Draft {
+        let mut d = with_details(
+            draft(ctx, self.tenant_id, self.action, self.target_type, self.target_id),
+            json!({ "error": err.to_string() }),
+        );
+        d.outcome = Outcome::Failure;
+        d.reason = self.reason;
+        d
+    }
+}
+
+impl Command {
+    /// What this command attempts (`None` for internal bookkeeping).
+    pub(crate) fn attempt(&self) -> Option<Attempt> {
+        let (tenant_id, action, target_type, target_id, reason) = match self {
+            Command::CreateTenant(t) => (t.id, "tenant.create", "tenant", t.name.clone(), None),
+            Command::CreateAdminToken { token, .. } => (
+                token.tenant_id,
+                "admin_token.create",
+                "admin_token",
+                token.id.to_string(),
+                None,
+            ),
+            Command::RevokeAdminToken { tenant_id, id } => {
+                (*tenant_id, "admin_token.revoke", "admin_token", id.to_string(), None)
+            }
+            Command::CreateAgents { tenant_id, agents } => match agents.as_slice() {
+                [one] => (*tenant_id, "agent.create", "agent", one.id.to_string(), None),
+                many => (
+                    *tenant_id,
+                    "agent.create_bulk",
+                    "agent",
+                    format!("{} agents", many.len()),
+                    None,
+                ),
+            },
+            Command::UpdateAgent { tenant_id, id, .. } => {
+                (*tenant_id, "agent.update", "agent", id.to_string(), None)
+            }
+            Command::TransitionAgent { tenant_id, id, transition, reason } => (
+                *tenant_id,
+                transition_action(*transition),
+                "agent",
+                id.to_string(),
+                Some(reason.clone()),
+            ),
+            Command::ExpireAgent(_) | Command::ClaimJobs { .. } | Command::Record(_) => return None,
+        };
+        Some(Attempt { tenant_id, action, target_type, target_id, reason })
+    }
+}
+
+fn transition_action(t: Transition) -> &'static str {
+    match t {
+        Transition::Activate => "agent.activate",
+        Transition::Suspend => "agent.suspend",
+        Transition::Resume => "agent.resume",
+        Transition::Retire => "agent.retire",
+    }
+}
+
+pub(crate) type Outcome2 = (Applied, Vec<Draft>);
+
+/// Runs one command on `conn` (inside the caller's savepoint).
+pub(crate) async fn apply(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    now: Timestamp,
+    clock: &dyn Clock,
+    cmd: Command,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    match cmd {
+        Command::CreateTenant(t) => create_tenant(conn, t, ctx).await,
+        Command::CreateAdminToken { token, secret_hash } => {
+            create_admin_token(conn, token, secret_hash, ctx).await
+        }
+        Command::RevokeAdminToken { tenant_id, id } => {
+            revoke_admin_token(conn, tenant_id, id, now, ctx).await
+        }
+        Command::CreateAgents { tenant_id, agents } => {
+            create_agents(conn, tenant_id, agents, clock, ctx).await
+        }
+        Command::UpdateAgent { tenant_id, id, if_match, changes } => {
+            update_agent(conn, tenant_id, id, if_match, changes, now, ctx).await
+        }
+        Command::TransitionAgent { tenant_id, id, transition, reason } => {
+            transition_agent(conn, tenant_id, id, transition, reason, now, ctx, None).await
+        }
+        Command::ExpireAgent(job) => expire_agent(conn, job, now, ctx).await,
+        Command::ClaimJobs { lease_secs, limit } => {
+            claim_jobs(conn, dialect, now, lease_secs, limit).await
+        }
+        Command::Record(d) => Ok((Applied::Done, vec![d])),
+    }
+}
+
+async fn create_tenant(conn: &mut AnyConnection, t: Tenant, ctx: &Context) -> Result<Outcome2, StoreError> {
+    let taken = sqlx::query("SELECT 1 FROM tenants WHERE name = $1")
+        .bind(t.name.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!("a tenant named `{}` already exists", t.name)));
+    }
+    sqlx::query("INSERT INTO tenants (id, name, display_name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(t.id.to_string())
+        .bind(t.name.clone())
+        .bind(t.display_name.clone())
+        .bind(t.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    let d = with_details(
+        draft(ctx, t.id, "tenant.create", "tenant", t.id.to_string()),
+        json!({ "name": t.name, "display_name": t.display_name }),
+    );
+    Ok((Applied::Tenant(t), vec![d]))
+}
+
+async fn create_admin_token(
+    conn: &mut AnyConnection,
+    t: AdminToken,
+    secret_hash: [u8; 32],
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    sqlx::query(
+        "INSERT INTO admin_tokens (id, tenant_id, name, role, platform, hint, secret_hash, created_at, \
+         created_by, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.tenant_id.to_string())
+    .bind(t.name.clone())
+    .bind(t.role.as_str().to_owned())
+    .bind(i64::from(t.platform))
+    .bind(t.hint.clone())
+    .bind(secret_hash.to_vec())
+    .bind(t.created_at.as_micros())
+    .bind(t.created_by.clone())
+    .bind(t.expires_at.map(Timestamp::as_micros))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict("that token is already registered".into())
+        }
+        _ => e.into(),
+    })?;
+    let d = with_details(
+        draft(ctx, t.tenant_id, "admin_token.create", "admin_token", t.id.to_string()),
+        json!({
+            "name": t.name, "role": t.role.as_str(), "platform": t.platform, "hint": t.hint,
+            "expires_at": t.expires_at.map(|e| e.to_rfc3339()),
+        }),
+    );
+    Ok((Applied::AdminToken(t), vec![d]))
+}
+
+async fn revoke_admin_token(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let sql = format!("SELECT {} FROM admin_tokens WHERE tenant_id = $1 AND id = $2", row::TOKEN_COLS);
+    let found = sqlx::query(&sql)
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let mut token = match found {
+        Some(r) => row::admin_token(&r)?,
+        None => return Err(StoreError::NotFound { what: "admin token", id: id.to_string() }),
+    };
+    if token.revoked_at.is_some() {
+        return Err(StoreError::Conflict("the admin token is already revoked".into()));
+    }
+    sqlx::query("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2")
+        .bind(now.as_micros())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    token.revoked_at = Some(now);
+    let d = with_details(
+        draft(ctx, tenant_id, "admin_token.revoke", "admin_token", id.to_string()),
+        json!({ "name": token.name }),
+    );
+    Ok((Applied::AdminToken(token), vec![d]))
+}
+
+/// Names among `names` already used in the tenant.
+async fn taken_names(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    names: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let mut taken = Vec::new();
+    for chunk in names.chunks(chunk_rows(1)) {
+        let sql = format!(
+            "SELECT name FROM agents WHERE tenant_id = $1 AND name IN {}",
+            in_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
+        for n in chunk {
+            q = q.bind((*n).to_owned());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            taken.push(r.try_get::<String, _>("name")?);
+        }
+    }
+    Ok(taken)
+}
+
+/// Ids among `ids` that are agents of the tenant.
+async fn existing_agents(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(chunk_rows(1)) {
+        let sql = format!(
+            "SELECT id FROM agents WHERE tenant_id = $1 AND id IN {}",
+            in_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            found.insert(row::uuid(&r, "id")?);
+        }
+    }
+    Ok(found)
+}
+
+fn in_list(n: usize, first: usize) -> String {
+    let items: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("({})", items.join(","))
+}
+
+/// Checks that every agent referenced as parent or dependency exists in the
+/// tenant (or in the same request).
+async fn check_references<'a>(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    agents: impl Iterator<Item = &'a Agent> + Clone,
+    in_request: &HashSet<Uuid>,
+) -> Result<(), StoreError> {
+    let mut wanted: Vec<Uuid> = Vec::new();
+    for a in agents.clone() {
+        if let Some(Parent::Agent(p)) = &a.parent {
+            wanted.push(*p);
+        }
+        wanted.extend(a.depends_on.iter().copied());
+    }
+    wanted.retain(|id| !in_request.contains(id));
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let found = existing_agents(conn, tenant_id, &wanted).await?;
+    for a in agents {
+        if let Some(Parent::Agent(p)) = &a.parent
+            && !found.contains(p)
+            && !in_request.contains(p)
+        {
+            return Err(AgentError::Invalid {
+                field: "parent".into(),
+                reason: format!("agent `{p}` does not exist in this tenant"),
+            }
+            .into());
+        }
+        for d in &a.depends_on {
+            if !found.contains(d) && !in_request.contains(d) {
+                return Err(AgentError::Invalid {
+                    field: "depends_on".into(),
+                    reason: format!("agent `{d}` does not exist in this tenant"),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn insert_labels(conn: &mut AnyConnection, agents: &[Agent]) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, &String, &String)> = agents
+        .iter()
+        .flat_map(|a| {
+            a.labels
+                .iter()
+                .map(move |(k, v)| (a.id.to_string(), a.tenant_id.to_string(), k, v))
+        })
+        .collect();
+    for chunk in rows.chunks(chunk_rows(4)) {
+        let sql = format!(
+            "INSERT INTO agent_labels (agent_id, tenant_id, key, value) VALUES {}",
+            placeholders(chunk.len(), 4, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, t, k, v) in chunk {
+            q = q.bind(id.clone()).bind(t.clone()).bind((*k).clone()).bind((*v).clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn create_agents(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    agents: Vec<Agent>,
+    clock: &dyn Clock,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let mut seen = HashSet::new();
+    for a in &agents {
+        if !seen.insert(a.name.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "the name `{}` appears more than once in the request",
+                a.name
+            )));
+        }
+    }
+    let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+    if let Some(name) = taken_names(conn, tenant_id, &names).await?.first() {
+        return Err(StoreError::Conflict(format!(
+            "an agent named `{name}` already exists in this tenant (names of retired agents stay reserved)"
+        )));
+    }
+    let ids: HashSet<Uuid> = agents.iter().map(|a| a.id).collect();
+    check_references(conn, tenant_id, agents.iter(), &ids).await?;
+    for chunk in agents.chunks(chunk_rows(AGENT_NCOLS)) {
+        let sql = format!(
+            "INSERT INTO agents ({AGENT_COLS}) VALUES {}",
+            placeholders(chunk.len(), AGENT_NCOLS, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = row::bind_agent(q, a);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    insert_labels(conn, &agents).await?;
+    let expiring: Vec<&Agent> = agents.iter().filter(|a| a.expires_at.is_some()).collect();
+    for chunk in expiring.chunks(chunk_rows(5)) {
+        let sql = format!(
+            "INSERT INTO jobs (id, tenant_id, kind, target_id, run_at) VALUES {}",
+            placeholders(chunk.len(), 5, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(clock.new_id().to_string())
+                .bind(tenant_id.to_string())
+                .bind(JOB_EXPIRE_AGENT)
+                .bind(a.id.to_string())
+                .bind(a.expires_at.map(Timestamp::as_micros).unwrap_or_default());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let drafts = agents
+        .iter()
+        .map(|a| {
+            with_details(
+                draft(ctx, tenant_id, "agent.create", "agent", a.id.to_string()),
+                json!({
+                    "name": a.name, "owner": a.owner, "environment": a.environment.map(|e| e.as_str()),
+                    "class": a.class, "expires_at": a.expires_at.map(|e| e.to_rfc3339()),
+                }),
+            )
+        })
+        .collect();
+    Ok((Applied::Agents(agents), drafts))
+}
+
+async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Agent, StoreError> {
+    let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2");
+    match sqlx::query(&sql)
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(r) => row::agent(&r),
+        None => Err(StoreError::NotFound { what: "agent", id: id.to_string() }),
+    }
+}
+
+/// Writes every mutable column of `a`, if the stored version is still `old_version`.
+async fn save_agent(conn: &mut AnyConnection, a: &Agent, old_version: i64) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE agents SET name = $1, owner = $2, purpose = $3, environment = $4, team = $5, \
+         labels = $6, capabilities = $7, class = $8, depends_on = $9, status = $10, \
+         status_reason = $11, status_changed_at = $12, status_changed_by = $13, updated_at = $14, \
+         version = $15 WHERE id = $16 AND tenant_id = $17 AND version = $18",
+    )
+    .bind(a.name.clone())
+    .bind(a.owner.clone())
+    .bind(a.purpose.clone())
+    .bind(a.environment.map(|e| e.as_str().to_owned()))
+    .bind(a.team.clone())
+    .bind(row::to_json(&a.labels))
+    .bind(row::to_json(&a.capabilities))
+    .bind(a.class.clone())
+    .bind(row::to_json(&a.depends_on))
+    .bind(a.status.as_str().to_owned())
+    .bind(a.status_reason.clone())
+    .bind(a.status_changed_at.as_micros())
+    .bind(a.status_changed_by.clone())
+    .bind(a.updated_at.as_micros())
+    .bind(a.version)
+    .bind(a.id.to_string())
+    .bind(a.tenant_id.to_string())
+    .bind(old_version)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::PreconditionFailed { current: old_version })
+    }
+}
+
+async fn update_agent(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    if_match: Option<i64>,
+    changes: AgentChanges,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let mut agent = load_agent(conn, tenant_id, id).await?;
+    if let Some(v) = if_match
+        && v != agent.version
+    {
+        return Err(StoreError::PreconditionFailed { current: agent.version });
+    }
+    if agent.status == Status::Retired {
+        return Err(StoreError::Conflict(
+            "the agent is retired; its record is kept read-only for forensics".into(),
+        ));
+    }
+    let old_version = agent.version;
+    let old_name = agent.name.clone();
+    let changed = changed_fields(&changes);
+    let labels_changed = changes.labels.is_some();
+    changes.apply(&mut agent, now)?;
+    if agent.name != old_name && !taken_names(conn, tenant_id, &[agent.name.as_str()]).await?.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "an agent named `{}` already exists in this tenant",
+            agent.name
+        )));
+    }
+    check_references(conn, tenant_id, std::iter::once(&agent), &HashSet::new()).await?;
+    save_agent(conn, &agent, old_version).await?;
+    if labels_changed {
+        sqlx::query("DELETE FROM agent_labels WHERE agent_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        insert_labels(conn, std::slice::from_ref(&agent)).await?;
+    }
+    let d = with_details(
+        draft(ctx, tenant_id, "agent.update", "agent", id.to_string()),
+        json!({ "changed": changed, "version": agent.version }),
+    );
+    Ok((Applied::Agent(agent), vec![d]))
+}
+
+fn changed_fields(c: &AgentChanges) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut add = |present: bool, name: &'static str| {
+        if present {
+            v.push(name);
+        }
+    };
+    add(c.name.is_some(), "name");
+    add(c.owner.is_some(), "owner");
+    add(c.purpose.is_some(), "purpose");
+    add(c.environment.is_some(), "environment");
+    add(c.team.is_some(), "team");
+    add(c.labels.is_some(), "labels");
+    add(c.capabilities.is_some(), "capabilities");
+    add(c.class.is_some(), "class");
+    add(c.depends_on.is_some(), "depends_on");
+    v
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site per command; a struct would only rename them")]
+async fn transition_agent(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    transition: Transition,
+    reason: String,
+    now: Timestamp,
+    ctx: &Context,
+    cause: Option<&str>,
+) -> Result<Outcome2, StoreError> {
+    let mut agent = load_agent(conn, tenant_id, id).await?;
+    let from = agent.status;
+    let to = from.apply(transition)?;
+    let old_version = agent.version;
+    agent.status = to;
+    agent.status_reason = Some(reason.clone());
+    agent.status_changed_at = now;
+    agent.status_changed_by = ctx.actor.reference();
+    agent.updated_at = now;
+    agent.version += 1;
+    save_agent(conn, &agent, old_version).await?;
+    if to == Status::Retired {
+        // Retirement is terminal: nothing scheduled for the agent may run.
+        sqlx::query("DELETE FROM jobs WHERE target_id = $1 AND kind = $2")
+            .bind(id.to_string())
+            .bind(JOB_EXPIRE_AGENT)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut d = with_details(
+        draft(ctx, tenant_id, transition_action(transition), "agent", id.to_string()),
+        json!({ "from": from.as_str(), "to": to.as_str(), "cause": cause }),
+    );
+    d.reason = Some(reason);
+    Ok((Applied::Agent(agent), vec![d]))
+}
+
+async fn expire_agent(conn: &mut AnyConnection, job: Job, now: Timestamp, ctx: &Context) -> Result<Outcome2, StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
+    let agent = match load_agent(conn, job.tenant_id, id).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound { .. }) => return Ok((Applied::Done, vec![])),
+        Err(e) => return Err(e),
+    };
+    if agent.status == Status::Retired {
+        return Ok((Applied::Agent(agent), vec![]));
+    }
+    transition_agent(
+        conn,
+        job.tenant_id,
+        id,
+        Transition::Retire,
+        "time to live ended".into(),
+        now,
+        ctx,
+        Some("ttl"),
+    )
+    .await
+}
+
+async fn claim_jobs(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    now: Timestamp,
+    lease_secs: i64,
+    limit: i64,
+) -> Result<Outcome2, StoreError> {
+    // Dialect split: PostgreSQL skips rows other nodes have locked, so each due
+    // job is leased to exactly one node; SQLite has one node and one writer.
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN \
+         (SELECT id FROM jobs WHERE run_at <= $2 AND (locked_until IS NULL OR locked_until < $2) \
+         ORDER BY run_at LIMIT $3{lock}) RETURNING id, tenant_id, kind, target_id, run_at, attempts"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now.plus_secs(lease_secs).as_micros())
+        .bind(now.as_micros())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let jobs = rows.iter().map(row::job).collect::<Result<Vec<_>, _>>()?;
+    Ok((Applied::Jobs(jobs), vec![]))
+}

@@ -1,0 +1,51 @@
+//! Schema migrations: one folder per backend, the same numbering in both.
+
+use sqlx::{AnyConnection, Connection, Executor};
+
+use crate::{Dialect, StoreError};
+
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// Applies every migration not yet applied, each in its own transaction. On
+/// PostgreSQL an advisory lock keeps concurrently starting nodes from racing.
+pub(crate) async fn run(conn: &mut AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS idv_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .await?;
+    for m in MIGRATIONS {
+        let mut tx = conn.begin().await?;
+        if dialect == Dialect::Postgres {
+            tx.execute("DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/migrate')); END $$")
+                .await?;
+        }
+        let done: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM idv_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_none() {
+            let sql = match dialect {
+                Dialect::Sqlite => m.sqlite,
+                Dialect::Postgres => m.postgres,
+            };
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO idv_migrations (version, applied_at) VALUES ($1, 'applied')")
+                .bind(m.version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}

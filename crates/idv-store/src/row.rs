@@ -1,0 +1,254 @@
+//! Decoding rows into domain types and binding domain types into queries.
+
+use idv_core::Timestamp;
+use idv_core::admin_token::{AdminToken, Role};
+use idv_core::agent::{Agent, Environment, Parent};
+use idv_core::audit::{Actor, ActorKind, Event, Outcome};
+use idv_core::lifecycle::Status;
+use idv_core::tenant::Tenant;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::command::Job;
+
+pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+pub(crate) fn uuid(row: &AnyRow, col: &str) -> Result<Uuid, StoreError> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| corrupt(col, e))
+}
+
+fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, StoreError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e)))
+        .transpose()
+}
+
+fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
+    Ok(Timestamp::from_micros(row.try_get::<i64, _>(col)?))
+}
+
+fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row
+        .try_get::<Option<i64>, _>(col)?
+        .map(Timestamp::from_micros))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| corrupt(col, e))
+}
+
+fn hash32(row: &AnyRow, col: &str) -> Result<[u8; 32], StoreError> {
+    let v: Vec<u8> = row.try_get(col)?;
+    v.try_into().map_err(|_| corrupt(col, "not 32 bytes"))
+}
+
+pub(crate) const TENANT_COLS: &str = "id, name, display_name, created_at";
+
+pub(crate) fn tenant(row: &AnyRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: uuid(row, "id")?,
+        name: row.try_get("name")?,
+        display_name: row.try_get("display_name")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(crate) const TOKEN_COLS: &str =
+    "id, tenant_id, name, role, platform, hint, created_at, created_by, expires_at, revoked_at";
+
+pub(crate) fn admin_token(row: &AnyRow) -> Result<AdminToken, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(AdminToken {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        name: row.try_get("name")?,
+        role: role.parse::<Role>().map_err(|e| corrupt("role", e))?,
+        platform: row.try_get::<i64, _>("platform")? != 0,
+        hint: row.try_get("hint")?,
+        created_at: ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub(crate) const AGENT_COLS: &str = "id, tenant_id, name, owner, purpose, environment, team, labels, \
+     capabilities, class, parent_type, parent_id, depends_on, status, status_reason, \
+     status_changed_at, status_changed_by, expires_at, created_at, created_by, updated_at, version";
+pub(crate) const AGENT_NCOLS: usize = 22;
+
+pub(crate) fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
+    let environment: Option<String> = row.try_get("environment")?;
+    let parent_type: Option<String> = row.try_get("parent_type")?;
+    let parent_id: Option<String> = row.try_get("parent_id")?;
+    let parent = match (parent_type.as_deref(), parent_id) {
+        (Some("agent"), Some(id)) => Some(Parent::Agent(
+            Uuid::parse_str(&id).map_err(|e| corrupt("parent_id", e))?,
+        )),
+        (Some("human"), Some(id)) => Some(Parent::Human(id)),
+        (None, None) => None,
+        _ => return Err(corrupt("parent", "inconsistent parent columns")),
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Agent {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        name: row.try_get("name")?,
+        owner: row.try_get("owner")?,
+        purpose: row.try_get("purpose")?,
+        environment: environment
+            .map(|e| e.parse::<Environment>().map_err(|e| corrupt("environment", e)))
+            .transpose()?,
+        team: row.try_get("team")?,
+        labels: json(row, "labels")?,
+        capabilities: json(row, "capabilities")?,
+        class: row.try_get("class")?,
+        parent,
+        depends_on: json(row, "depends_on")?,
+        status: status.parse::<Status>().map_err(|e| corrupt("status", e))?,
+        status_reason: row.try_get("status_reason")?,
+        status_changed_at: ts(row, "status_changed_at")?,
+        status_changed_by: row.try_get("status_changed_by")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        created_at: ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: ts(row, "updated_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serializing maps of strings and vectors of strings/uuids cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Binds an agent's columns in [`AGENT_COLS`] order.
+pub(crate) fn bind_agent<'q>(q: AnyQuery<'q>, a: &Agent) -> AnyQuery<'q> {
+    let (parent_type, parent_id) = match &a.parent {
+        Some(Parent::Agent(id)) => (Some("agent"), Some(id.to_string())),
+        Some(Parent::Human(h)) => (Some("human"), Some(h.clone())),
+        None => (None, None),
+    };
+    q.bind(a.id.to_string())
+        .bind(a.tenant_id.to_string())
+        .bind(a.name.clone())
+        .bind(a.owner.clone())
+        .bind(a.purpose.clone())
+        .bind(a.environment.map(|e| e.as_str().to_owned()))
+        .bind(a.team.clone())
+        .bind(to_json(&a.labels))
+        .bind(to_json(&a.capabilities))
+        .bind(a.class.clone())
+        .bind(parent_type.map(str::to_owned))
+        .bind(parent_id)
+        .bind(to_json(&a.depends_on))
+        .bind(a.status.as_str().to_owned())
+        .bind(a.status_reason.clone())
+        .bind(a.status_changed_at.as_micros())
+        .bind(a.status_changed_by.clone())
+        .bind(a.expires_at.map(Timestamp::as_micros))
+        .bind(a.created_at.as_micros())
+        .bind(a.created_by.clone())
+        .bind(a.updated_at.as_micros())
+        .bind(a.version)
+}
+
+pub(crate) const EVENT_COLS: &str = "seq, id, time, tenant_id, actor_kind, actor_name, actor_token_id, \
+     action, target_type, target_id, outcome, reason, request_id, details, prev_hash, hash";
+pub(crate) const EVENT_NCOLS: usize = 16;
+
+pub(crate) fn event(row: &AnyRow) -> Result<Event, StoreError> {
+    let kind: String = row.try_get("actor_kind")?;
+    let outcome: String = row.try_get("outcome")?;
+    let details: String = row.try_get("details")?;
+    Ok(Event {
+        seq: row.try_get("seq")?,
+        id: uuid(row, "id")?,
+        time: ts(row, "time")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        actor: Actor {
+            kind: ActorKind::parse(&kind).ok_or_else(|| corrupt("actor_kind", &kind))?,
+            name: row.try_get("actor_name")?,
+            token_id: opt_uuid(row, "actor_token_id")?,
+        },
+        action: row.try_get("action")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
+        reason: row.try_get("reason")?,
+        request_id: row.try_get("request_id")?,
+        // Stored in canonical form; a value that no longer parses is itself
+        // evidence of tampering, so keep the raw text for the verifier.
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        prev_hash: hash32(row, "prev_hash")?,
+        hash: hash32(row, "hash")?,
+    })
+}
+
+/// Binds an event's columns in [`EVENT_COLS`] order.
+pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, e: &Event) -> AnyQuery<'q> {
+    q.bind(e.seq)
+        .bind(e.id.to_string())
+        .bind(e.time.as_micros())
+        .bind(e.tenant_id.to_string())
+        .bind(e.actor.kind.as_str().to_owned())
+        .bind(e.actor.name.clone())
+        .bind(e.actor.token_id.map(|t| t.to_string()))
+        .bind(e.action.clone())
+        .bind(e.target_type.clone())
+        .bind(e.target_id.clone())
+        .bind(e.outcome.as_str().to_owned())
+        .bind(e.reason.clone())
+        .bind(e.request_id.clone())
+        .bind(idv_core::audit::canonical_json(&e.details))
+        .bind(e.prev_hash.to_vec())
+        .bind(e.hash.to_vec())
+}
+
+pub(crate) fn job(row: &AnyRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        kind: row.try_get("kind")?,
+        target_id: row.try_get("target_id")?,
+        run_at: ts(row, "run_at")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+/// `($1, $2, …), ($k, …)` for `rows` rows of `cols` columns.
+pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = first;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&n.to_string());
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Rows per multi-row statement: under SQLite's 32766 and PostgreSQL's
+/// 65535 bound-parameter limits.
+pub(crate) fn chunk_rows(cols: usize) -> usize {
+    (30_000 / cols.max(1)).max(1)
+}

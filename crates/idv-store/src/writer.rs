@@ -1,0 +1,179 @@
+//! The group-commit writer: the one task per node that writes.
+//!
+//! It takes every queued unit of work, runs them in one transaction (each in
+//! a savepoint, so one refused unit does not sink the others), appends their
+//! audit events to the hash chain in order, commits once, and only then
+//! answers every waiting caller. On PostgreSQL each batch first takes the
+//! chain-head advisory lock, so several nodes append to one chain safely.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use idv_core::Clock;
+use idv_core::audit::{Event, Head};
+use sqlx::{AnyConnection, Connection, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{self, Applied, Command, Context};
+use crate::row::{self, EVENT_COLS, EVENT_NCOLS, chunk_rows, placeholders};
+use crate::{Dialect, StoreError};
+
+/// Queue depth before callers wait.
+pub(crate) const QUEUE: usize = 16_384;
+/// Most units in one transaction.
+const MAX_BATCH: usize = 2_048;
+
+/// One caller's unit of work.
+pub(crate) struct Unit {
+    pub cmd: Command,
+    pub ctx: Context,
+    pub reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Units of work committed or refused.
+    pub units: AtomicU64,
+    /// Audit events appended.
+    pub events: AtomicU64,
+    /// Batches that failed as a whole (nothing changed).
+    pub failed_batches: AtomicU64,
+}
+
+/// Advisory lock that serialises the chain head across PostgreSQL nodes.
+const PG_CHAIN_LOCK: &str =
+    "DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/audit-chain')); END $$";
+
+pub(crate) async fn run(
+    mut conn: AnyConnection,
+    url: String,
+    dialect: Dialect,
+    clock: Arc<dyn Clock>,
+    stats: Arc<WriterStats>,
+    mut rx: mpsc::Receiver<Unit>,
+) {
+    let mut units = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        units.push(first);
+        while units.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(u) => units.push(u),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(units.len());
+        let mut work = Vec::with_capacity(units.len());
+        for u in units.drain(..) {
+            replies.push(u.reply);
+            work.push((u.cmd, u.ctx));
+        }
+        let n = work.len();
+        match run_batch(&mut conn, dialect, clock.as_ref(), work).await {
+            Ok((results, events)) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.units.fetch_add(n as u64, Ordering::Relaxed);
+                stats.events.fetch_add(events as u64, Ordering::Relaxed);
+                for (reply, res) in replies.into_iter().zip(results) {
+                    // The caller may have gone away; the change is durable either way.
+                    let _ = reply.send(res);
+                }
+            }
+            Err(e) => {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, units = n, "write batch failed; nothing in it was committed");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(
+                        "the change and its audit event could not be committed; nothing was changed".into(),
+                    )));
+                }
+                if conn.ping().await.is_err() {
+                    match crate::connect_one(&url, dialect).await {
+                        Ok(c) => conn = c,
+                        Err(e) => tracing::error!(error = %e, "writer could not reconnect"),
+                    }
+                }
+            }
+        }
+    }
+    let _ = conn.close().await;
+}
+
+type BatchResult = (Vec<Result<Applied, StoreError>>, usize);
+
+async fn run_batch(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    clock: &dyn Clock,
+    work: Vec<(Command, Context)>,
+) -> Result<BatchResult, StoreError> {
+    let mut tx = conn.begin().await?;
+    if dialect == Dialect::Postgres {
+        tx.execute(PG_CHAIN_LOCK).await?;
+    }
+    let mut head = read_head(&mut tx).await?;
+    let mut events: Vec<Event> = Vec::new();
+    let mut results = Vec::with_capacity(work.len());
+    for (cmd, ctx) in work {
+        let now = clock.now();
+        let attempt = cmd.attempt();
+        let mut sp = tx.begin().await?;
+        let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
+        match res {
+            Ok((applied, drafts)) => {
+                sp.commit().await?;
+                for d in drafts {
+                    events.push(head.append(d, clock.new_id(), now));
+                }
+                results.push(Ok(applied));
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                if e.is_domain()
+                    && let Some(a) = attempt
+                {
+                    events.push(head.append(a.failure(&ctx, &e), clock.new_id(), now));
+                }
+                results.push(Err(e));
+            }
+        }
+    }
+    insert_events(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok((results, events.len()))
+}
+
+pub(crate) async fn read_head(conn: &mut AnyConnection) -> Result<Head, StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        None => Ok(Head::EMPTY),
+        Some(r) => {
+            let hash: Vec<u8> = r.try_get("hash")?;
+            Ok(Head {
+                seq: r.try_get("seq")?,
+                hash: hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("chain head hash is not 32 bytes".into()))?,
+            })
+        }
+    }
+}
+
+async fn insert_events(conn: &mut AnyConnection, events: &[Event]) -> Result<(), StoreError> {
+    for chunk in events.chunks(chunk_rows(EVENT_NCOLS)) {
+        let sql = format!(
+            "INSERT INTO audit_events ({EVENT_COLS}) VALUES {}",
+            placeholders(chunk.len(), EVENT_NCOLS, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = row::bind_event(q, e);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
