@@ -1,0 +1,375 @@
+//! Wire types of the admin API, shared by the server and the CLI. No logic.
+//!
+//! Request types reject unknown fields, so a typo in a field name is a clear
+//! 400 rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The media type of every error body (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error, as RFC 9457 problem details.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Stable URI naming the kind of problem, e.g. `urn:idv:problem:not-found`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for people.
+    pub detail: String,
+    /// The request id, to find the matching log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// For lifecycle conflicts: the agent's current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_state: Option<String>,
+    /// For stale writes: the current version (ETag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
+    /// For invalid input: which field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A page of results with a keyset cursor.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items, in id (creation) order.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A duration: seconds as a number, or text like `90s`, `15m`, `1h30m`, `7d`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DurationValue {
+    /// Whole seconds.
+    Seconds(u64),
+    /// Text form.
+    Text(String),
+}
+
+/// `POST /v1/tenants`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantCreate {
+    /// Slug: lowercase letters, digits and `-`.
+    pub name: String,
+    /// Name for people (defaults to `name`).
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A tenant.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    /// Immutable id.
+    pub id: Uuid,
+    /// Slug.
+    pub name: String,
+    /// Name for people.
+    pub display_name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `POST /v1/admin-tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenCreate {
+    /// A name for people, e.g. `ci-pipeline`.
+    pub name: String,
+    /// `admin`, `operator` or `auditor`.
+    pub role: String,
+    /// Lifetime; absent means it does not expire.
+    #[serde(default)]
+    pub expires_in: Option<DurationValue>,
+    /// Make a platform operator token (needs a platform operator token).
+    #[serde(default)]
+    pub platform: bool,
+}
+
+/// An admin token (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AdminTokenView {
+    /// Immutable id.
+    pub id: Uuid,
+    /// Tenant it belongs to.
+    pub tenant: String,
+    /// Name for people.
+    pub name: String,
+    /// `admin`, `operator` or `auditor`.
+    pub role: String,
+    /// Platform operator token.
+    pub platform: bool,
+    /// The first characters of the token.
+    pub hint: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who created it.
+    pub created_by: String,
+    /// RFC 3339, if it expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// RFC 3339, if revoked.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
+}
+
+/// The answer to `POST /v1/admin-tokens`: the secret, shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AdminTokenCreated {
+    /// The bearer token. Store it now; it cannot be shown again.
+    pub token: String,
+    /// The stored record.
+    pub admin_token: AdminTokenView,
+}
+
+/// `GET /v1/admin-tokens/self`: who the caller is.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// The token used.
+    pub admin_token: AdminTokenView,
+    /// The tenant the request acted in.
+    pub tenant: TenantView,
+}
+
+/// Who created an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParentRef {
+    /// `agent` or `human`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Agent id, or the human's identifier at the IdP.
+    pub id: String,
+}
+
+/// `POST /v1/agents`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCreate {
+    /// Unique in the tenant; letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// The accountable human or team.
+    pub owner: String,
+    /// Why the agent exists.
+    pub purpose: String,
+    /// `dev`, `test` or `prod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The team that runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Key/value labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Declared capabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// The class (template) it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Who created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// Agents it depends on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Uuid>,
+    /// For ephemeral agents: retire automatically after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<DurationValue>,
+}
+
+/// `POST /v1/agents/bulk`: all or nothing.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBulkCreate {
+    /// Up to 50,000 agents.
+    pub agents: Vec<AgentCreate>,
+}
+
+/// One agent created in bulk.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentCreatedRef {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its SPIFFE-style URI.
+    pub spiffe_id: String,
+}
+
+/// The answer to `POST /v1/agents/bulk`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentBulkCreated {
+    /// How many were created (all of them).
+    pub created: usize,
+    /// Their ids, in request order.
+    pub agents: Vec<AgentCreatedRef>,
+}
+
+/// An agent.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    /// Immutable UUIDv7.
+    pub id: Uuid,
+    /// `spiffe://<trust-domain>/t/<tenant>/agent/<id>`.
+    pub spiffe_id: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Unique in the tenant.
+    pub name: String,
+    /// The accountable human or team.
+    pub owner: String,
+    /// Why it exists.
+    pub purpose: String,
+    /// `dev`, `test` or `prod`.
+    pub environment: Option<String>,
+    /// The team that runs it.
+    pub team: Option<String>,
+    /// Key/value labels.
+    pub labels: BTreeMap<String, String>,
+    /// Declared capabilities.
+    pub capabilities: Vec<String>,
+    /// Class (template).
+    pub class: Option<String>,
+    /// Who created it.
+    pub parent: Option<ParentRef>,
+    /// Agents it depends on.
+    pub depends_on: Vec<Uuid>,
+    /// `provisioning`, `active`, `suspended` or `retired`.
+    pub status: String,
+    /// Reason for the last status change.
+    pub status_reason: Option<String>,
+    /// RFC 3339.
+    pub status_changed_at: String,
+    /// Who changed the status last.
+    pub status_changed_by: String,
+    /// RFC 3339; for ephemeral agents, when they retire themselves.
+    pub expires_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who registered it.
+    pub created_by: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Incremented on every change; also the `ETag`.
+    pub version: i64,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/agents/{id}`: JSON merge patch (RFC 7396) of the metadata.
+/// `null` clears `environment`, `team` or `class`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPatch {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// New purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// New environment, or `null` to clear.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub environment: Option<Option<String>>,
+    /// New team, or `null` to clear.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub team: Option<Option<String>>,
+    /// Replacement labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Replacement capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// New class, or `null` to clear.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub class: Option<Option<String>>,
+    /// Replacement dependencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<Uuid>>,
+}
+
+/// `POST /v1/agents/{id}/{activate|suspend|resume|retire}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    /// Why; recorded on the agent and in the audit log.
+    pub reason: String,
+}
+
+/// Who acted, in an audit event.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditActorView {
+    /// `admin_token` or `system`.
+    pub kind: String,
+    /// The token's name or the system component.
+    pub name: String,
+    /// The token id, when a token was used.
+    pub token_id: Option<Uuid>,
+}
+
+/// An audit event exactly as chained: with these fields anyone can recompute
+/// `hash` and check the chain (see `docs/api.md`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEventView {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// Event id.
+    pub id: Uuid,
+    /// RFC 3339 with microseconds.
+    pub time: String,
+    /// Tenant id.
+    pub tenant_id: Uuid,
+    /// Who acted.
+    pub actor: AuditActorView,
+    /// What was done, e.g. `agent.create`.
+    pub action: String,
+    /// The kind of thing acted on.
+    pub target_type: String,
+    /// Which one.
+    pub target_id: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// The reason given.
+    pub reason: Option<String>,
+    /// The request that caused it.
+    pub request_id: Option<String>,
+    /// Anything else (never a secret).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Previous event's hash (hex).
+    pub prev_hash: String,
+    /// This event's hash (hex).
+    pub hash: String,
+}
+
+/// `GET /healthz` and `/readyz`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+}
