@@ -46,8 +46,11 @@ pub enum Permission {
     ReadAudit,
     /// List, create and revoke admin tokens.
     ManageTokens,
-    /// Create tenants and act in any tenant (platform operators only).
+    /// Create tenants and act in any tenant (platform operator admins only).
     ManagePlatform,
+    /// Read the whole audit chain across tenants (platform operators who may
+    /// read the audit log).
+    ReadAllAudit,
 }
 
 impl Role {
@@ -65,7 +68,7 @@ impl Role {
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
         match self {
-            Role::Admin => !matches!(p, ManagePlatform),
+            Role::Admin => !matches!(p, ManagePlatform | ReadAllAudit),
             Role::Operator => matches!(p, ReadRegistry | WriteRegistry),
             Role::Auditor => matches!(p, ReadRegistry | ReadAudit),
         }
@@ -148,6 +151,7 @@ impl Principal {
     pub fn may(&self, p: Permission) -> bool {
         match p {
             Permission::ManagePlatform => self.platform && self.role == Role::Admin,
+            Permission::ReadAllAudit => self.platform && self.role.allows(Permission::ReadAudit),
             other => self.role.allows(other),
         }
     }

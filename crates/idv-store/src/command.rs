@@ -120,7 +120,7 @@ pub enum Applied {
     /// Created agents, in request order.
     Agents(Vec<Agent>),
     /// One agent after the change.
-    Agent(Agent),
+    Agent(Box<Agent>),
     /// Jobs leased to this node.
     Jobs(Vec<Job>),
     /// Nothing to return.
@@ -634,7 +634,7 @@ async fn update_agent(
         draft(ctx, tenant_id, "agent.update", "agent", id.to_string()),
         json!({ "changed": changed, "version": agent.version }),
     );
-    Ok((Applied::Agent(agent), vec![d]))
+    Ok((Applied::Agent(Box::new(agent)), vec![d]))
 }
 
 fn changed_fields(c: &AgentChanges) -> Vec<&'static str> {
@@ -691,7 +691,7 @@ async fn transition_agent(
         json!({ "from": from.as_str(), "to": to.as_str(), "cause": cause }),
     );
     d.reason = Some(reason);
-    Ok((Applied::Agent(agent), vec![d]))
+    Ok((Applied::Agent(Box::new(agent)), vec![d]))
 }
 
 async fn expire_agent(conn: &mut AnyConnection, job: Job, now: Timestamp, ctx: &Context) -> Result<Outcome2, StoreError> {
@@ -706,7 +706,7 @@ async fn expire_agent(conn: &mut AnyConnection, job: Job, now: Timestamp, ctx: &
         Err(e) => return Err(e),
     };
     if agent.status == Status::Retired {
-        return Ok((Applied::Agent(agent), vec![]));
+        return Ok((Applied::Agent(Box::new(agent)), vec![]));
     }
     transition_agent(
         conn,

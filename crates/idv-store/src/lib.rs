@@ -22,7 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
-pub use command::{Applied, Command, Context, Job};
+pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job};
 pub use error::StoreError;
 pub use read::{AgentFilter, AuditFilter};
 pub use writer::WriterStats;

@@ -1,0 +1,184 @@
+//! Test kit: starts the real server in-process on `127.0.0.1:0` over SQLite
+//! (a fresh temporary directory) or PostgreSQL (a fresh schema in the
+//! database named by `IDV_TEST_POSTGRES_URL`), and gives tests an HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idv_core::Timestamp;
+use idv_core::clock::{Clock, ManualClock, SystemClock};
+use idv_server::{Config, Running};
+use sqlx::{Connection, Executor};
+
+/// The environment variable naming the PostgreSQL used by tests.
+pub const POSTGRES_ENV: &str = "IDV_TEST_POSTGRES_URL";
+
+/// Which store a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite in a temporary directory.
+    Sqlite,
+    /// PostgreSQL from `IDV_TEST_POSTGRES_URL`, in a fresh schema.
+    Postgres,
+}
+
+/// The PostgreSQL URL for tests, if configured.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV).ok().filter(|s| !s.is_empty())
+}
+
+/// Generates one test per backend for each listed `async fn name(Backend)`:
+/// `sqlite::name` always runs; `postgres::name` runs when
+/// `IDV_TEST_POSTGRES_URL` is set and otherwise says it was skipped.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::postgres_url().is_none() {
+                        eprintln!("SKIPPED: {} not set; PostgreSQL variant of `{}` did not run", $crate::POSTGRES_ENV, stringify!($name));
+                        return;
+                    }
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh, empty database for `backend`: its URL and what keeps it alive.
+#[derive(Debug)]
+pub struct Database {
+    /// URL to give the server.
+    pub url: String,
+    /// Data directory (also holds the SQLite file).
+    pub dir: tempfile::TempDir,
+}
+
+impl Database {
+    /// Creates a fresh database (a new SQLite file, or a new PostgreSQL schema).
+    pub async fn fresh(backend: Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("idv.db").display()),
+            Backend::Postgres => {
+                let base = postgres_url().ok_or_else(|| anyhow::anyhow!("{POSTGRES_ENV} is not set"))?;
+                let schema = format!("idv_t_{}", rand::random::<u64>());
+                let mut conn = sqlx::PgConnection::connect(&base).await?;
+                conn.execute(format!("CREATE SCHEMA {schema}").as_str()).await?;
+                conn.close().await?;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}options=-c%20search_path%3D{schema}")
+            }
+        };
+        Ok(Self { url, dir })
+    }
+}
+
+/// Options for [`TestServer::start_with`].
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Use this clock (default: the system clock).
+    pub clock: Option<Arc<ManualClock>>,
+    /// Reuse this database (default: a fresh one).
+    pub database: Option<Database>,
+}
+
+/// A running in-process server.
+#[derive(Debug)]
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The bootstrap platform admin token.
+    pub token: String,
+    /// The manual clock, when one was given.
+    pub clock: Option<Arc<ManualClock>>,
+    /// The database (kept alive for the server's lifetime).
+    pub database: Database,
+    /// The server.
+    pub running: Running,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> TestServer {
+        match Self::start_with(backend, Options::default()).await {
+            Ok(s) => s,
+            Err(e) => panic!("test server failed to start: {e:#}"),
+        }
+    }
+
+    /// Starts a server with options.
+    pub async fn start_with(backend: Backend, opts: Options) -> anyhow::Result<TestServer> {
+        let database = match opts.database {
+            Some(d) => d,
+            None => Database::fresh(backend).await?,
+        };
+        let token = idv_core::admin_token::generate();
+        let config = Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: database.dir.path().to_path_buf(),
+            database_url: Some(database.url.clone()),
+            bootstrap_token: Some(token.clone()),
+            master_key: None,
+            master_key_file: None,
+            trust_domain: "idv.test".into(),
+            job_interval: Duration::from_millis(50),
+        };
+        let clock: Arc<dyn Clock> = match &opts.clock {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock::default()),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let running = idv_server::start(config, clock, listener).await?;
+        Ok(TestServer {
+            base: format!("http://{}", running.addr),
+            token,
+            clock: opts.clock,
+            database,
+            running,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// A manual clock starting now, for tests that move time.
+    pub fn manual_clock() -> Arc<ManualClock> {
+        let now = SystemClock::default().now();
+        Arc::new(ManualClock::new(Timestamp::from_micros(now.as_micros())))
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the bootstrap token.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// A request with `token`.
+    pub fn req_as(&self, token: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// Stops the server and returns its database (to restart on it).
+    pub async fn stop(self) -> Database {
+        if let Err(e) = self.running.shutdown().await {
+            eprintln!("test server shutdown: {e:#}");
+        }
+        self.database
+    }
+}

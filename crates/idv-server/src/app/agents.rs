@@ -1,0 +1,115 @@
+//! The agent registry and lifecycle.
+
+use idv_core::admin_token::Permission;
+use idv_core::agent::{Agent, AgentChanges, NewAgent};
+use idv_core::lifecycle::Transition;
+use idv_store::{AgentFilter, Applied, Command, StoreError};
+use uuid::Uuid;
+
+use super::tenants::unexpected;
+use super::{AppError, Caller};
+use crate::AppState;
+
+/// Most agents in one bulk request.
+pub const MAX_BULK: usize = 50_000;
+
+/// Registers agents, all or nothing: if any is refused, none is created.
+/// For `bulk` requests, field errors name the item (`agents[3].name`).
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    specs: Vec<NewAgent>,
+    bulk: bool,
+) -> Result<Vec<Agent>, AppError> {
+    caller.require(state, Permission::WriteRegistry, "agent.create").await?;
+    if specs.is_empty() || specs.len() > MAX_BULK {
+        return Err(AppError::BadParameter {
+            field: "agents".into(),
+            detail: format!("send between 1 and {MAX_BULK} agents per request, not {}", specs.len()),
+        });
+    }
+    let now = state.clock.now();
+    let by = caller.actor().reference();
+    let agents = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            spec.into_agent(state.clock.new_id(), caller.tenant.id, now, &by)
+                .map_err(|e| match e {
+                    idv_core::agent::AgentError::Invalid { field, reason } if bulk => {
+                        idv_core::agent::AgentError::Invalid { field: format!("agents[{i}].{field}"), reason }
+                    }
+                    other => other,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match state
+        .store
+        .execute(Command::CreateAgents { tenant_id: caller.tenant.id, agents }, caller.context())
+        .await?
+    {
+        Applied::Agents(a) => Ok(a),
+        _ => Err(unexpected()),
+    }
+}
+
+/// One agent of the caller's tenant.
+pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
+    caller.require(state, Permission::ReadRegistry, "agent.read").await?;
+    state
+        .store
+        .agent(caller.tenant.id, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: "agent", id: id.to_string() }.into())
+}
+
+/// Agents of the caller's tenant matching `filter`.
+pub async fn list(state: &AppState, caller: &Caller, filter: &AgentFilter) -> Result<Vec<Agent>, AppError> {
+    caller.require(state, Permission::ReadRegistry, "agent.list").await?;
+    Ok(state.store.agents(caller.tenant.id, filter).await?)
+}
+
+/// Changes metadata; `if_match` guards against lost updates.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    if_match: Option<i64>,
+    changes: AgentChanges,
+) -> Result<Agent, AppError> {
+    caller.require(state, Permission::WriteRegistry, "agent.update").await?;
+    match state
+        .store
+        .execute(
+            Command::UpdateAgent { tenant_id: caller.tenant.id, id, if_match, changes },
+            caller.context(),
+        )
+        .await?
+    {
+        Applied::Agent(a) => Ok(*a),
+        _ => Err(unexpected()),
+    }
+}
+
+/// Moves an agent through its lifecycle; the reason is required.
+pub async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    transition: Transition,
+    reason: String,
+) -> Result<Agent, AppError> {
+    caller.require(state, Permission::WriteRegistry, "agent.transition").await?;
+    idv_core::agent::validate_reason(&reason)?;
+    match state
+        .store
+        .execute(
+            Command::TransitionAgent { tenant_id: caller.tenant.id, id, transition, reason },
+            caller.context(),
+        )
+        .await?
+    {
+        Applied::Agent(a) => Ok(*a),
+        _ => Err(unexpected()),
+    }
+}

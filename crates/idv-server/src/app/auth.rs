@@ -1,0 +1,66 @@
+//! Authenticating admin tokens and choosing the tenant a request acts in.
+
+use idv_core::admin_token::{self, Principal};
+
+use super::{AppError, Caller};
+use crate::AppState;
+
+/// Authenticates a bearer token and resolves the tenant. `tenant_name` is the
+/// tenant a platform operator asked to act in (`X-IDV-Tenant`); any other
+/// token may only name its own tenant.
+pub async fn authenticate(
+    state: &AppState,
+    bearer: &str,
+    tenant_name: Option<&str>,
+    request_id: String,
+) -> Result<Caller, AppError> {
+    // A token with our prefix but a bad checksum is a typo or truncation:
+    // refuse it without touching the database.
+    if bearer.starts_with(admin_token::PREFIX) {
+        admin_token::check_format(bearer).map_err(|e| AppError::Unauthenticated(e.to_string()))?;
+    }
+    let hash = state.token_hasher.hash(bearer);
+    let token = state
+        .store
+        .admin_token_by_hash(&hash)
+        .await?
+        .filter(|t| t.is_usable(state.clock.now()))
+        .ok_or_else(|| AppError::Unauthenticated("the admin token is unknown, expired or revoked".into()))?;
+    let home = state
+        .store
+        .tenant(token.tenant_id)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("the admin token's tenant no longer exists".into()))?;
+    let principal = Principal {
+        token_id: token.id,
+        token_name: token.name,
+        home_tenant: token.tenant_id,
+        role: token.role,
+        platform: token.platform,
+    };
+    let (tenant, cross_tenant) = match tenant_name {
+        None => (home, false),
+        Some(name) if name == home.name => (home, false),
+        Some(name) => {
+            if !principal.platform {
+                return Err(AppError::Forbidden(format!(
+                    "this token belongs to tenant `{}` and cannot act in `{name}`",
+                    home.name
+                )));
+            }
+            let t = state.store.tenant_by_name(name).await?.ok_or_else(|| {
+                AppError::Store(idv_store::StoreError::NotFound {
+                    what: "tenant",
+                    id: name.to_owned(),
+                })
+            })?;
+            (t, true)
+        }
+    };
+    Ok(Caller {
+        principal,
+        tenant,
+        cross_tenant,
+        request_id,
+    })
+}

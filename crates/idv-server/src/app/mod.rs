@@ -1,0 +1,134 @@
+//! Use cases. Each loads what it needs, decides with `idv-core`, and hands
+//! the change and its audit events to the store in one transaction. Nothing
+//! here knows HTTP.
+
+pub mod agents;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod tenants;
+pub mod tokens;
+
+use idv_core::admin_token::{Permission, Principal};
+use idv_core::agent::AgentError;
+use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::tenant::Tenant;
+use idv_store::{Command, Context, StoreError};
+use serde_json::json;
+
+use crate::AppState;
+
+/// Why a use case refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No or bad credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but the role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Input breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] AgentError),
+    /// A request parameter is malformed.
+    #[error("{detail}")]
+    BadParameter {
+        /// Which parameter.
+        field: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// From the store (not found, conflict, precondition, transition, faults).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An authenticated caller acting in one tenant.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token's identity and role.
+    pub principal: Principal,
+    /// The tenant this request acts in (the token's own, or the one a
+    /// platform operator named).
+    pub tenant: Tenant,
+    /// Whether a platform operator is acting outside its own tenant.
+    pub cross_tenant: bool,
+    /// The request id.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// The audit actor for this caller.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            kind: ActorKind::AdminToken,
+            name: self.principal.token_name.clone(),
+            token_id: Some(self.principal.token_id),
+        }
+    }
+
+    /// The audit context for this caller's commands. A platform operator
+    /// acting in another tenant is noted in every event (DESIGN §7).
+    pub fn context(&self) -> Context {
+        Context {
+            actor: self.actor(),
+            request_id: Some(self.request_id.clone()),
+            note: self.cross_tenant.then(|| {
+                json!({ "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant })
+            }),
+        }
+    }
+
+    /// Refuses (and audits the refusal) unless the caller may do `p`.
+    pub async fn require(&self, state: &AppState, p: Permission, action: &str) -> Result<(), AppError> {
+        if self.principal.may(p) {
+            return Ok(());
+        }
+        let ctx = self.context();
+        let draft = Draft {
+            tenant_id: self.tenant.id,
+            actor: ctx.actor.clone(),
+            action: action.to_owned(),
+            target_type: "api".into(),
+            target_id: action.to_owned(),
+            outcome: Outcome::Denied,
+            reason: None,
+            request_id: ctx.request_id.clone(),
+            details: json!({ "role": self.principal.role.as_str(), "platform": self.principal.platform }),
+        };
+        state.store.execute(Command::Record(draft), ctx).await?;
+        Err(AppError::Forbidden(format!(
+            "the `{}` role may not {}",
+            self.principal.role,
+            describe(p)
+        )))
+    }
+}
+
+fn describe(p: Permission) -> &'static str {
+    match p {
+        Permission::ReadRegistry => "read the registry",
+        Permission::WriteRegistry => "change agents",
+        Permission::ReadAudit => "read the audit log",
+        Permission::ManageTokens => "manage admin tokens",
+        Permission::ManagePlatform => "manage tenants (needs a platform operator admin token)",
+        Permission::ReadAllAudit => "read every tenant's audit events (needs a platform operator token)",
+    }
+}
+
+/// Limits for list endpoints.
+pub const DEFAULT_PAGE: i64 = 100;
+/// Largest page a client may ask for.
+pub const MAX_PAGE: i64 = 10_000;
+
+/// Clamps a requested page size.
+pub fn page_size(limit: Option<i64>) -> Result<i64, AppError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(AppError::BadParameter {
+            field: "limit".into(),
+            detail: format!("`limit` must be between 1 and {MAX_PAGE}, not {n}"),
+        }),
+    }
+}

@@ -1,0 +1,123 @@
+//! Configuration: flags and `IDV_*` environment variables (read by the CLI),
+//! and the zero-config data directory with its master key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use idv_core::secret::MasterKey;
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address (`--listen`, `IDV_LISTEN`; default `127.0.0.1:8700`).
+    pub listen: SocketAddr,
+    /// Data directory (`--data-dir`, `IDV_DATA_DIR`; default `./idv-data`).
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL (`IDV_DATABASE_URL`); default SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// Initial admin token for automation (`IDV_BOOTSTRAP_TOKEN`).
+    pub bootstrap_token: Option<String>,
+    /// Master key as 64 hex digits (`IDV_MASTER_KEY`).
+    pub master_key: Option<String>,
+    /// File holding the master key (`IDV_MASTER_KEY_FILE`).
+    pub master_key_file: Option<PathBuf>,
+    /// SPIFFE trust domain for agent URIs (`IDV_TRUST_DOMAIN`; default `idv.local`).
+    pub trust_domain: String,
+    /// How often due jobs are polled.
+    pub job_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            data_dir: PathBuf::from("idv-data"),
+            database_url: None,
+            bootstrap_token: None,
+            master_key: None,
+            master_key_file: None,
+            trust_domain: "idv.local".into(),
+            job_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What preparing the data directory produced.
+#[derive(Debug)]
+pub struct Setup {
+    /// The master key.
+    pub master_key: MasterKey,
+    /// The database URL to open.
+    pub database_url: String,
+}
+
+/// Creates the data directory (mode 0700) and master key file (mode 0600)
+/// when needed, and works out the database URL.
+pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
+    idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    create_private_dir(&config.data_dir)?;
+    let master_key = match (&config.master_key, &config.master_key_file) {
+        (Some(hex), _) => MasterKey::from_hex(hex).context("IDV_MASTER_KEY")?,
+        (None, Some(path)) => read_key(path)?,
+        (None, None) => {
+            let path = config.data_dir.join("master.key");
+            if path.exists() {
+                read_key(&path)?
+            } else {
+                let key = MasterKey::generate();
+                write_private(&path, &key.to_hex())?;
+                key
+            }
+        }
+    };
+    let database_url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}?mode=rwc", config.data_dir.join("idv.db").display()),
+    };
+    Ok(Setup {
+        master_key,
+        database_url,
+    })
+}
+
+fn read_key(path: &Path) -> anyhow::Result<MasterKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the master key file {}", path.display()))?;
+    MasterKey::from_hex(&text).with_context(|| format!("master key file {}", path.display()))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("{} exists and is not a directory", dir.display());
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The admin API's error edge: every failure becomes RFC 9457 problem+json
+//! with a stable `type`. Internal errors are logged with the request id and
+//! never echoed.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use idv_api::{PROBLEM_JSON, Problem};
+use idv_core::agent::AgentError;
+use idv_store::StoreError;
+
+use crate::app::AppError;
+
+/// An admin API error (boxed: it travels in every `Result` of the edge).
+#[derive(Debug)]
+pub struct ApiError(Box<Details>);
+
+#[derive(Debug)]
+struct Details {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+    field: Option<String>,
+    current_state: Option<String>,
+    current_version: Option<i64>,
+    request_id: Option<String>,
+}
+
+impl ApiError {
+    /// A problem with `status`, stable `slug` (the end of its `type` URI) and `detail`.
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self(Box::new(Details {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            field: None,
+            current_state: None,
+            current_version: None,
+            request_id: None,
+        }))
+    }
+
+    /// 400 for a malformed request part.
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, slug, "Bad request", detail)
+    }
+
+    /// Names the offending field.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.0.field = Some(field.into());
+        self
+    }
+
+    /// Attaches the request id (shown as `instance`).
+    pub fn with_request_id(mut self, id: &str) -> Self {
+        self.0.request_id = Some(id.to_owned());
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn internal(detail: &str) -> Self {
+        tracing::error!(error = detail, "internal error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "the request could not be completed and nothing was changed; try again (the server log has details)",
+        )
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Unauthenticated(d) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", d),
+            AppError::Forbidden(d) => Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", d),
+            AppError::Invalid(AgentError::Invalid { field, reason }) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid field",
+                format!("`{field}`: {reason}"),
+            )
+            .with_field(field),
+            AppError::BadParameter { field, detail } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field", detail).with_field(field)
+            }
+            AppError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", e.to_string()),
+            StoreError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", d),
+            StoreError::PreconditionFailed { current } => {
+                let mut p = Self::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "stale-version",
+                    "Precondition failed",
+                    e.to_string(),
+                );
+                p.0.current_version = Some(current);
+                p
+            }
+            StoreError::Transition(t) => {
+                let mut p = Self::new(
+                    StatusCode::CONFLICT,
+                    "invalid-transition",
+                    "Invalid lifecycle transition",
+                    t.to_string(),
+                );
+                p.0.current_state = Some(t.from.as_str().to_owned());
+                p
+            }
+            StoreError::Invalid(AgentError::Invalid { field, reason }) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid field",
+                format!("`{field}`: {reason}"),
+            )
+            .with_field(field),
+            StoreError::Config(d) | StoreError::Unavailable(d) | StoreError::Corrupt(d) => Self::internal(&d),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let d = *self.0;
+        let body = Problem {
+            type_: format!("urn:idv:problem:{}", d.slug),
+            title: d.title.to_owned(),
+            status: d.status.as_u16(),
+            detail: d.detail,
+            instance: d.request_id.map(|r| format!("urn:idv:request:{r}")),
+            current_state: d.current_state,
+            current_version: d.current_version,
+            field: d.field,
+        };
+        let mut res = (d.status, axum::Json(body)).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if d.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"idv-admin\""),
+            );
+        }
+        res
+    }
+}

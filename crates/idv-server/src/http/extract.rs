@@ -1,0 +1,179 @@
+//! Extractors that turn every malformed request into problem+json.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::AppState;
+use crate::app::{self, Caller};
+
+/// The request id assigned by the request-id middleware.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// A JSON body, with rejections as problem+json.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    match rej {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request("malformed-json", format!("the body is not valid JSON: {}", source_text(&e)))
+        }
+        JsonRejection::JsonDataError(e) => {
+            ApiError::bad_request("invalid-body", format!("the body does not match the expected shape: {}", source_text(&e)))
+        }
+        JsonRejection::BytesRejection(e) => {
+            let text = e.body_text();
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE || text.contains("length limit") {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                    "the request body is larger than this endpoint accepts",
+                )
+            } else {
+                ApiError::bad_request("unreadable-body", "the request body could not be read")
+            }
+        }
+        other => ApiError::bad_request("invalid-body", other.body_text()),
+    }
+}
+
+/// The innermost error message (serde's, with line and column), without
+/// axum's wrapper text.
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Parses an id from the path.
+pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::bad_request("invalid-id", format!("`{raw}` is not a valid {what} id (a UUID)")))
+}
+
+/// Header naming the tenant a platform operator acts in.
+pub const TENANT_HEADER: &str = "x-idv-tenant";
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let unauthorized = |d: &str| {
+            state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", d)
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("send an admin token as `Authorization: Bearer <token>`"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| unauthorized("the Authorization header is not readable text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?;
+        let tenant = match parts.headers.get(TENANT_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("invalid-tenant", "the X-IDV-Tenant header is not readable text"))?,
+            ),
+        };
+        app::auth::authenticate(state, token, tenant, request_id)
+            .await
+            .map_err(|e| {
+                if matches!(e, app::AppError::Unauthenticated(_)) {
+                    state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ApiError::from(e)
+            })
+    }
+}
+
+/// Query parameters as repeated key/value pairs (so `label` can repeat).
+#[derive(Debug, Default)]
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl QueryPairs {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Self {
+        QueryPairs(
+            raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Refuses parameters outside `allowed`, so a typo is not silently ignored.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        for (k, _) in &self.0 {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(
+                    "unknown-parameter",
+                    format!("unknown query parameter `{k}` (allowed: {})", allowed.join(", ")),
+                )
+                .with_field(k.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The single value of `key`; repeating it is an error.
+    pub fn one(&self, key: &str) -> Result<Option<&str>, ApiError> {
+        let mut vals = self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let first = vals.next();
+        if vals.next().is_some() {
+            return Err(ApiError::bad_request("invalid-parameter", format!("`{key}` may be given only once")).with_field(key));
+        }
+        Ok(first)
+    }
+
+    /// Every value of `key`.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// `key` parsed with `FromStr`.
+    pub fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ApiError> {
+        self.one(key)?
+            .map(|v| {
+                v.parse::<T>().map_err(|_| {
+                    ApiError::bad_request("invalid-parameter", format!("`{key}`: `{v}` is not {what}")).with_field(key)
+                })
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,60 @@
+//! Prometheus text exposition of a few counters (no registry crate needed).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use idv_store::WriterStats;
+
+/// Request and job counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Responses by status class 1xx..5xx (index 0..4).
+    pub responses: [AtomicU64; 5],
+    /// Admin API authentication failures.
+    pub auth_failures: AtomicU64,
+    /// Background jobs completed.
+    pub jobs_run: AtomicU64,
+    /// Background jobs that failed (retried later).
+    pub jobs_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a response with `status`.
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).saturating_sub(1).min(4);
+        if let Some(c) = self.responses.get(class) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self, writer: &WriterStats) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(s, "# HELP idv_http_responses_total HTTP responses by status class.");
+        let _ = writeln!(s, "# TYPE idv_http_responses_total counter");
+        for (i, c) in self.responses.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "idv_http_responses_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let counters = [
+            ("idv_auth_failures_total", "Admin API authentication failures.", &self.auth_failures),
+            ("idv_jobs_run_total", "Background jobs completed.", &self.jobs_run),
+            ("idv_jobs_failed_total", "Background job runs that failed.", &self.jobs_failed),
+            ("idv_audit_batches_total", "Group commits (one durable transaction each).", &writer.batches),
+            ("idv_audit_units_total", "Units of work committed or refused.", &writer.units),
+            ("idv_audit_events_total", "Audit events appended to the chain.", &writer.events),
+            ("idv_audit_failed_batches_total", "Group commits that failed as a whole.", &writer.failed_batches),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} counter");
+            let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        s
+    }
+}
