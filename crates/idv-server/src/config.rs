@@ -56,7 +56,8 @@ pub struct Setup {
 /// Creates the data directory (mode 0700) and master key file (mode 0600)
 /// when needed, and works out the database URL.
 pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
-    idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    idv_core::agent::validate_trust_domain(&config.trust_domain)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     create_private_dir(&config.data_dir)?;
     let master_key = match (&config.master_key, &config.master_key_file) {
         (Some(hex), _) => MasterKey::from_hex(hex).context("IDV_MASTER_KEY")?,
@@ -74,12 +75,22 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     };
     let database_url = match &config.database_url {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}?mode=rwc", config.data_dir.join("idv.db").display()),
+        None => sqlite_url(&config.data_dir),
     };
     Ok(Setup {
         master_key,
         database_url,
     })
+}
+
+/// The embedded database's file in a data directory.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("idv.db")
+}
+
+/// The URL of the embedded database in a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", sqlite_path(data_dir).display())
 }
 
 fn read_key(path: &Path) -> anyhow::Result<MasterKey> {

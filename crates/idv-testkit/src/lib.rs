@@ -72,10 +72,12 @@ impl Database {
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("idv.db").display()),
             Backend::Postgres => {
-                let base = postgres_url().ok_or_else(|| anyhow::anyhow!("{POSTGRES_ENV} is not set"))?;
+                let base =
+                    postgres_url().ok_or_else(|| anyhow::anyhow!("{POSTGRES_ENV} is not set"))?;
                 let schema = format!("idv_t_{}", rand::random::<u64>());
                 let mut conn = sqlx::PgConnection::connect(&base).await?;
-                conn.execute(format!("CREATE SCHEMA {schema}").as_str()).await?;
+                conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+                    .await?;
                 conn.close().await?;
                 let sep = if base.contains('?') { '&' } else { '?' };
                 format!("{base}{sep}options=-c%20search_path%3D{schema}")
@@ -92,6 +94,9 @@ pub struct Options {
     pub clock: Option<Arc<ManualClock>>,
     /// Reuse this database (default: a fresh one).
     pub database: Option<Database>,
+    /// Bootstrap token to use; pass the previous server's token when
+    /// restarting on the same database (default: a new one).
+    pub token: Option<String>,
 }
 
 /// A running in-process server.
@@ -113,6 +118,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server on a fresh database of `backend`.
+    #[expect(clippy::panic, reason = "test support: a server that cannot start fails the test")]
     pub async fn start(backend: Backend) -> TestServer {
         match Self::start_with(backend, Options::default()).await {
             Ok(s) => s,
@@ -126,7 +132,7 @@ impl TestServer {
             Some(d) => d,
             None => Database::fresh(backend).await?,
         };
-        let token = idv_core::admin_token::generate();
+        let token = opts.token.unwrap_or_else(idv_core::admin_token::generate);
         let config = Config {
             listen: "127.0.0.1:0".parse()?,
             data_dir: database.dir.path().to_path_buf(),
@@ -166,11 +172,18 @@ impl TestServer {
 
     /// A request with the bootstrap token.
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
     }
 
     /// A request with `token`.
-    pub fn req_as(&self, token: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn req_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(token)
     }
 
@@ -180,5 +193,22 @@ impl TestServer {
             eprintln!("test server shutdown: {e:#}");
         }
         self.database
+    }
+
+    /// Stops the server and starts a new one on the same database with the
+    /// same bootstrap token and clock.
+    pub async fn restart(self, backend: Backend) -> anyhow::Result<TestServer> {
+        let token = self.token.clone();
+        let clock = self.clock.clone();
+        let database = self.stop().await;
+        Self::start_with(
+            backend,
+            Options {
+                clock,
+                database: Some(database),
+                token: Some(token),
+            },
+        )
+        .await
     }
 }

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `idv` command.
+
+fn main() -> std::process::ExitCode {
+    idv::main()
+}

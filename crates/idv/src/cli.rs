@@ -1,0 +1,396 @@
+//! The command line: `idv serve` and the admin API client commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// IdentityVault: identity and access management for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "idv", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Tenants (platform operators).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Admin API tokens.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(AdminTokenCommand),
+    /// Agents: register, govern, export.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `idv serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IDV_LISTEN", default_value = "127.0.0.1:8700")]
+    pub listen: SocketAddr,
+    /// Data directory (SQLite database and master key).
+    #[arg(long, env = "IDV_DATA_DIR", default_value = "idv-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "IDV_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// SPIFFE trust domain for agent URIs.
+    #[arg(long, env = "IDV_TRUST_DOMAIN", default_value = "idv.local")]
+    pub trust_domain: String,
+    /// Master key file (default: `<data-dir>/master.key`, created on first start).
+    #[arg(long, env = "IDV_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `idv_server=debug`.
+    #[arg(long, env = "IDV_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// How to reach the server, shared by every client command.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Server address.
+    #[arg(
+        long,
+        env = "IDV_ADDR",
+        default_value = "http://127.0.0.1:8700",
+        global = true
+    )]
+    pub addr: String,
+    /// Admin API token.
+    #[arg(long, env = "IDV_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Act in this tenant (platform operator tokens only).
+    #[arg(long, env = "IDV_TENANT", global = true)]
+    pub tenant: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `idv tenant …`.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Slug: lowercase letters, digits and `-`.
+        name: String,
+        /// Name for people.
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one tenant.
+    Get {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Paging flags for list commands.
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Page size.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Continue after this cursor (from a previous page).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Fetch every page.
+    #[arg(long, conflicts_with = "cursor")]
+    pub all: bool,
+}
+
+/// The roles an admin token can have.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// Everything in the tenant.
+    Admin,
+    /// Manage agents and credentials.
+    Operator,
+    /// Read-only, including the audit log.
+    Auditor,
+}
+
+/// `idv admin-token …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create an admin token; its secret is printed once.
+    Create {
+        /// A name for people, e.g. `ci-pipeline`.
+        #[arg(long)]
+        name: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Lifetime, e.g. `90d` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Make a platform operator token.
+        #[arg(long)]
+        platform: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List admin tokens.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one admin token.
+    Get {
+        /// Token id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke an admin token.
+    Revoke {
+        /// Token id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show the token in use and its tenant.
+    Whoami {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Metadata flags shared by `agent create` and `agent update`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentFields {
+    /// Environment: dev, test or prod.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Team that runs it.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Label `key=value` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Declared capability (repeatable).
+    #[arg(long = "capability", value_name = "CAPABILITY")]
+    pub capabilities: Vec<String>,
+    /// Class (template).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Agent id it depends on (repeatable).
+    #[arg(long = "depends-on", value_name = "AGENT_ID")]
+    pub depends_on: Vec<String>,
+}
+
+/// `idv agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Register an agent.
+    Create {
+        /// Unique name in the tenant.
+        #[arg(long)]
+        name: String,
+        /// The accountable human or team.
+        #[arg(long)]
+        owner: String,
+        /// Why the agent exists.
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        fields: AgentFields,
+        /// Who created it: `agent:<id>` or `human:<id>`.
+        #[arg(long)]
+        parent: Option<String>,
+        /// For ephemeral agents: retire after this long, e.g. `15m`.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Register many agents from a JSON array or JSON lines file (`-` for stdin).
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Agents per request; each request is all-or-nothing.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+        batch: u32,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one agent.
+    Get {
+        /// Agent id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List agents.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this environment.
+        #[arg(long)]
+        environment: Option<String>,
+        /// Only this class.
+        #[arg(long)]
+        class: Option<String>,
+        /// Only agents with label `key=value` (repeatable: all must match).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Only names starting with this.
+        #[arg(long)]
+        name_prefix: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change an agent's metadata.
+    Update {
+        /// Agent id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// New purpose.
+        #[arg(long)]
+        purpose: Option<String>,
+        #[command(flatten)]
+        fields: AgentFields,
+        /// Clear a field: environment, team or class (repeatable).
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<ClearField>,
+        /// Only if the agent is at this version (default: the version just read).
+        #[arg(long)]
+        if_match: Option<i64>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// provisioning → active.
+    Activate(TransitionArgs),
+    /// active → suspended.
+    Suspend(TransitionArgs),
+    /// suspended → active.
+    Resume(TransitionArgs),
+    /// Retire for good (the record is kept).
+    Retire(TransitionArgs),
+    /// Export the inventory.
+    Export {
+        /// `csv` or `json`.
+        #[arg(long, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Fields `agent update --clear` can clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClearField {
+    /// The environment.
+    Environment,
+    /// The team.
+    Team,
+    /// The class.
+    Class,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values.
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+/// Arguments of a lifecycle transition.
+#[derive(Debug, Args)]
+pub struct TransitionArgs {
+    /// Agent id.
+    pub id: String,
+    /// Why (recorded on the agent and in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `idv audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events.
+    List {
+        /// Only this action, e.g. `agent.create`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only about this target id.
+        #[arg(long)]
+        target_id: Option<String>,
+        /// Only by this admin token id.
+        #[arg(long)]
+        actor_token_id: Option<String>,
+        /// Only this outcome: success, failure or denied.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Every tenant's events (platform operators).
+        #[arg(long)]
+        all_tenants: bool,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Walk the hash chain and report the first broken link.
+    ///
+    /// Online (default) it reads the chain through the API with a platform
+    /// token; with `--data-dir` or `--database-url` it reads the database
+    /// directly, with no server running.
+    Verify {
+        /// Read the SQLite database in this data directory.
+        #[arg(long, conflicts_with = "database_url")]
+        data_dir: Option<PathBuf>,
+        /// Read this database (`sqlite://…` or `postgres://…`).
+        #[arg(long, hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}

@@ -1,0 +1,193 @@
+//! A small client of the admin API: adds the token and tenant, turns
+//! problem+json answers into one-line errors.
+
+use anyhow::{Context as _, anyhow, bail};
+use idv_api::Problem;
+use reqwest::header::{CONTENT_TYPE, ETAG, HeaderMap};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cli::Connection;
+
+/// The header a platform operator uses to pick a tenant.
+const TENANT_HEADER: &str = "x-idv-tenant";
+
+/// An authenticated connection to one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    tenant: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client from the connection flags; fails when no token is set.
+    pub fn new(conn: &Connection) -> anyhow::Result<Self> {
+        let token = conn
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| anyhow!("no admin token: set IDV_TOKEN or pass --token"))?;
+        let base = conn.addr.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("IDV_ADDR must start with http:// or https://, not `{base}`");
+        }
+        Ok(Self {
+            base,
+            token,
+            tenant: conn.tenant.clone(),
+            http: reqwest::Client::builder()
+                .build()
+                .context("cannot set up the HTTP client")?,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(t) = &self.tenant {
+            req = req.header(TENANT_HEADER, t);
+        }
+        req
+    }
+
+    async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
+        let res = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach IdentityVault at {}: {}",
+                self.base,
+                root_cause(&e)
+            )
+        })?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        Err(problem_error(res).await)
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let res = self.send(self.request(Method::GET, path)).await?;
+        decode(res).await
+    }
+
+    /// `GET path` as JSON, with the `ETag` version.
+    pub async fn get_versioned<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(T, Option<String>)> {
+        let res = self.send(self.request(Method::GET, path)).await?;
+        let etag = etag(res.headers());
+        Ok((decode(res).await?, etag))
+    }
+
+    /// `GET path` as a response to stream.
+    pub async fn get_raw(&self, path: &str) -> anyhow::Result<Response> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let res = self
+            .send(self.request(Method::POST, path).json(body))
+            .await?;
+        decode(res).await
+    }
+
+    /// `PATCH path` with a JSON merge patch and `If-Match`.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        if_match: &str,
+    ) -> anyhow::Result<T> {
+        let req = self
+            .request(Method::PATCH, path)
+            .header("if-match", if_match)
+            .header(CONTENT_TYPE, "application/merge-patch+json")
+            .body(serde_json::to_vec(body)?);
+        let res = self.send(req).await?;
+        decode(res).await
+    }
+
+    /// `DELETE path`, answered with JSON.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let res = self.send(self.request(Method::DELETE, path)).await?;
+        decode(res).await
+    }
+}
+
+fn etag(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn decode<T: DeserializeOwned>(res: Response) -> anyhow::Result<T> {
+    let bytes = res
+        .bytes()
+        .await
+        .context("the server's answer was cut off")?;
+    serde_json::from_slice(&bytes)
+        .context("the server's answer is not the JSON expected (is IDV_ADDR an IdentityVault?)")
+}
+
+/// Turns an error answer into one clear line.
+async fn problem_error(res: Response) -> anyhow::Error {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(idv_api::PROBLEM_JSON));
+    let body = res.bytes().await.unwrap_or_default();
+    if is_problem && let Ok(p) = serde_json::from_slice::<Problem>(&body) {
+        let mut line = format!("{} ({}): {}", p.title, p.status, p.detail);
+        if let Some(s) = p.current_state {
+            line.push_str(&format!(" [current state: {s}]"));
+        }
+        if let Some(v) = p.current_version {
+            line.push_str(&format!(" [current version: {v}]"));
+        }
+        return anyhow!(line);
+    }
+    if status == StatusCode::NOT_FOUND {
+        return anyhow!("not found (404): is IDV_ADDR an IdentityVault server?");
+    }
+    anyhow!("the server answered {status}")
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Percent-encodes a query or path component.
+pub fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Builds `path?k=v&…` from the pairs that are set.
+pub fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+        .collect();
+    if q.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", q.join("&"))
+    }
+}

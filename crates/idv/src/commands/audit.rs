@@ -1,0 +1,100 @@
+//! `idv audit …`.
+
+use anyhow::bail;
+use idv_api::{AuditEventView, Page};
+use indicatif::ProgressBar;
+
+use super::list_pages;
+use crate::cli::AuditCommand;
+use crate::client::Client;
+use crate::output::{self, Table, opt};
+use crate::verify::{self, Source};
+
+/// Runs `idv audit …`.
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::List {
+            action,
+            target_id,
+            actor_token_id,
+            outcome,
+            since,
+            until,
+            all_tenants,
+            page,
+            conn,
+        } => {
+            let c = Client::new(&conn)?;
+            let q = vec![
+                ("action", action),
+                ("target_id", target_id),
+                ("actor_token_id", actor_token_id),
+                ("outcome", outcome),
+                ("since", since),
+                ("until", until),
+                ("all_tenants", all_tenants.then(|| "true".to_owned())),
+            ];
+            let items: Page<AuditEventView> = list_pages(&c, "/v1/audit/events", q, &page).await?;
+            if conn.json {
+                return output::json(&items);
+            }
+            let mut t = Table::new(&[
+                "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "REASON",
+            ]);
+            for e in &items.items {
+                t.row(vec![
+                    e.seq.to_string(),
+                    e.time.clone(),
+                    e.actor.name.clone(),
+                    e.action.clone(),
+                    e.target_id.clone(),
+                    e.outcome.clone(),
+                    opt(&e.reason),
+                ]);
+            }
+            t.print();
+            super::print_next(&items);
+        }
+        AuditCommand::Verify {
+            data_dir,
+            database_url,
+            conn,
+        } => {
+            let source = match (data_dir, database_url) {
+                (Some(dir), _) => {
+                    let file = idv_server::config::sqlite_path(&dir);
+                    if !file.is_file() {
+                        bail!(
+                            "no IdentityVault database in {} (expected {})",
+                            dir.display(),
+                            file.display()
+                        );
+                    }
+                    Source::open(&idv_server::config::sqlite_url(&dir)).await?
+                }
+                (None, Some(url)) => Source::open(&url).await?,
+                (None, None) => Source::Api(Client::new(&conn)?),
+            };
+            let bar = if conn.json {
+                ProgressBar::hidden()
+            } else {
+                ProgressBar::new(0)
+            };
+            let report = verify::walk(source, &bar).await?;
+            if conn.json {
+                output::json(&report)?;
+            } else if report.ok {
+                println!(
+                    "Audit chain intact: {} events verified in {:.2} s; head {}",
+                    report.verified,
+                    report.elapsed_ms as f64 / 1000.0,
+                    report.head_hash
+                );
+            }
+            if let Some(b) = report.broken {
+                bail!("{b} ({} events before it verified)", report.verified);
+            }
+        }
+    }
+    Ok(())
+}

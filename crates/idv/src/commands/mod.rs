@@ -1,0 +1,64 @@
+//! One module per noun of the CLI.
+
+mod agent;
+mod audit;
+mod tenant;
+
+use idv_api::Page;
+use serde::de::DeserializeOwned;
+
+use crate::cli::{Command, PageArgs};
+use crate::client::{Client, with_query};
+
+/// Runs a parsed command.
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Tenant(c) => tenant::run(c).await,
+        Command::AdminToken(c) => tenant::run_token(c).await,
+        Command::Agent(c) => agent::run(c).await,
+        Command::Audit(c) => audit::run(c).await,
+    }
+}
+
+/// Largest page the server gives.
+const MAX_PAGE: u32 = 10_000;
+
+/// Fetches one page (or, with `--all`, every page) of a list endpoint.
+async fn list_pages<T: DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    mut query: Vec<(&str, Option<String>)>,
+    page: &PageArgs,
+) -> anyhow::Result<Page<T>> {
+    let limit = if page.all {
+        Some(page.limit.unwrap_or(MAX_PAGE))
+    } else {
+        page.limit
+    };
+    query.push(("limit", limit.map(|l| l.to_string())));
+    let mut cursor = page.cursor.clone();
+    let mut items = Vec::new();
+    loop {
+        let mut q = query.clone();
+        q.push(("cursor", cursor.clone()));
+        let p: Page<T> = client.get(&with_query(path, &q)).await?;
+        items.extend(p.items);
+        match p.next_cursor {
+            Some(next) if page.all => cursor = Some(next),
+            next => {
+                return Ok(Page {
+                    items,
+                    next_cursor: next,
+                });
+            }
+        }
+    }
+}
+
+/// Tells people how to get the next page.
+fn print_next<T>(page: &Page<T>) {
+    if let Some(c) = &page.next_cursor {
+        eprintln!("more: --cursor {c} (or --all)");
+    }
+}

@@ -1,0 +1,31 @@
+//! `idv serve`.
+
+use idv_server::Config;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(&args.log).map_err(|e| anyhow::anyhow!("--log `{}`: {e}", args.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url.filter(|u| !u.is_empty()),
+        bootstrap_token: std::env::var("IDV_BOOTSTRAP_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        master_key: std::env::var("IDV_MASTER_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
+        master_key_file: args.master_key_file,
+        trust_domain: args.trust_domain,
+        ..Config::default()
+    };
+    idv_server::serve(config).await
+}
