@@ -29,7 +29,10 @@ struct Sql {
 
 impl Sql {
     fn new(text: impl Into<String>) -> Self {
-        Self { text: text.into(), args: Vec::new() }
+        Self {
+            text: text.into(),
+            args: Vec::new(),
+        }
     }
     /// Appends `clause`, replacing each `?` with the next placeholder for `arg`.
     fn and(&mut self, clause: &str, args: Vec<Arg>) -> &mut Self {
@@ -132,7 +135,11 @@ impl Store {
     }
 
     /// Tenants in id order, after `after`.
-    pub async fn tenants(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>, StoreError> {
+    pub async fn tenants(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Tenant>, StoreError> {
         let mut sql = Sql::new(format!("SELECT {TENANT_COLS} FROM tenants WHERE 1 = 1"));
         if let Some(a) = after {
             sql.and("id > ?", vec![Arg::Text(a.to_string())]);
@@ -144,7 +151,10 @@ impl Store {
 
     /// The admin token whose secret hashes to `hash`, if any (revoked and
     /// expired ones included; the caller checks [`AdminToken::is_usable`]).
-    pub async fn admin_token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<AdminToken>, StoreError> {
+    pub async fn admin_token_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<AdminToken>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLS} FROM admin_tokens WHERE secret_hash = $1");
         let r = sqlx::query(&sql)
             .bind(hash.to_vec())
@@ -162,7 +172,11 @@ impl Store {
     }
 
     /// One admin token of a tenant.
-    pub async fn admin_token(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<AdminToken>, StoreError> {
+    pub async fn admin_token(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<AdminToken>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLS} FROM admin_tokens WHERE tenant_id = $1 AND id = $2");
         let r = sqlx::query(&sql)
             .bind(tenant_id.to_string())
@@ -186,7 +200,11 @@ impl Store {
         }
         let lim = sql.bind_next(Arg::Int(limit));
         sql.push(&format!(" ORDER BY id LIMIT {lim}"));
-        sql.fetch_all(self).await?.iter().map(row::admin_token).collect()
+        sql.fetch_all(self)
+            .await?
+            .iter()
+            .map(row::admin_token)
+            .collect()
     }
 
     /// One agent of a tenant.
@@ -221,7 +239,11 @@ impl Store {
         }
         if let Some(p) = &f.name_prefix {
             let len = i64::try_from(p.chars().count()).unwrap_or(i64::MAX);
-            sql.and("substr(name, 1, ?) = ?", vec![Arg::Int(len), Arg::Text(p.clone())]);
+            // PostgreSQL's substr takes an integer, and parameters arrive as bigint.
+            sql.and(
+                "substr(name, 1, CAST(? AS INTEGER)) = ?",
+                vec![Arg::Int(len), Arg::Text(p.clone())],
+            );
         }
         for (k, v) in &f.labels {
             sql.and(

@@ -1,0 +1,382 @@
+//! The CLI against a real in-process server, on both stores.
+
+use idv_testkit::{Backend, TestServer, backend_tests};
+use sqlx::Connection as _;
+
+use crate::support::{fails, idv, idv_as, json, ok};
+
+backend_tests!(
+    agent_commands_cover_the_lifecycle,
+    tenants_and_admin_tokens,
+    import_and_list_all,
+    audit_verify_points_at_a_tampered_event,
+    client_mistakes_are_one_line_errors,
+);
+
+async fn agent_commands_cover_the_lifecycle(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let created = json(idv(
+        &s,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "billing-bot",
+            "--owner",
+            "alice@bank.example",
+            "--purpose",
+            "reconcile",
+            "--environment",
+            "prod",
+            "--label",
+            "team=fin",
+            "--capability",
+            "payments.read",
+            "--ttl",
+            "1h",
+            "--json",
+        ],
+    ));
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["status"], "provisioning");
+    assert_eq!(created["labels"]["team"], "fin");
+    assert!(created["expires_at"].is_string());
+
+    let shown = ok(idv(&s, &["agent", "get", &id]));
+    assert!(
+        shown.contains("name:") && shown.contains("billing-bot"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("spiffe://idv.test/t/default/agent/{id}")),
+        "{shown}"
+    );
+
+    let table = ok(idv(&s, &["agent", "list", "--environment", "prod"]));
+    let first = table.lines().next().unwrap();
+    assert!(
+        first.starts_with("ID") && first.contains("STATUS"),
+        "{table}"
+    );
+    assert!(table.contains("billing-bot"), "{table}");
+    assert_eq!(
+        ok(idv(&s, &["agent", "list", "--environment", "dev"])).trim(),
+        "(none)"
+    );
+
+    let updated = json(idv(
+        &s,
+        &[
+            "agent",
+            "update",
+            &id,
+            "--team",
+            "payments",
+            "--clear",
+            "environment",
+            "--json",
+        ],
+    ));
+    assert_eq!(updated["team"], "payments");
+    assert!(updated["environment"].is_null());
+    assert_eq!(updated["version"], 2);
+    // A stale explicit version is refused with the current one named.
+    let err = fails(idv(
+        &s,
+        &["agent", "update", &id, "--owner", "bob", "--if-match", "1"],
+    ));
+    assert!(
+        err.contains("412") && err.contains("current version: 2"),
+        "{err}"
+    );
+
+    for (verb, state) in [
+        ("activate", "active"),
+        ("suspend", "suspended"),
+        ("resume", "active"),
+        ("retire", "retired"),
+    ] {
+        let a = json(idv(
+            &s,
+            &["agent", verb, &id, "--reason", "CHG-1", "--json"],
+        ));
+        assert_eq!(a["status"], state);
+        assert_eq!(a["status_reason"], "CHG-1");
+    }
+    let err = fails(idv(&s, &["agent", "activate", &id, "--reason", "again"]));
+    assert!(
+        err.contains("409") && err.contains("current state: retired"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("agents.csv");
+    ok(idv(
+        &s,
+        &["agent", "export", "--output", csv_path.to_str().unwrap()],
+    ));
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.starts_with("id,"));
+    let exported: serde_json::Value =
+        serde_json::from_str(&ok(idv(&s, &["agent", "export", "--format", "json"]))).unwrap();
+    assert_eq!(exported.as_array().unwrap().len(), 1);
+    assert_eq!(exported[0]["status"], "retired");
+    s.stop().await;
+}
+
+async fn tenants_and_admin_tokens(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let t = json(idv(
+        &s,
+        &[
+            "tenant",
+            "create",
+            "acme",
+            "--display-name",
+            "Acme Bank",
+            "--json",
+        ],
+    ));
+    assert_eq!(t["display_name"], "Acme Bank");
+    assert!(ok(idv(&s, &["tenant", "list"])).contains("Acme Bank"));
+    assert_eq!(
+        json(idv(&s, &["tenant", "get", "acme", "--json"]))["name"],
+        "acme"
+    );
+
+    // An operator token of tenant acme, made by the platform admin acting in acme.
+    let created = json(idv(
+        &s,
+        &[
+            "admin-token",
+            "create",
+            "--name",
+            "ops",
+            "--role",
+            "operator",
+            "--tenant",
+            "acme",
+            "--json",
+        ],
+    ));
+    let token = created["token"].as_str().unwrap().to_owned();
+    let token_id = created["admin_token"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("idvat_"));
+    let who = json(idv_as(&s, &token, &["admin-token", "whoami", "--json"]));
+    assert_eq!(who["tenant"]["name"], "acme");
+    assert_eq!(who["admin_token"]["role"], "operator");
+
+    // Operators manage agents, not tokens.
+    let err = fails(idv_as(
+        &s,
+        &token,
+        &["admin-token", "create", "--name", "x", "--role", "admin"],
+    ));
+    assert!(err.contains("403"), "{err}");
+    ok(idv_as(
+        &s,
+        &token,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "a1",
+            "--owner",
+            "o",
+            "--purpose",
+            "p",
+        ],
+    ));
+    // The default tenant does not see acme's agent.
+    assert_eq!(ok(idv(&s, &["agent", "list"])).trim(), "(none)");
+
+    let listed = ok(idv(&s, &["admin-token", "list", "--tenant", "acme"]));
+    assert!(
+        listed.contains("ops") && !listed.contains(&token),
+        "{listed}"
+    );
+    let revoked = json(idv(
+        &s,
+        &[
+            "admin-token",
+            "revoke",
+            &token_id,
+            "--tenant",
+            "acme",
+            "--json",
+        ],
+    ));
+    assert!(revoked["revoked_at"].is_string());
+    let err = fails(idv_as(&s, &token, &["agent", "list"]));
+    assert!(err.contains("401"), "{err}");
+    s.stop().await;
+}
+
+async fn import_and_list_all(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agents.jsonl");
+    let lines: Vec<String> = (0..2_500)
+        .map(|i| {
+            serde_json::json!({"name": format!("bot-{i:05}"), "owner": "team-a", "purpose": "load"})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let res = json(idv(
+        &s,
+        &[
+            "agent",
+            "import",
+            file.to_str().unwrap(),
+            "--batch",
+            "1000",
+            "--json",
+        ],
+    ));
+    assert_eq!(res["created"], 2_500);
+    assert_eq!(res["agents"].as_array().unwrap().len(), 2_500);
+
+    let all = json(idv(
+        &s,
+        &["agent", "list", "--all", "--limit", "700", "--json"],
+    ));
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2_500);
+    assert!(all.get("next_cursor").is_none());
+    let mut names: Vec<&str> = items.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.dedup();
+    assert_eq!(names.len(), 2_500);
+
+    // A batch with a bad item imports nothing from that batch and says where.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"[{"name":"ok-1","owner":"o","purpose":"p"},{"name":"bad name!","owner":"o","purpose":"p"}]"#)
+        .unwrap();
+    let err = fails(idv(&s, &["agent", "import", bad.to_str().unwrap()]));
+    assert!(
+        err.contains("agents[1].name") || err.contains("name"),
+        "{err}"
+    );
+    assert!(err.contains("0 agents were imported"), "{err}");
+    let after = json(idv(
+        &s,
+        &["agent", "list", "--name-prefix", "ok-", "--json"],
+    ));
+    assert!(after["items"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+async fn audit_verify_points_at_a_tampered_event(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for i in 0..5 {
+        ok(idv(
+            &s,
+            &[
+                "agent",
+                "create",
+                "--name",
+                &format!("a{i}"),
+                "--owner",
+                "o",
+                "--purpose",
+                "p",
+            ],
+        ));
+    }
+    let report = json(idv(&s, &["audit", "verify", "--json"]));
+    assert_eq!(report["ok"], true);
+    let total = report["verified"].as_i64().unwrap();
+    assert!(total >= 7, "{report}");
+    let events = json(idv(
+        &s,
+        &["audit", "list", "--action", "agent.create", "--json"],
+    ));
+    let target = events["items"][2]["seq"].as_i64().unwrap();
+
+    let db = s.stop().await;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE audit_events SET reason = 'nothing to see' WHERE seq = $1")
+        .bind(target)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let data_dir = db.dir.path().to_str().unwrap().to_owned();
+    let offline: Vec<&str> = match backend {
+        Backend::Sqlite => vec!["audit", "verify", "--data-dir", &data_dir],
+        Backend::Postgres => vec!["audit", "verify", "--database-url", &db.url],
+    };
+    let out = std::process::Command::new(crate::support::IDV)
+        .args(&offline)
+        .output()
+        .unwrap();
+    let err = fails(out);
+    assert!(err.contains(&format!("broken at event {target}")), "{err}");
+    assert!(err.contains("altered"), "{err}");
+
+    let mut with_json = offline.clone();
+    with_json.push("--json");
+    let out = std::process::Command::new(crate::support::IDV)
+        .args(&with_json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["broken"]["seq"], target);
+    assert_eq!(report["verified"], target - 1);
+}
+
+async fn client_mistakes_are_one_line_errors(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let err = fails(idv_as(&s, "", &["agent", "list"]));
+    assert!(err.contains("IDV_TOKEN"), "{err}");
+    let err = fails(idv_as(&s, "idvat_wrong", &["agent", "list"]));
+    assert!(err.contains("401"), "{err}");
+    let err = fails(idv(
+        &s,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "x",
+            "--owner",
+            "o",
+            "--purpose",
+            "p",
+            "--label",
+            "nolabel",
+        ],
+    ));
+    assert!(err.contains("key=value"), "{err}");
+    let err = fails(idv(&s, &["agent", "get", "not-a-uuid"]));
+    assert!(err.contains("400") && err.contains("not-a-uuid"), "{err}");
+    let err = fails(idv(
+        &s,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "x",
+            "--owner",
+            "o",
+            "--purpose",
+            "p",
+            "--environment",
+            "staging",
+        ],
+    ));
+    assert!(err.contains("environment"), "{err}");
+    let out = std::process::Command::new(crate::support::IDV)
+        .args(["agent", "list"])
+        .env("IDV_ADDR", "http://127.0.0.1:9")
+        .env("IDV_TOKEN", &s.token)
+        .output()
+        .unwrap();
+    let err = fails(out);
+    assert!(err.contains("cannot reach"), "{err}");
+    s.stop().await;
+}

@@ -1,0 +1,60 @@
+//! Running the `idv` binary.
+
+use std::process::{Command, Output};
+
+use idv_testkit::TestServer;
+
+/// The binary under test.
+pub const IDV: &str = env!("CARGO_BIN_EXE_idv");
+
+/// Runs `idv args…` as a client of `server` (with its bootstrap token).
+pub fn idv(server: &TestServer, args: &[&str]) -> Output {
+    idv_as(server, &server.token, args)
+}
+
+/// Runs `idv args…` as a client of `server` with `token`.
+pub fn idv_as(server: &TestServer, token: &str, args: &[&str]) -> Output {
+    eprintln!("$ idv {}", args.join(" "));
+    Command::new(IDV)
+        .args(args)
+        .env("IDV_ADDR", &server.base)
+        .env("IDV_TOKEN", token)
+        .env_remove("IDV_TENANT")
+        .output()
+        .expect("run idv")
+}
+
+/// Standard output of a command that must succeed.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "idv failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Parsed `--json` output of a command that must succeed.
+pub fn json(out: Output) -> serde_json::Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Standard error of a command that must fail, checked to be one line.
+pub fn fails(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "idv unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).expect("utf-8 errors");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "error is not one line: {err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
