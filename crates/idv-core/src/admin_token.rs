@@ -184,9 +184,7 @@ pub fn generate() -> String {
 
 /// Checks prefix, length, alphabet and checksum without any lookup.
 pub fn check_format(token: &str) -> Result<(), TokenFormatError> {
-    let rest = token
-        .strip_prefix(PREFIX)
-        .ok_or(TokenFormatError::Malformed)?;
+    let rest = token.strip_prefix(PREFIX).ok_or(TokenFormatError::Malformed)?;
     if token.len() != TOKEN_LEN || !rest.bytes().all(|b| BASE62.contains(&b)) {
         return Err(TokenFormatError::Malformed);
     }

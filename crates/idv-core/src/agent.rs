@@ -222,9 +222,9 @@ pub fn spiffe_id(trust_domain: &str, tenant_name: &str, id: Uuid) -> String {
 pub fn validate_trust_domain(td: &str) -> Result<(), AgentError> {
     let ok = !td.is_empty()
         && td.len() <= 255
-        && td.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        });
+        && td
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
     if ok {
         Ok(())
     } else {
@@ -239,17 +239,14 @@ fn name_like(field: &str, v: &str, max: usize) -> Result<(), AgentError> {
     let ok = !v.is_empty()
         && v.len() <= max
         && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
         Err(AgentError::invalid(
             field,
-            format!(
-                "must be 1 to {max} letters, digits, `.`, `_` or `-`, starting with a letter or digit"
-            ),
+            format!("must be 1 to {max} letters, digits, `.`, `_` or `-`, starting with a letter or digit"),
         ))
     }
 }
@@ -259,16 +256,10 @@ fn text(field: &str, v: &str, max: usize) -> Result<(), AgentError> {
         return Err(AgentError::invalid(field, "must not be empty"));
     }
     if v.chars().count() > max {
-        return Err(AgentError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(AgentError::invalid(field, format!("must be at most {max} characters")));
     }
     if v.chars().any(char::is_control) {
-        return Err(AgentError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(AgentError::invalid(field, "must not contain control characters"));
     }
     Ok(())
 }
@@ -291,9 +282,8 @@ fn labels(l: &BTreeMap<String, String>) -> Result<(), AgentError> {
             && k.bytes()
                 .next()
                 .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && k.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/')
-            });
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/'));
         if !key_ok {
             return Err(AgentError::invalid(
                 "labels",
@@ -370,13 +360,7 @@ fn parent(p: &Parent) -> Result<(), AgentError> {
 
 impl NewAgent {
     /// Checks every field and builds the agent, in `provisioning`.
-    pub fn into_agent(
-        self,
-        id: Uuid,
-        tenant_id: Uuid,
-        now: Timestamp,
-        created_by: &str,
-    ) -> Result<Agent, AgentError> {
+    pub fn into_agent(self, id: Uuid, tenant_id: Uuid, now: Timestamp, created_by: &str) -> Result<Agent, AgentError> {
         name_like("name", &self.name, limits::NAME)?;
         text("owner", &self.owner, limits::OWNER)?;
         text("purpose", &self.purpose, limits::PURPOSE)?;
@@ -401,10 +385,7 @@ impl NewAgent {
                 Some(now.plus_secs(i64::try_from(ttl).unwrap_or(i64::MAX)))
             }
             Some(_) => {
-                return Err(AgentError::invalid(
-                    "ttl",
-                    "must be between 1 second and 365 days",
-                ));
+                return Err(AgentError::invalid("ttl", "must be between 1 second and 365 days"));
             }
         };
         Ok(Agent {
@@ -512,16 +493,55 @@ mod tests {
     #[test]
     fn rejects_bad_fields() {
         let cases: Vec<(&str, NewAgent)> = vec![
-            ("name", NewAgent { name: "".into(), ..spec() }),
-            ("name", NewAgent { name: "a b".into(), ..spec() }),
-            ("owner", NewAgent { owner: " ".into(), ..spec() }),
-            ("purpose", NewAgent { purpose: "x\u{0}".into(), ..spec() }),
-            ("ttl", NewAgent { ttl_seconds: Some(0), ..spec() }),
+            (
+                "name",
+                NewAgent {
+                    name: "".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "name",
+                NewAgent {
+                    name: "a b".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "owner",
+                NewAgent {
+                    owner: " ".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "purpose",
+                NewAgent {
+                    purpose: "x\u{0}".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "ttl",
+                NewAgent {
+                    ttl_seconds: Some(0),
+                    ..spec()
+                },
+            ),
             (
                 "labels",
-                NewAgent { labels: [("Bad Key".to_owned(), "v".to_owned())].into(), ..spec() },
+                NewAgent {
+                    labels: [("Bad Key".to_owned(), "v".to_owned())].into(),
+                    ..spec()
+                },
             ),
-            ("depends_on", NewAgent { depends_on: vec![Uuid::nil()], ..spec() }),
+            (
+                "depends_on",
+                NewAgent {
+                    depends_on: vec![Uuid::nil()],
+                    ..spec()
+                },
+            ),
         ];
         for (field, case) in cases {
             let err = case
@@ -546,9 +566,12 @@ mod tests {
         let mut a = spec()
             .into_agent(Uuid::nil(), Uuid::nil(), Timestamp::from_micros(0), "t")
             .unwrap();
-        AgentChanges { team: Some(Some("risk".into())), ..Default::default() }
-            .apply(&mut a, Timestamp::from_micros(5))
-            .unwrap();
+        AgentChanges {
+            team: Some(Some("risk".into())),
+            ..Default::default()
+        }
+        .apply(&mut a, Timestamp::from_micros(5))
+        .unwrap();
         assert_eq!(a.team.as_deref(), Some("risk"));
         assert_eq!(a.version, 2);
     }

@@ -290,10 +290,7 @@ pub struct Head {
 
 impl Head {
     /// The head of an empty chain.
-    pub const EMPTY: Head = Head {
-        seq: 0,
-        hash: GENESIS,
-    };
+    pub const EMPTY: Head = Head { seq: 0, hash: GENESIS };
 
     /// Places `draft` after this head and moves the head to it.
     pub fn append(&mut self, draft: Draft, id: Uuid, time: Timestamp) -> Event {
@@ -408,7 +405,10 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        assert_eq!(canonical_json(&json!({"b": {"d": 1, "c": "é\n"}, "a": null})), r#"{"a":null,"b":{"c":"é\n","d":1}}"#);
+        assert_eq!(
+            canonical_json(&json!({"b": {"d": 1, "c": "é\n"}, "a": null})),
+            r#"{"a":null,"b":{"c":"é\n","d":1}}"#
+        );
     }
 
     #[test]

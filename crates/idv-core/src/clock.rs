@@ -26,10 +26,7 @@ pub struct SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the one place that reads the wall clock"
-        )]
+        #[expect(clippy::disallowed_methods, reason = "the one place that reads the wall clock")]
         let now = std::time::SystemTime::now();
         let micros = now
             .duration_since(std::time::UNIX_EPOCH)
@@ -41,10 +38,7 @@ impl Clock for SystemClock {
     fn new_id(&self) -> Uuid {
         // A poisoned lock only means another thread panicked while holding `()`.
         let _guard = self.ctx.lock().unwrap_or_else(|e| e.into_inner());
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the one place that makes time-based ids"
-        )]
+        #[expect(clippy::disallowed_methods, reason = "the one place that makes time-based ids")]
         Uuid::now_v7()
     }
 }

@@ -49,12 +49,7 @@ pub struct InvalidTransition {
 
 impl Status {
     /// Every status, in lifecycle order.
-    pub const ALL: [Status; 4] = [
-        Status::Provisioning,
-        Status::Active,
-        Status::Suspended,
-        Status::Retired,
-    ];
+    pub const ALL: [Status; 4] = [Status::Provisioning, Status::Active, Status::Suspended, Status::Retired];
 
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {

@@ -54,9 +54,7 @@ impl MasterKey {
 
     /// Parses 64 hex digits (surrounding whitespace ignored).
     pub fn from_hex(s: &str) -> Result<Self, InvalidMasterKey> {
-        hex::decode::<32>(s.trim())
-            .map(Self)
-            .ok_or(InvalidMasterKey)
+        hex::decode::<32>(s.trim()).map(Self).ok_or(InvalidMasterKey)
     }
 
     /// The key as 64 hex digits, for the key file.
@@ -127,7 +125,10 @@ pub fn random_base62(len: usize) -> String {
 pub fn base62_fixed(mut n: u64, width: usize) -> String {
     let mut out = vec![b'0'; width];
     for slot in out.iter_mut().rev() {
-        *slot = BASE62.get(usize::try_from(n % 62).unwrap_or(0)).copied().unwrap_or(b'0');
+        *slot = BASE62
+            .get(usize::try_from(n % 62).unwrap_or(0))
+            .copied()
+            .unwrap_or(b'0');
         n /= 62;
     }
     out.into_iter().map(char::from).collect()

@@ -23,9 +23,7 @@ pub struct Tenant {
 
 /// A tenant name that is not a valid slug.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "tenant name `{0}` must be 1 to 63 characters of lowercase letters, digits and `-`, starting with a letter"
-)]
+#[error("tenant name `{0}` must be 1 to 63 characters of lowercase letters, digits and `-`, starting with a letter")]
 pub struct InvalidTenantName(pub String);
 
 /// Checks a tenant slug: DNS-label-like so it is safe in paths and SPIFFE ids.

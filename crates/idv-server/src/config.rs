@@ -56,8 +56,7 @@ pub struct Setup {
 /// Creates the data directory (mode 0700) and master key file (mode 0600)
 /// when needed, and works out the database URL.
 pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
-    idv_core::agent::validate_trust_domain(&config.trust_domain)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
     create_private_dir(&config.data_dir)?;
     let master_key = match (&config.master_key, &config.master_key_file) {
         (Some(hex), _) => MasterKey::from_hex(hex).context("IDV_MASTER_KEY")?,
@@ -94,8 +93,8 @@ pub fn sqlite_url(data_dir: &Path) -> String {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<MasterKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the master key file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the master key file {}", path.display()))?;
     MasterKey::from_hex(&text).with_context(|| format!("master key file {}", path.display()))
 }
 

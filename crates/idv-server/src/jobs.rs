@@ -44,7 +44,13 @@ pub async fn run_due(state: &AppState) -> Result<usize, idv_store::StoreError> {
     loop {
         let jobs = match state
             .store
-            .execute(Command::ClaimJobs { lease_secs: LEASE_SECS, limit: BATCH }, ctx())
+            .execute(
+                Command::ClaimJobs {
+                    lease_secs: LEASE_SECS,
+                    limit: BATCH,
+                },
+                ctx(),
+            )
             .await?
         {
             Applied::Jobs(j) => j,

@@ -42,13 +42,37 @@ impl Metrics {
             );
         }
         let counters = [
-            ("idv_auth_failures_total", "Admin API authentication failures.", &self.auth_failures),
+            (
+                "idv_auth_failures_total",
+                "Admin API authentication failures.",
+                &self.auth_failures,
+            ),
             ("idv_jobs_run_total", "Background jobs completed.", &self.jobs_run),
-            ("idv_jobs_failed_total", "Background job runs that failed.", &self.jobs_failed),
-            ("idv_audit_batches_total", "Group commits (one durable transaction each).", &writer.batches),
-            ("idv_audit_units_total", "Units of work committed or refused.", &writer.units),
-            ("idv_audit_events_total", "Audit events appended to the chain.", &writer.events),
-            ("idv_audit_failed_batches_total", "Group commits that failed as a whole.", &writer.failed_batches),
+            (
+                "idv_jobs_failed_total",
+                "Background job runs that failed.",
+                &self.jobs_failed,
+            ),
+            (
+                "idv_audit_batches_total",
+                "Group commits (one durable transaction each).",
+                &writer.batches,
+            ),
+            (
+                "idv_audit_units_total",
+                "Units of work committed or refused.",
+                &writer.units,
+            ),
+            (
+                "idv_audit_events_total",
+                "Audit events appended to the chain.",
+                &writer.events,
+            ),
+            (
+                "idv_audit_failed_batches_total",
+                "Group commits that failed as a whole.",
+                &writer.failed_batches,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(s, "# HELP {name} {help}");

@@ -4,12 +4,12 @@
 
 use std::collections::HashSet;
 
-use idv_core::{Clock, Timestamp};
 use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
 use idv_core::audit::{Actor, Draft, Outcome};
 use idv_core::lifecycle::{Status, Transition};
 use idv_core::tenant::Tenant;
+use idv_core::{Clock, Timestamp};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -200,10 +200,13 @@ impl Command {
                     None,
                 ),
             },
-            Command::UpdateAgent { tenant_id, id, .. } => {
-                (*tenant_id, "agent.update", "agent", id.to_string(), None)
-            }
-            Command::TransitionAgent { tenant_id, id, transition, reason } => (
+            Command::UpdateAgent { tenant_id, id, .. } => (*tenant_id, "agent.update", "agent", id.to_string(), None),
+            Command::TransitionAgent {
+                tenant_id,
+                id,
+                transition,
+                reason,
+            } => (
                 *tenant_id,
                 transition_action(*transition),
                 "agent",
@@ -212,7 +215,13 @@ impl Command {
             ),
             Command::ExpireAgent(_) | Command::ClaimJobs { .. } | Command::Record(_) => return None,
         };
-        Some(Attempt { tenant_id, action, target_type, target_id, reason })
+        Some(Attempt {
+            tenant_id,
+            action,
+            target_type,
+            target_id,
+            reason,
+        })
     }
 }
 
@@ -238,25 +247,23 @@ pub(crate) async fn apply(
 ) -> Result<Outcome2, StoreError> {
     match cmd {
         Command::CreateTenant(t) => create_tenant(conn, t, ctx).await,
-        Command::CreateAdminToken { token, secret_hash } => {
-            create_admin_token(conn, token, secret_hash, ctx).await
-        }
-        Command::RevokeAdminToken { tenant_id, id } => {
-            revoke_admin_token(conn, tenant_id, id, now, ctx).await
-        }
-        Command::CreateAgents { tenant_id, agents } => {
-            create_agents(conn, tenant_id, agents, clock, ctx).await
-        }
-        Command::UpdateAgent { tenant_id, id, if_match, changes } => {
-            update_agent(conn, tenant_id, id, if_match, changes, now, ctx).await
-        }
-        Command::TransitionAgent { tenant_id, id, transition, reason } => {
-            transition_agent(conn, tenant_id, id, transition, reason, now, ctx, None).await
-        }
+        Command::CreateAdminToken { token, secret_hash } => create_admin_token(conn, token, secret_hash, ctx).await,
+        Command::RevokeAdminToken { tenant_id, id } => revoke_admin_token(conn, tenant_id, id, now, ctx).await,
+        Command::CreateAgents { tenant_id, agents } => create_agents(conn, tenant_id, agents, clock, ctx).await,
+        Command::UpdateAgent {
+            tenant_id,
+            id,
+            if_match,
+            changes,
+        } => update_agent(conn, tenant_id, id, if_match, changes, now, ctx).await,
+        Command::TransitionAgent {
+            tenant_id,
+            id,
+            transition,
+            reason,
+        } => transition_agent(conn, tenant_id, id, transition, reason, now, ctx, None).await,
         Command::ExpireAgent(job) => expire_agent(conn, job, now, ctx).await,
-        Command::ClaimJobs { lease_secs, limit } => {
-            claim_jobs(conn, dialect, now, lease_secs, limit).await
-        }
+        Command::ClaimJobs { lease_secs, limit } => claim_jobs(conn, dialect, now, lease_secs, limit).await,
         Command::Record(d) => Ok((Applied::Done, vec![d])),
     }
 }
@@ -267,7 +274,10 @@ async fn create_tenant(conn: &mut AnyConnection, t: Tenant, ctx: &Context) -> Re
         .fetch_optional(&mut *conn)
         .await?;
     if taken.is_some() {
-        return Err(StoreError::Conflict(format!("a tenant named `{}` already exists", t.name)));
+        return Err(StoreError::Conflict(format!(
+            "a tenant named `{}` already exists",
+            t.name
+        )));
     }
     sqlx::query("INSERT INTO tenants (id, name, display_name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(t.id.to_string())
@@ -328,7 +338,10 @@ async fn revoke_admin_token(
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    let sql = format!("SELECT {} FROM admin_tokens WHERE tenant_id = $1 AND id = $2", row::TOKEN_COLS);
+    let sql = format!(
+        "SELECT {} FROM admin_tokens WHERE tenant_id = $1 AND id = $2",
+        row::TOKEN_COLS
+    );
     let found = sqlx::query(&sql)
         .bind(tenant_id.to_string())
         .bind(id.to_string())
@@ -336,7 +349,12 @@ async fn revoke_admin_token(
         .await?;
     let mut token = match found {
         Some(r) => row::admin_token(&r)?,
-        None => return Err(StoreError::NotFound { what: "admin token", id: id.to_string() }),
+        None => {
+            return Err(StoreError::NotFound {
+                what: "admin token",
+                id: id.to_string(),
+            });
+        }
     };
     if token.revoked_at.is_some() {
         return Err(StoreError::Conflict("the admin token is already revoked".into()));
@@ -355,11 +373,7 @@ async fn revoke_admin_token(
 }
 
 /// Names among `names` already used in the tenant.
-async fn taken_names(
-    conn: &mut AnyConnection,
-    tenant_id: Uuid,
-    names: &[&str],
-) -> Result<Vec<String>, StoreError> {
+async fn taken_names(conn: &mut AnyConnection, tenant_id: Uuid, names: &[&str]) -> Result<Vec<String>, StoreError> {
     let mut taken = Vec::new();
     for chunk in names.chunks(chunk_rows(1)) {
         let sql = format!(
@@ -378,11 +392,7 @@ async fn taken_names(
 }
 
 /// Ids among `ids` that are agents of the tenant.
-async fn existing_agents(
-    conn: &mut AnyConnection,
-    tenant_id: Uuid,
-    ids: &[Uuid],
-) -> Result<HashSet<Uuid>, StoreError> {
+async fn existing_agents(conn: &mut AnyConnection, tenant_id: Uuid, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
     let mut found = HashSet::new();
     for chunk in ids.chunks(chunk_rows(1)) {
         let sql = format!(
@@ -551,7 +561,10 @@ async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Resu
         .await?
     {
         Some(r) => row::agent(&r),
-        None => Err(StoreError::NotFound { what: "agent", id: id.to_string() }),
+        None => Err(StoreError::NotFound {
+            what: "agent",
+            id: id.to_string(),
+        }),
     }
 }
 
@@ -656,7 +669,10 @@ fn changed_fields(c: &AgentChanges) -> Vec<&'static str> {
     v
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site per command; a struct would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per command; a struct would only rename them"
+)]
 async fn transition_agent(
     conn: &mut AnyConnection,
     tenant_id: Uuid,
@@ -694,7 +710,12 @@ async fn transition_agent(
     Ok((Applied::Agent(Box::new(agent)), vec![d]))
 }
 
-async fn expire_agent(conn: &mut AnyConnection, job: Job, now: Timestamp, ctx: &Context) -> Result<Outcome2, StoreError> {
+async fn expire_agent(
+    conn: &mut AnyConnection,
+    job: Job,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
     sqlx::query("DELETE FROM jobs WHERE id = $1")
         .bind(job.id.to_string())
         .execute(&mut *conn)

@@ -183,10 +183,9 @@ impl Store {
         if inserted == 1 {
             return Ok(());
         }
-        let row: (String,) =
-            sqlx::query_as("SELECT value FROM idv_meta WHERE key = 'master_key_check'")
-                .fetch_one(&mut *conn)
-                .await?;
+        let row: (String,) = sqlx::query_as("SELECT value FROM idv_meta WHERE key = 'master_key_check'")
+            .fetch_one(&mut *conn)
+            .await?;
         if row.0 == check_value {
             Ok(())
         } else {

@@ -19,21 +19,18 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// Applies every migration not yet applied, each in its own transaction. On
 /// PostgreSQL an advisory lock keeps concurrently starting nodes from racing.
 pub(crate) async fn run(conn: &mut AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS idv_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
-    )
-    .await?;
+    conn.execute("CREATE TABLE IF NOT EXISTS idv_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        .await?;
     for m in MIGRATIONS {
         let mut tx = conn.begin().await?;
         if dialect == Dialect::Postgres {
             tx.execute("DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/migrate')); END $$")
                 .await?;
         }
-        let done: Option<(i64,)> =
-            sqlx::query_as("SELECT version FROM idv_migrations WHERE version = $1")
-                .bind(m.version)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM idv_migrations WHERE version = $1")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
         if done.is_none() {
             let sql = match dialect {
                 Dialect::Sqlite => m.sqlite,

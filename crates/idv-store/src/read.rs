@@ -135,11 +135,7 @@ impl Store {
     }
 
     /// Tenants in id order, after `after`.
-    pub async fn tenants(
-        &self,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<Tenant>, StoreError> {
+    pub async fn tenants(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>, StoreError> {
         let mut sql = Sql::new(format!("SELECT {TENANT_COLS} FROM tenants WHERE 1 = 1"));
         if let Some(a) = after {
             sql.and("id > ?", vec![Arg::Text(a.to_string())]);
@@ -151,10 +147,7 @@ impl Store {
 
     /// The admin token whose secret hashes to `hash`, if any (revoked and
     /// expired ones included; the caller checks [`AdminToken::is_usable`]).
-    pub async fn admin_token_by_hash(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<AdminToken>, StoreError> {
+    pub async fn admin_token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<AdminToken>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLS} FROM admin_tokens WHERE secret_hash = $1");
         let r = sqlx::query(&sql)
             .bind(hash.to_vec())
@@ -172,11 +165,7 @@ impl Store {
     }
 
     /// One admin token of a tenant.
-    pub async fn admin_token(
-        &self,
-        tenant_id: Uuid,
-        id: Uuid,
-    ) -> Result<Option<AdminToken>, StoreError> {
+    pub async fn admin_token(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<AdminToken>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLS} FROM admin_tokens WHERE tenant_id = $1 AND id = $2");
         let r = sqlx::query(&sql)
             .bind(tenant_id.to_string())
@@ -200,11 +189,7 @@ impl Store {
         }
         let lim = sql.bind_next(Arg::Int(limit));
         sql.push(&format!(" ORDER BY id LIMIT {lim}"));
-        sql.fetch_all(self)
-            .await?
-            .iter()
-            .map(row::admin_token)
-            .collect()
+        sql.fetch_all(self).await?.iter().map(row::admin_token).collect()
     }
 
     /// One agent of a tenant.

@@ -27,8 +27,7 @@ pub(crate) fn uuid(row: &AnyRow, col: &str) -> Result<Uuid, StoreError> {
 
 fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e)))
-        .transpose()
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e))).transpose()
 }
 
 fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
@@ -36,9 +35,7 @@ fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
 }
 
 fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row
-        .try_get::<Option<i64>, _>(col)?
-        .map(Timestamp::from_micros))
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_micros))
 }
 
 fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {

@@ -72,12 +72,10 @@ impl Database {
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("idv.db").display()),
             Backend::Postgres => {
-                let base =
-                    postgres_url().ok_or_else(|| anyhow::anyhow!("{POSTGRES_ENV} is not set"))?;
+                let base = postgres_url().ok_or_else(|| anyhow::anyhow!("{POSTGRES_ENV} is not set"))?;
                 let schema = format!("idv_t_{}", rand::random::<u64>());
                 let mut conn = sqlx::PgConnection::connect(&base).await?;
-                conn.execute(format!("CREATE SCHEMA {schema}").as_str())
-                    .await?;
+                conn.execute(format!("CREATE SCHEMA {schema}").as_str()).await?;
                 conn.close().await?;
                 let sep = if base.contains('?') { '&' } else { '?' };
                 format!("{base}{sep}options=-c%20search_path%3D{schema}")
@@ -172,18 +170,11 @@ impl TestServer {
 
     /// A request with the bootstrap token.
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
+        self.http.request(method, self.url(path)).bearer_auth(&self.token)
     }
 
     /// A request with `token`.
-    pub fn req_as(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
+    pub fn req_as(&self, token: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(token)
     }
 

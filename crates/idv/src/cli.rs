@@ -60,12 +60,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// Server address.
-    #[arg(
-        long,
-        env = "IDV_ADDR",
-        default_value = "http://127.0.0.1:8700",
-        global = true
-    )]
+    #[arg(long, env = "IDV_ADDR", default_value = "http://127.0.0.1:8700", global = true)]
     pub addr: String,
     /// Admin API token.
     #[arg(long, env = "IDV_TOKEN", hide_env_values = true, global = true)]

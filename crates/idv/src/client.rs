@@ -56,13 +56,10 @@ impl Client {
     }
 
     async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
-        let res = req.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach IdentityVault at {}: {}",
-                self.base,
-                root_cause(&e)
-            )
-        })?;
+        let res = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach IdentityVault at {}: {}", self.base, root_cause(&e)))?;
         if res.status().is_success() {
             return Ok(res);
         }
@@ -76,10 +73,7 @@ impl Client {
     }
 
     /// `GET path` as JSON, with the `ETag` version.
-    pub async fn get_versioned<T: DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> anyhow::Result<(T, Option<String>)> {
+    pub async fn get_versioned<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<(T, Option<String>)> {
         let res = self.send(self.request(Method::GET, path)).await?;
         let etag = etag(res.headers());
         Ok((decode(res).await?, etag))
@@ -91,14 +85,8 @@ impl Client {
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> anyhow::Result<T> {
-        let res = self
-            .send(self.request(Method::POST, path).json(body))
-            .await?;
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let res = self.send(self.request(Method::POST, path).json(body)).await?;
         decode(res).await
     }
 
@@ -126,17 +114,11 @@ impl Client {
 }
 
 fn etag(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    headers.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 async fn decode<T: DeserializeOwned>(res: Response) -> anyhow::Result<T> {
-    let bytes = res
-        .bytes()
-        .await
-        .context("the server's answer was cut off")?;
+    let bytes = res.bytes().await.context("the server's answer was cut off")?;
     serde_json::from_slice(&bytes)
         .context("the server's answer is not the JSON expected (is IDV_ADDR an IdentityVault?)")
 }

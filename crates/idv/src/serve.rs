@@ -7,8 +7,7 @@ use crate::cli::ServeArgs;
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter =
-        EnvFilter::try_new(&args.log).map_err(|e| anyhow::anyhow!("--log `{}`: {e}", args.log))?;
+    let filter = EnvFilter::try_new(&args.log).map_err(|e| anyhow::anyhow!("--log `{}`: {e}", args.log))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -17,12 +16,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         database_url: args.database_url.filter(|u| !u.is_empty()),
-        bootstrap_token: std::env::var("IDV_BOOTSTRAP_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
-        master_key: std::env::var("IDV_MASTER_KEY")
-            .ok()
-            .filter(|k| !k.is_empty()),
+        bootstrap_token: std::env::var("IDV_BOOTSTRAP_TOKEN").ok().filter(|t| !t.is_empty()),
+        master_key: std::env::var("IDV_MASTER_KEY").ok().filter(|k| !k.is_empty()),
         master_key_file: args.master_key_file,
         trust_domain: args.trust_domain,
         ..Config::default()

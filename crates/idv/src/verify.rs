@@ -71,8 +71,7 @@ impl Source {
             }
             Source::Api(c) => {
                 let h: HeadView = c.get("/v1/audit/head").await?;
-                let hash = hex::decode::<32>(&h.hash)
-                    .context("the server's chain head hash is not 32 bytes of hex")?;
+                let hash = hex::decode::<32>(&h.hash).context("the server's chain head hash is not 32 bytes of hex")?;
                 Ok((h.seq, hash))
             }
         }
@@ -107,10 +106,8 @@ pub async fn walk(source: Source, bar: &ProgressBar) -> anyhow::Result<Report> {
     let (head_seq, head_hash) = source.head().await?;
     bar.set_length(head_seq.max(0) as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "verifying {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("verifying {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<Event>>>(2);

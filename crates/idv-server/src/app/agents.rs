@@ -37,7 +37,10 @@ pub async fn create(
             spec.into_agent(state.clock.new_id(), caller.tenant.id, now, &by)
                 .map_err(|e| match e {
                     idv_core::agent::AgentError::Invalid { field, reason } if bulk => {
-                        idv_core::agent::AgentError::Invalid { field: format!("agents[{i}].{field}"), reason }
+                        idv_core::agent::AgentError::Invalid {
+                            field: format!("agents[{i}].{field}"),
+                            reason,
+                        }
                     }
                     other => other,
                 })
@@ -45,7 +48,13 @@ pub async fn create(
         .collect::<Result<Vec<_>, _>>()?;
     match state
         .store
-        .execute(Command::CreateAgents { tenant_id: caller.tenant.id, agents }, caller.context())
+        .execute(
+            Command::CreateAgents {
+                tenant_id: caller.tenant.id,
+                agents,
+            },
+            caller.context(),
+        )
         .await?
     {
         Applied::Agents(a) => Ok(a),
@@ -56,11 +65,13 @@ pub async fn create(
 /// One agent of the caller's tenant.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
     caller.require(state, Permission::ReadRegistry, "agent.read").await?;
-    state
-        .store
-        .agent(caller.tenant.id, id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound { what: "agent", id: id.to_string() }.into())
+    state.store.agent(caller.tenant.id, id).await?.ok_or_else(|| {
+        StoreError::NotFound {
+            what: "agent",
+            id: id.to_string(),
+        }
+        .into()
+    })
 }
 
 /// Agents of the caller's tenant matching `filter`.
@@ -81,7 +92,12 @@ pub async fn update(
     match state
         .store
         .execute(
-            Command::UpdateAgent { tenant_id: caller.tenant.id, id, if_match, changes },
+            Command::UpdateAgent {
+                tenant_id: caller.tenant.id,
+                id,
+                if_match,
+                changes,
+            },
             caller.context(),
         )
         .await?
@@ -99,12 +115,19 @@ pub async fn transition(
     transition: Transition,
     reason: String,
 ) -> Result<Agent, AppError> {
-    caller.require(state, Permission::WriteRegistry, "agent.transition").await?;
+    caller
+        .require(state, Permission::WriteRegistry, "agent.transition")
+        .await?;
     idv_core::agent::validate_reason(&reason)?;
     match state
         .store
         .execute(
-            Command::TransitionAgent { tenant_id: caller.tenant.id, id, transition, reason },
+            Command::TransitionAgent {
+                tenant_id: caller.tenant.id,
+                id,
+                transition,
+                reason,
+            },
             caller.context(),
         )
         .await?

@@ -17,7 +17,9 @@ pub async fn events(
 ) -> Result<Vec<Event>, AppError> {
     caller.require(state, Permission::ReadAudit, "audit.read").await?;
     if all_tenants {
-        caller.require(state, Permission::ReadAllAudit, "audit.read_all_tenants").await?;
+        caller
+            .require(state, Permission::ReadAllAudit, "audit.read_all_tenants")
+            .await?;
         filter.tenant_id = None;
     } else {
         filter.tenant_id = Some(caller.tenant.id);
@@ -27,6 +29,8 @@ pub async fn events(
 
 /// The head of the whole chain (platform operators only: it spans tenants).
 pub async fn head(state: &AppState, caller: &Caller) -> Result<Head, AppError> {
-    caller.require(state, Permission::ReadAllAudit, "audit.read_all_tenants").await?;
+    caller
+        .require(state, Permission::ReadAllAudit, "audit.read_all_tenants")
+        .await?;
     Ok(state.store.audit_head().await?)
 }

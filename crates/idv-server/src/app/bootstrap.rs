@@ -51,13 +51,17 @@ pub async fn run(state: &AppState, given: Option<&str>) -> anyhow::Result<Bootst
         if given.is_some() {
             tracing::info!("IDV_BOOTSTRAP_TOKEN ignored: admin tokens already exist");
         }
-        return Ok(Bootstrap { token: None, from_env: false });
+        return Ok(Bootstrap {
+            token: None,
+            from_env: false,
+        });
     }
     let (secret, from_env) = match given {
         Some(t) => {
             if t.starts_with(admin_token::PREFIX) {
                 admin_token::check_format(t).map_err(|e| anyhow::anyhow!("IDV_BOOTSTRAP_TOKEN: {e}"))?;
-            } else if t.len() < admin_token::MIN_EXTERNAL_LEN || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            } else if t.len() < admin_token::MIN_EXTERNAL_LEN || t.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 bail!(
                     "IDV_BOOTSTRAP_TOKEN must be at least {} printable characters without spaces",
                     admin_token::MIN_EXTERNAL_LEN

@@ -73,9 +73,9 @@ impl Caller {
         Context {
             actor: self.actor(),
             request_id: Some(self.request_id.clone()),
-            note: self.cross_tenant.then(|| {
-                json!({ "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant })
-            }),
+            note: self
+                .cross_tenant
+                .then(|| json!({ "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant })),
         }
     }
 

@@ -15,13 +15,18 @@ pub async fn create(
     name: String,
     display_name: Option<String>,
 ) -> Result<Tenant, AppError> {
-    caller.require(state, Permission::ManagePlatform, "tenant.create").await?;
+    caller
+        .require(state, Permission::ManagePlatform, "tenant.create")
+        .await?;
     tenant::validate_name(&name).map_err(|e| AppError::BadParameter {
         field: "name".into(),
         detail: e.to_string(),
     })?;
     let display_name = display_name.unwrap_or_else(|| name.clone());
-    if display_name.trim().is_empty() || display_name.chars().count() > 256 || display_name.chars().any(char::is_control) {
+    if display_name.trim().is_empty()
+        || display_name.chars().count() > 256
+        || display_name.chars().any(char::is_control)
+    {
         return Err(AppError::BadParameter {
             field: "display_name".into(),
             detail: "`display_name` must be 1 to 256 printable characters".into(),
@@ -40,12 +45,7 @@ pub async fn create(
 }
 
 /// Lists tenants: every tenant for platform operators, else just the caller's.
-pub async fn list(
-    state: &AppState,
-    caller: &Caller,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<Tenant>, AppError> {
+pub async fn list(state: &AppState, caller: &Caller, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>, AppError> {
     caller.require(state, Permission::ReadRegistry, "tenant.list").await?;
     if caller.principal.platform {
         Ok(state.store.tenants(after, limit).await?)
@@ -59,7 +59,10 @@ pub async fn list(
 /// One tenant by name: platform operators see any, others only their own.
 pub async fn get(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant, AppError> {
     caller.require(state, Permission::ReadRegistry, "tenant.get").await?;
-    let not_found = || StoreError::NotFound { what: "tenant", id: name.to_owned() };
+    let not_found = || StoreError::NotFound {
+        what: "tenant",
+        id: name.to_owned(),
+    };
     if caller.principal.platform {
         Ok(state.store.tenant_by_name(name).await?.ok_or_else(not_found)?)
     } else if caller.tenant.name == name {
@@ -70,5 +73,7 @@ pub async fn get(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant
 }
 
 pub(crate) fn unexpected() -> AppError {
-    AppError::Store(StoreError::Corrupt("the store answered with an unexpected result".into()))
+    AppError::Store(StoreError::Corrupt(
+        "the store answered with an unexpected result".into(),
+    ))
 }

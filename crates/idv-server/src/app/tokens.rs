@@ -18,13 +18,19 @@ pub async fn create(
     expires_in: Option<String>,
     platform: bool,
 ) -> Result<(String, AdminToken), AppError> {
-    caller.require(state, Permission::ManageTokens, "admin_token.create").await?;
-    let role: Role = role.parse().map_err(|e: admin_token::UnknownRole| AppError::BadParameter {
-        field: "role".into(),
-        detail: e.to_string(),
-    })?;
+    caller
+        .require(state, Permission::ManageTokens, "admin_token.create")
+        .await?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: admin_token::UnknownRole| AppError::BadParameter {
+            field: "role".into(),
+            detail: e.to_string(),
+        })?;
     if platform {
-        caller.require(state, Permission::ManagePlatform, "admin_token.create_platform").await?;
+        caller
+            .require(state, Permission::ManagePlatform, "admin_token.create_platform")
+            .await?;
     }
     if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(AppError::BadParameter {
@@ -68,19 +74,30 @@ pub async fn create(
 }
 
 /// The tenant's admin tokens.
-pub async fn list(state: &AppState, caller: &Caller, after: Option<Uuid>, limit: i64) -> Result<Vec<AdminToken>, AppError> {
-    caller.require(state, Permission::ManageTokens, "admin_token.list").await?;
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<AdminToken>, AppError> {
+    caller
+        .require(state, Permission::ManageTokens, "admin_token.list")
+        .await?;
     Ok(state.store.admin_tokens(caller.tenant.id, after, limit).await?)
 }
 
 /// One admin token of the tenant.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<AdminToken, AppError> {
-    caller.require(state, Permission::ManageTokens, "admin_token.get").await?;
-    state
-        .store
-        .admin_token(caller.tenant.id, id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound { what: "admin token", id: id.to_string() }.into())
+    caller
+        .require(state, Permission::ManageTokens, "admin_token.get")
+        .await?;
+    state.store.admin_token(caller.tenant.id, id).await?.ok_or_else(|| {
+        StoreError::NotFound {
+            what: "admin token",
+            id: id.to_string(),
+        }
+        .into()
+    })
 }
 
 /// The caller's own token.
@@ -94,10 +111,18 @@ pub async fn current(state: &AppState, caller: &Caller) -> Result<AdminToken, Ap
 
 /// Revokes an admin token of the tenant; it stops working at once.
 pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<AdminToken, AppError> {
-    caller.require(state, Permission::ManageTokens, "admin_token.revoke").await?;
+    caller
+        .require(state, Permission::ManageTokens, "admin_token.revoke")
+        .await?;
     match state
         .store
-        .execute(Command::RevokeAdminToken { tenant_id: caller.tenant.id, id }, caller.context())
+        .execute(
+            Command::RevokeAdminToken {
+                tenant_id: caller.tenant.id,
+                id,
+            },
+            caller.context(),
+        )
         .await?
     {
         Applied::AdminToken(t) => Ok(t),

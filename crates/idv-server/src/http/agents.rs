@@ -20,11 +20,16 @@ use crate::AppState;
 use crate::app::{self, Caller, page_size};
 
 fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
-    app::AppError::Invalid(AgentError::Invalid { field: field.into(), reason: reason.into() }).into()
+    app::AppError::Invalid(AgentError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    })
+    .into()
 }
 
 fn environment(field: &str, v: &str) -> Result<Environment, ApiError> {
-    v.parse::<Environment>().map_err(|_| invalid(field, format!("`{v}` is not one of dev, test, prod")))
+    v.parse::<Environment>()
+        .map_err(|_| invalid(field, format!("`{v}` is not one of dev, test, prod")))
 }
 
 fn parent(p: ParentRef) -> Result<Parent, ApiError> {
@@ -49,7 +54,11 @@ fn new_agent(c: AgentCreate) -> Result<NewAgent, ApiError> {
         name: c.name,
         owner: c.owner,
         purpose: c.purpose,
-        environment: c.environment.as_deref().map(|e| environment("environment", e)).transpose()?,
+        environment: c
+            .environment
+            .as_deref()
+            .map(|e| environment("environment", e))
+            .transpose()?,
         team: c.team,
         labels: c.labels,
         capabilities: c.capabilities,
@@ -82,8 +91,14 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let spec = new_agent(body)?;
     let agents = app::agents::create(&state, &caller, vec![spec], false).await?;
-    let a = agents.first().ok_or_else(|| ApiError::from(app::tenants::unexpected()))?;
-    Ok(with_etag(StatusCode::CREATED, a, views::agent(a, &caller.tenant.name, &state.trust_domain)))
+    let a = agents
+        .first()
+        .ok_or_else(|| ApiError::from(app::tenants::unexpected()))?;
+    Ok(with_etag(
+        StatusCode::CREATED,
+        a,
+        views::agent(a, &caller.tenant.name, &state.trust_domain),
+    ))
 }
 
 /// Register up to 50,000 agents in one request, all or nothing: if any item is
@@ -111,16 +126,32 @@ pub async fn bulk_create(
             spiffe_id: spiffe_id(&state.trust_domain, &caller.tenant.name, a.id),
         })
         .collect();
-    Ok((StatusCode::CREATED, axum::Json(AgentBulkCreated { created: agents.len(), agents: refs })))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(AgentBulkCreated {
+            created: agents.len(),
+            agents: refs,
+        }),
+    ))
 }
 
-const LIST_PARAMS: &[&str] = &["status", "owner", "environment", "class", "label", "name_prefix", "cursor", "limit"];
+const LIST_PARAMS: &[&str] = &[
+    "status",
+    "owner",
+    "environment",
+    "class",
+    "label",
+    "name_prefix",
+    "cursor",
+    "limit",
+];
 
 fn filter(q: &QueryPairs) -> Result<AgentFilter, ApiError> {
     let mut labels = Vec::new();
     for l in q.all("label") {
         let (k, v) = l.split_once('=').ok_or_else(|| {
-            ApiError::bad_request("invalid-parameter", format!("`label` must be `key=value`, not `{l}`")).with_field("label")
+            ApiError::bad_request("invalid-parameter", format!("`label` must be `key=value`, not `{l}`"))
+                .with_field("label")
         })?;
         labels.push((k.to_owned(), v.to_owned()));
     }
@@ -151,9 +182,14 @@ pub async fn list(
     q.only(LIST_PARAMS)?;
     let f = filter(&q)?;
     let items = app::agents::list(&state, &caller, &f).await?;
-    let next_cursor = (items.len() as i64 == f.limit).then(|| items.last().map(|a| a.id.to_string())).flatten();
+    let next_cursor = (items.len() as i64 == f.limit)
+        .then(|| items.last().map(|a| a.id.to_string()))
+        .flatten();
     Ok(axum::Json(Page {
-        items: items.iter().map(|a| views::agent(a, &caller.tenant.name, &state.trust_domain)).collect(),
+        items: items
+            .iter()
+            .map(|a| views::agent(a, &caller.tenant.name, &state.trust_domain))
+            .collect(),
         next_cursor,
     }))
 }
@@ -164,13 +200,22 @@ pub async fn list(
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id, "agent")?;
     let a = app::agents::get(&state, &caller, id).await?;
-    Ok(with_etag(StatusCode::OK, &a, views::agent(&a, &caller.tenant.name, &state.trust_domain)))
+    Ok(with_etag(
+        StatusCode::OK,
+        &a,
+        views::agent(&a, &caller.tenant.name, &state.trust_domain),
+    ))
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let bad = || {
-        ApiError::bad_request("invalid-if-match", "`If-Match` must be the agent's ETag, e.g. `\"3\"`, or `*`")
+        ApiError::bad_request(
+            "invalid-if-match",
+            "`If-Match` must be the agent's ETag, e.g. `\"3\"`, or `*`",
+        )
     };
     let s = v.to_str().map_err(|_| bad())?.trim();
     if s == "*" {
@@ -215,7 +260,11 @@ pub async fn update(
         return Err(ApiError::bad_request("empty-patch", "the patch changes nothing"));
     }
     let a = app::agents::update(&state, &caller, id, expected, changes).await?;
-    Ok(with_etag(StatusCode::OK, &a, views::agent(&a, &caller.tenant.name, &state.trust_domain)))
+    Ok(with_etag(
+        StatusCode::OK,
+        &a,
+        views::agent(&a, &caller.tenant.name, &state.trust_domain),
+    ))
 }
 
 /// Lifecycle: `activate`, `suspend`, `resume` or `retire`, with a reason.
@@ -231,16 +280,23 @@ pub async fn transition(
     Json(body): Json<TransitionRequest>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "agent")?;
-    let t = Transition::ALL.into_iter().find(|t| t.as_str() == verb).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "Not found",
-            format!("`{verb}` is not a lifecycle action (activate, suspend, resume, retire)"),
-        )
-    })?;
+    let t = Transition::ALL
+        .into_iter()
+        .find(|t| t.as_str() == verb)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("`{verb}` is not a lifecycle action (activate, suspend, resume, retire)"),
+            )
+        })?;
     let a = app::agents::transition(&state, &caller, id, t, body.reason).await?;
-    Ok(with_etag(StatusCode::OK, &a, views::agent(&a, &caller.tenant.name, &state.trust_domain)))
+    Ok(with_etag(
+        StatusCode::OK,
+        &a,
+        views::agent(&a, &caller.tenant.name, &state.trust_domain),
+    ))
 }
 
 const CSV_HEADER: &str = "id,spiffe_id,name,owner,purpose,environment,team,class,status,labels,capabilities,parent,depends_on,created_at,expires_at\n";
@@ -248,7 +304,11 @@ const CSV_HEADER: &str = "id,spiffe_id,name,owner,purpose,environment,team,class
 /// One CSV field: quoted when needed, and with a leading `'` when it would
 /// otherwise start a spreadsheet formula (CSV injection).
 fn csv_field(out: &mut String, v: &str) {
-    let guarded = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_owned() };
+    let guarded = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
     if guarded.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&guarded.replace('"', "\"\""));
@@ -303,25 +363,44 @@ enum Format {
 #[utoipa::path(get, path = "/v1/agents/export", tag = "agents",
     params(("format" = Option<String>, Query, description = "`csv` (default) or `json`")),
     responses((status = 200, description = "text/csv or application/json")), security(("bearer" = [])))]
-pub async fn export(State(state): State<AppState>, caller: Caller, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let q = QueryPairs::parse(q.as_deref());
     q.only(&["format"])?;
     let format = match q.one("format")? {
         None | Some("csv") => Format::Csv,
         Some("json") => Format::Json,
         Some(other) => {
-            return Err(ApiError::bad_request("invalid-parameter", format!("`format` must be `csv` or `json`, not `{other}`"))
-                .with_field("format"));
+            return Err(ApiError::bad_request(
+                "invalid-parameter",
+                format!("`format` must be `csv` or `json`, not `{other}`"),
+            )
+            .with_field("format"));
         }
     };
     // Check access once up front, so a refusal is a clean problem response.
-    app::agents::list(&state, &caller, &AgentFilter { limit: 1, ..AgentFilter::default() }).await?;
+    app::agents::list(
+        &state,
+        &caller,
+        &AgentFilter {
+            limit: 1,
+            ..AgentFilter::default()
+        },
+    )
+    .await?;
     struct Cursor {
         after: Option<Uuid>,
         first: bool,
         done: bool,
     }
-    let start = Cursor { after: None, first: true, done: false };
+    let start = Cursor {
+        after: None,
+        first: true,
+        done: false,
+    };
     let stream = futures_util::stream::unfold(start, move |mut cur| {
         let state = state.clone();
         let caller = caller.clone();
@@ -329,12 +408,19 @@ pub async fn export(State(state): State<AppState>, caller: Caller, RawQuery(q): 
             if cur.done {
                 return None;
             }
-            let f = AgentFilter { after: cur.after, limit: 1000, ..AgentFilter::default() };
+            let f = AgentFilter {
+                after: cur.after,
+                limit: 1000,
+                ..AgentFilter::default()
+            };
             let page = match state.store.agents(caller.tenant.id, &f).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "export failed mid-stream");
-                    return Some((Err(std::io::Error::other("export failed")), Cursor { done: true, ..cur }));
+                    return Some((
+                        Err(std::io::Error::other("export failed")),
+                        Cursor { done: true, ..cur },
+                    ));
                 }
             };
             let mut out = String::new();
@@ -370,7 +456,8 @@ pub async fn export(State(state): State<AppState>, caller: Caller, RawQuery(q): 
         Format::Json => ("application/json", "agents.json"),
     };
     let mut res = Response::new(Body::from_stream(stream));
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }

@@ -37,13 +37,26 @@ pub async fn events(
     RawQuery(q): RawQuery,
 ) -> Result<axum::Json<Page<AuditEventView>>, ApiError> {
     let q = QueryPairs::parse(q.as_deref());
-    q.only(&["action", "target_id", "actor_token_id", "outcome", "since", "until", "all_tenants", "cursor", "limit"])?;
+    q.only(&[
+        "action",
+        "target_id",
+        "actor_token_id",
+        "outcome",
+        "since",
+        "until",
+        "all_tenants",
+        "cursor",
+        "limit",
+    ])?;
     let outcome = q
         .one("outcome")?
         .map(|o| {
             Outcome::parse(o).ok_or_else(|| {
-                ApiError::bad_request("invalid-parameter", format!("`outcome`: `{o}` is not success, failure or denied"))
-                    .with_field("outcome")
+                ApiError::bad_request(
+                    "invalid-parameter",
+                    format!("`outcome`: `{o}` is not success, failure or denied"),
+                )
+                .with_field("outcome")
             })
         })
         .transpose()?;
@@ -61,8 +74,13 @@ pub async fn events(
     let all = q.parsed::<bool>("all_tenants", "`true` or `false`")?.unwrap_or(false);
     let limit = filter.limit;
     let items = app::audit::events(&state, &caller, filter, all).await?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|e| e.seq.to_string())).flatten();
-    Ok(axum::Json(Page { items: items.iter().map(views::event).collect(), next_cursor }))
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|e| e.seq.to_string()))
+        .flatten();
+    Ok(axum::Json(Page {
+        items: items.iter().map(views::event).collect(),
+        next_cursor,
+    }))
 }
 
 /// The head of the whole chain.
@@ -79,5 +97,8 @@ pub struct HeadView {
     responses((status = 200, body = HeadView), (status = 403, body = idv_api::Problem)), security(("bearer" = [])))]
 pub async fn head(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<HeadView>, ApiError> {
     let h = app::audit::head(&state, &caller).await?;
-    Ok(axum::Json(HeadView { seq: h.seq, hash: idv_core::hex::encode(&h.hash) }))
+    Ok(axum::Json(HeadView {
+        seq: h.seq,
+        hash: idv_core::hex::encode(&h.hash),
+    }))
 }

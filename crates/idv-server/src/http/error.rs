@@ -86,9 +86,13 @@ impl From<AppError> for ApiError {
                 format!("`{field}`: {reason}"),
             )
             .with_field(field),
-            AppError::BadParameter { field, detail } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field", detail).with_field(field)
-            }
+            AppError::BadParameter { field, detail } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid field",
+                detail,
+            )
+            .with_field(field),
             AppError::Store(s) => s.into(),
         }
     }

@@ -38,12 +38,14 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
             "Unsupported media type",
             "send the body as JSON with `Content-Type: application/json`",
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::bad_request("malformed-json", format!("the body is not valid JSON: {}", source_text(&e)))
-        }
-        JsonRejection::JsonDataError(e) => {
-            ApiError::bad_request("invalid-body", format!("the body does not match the expected shape: {}", source_text(&e)))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "malformed-json",
+            format!("the body is not valid JSON: {}", source_text(&e)),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::bad_request(
+            "invalid-body",
+            format!("the body does not match the expected shape: {}", source_text(&e)),
+        ),
         JsonRejection::BytesRejection(e) => {
             let text = e.body_text();
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE || text.contains("length limit") {
@@ -90,7 +92,10 @@ impl FromRequestParts<AppState> for Caller {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         let unauthorized = |d: &str| {
-            state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state
+                .metrics
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", d)
         };
         let value = parts
@@ -108,16 +113,18 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?;
         let tenant = match parts.headers.get(TENANT_HEADER) {
             None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .map_err(|_| ApiError::bad_request("invalid-tenant", "the X-IDV-Tenant header is not readable text"))?,
-            ),
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid-tenant", "the X-IDV-Tenant header is not readable text")
+            })?),
         };
         app::auth::authenticate(state, token, tenant, request_id)
             .await
             .map_err(|e| {
                 if matches!(e, app::AppError::Unauthenticated(_)) {
-                    state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    state
+                        .metrics
+                        .auth_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 ApiError::from(e)
             })
@@ -156,7 +163,9 @@ impl QueryPairs {
         let mut vals = self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let first = vals.next();
         if vals.next().is_some() {
-            return Err(ApiError::bad_request("invalid-parameter", format!("`{key}` may be given only once")).with_field(key));
+            return Err(
+                ApiError::bad_request("invalid-parameter", format!("`{key}` may be given only once")).with_field(key),
+            );
         }
         Ok(first)
     }

@@ -38,8 +38,13 @@ pub async fn list(
     let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
     let limit = page_size(q.parsed("limit", "a number")?)?;
     let items = app::tenants::list(&state, &caller, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|t| t.id.to_string())).flatten();
-    Ok(axum::Json(Page { items: items.iter().map(views::tenant).collect(), next_cursor }))
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|t| t.id.to_string()))
+        .flatten();
+    Ok(axum::Json(Page {
+        items: items.iter().map(views::tenant).collect(),
+        next_cursor,
+    }))
 }
 
 /// One tenant by name.

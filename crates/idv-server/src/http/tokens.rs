@@ -26,7 +26,10 @@ pub async fn create(
     let (secret, t) = app::tokens::create(&state, &caller, body.name, &body.role, expires_in, body.platform).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(AdminTokenCreated { token: secret, admin_token: views::admin_token(&t, &caller.tenant.name) }),
+        axum::Json(AdminTokenCreated {
+            token: secret,
+            admin_token: views::admin_token(&t, &caller.tenant.name),
+        }),
     ))
 }
 
@@ -44,9 +47,14 @@ pub async fn list(
     let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
     let limit = page_size(q.parsed("limit", "a number")?)?;
     let items = app::tokens::list(&state, &caller, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|t| t.id.to_string())).flatten();
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|t| t.id.to_string()))
+        .flatten();
     Ok(axum::Json(Page {
-        items: items.iter().map(|t| views::admin_token(t, &caller.tenant.name)).collect(),
+        items: items
+            .iter()
+            .map(|t| views::admin_token(t, &caller.tenant.name))
+            .collect(),
         next_cursor,
     }))
 }
@@ -58,7 +66,10 @@ pub async fn current(State(state): State<AppState>, caller: Caller) -> Result<ax
     let t = app::tokens::current(&state, &caller).await?;
     let home = state.store.tenant(t.tenant_id).await.map_err(app::AppError::from)?;
     let home_name = home.map(|h| h.name).unwrap_or_default();
-    Ok(axum::Json(WhoAmI { admin_token: views::admin_token(&t, &home_name), tenant: views::tenant(&caller.tenant) }))
+    Ok(axum::Json(WhoAmI {
+        admin_token: views::admin_token(&t, &home_name),
+        tenant: views::tenant(&caller.tenant),
+    }))
 }
 
 /// One admin token.

@@ -36,8 +36,14 @@ pub fn admin_token(t: &AdminToken, tenant_name: &str) -> AdminTokenView {
 /// The wire form of a parent.
 pub fn parent_ref(p: &Parent) -> ParentRef {
     match p {
-        Parent::Agent(id) => ParentRef { type_: "agent".into(), id: id.to_string() },
-        Parent::Human(h) => ParentRef { type_: "human".into(), id: h.clone() },
+        Parent::Agent(id) => ParentRef {
+            type_: "agent".into(),
+            id: id.to_string(),
+        },
+        Parent::Human(h) => ParentRef {
+            type_: "human".into(),
+            id: h.clone(),
+        },
     }
 }
 

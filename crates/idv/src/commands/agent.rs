@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
 use idv_api::{
-    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentPatch, AgentView, DurationValue, Page,
-    ParentRef, TransitionRequest,
+    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentPatch, AgentView, DurationValue, Page, ParentRef,
+    TransitionRequest,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
@@ -140,14 +140,11 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
                 ExportFormat::Csv => "csv",
                 ExportFormat::Json => "json",
             };
-            let mut res = c
-                .get_raw(&format!("/v1/agents/export?format={fmt}"))
-                .await?;
+            let mut res = c.get_raw(&format!("/v1/agents/export?format={fmt}")).await?;
             // A CLI writing its own output: blocking writes are fine here.
             let mut sink: Box<dyn Write> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
+                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
                 )),
                 None => Box::new(std::io::stdout().lock()),
             };
@@ -217,34 +214,26 @@ fn patch(
     f: AgentFields,
     clear: &[ClearField],
 ) -> anyhow::Result<AgentPatch> {
-    let set_or_clear =
-        |value: Option<String>, field: ClearField| -> anyhow::Result<Option<Option<String>>> {
-            match (value, clear.contains(&field)) {
-                (Some(_), true) => bail!("cannot both set and clear `{field:?}`"),
-                (Some(v), false) => Ok(Some(Some(v))),
-                (None, true) => Ok(Some(None)),
-                (None, false) => Ok(None),
-            }
-        };
+    let set_or_clear = |value: Option<String>, field: ClearField| -> anyhow::Result<Option<Option<String>>> {
+        match (value, clear.contains(&field)) {
+            (Some(_), true) => bail!("cannot both set and clear `{field:?}`"),
+            (Some(v), false) => Ok(Some(Some(v))),
+            (None, true) => Ok(Some(None)),
+            (None, false) => Ok(None),
+        }
+    };
     let p = AgentPatch {
         name,
         owner,
         purpose,
         environment: set_or_clear(f.environment, ClearField::Environment)?,
         team: set_or_clear(f.team, ClearField::Team)?,
-        labels: (!f.labels.is_empty())
-            .then(|| labels(&f.labels))
-            .transpose()?,
+        labels: (!f.labels.is_empty()).then(|| labels(&f.labels)).transpose()?,
         capabilities: (!f.capabilities.is_empty()).then_some(f.capabilities),
         class: set_or_clear(f.class, ClearField::Class)?,
-        depends_on: (!f.depends_on.is_empty())
-            .then(|| ids(&f.depends_on))
-            .transpose()?,
+        depends_on: (!f.depends_on.is_empty()).then(|| ids(&f.depends_on)).transpose()?,
     };
-    if serde_json::to_value(&p)?
-        .as_object()
-        .is_some_and(|o| o.is_empty())
-    {
+    if serde_json::to_value(&p)?.as_object().is_some_and(|o| o.is_empty()) {
         bail!("nothing to change: pass at least one field to update");
     }
     Ok(p)
@@ -258,8 +247,7 @@ fn read_agents(file: &Path) -> anyhow::Result<Vec<AgentCreate>> {
             .read_to_string(&mut text)
             .context("cannot read standard input")?;
     } else {
-        text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
+        text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     }
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(&text)
@@ -268,9 +256,7 @@ fn read_agents(file: &Path) -> anyhow::Result<Vec<AgentCreate>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{} line {}", file.display(), i + 1))
-        })
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", file.display(), i + 1)))
         .collect()
 }
 
@@ -291,9 +277,7 @@ async fn import(c: &Client, file: &Path, batch: usize, json: bool) -> anyhow::Re
         agents: Vec::with_capacity(total),
     };
     for (n, chunk) in agents.chunks(batch).enumerate() {
-        let body = AgentBulkCreate {
-            agents: chunk.to_vec(),
-        };
+        let body = AgentBulkCreate { agents: chunk.to_vec() };
         let res: AgentBulkCreated = c.post("/v1/agents/bulk", &body).await.map_err(|e| {
             bar.abandon();
             anyhow!(

@@ -38,9 +38,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             if conn.json {
                 return output::json(&items);
             }
-            let mut t = Table::new(&[
-                "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "REASON",
-            ]);
+            let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "REASON"]);
             for e in &items.items {
                 t.row(vec![
                     e.seq.to_string(),

@@ -1,8 +1,7 @@
 //! `idv tenant …` and `idv admin-token …`.
 
 use idv_api::{
-    AdminTokenCreate, AdminTokenCreated, AdminTokenView, DurationValue, Page, TenantCreate,
-    TenantView, WhoAmI,
+    AdminTokenCreate, AdminTokenCreated, AdminTokenView, DurationValue, Page, TenantCreate, TenantView, WhoAmI,
 };
 
 use super::list_pages;
@@ -19,9 +18,7 @@ pub async fn run(cmd: TenantCommand) -> anyhow::Result<()> {
             conn,
         } => {
             let c = Client::new(&conn)?;
-            let t: TenantView = c
-                .post("/v1/tenants", &TenantCreate { name, display_name })
-                .await?;
+            let t: TenantView = c.post("/v1/tenants", &TenantCreate { name, display_name }).await?;
             if conn.json {
                 return output::json(&t);
             }
@@ -101,8 +98,7 @@ pub async fn run_token(cmd: AdminTokenCommand) -> anyhow::Result<()> {
         }
         AdminTokenCommand::List { page, conn } => {
             let c = Client::new(&conn)?;
-            let items: Page<AdminTokenView> =
-                list_pages(&c, "/v1/admin-tokens", vec![], &page).await?;
+            let items: Page<AdminTokenView> = list_pages(&c, "/v1/admin-tokens", vec![], &page).await?;
             if conn.json {
                 return output::json(&items);
             }
@@ -135,9 +131,7 @@ pub async fn run_token(cmd: AdminTokenCommand) -> anyhow::Result<()> {
         }
         AdminTokenCommand::Revoke { id, conn } => {
             let c = Client::new(&conn)?;
-            let t: AdminTokenView = c
-                .delete(&format!("/v1/admin-tokens/{}", encode(&id)))
-                .await?;
+            let t: AdminTokenView = c.delete(&format!("/v1/admin-tokens/{}", encode(&id))).await?;
             if conn.json {
                 return output::json(&t);
             }

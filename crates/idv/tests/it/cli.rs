@@ -43,10 +43,7 @@ async fn agent_commands_cover_the_lifecycle(backend: Backend) {
     assert!(created["expires_at"].is_string());
 
     let shown = ok(idv(&s, &["agent", "get", &id]));
-    assert!(
-        shown.contains("name:") && shown.contains("billing-bot"),
-        "{shown}"
-    );
+    assert!(shown.contains("name:") && shown.contains("billing-bot"), "{shown}");
     assert!(
         shown.contains(&format!("spiffe://idv.test/t/default/agent/{id}")),
         "{shown}"
@@ -54,15 +51,9 @@ async fn agent_commands_cover_the_lifecycle(backend: Backend) {
 
     let table = ok(idv(&s, &["agent", "list", "--environment", "prod"]));
     let first = table.lines().next().unwrap();
-    assert!(
-        first.starts_with("ID") && first.contains("STATUS"),
-        "{table}"
-    );
+    assert!(first.starts_with("ID") && first.contains("STATUS"), "{table}");
     assert!(table.contains("billing-bot"), "{table}");
-    assert_eq!(
-        ok(idv(&s, &["agent", "list", "--environment", "dev"])).trim(),
-        "(none)"
-    );
+    assert_eq!(ok(idv(&s, &["agent", "list", "--environment", "dev"])).trim(), "(none)");
 
     let updated = json(idv(
         &s,
@@ -81,14 +72,8 @@ async fn agent_commands_cover_the_lifecycle(backend: Backend) {
     assert!(updated["environment"].is_null());
     assert_eq!(updated["version"], 2);
     // A stale explicit version is refused with the current one named.
-    let err = fails(idv(
-        &s,
-        &["agent", "update", &id, "--owner", "bob", "--if-match", "1"],
-    ));
-    assert!(
-        err.contains("412") && err.contains("current version: 2"),
-        "{err}"
-    );
+    let err = fails(idv(&s, &["agent", "update", &id, "--owner", "bob", "--if-match", "1"]));
+    assert!(err.contains("412") && err.contains("current version: 2"), "{err}");
 
     for (verb, state) in [
         ("activate", "active"),
@@ -96,25 +81,16 @@ async fn agent_commands_cover_the_lifecycle(backend: Backend) {
         ("resume", "active"),
         ("retire", "retired"),
     ] {
-        let a = json(idv(
-            &s,
-            &["agent", verb, &id, "--reason", "CHG-1", "--json"],
-        ));
+        let a = json(idv(&s, &["agent", verb, &id, "--reason", "CHG-1", "--json"]));
         assert_eq!(a["status"], state);
         assert_eq!(a["status_reason"], "CHG-1");
     }
     let err = fails(idv(&s, &["agent", "activate", &id, "--reason", "again"]));
-    assert!(
-        err.contains("409") && err.contains("current state: retired"),
-        "{err}"
-    );
+    assert!(err.contains("409") && err.contains("current state: retired"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let csv_path = dir.path().join("agents.csv");
-    ok(idv(
-        &s,
-        &["agent", "export", "--output", csv_path.to_str().unwrap()],
-    ));
+    ok(idv(&s, &["agent", "export", "--output", csv_path.to_str().unwrap()]));
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(csv.starts_with("id,"));
@@ -129,21 +105,11 @@ async fn tenants_and_admin_tokens(backend: Backend) {
     let s = TestServer::start(backend).await;
     let t = json(idv(
         &s,
-        &[
-            "tenant",
-            "create",
-            "acme",
-            "--display-name",
-            "Acme Bank",
-            "--json",
-        ],
+        &["tenant", "create", "acme", "--display-name", "Acme Bank", "--json"],
     ));
     assert_eq!(t["display_name"], "Acme Bank");
     assert!(ok(idv(&s, &["tenant", "list"])).contains("Acme Bank"));
-    assert_eq!(
-        json(idv(&s, &["tenant", "get", "acme", "--json"]))["name"],
-        "acme"
-    );
+    assert_eq!(json(idv(&s, &["tenant", "get", "acme", "--json"]))["name"], "acme");
 
     // An operator token of tenant acme, made by the platform admin acting in acme.
     let created = json(idv(
@@ -177,35 +143,16 @@ async fn tenants_and_admin_tokens(backend: Backend) {
     ok(idv_as(
         &s,
         &token,
-        &[
-            "agent",
-            "create",
-            "--name",
-            "a1",
-            "--owner",
-            "o",
-            "--purpose",
-            "p",
-        ],
+        &["agent", "create", "--name", "a1", "--owner", "o", "--purpose", "p"],
     ));
     // The default tenant does not see acme's agent.
     assert_eq!(ok(idv(&s, &["agent", "list"])).trim(), "(none)");
 
     let listed = ok(idv(&s, &["admin-token", "list", "--tenant", "acme"]));
-    assert!(
-        listed.contains("ops") && !listed.contains(&token),
-        "{listed}"
-    );
+    assert!(listed.contains("ops") && !listed.contains(&token), "{listed}");
     let revoked = json(idv(
         &s,
-        &[
-            "admin-token",
-            "revoke",
-            &token_id,
-            "--tenant",
-            "acme",
-            "--json",
-        ],
+        &["admin-token", "revoke", &token_id, "--tenant", "acme", "--json"],
     ));
     assert!(revoked["revoked_at"].is_string());
     let err = fails(idv_as(&s, &token, &["agent", "list"]));
@@ -218,30 +165,17 @@ async fn import_and_list_all(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("agents.jsonl");
     let lines: Vec<String> = (0..2_500)
-        .map(|i| {
-            serde_json::json!({"name": format!("bot-{i:05}"), "owner": "team-a", "purpose": "load"})
-                .to_string()
-        })
+        .map(|i| serde_json::json!({"name": format!("bot-{i:05}"), "owner": "team-a", "purpose": "load"}).to_string())
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     let res = json(idv(
         &s,
-        &[
-            "agent",
-            "import",
-            file.to_str().unwrap(),
-            "--batch",
-            "1000",
-            "--json",
-        ],
+        &["agent", "import", file.to_str().unwrap(), "--batch", "1000", "--json"],
     ));
     assert_eq!(res["created"], 2_500);
     assert_eq!(res["agents"].as_array().unwrap().len(), 2_500);
 
-    let all = json(idv(
-        &s,
-        &["agent", "list", "--all", "--limit", "700", "--json"],
-    ));
+    let all = json(idv(&s, &["agent", "list", "--all", "--limit", "700", "--json"]));
     let items = all["items"].as_array().unwrap();
     assert_eq!(items.len(), 2_500);
     assert!(all.get("next_cursor").is_none());
@@ -251,18 +185,15 @@ async fn import_and_list_all(backend: Backend) {
 
     // A batch with a bad item imports nothing from that batch and says where.
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, r#"[{"name":"ok-1","owner":"o","purpose":"p"},{"name":"bad name!","owner":"o","purpose":"p"}]"#)
-        .unwrap();
+    std::fs::write(
+        &bad,
+        r#"[{"name":"ok-1","owner":"o","purpose":"p"},{"name":"bad name!","owner":"o","purpose":"p"}]"#,
+    )
+    .unwrap();
     let err = fails(idv(&s, &["agent", "import", bad.to_str().unwrap()]));
-    assert!(
-        err.contains("agents[1].name") || err.contains("name"),
-        "{err}"
-    );
+    assert!(err.contains("agents[1].name") || err.contains("name"), "{err}");
     assert!(err.contains("0 agents were imported"), "{err}");
-    let after = json(idv(
-        &s,
-        &["agent", "list", "--name-prefix", "ok-", "--json"],
-    ));
+    let after = json(idv(&s, &["agent", "list", "--name-prefix", "ok-", "--json"]));
     assert!(after["items"].as_array().unwrap().is_empty());
     s.stop().await;
 }
@@ -288,10 +219,7 @@ async fn audit_verify_points_at_a_tampered_event(backend: Backend) {
     assert_eq!(report["ok"], true);
     let total = report["verified"].as_i64().unwrap();
     assert!(total >= 7, "{report}");
-    let events = json(idv(
-        &s,
-        &["audit", "list", "--action", "agent.create", "--json"],
-    ));
+    let events = json(idv(&s, &["audit", "list", "--action", "agent.create", "--json"]));
     let target = events["items"][2]["seq"].as_i64().unwrap();
 
     let db = s.stop().await;

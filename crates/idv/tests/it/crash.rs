@@ -62,10 +62,19 @@ async fn sigkill_mid_load_loses_no_acknowledged_write(backend: Backend) {
                     let agents: Vec<Value> = (0..50)
                         .map(|i| json!({"name": format!("bulk-{worker}-{n}-{i}"), "owner": "o", "purpose": "crash"}))
                         .collect();
-                    http.post(format!("{base}/v1/agents/bulk")).bearer_auth(&token).json(&json!({"agents": agents})).send().await
+                    http.post(format!("{base}/v1/agents/bulk"))
+                        .bearer_auth(&token)
+                        .json(&json!({"agents": agents}))
+                        .send()
+                        .await
                 } else {
-                    let body = json!({"name": format!("one-{worker}-{n}"), "owner": "o", "purpose": "crash", "ttl": "1h"});
-                    http.post(format!("{base}/v1/agents")).bearer_auth(&token).json(&body).send().await
+                    let body =
+                        json!({"name": format!("one-{worker}-{n}"), "owner": "o", "purpose": "crash", "ttl": "1h"});
+                    http.post(format!("{base}/v1/agents"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
                 };
                 let Ok(res) = res else { return };
                 if res.status() != 201 {
@@ -73,7 +82,12 @@ async fn sigkill_mid_load_loses_no_acknowledged_write(backend: Backend) {
                 }
                 let Ok(body) = res.json::<Value>().await else { return };
                 let mut ids: Vec<String> = match body.get("agents") {
-                    Some(list) => list.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect(),
+                    Some(list) => list
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a["id"].as_str().unwrap().to_owned())
+                        .collect(),
                     None => vec![body["id"].as_str().unwrap().to_owned()],
                 };
                 acked.lock().unwrap().append(&mut ids);
@@ -91,11 +105,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_write(backend: Backend) {
         l.await.unwrap();
     }
     let acked: Vec<String> = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() >= 100,
-        "too little load before the kill: {}",
-        acked.len()
-    );
+    assert!(acked.len() >= 100, "too little load before the kill: {}", acked.len());
 
     let (_child, base) = serve(&db, &token).await;
     let get = |path: String| {
@@ -104,22 +114,12 @@ async fn sigkill_mid_load_loses_no_acknowledged_write(backend: Backend) {
     };
     for id in &acked {
         let res = get(format!("{base}/v1/agents/{id}")).await;
-        assert_eq!(
-            res.status(),
-            200,
-            "acknowledged agent {id} is missing after the crash"
-        );
+        assert_eq!(res.status(), 200, "acknowledged agent {id} is missing after the crash");
     }
 
     // Nothing half-applied: every stored agent has exactly one creation
     // event and every creation event has its agent.
-    let stored = all_ids(
-        &http,
-        &token,
-        &format!("{base}/v1/agents?limit=10000"),
-        "id",
-    )
-    .await;
+    let stored = all_ids(&http, &token, &format!("{base}/v1/agents?limit=10000"), "id").await;
     let created = all_ids(
         &http,
         &token,

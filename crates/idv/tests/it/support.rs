@@ -50,11 +50,7 @@ pub fn fails(out: Output) -> String {
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).expect("utf-8 errors");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "error is not one line: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
     err
 }
