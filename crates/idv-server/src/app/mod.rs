@@ -115,20 +115,3 @@ fn describe(p: Permission) -> &'static str {
         Permission::ReadAllAudit => "read every tenant's audit events (needs a platform operator token)",
     }
 }
-
-/// Limits for list endpoints.
-pub const DEFAULT_PAGE: i64 = 100;
-/// Largest page a client may ask for.
-pub const MAX_PAGE: i64 = 10_000;
-
-/// Clamps a requested page size.
-pub fn page_size(limit: Option<i64>) -> Result<i64, AppError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(n) => Err(AppError::BadParameter {
-            field: "limit".into(),
-            detail: format!("`limit` must be between 1 and {MAX_PAGE}, not {n}"),
-        }),
-    }
-}

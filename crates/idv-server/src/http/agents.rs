@@ -14,10 +14,10 @@ use idv_store::AgentFilter;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{Json, QueryPairs, parse_id};
+use super::extract::{Json, QueryPairs, page_size, parse_id};
 use super::views;
 use crate::AppState;
-use crate::app::{self, Caller, page_size};
+use crate::app::{self, Caller};
 
 fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
     app::AppError::Invalid(AgentError::Invalid {

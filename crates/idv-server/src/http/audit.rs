@@ -9,10 +9,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{QueryPairs, parse_id};
+use super::extract::{QueryPairs, page_size, parse_id};
 use super::views;
 use crate::AppState;
-use crate::app::{self, Caller, page_size};
+use crate::app::{self, Caller};
 
 fn time(q: &QueryPairs, key: &str) -> Result<Option<Timestamp>, ApiError> {
     q.one(key)?

@@ -79,6 +79,24 @@ pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid-id", format!("`{raw}` is not a valid {what} id (a UUID)")))
 }
 
+/// Page size when the client names none.
+pub const DEFAULT_PAGE: i64 = 100;
+/// Largest page a client may ask for.
+pub const MAX_PAGE: i64 = 10_000;
+
+/// The page size for a list request's `limit`.
+pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid-parameter",
+            format!("`limit` must be between 1 and {MAX_PAGE}, not {n}"),
+        )
+        .with_field("limit")),
+    }
+}
+
 /// Header naming the tenant a platform operator acts in.
 pub const TENANT_HEADER: &str = "x-idv-tenant";
 

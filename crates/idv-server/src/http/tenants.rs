@@ -6,10 +6,10 @@ use axum::response::IntoResponse;
 use idv_api::{Page, TenantCreate, TenantView};
 
 use super::error::ApiError;
-use super::extract::{Json, QueryPairs, parse_id};
+use super::extract::{Json, QueryPairs, page_size, parse_id};
 use super::views;
 use crate::AppState;
-use crate::app::{self, Caller, page_size};
+use crate::app::{self, Caller};
 
 /// Create a tenant (platform operator admins only).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = TenantCreate,

@@ -6,10 +6,10 @@ use axum::response::IntoResponse;
 use idv_api::{AdminTokenCreate, AdminTokenCreated, AdminTokenView, DurationValue, Page, WhoAmI};
 
 use super::error::ApiError;
-use super::extract::{Json, QueryPairs, parse_id};
+use super::extract::{Json, QueryPairs, page_size, parse_id};
 use super::views;
 use crate::AppState;
-use crate::app::{self, Caller, page_size};
+use crate::app::{self, Caller};
 
 /// Create an admin token; the secret is in the answer, once.
 #[utoipa::path(post, path = "/v1/admin-tokens", tag = "admin-tokens", request_body = AdminTokenCreate,
