@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, placeholders};
+use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
 
 /// Who asked, for the audit trail.
@@ -249,13 +249,15 @@ pub(crate) async fn apply(
         Command::CreateTenant(t) => create_tenant(conn, t, ctx).await,
         Command::CreateAdminToken { token, secret_hash } => create_admin_token(conn, token, secret_hash, ctx).await,
         Command::RevokeAdminToken { tenant_id, id } => revoke_admin_token(conn, tenant_id, id, now, ctx).await,
-        Command::CreateAgents { tenant_id, agents } => create_agents(conn, tenant_id, agents, clock, ctx).await,
+        Command::CreateAgents { tenant_id, agents } => {
+            create_agents(conn, dialect, tenant_id, agents, clock, ctx).await
+        }
         Command::UpdateAgent {
             tenant_id,
             id,
             if_match,
             changes,
-        } => update_agent(conn, tenant_id, id, if_match, changes, now, ctx).await,
+        } => update_agent(conn, dialect, tenant_id, id, if_match, changes, now, ctx).await,
         Command::TransitionAgent {
             tenant_id,
             id,
@@ -373,12 +375,18 @@ async fn revoke_admin_token(
 }
 
 /// Names among `names` already used in the tenant.
-async fn taken_names(conn: &mut AnyConnection, tenant_id: Uuid, names: &[&str]) -> Result<Vec<String>, StoreError> {
+async fn taken_names(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    tenant_id: Uuid,
+    names: &[&str],
+) -> Result<Vec<String>, StoreError> {
     let mut taken = Vec::new();
     for chunk in names.chunks(chunk_rows(1)) {
         let sql = format!(
-            "SELECT name FROM agents WHERE tenant_id = $1 AND name IN {}",
-            in_list(chunk.len(), 2)
+            "SELECT name FROM agents WHERE tenant_id = {} AND name IN {}",
+            marker(dialect, 1),
+            in_list(dialect, chunk.len(), 2)
         );
         let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
         for n in chunk {
@@ -392,12 +400,18 @@ async fn taken_names(conn: &mut AnyConnection, tenant_id: Uuid, names: &[&str]) 
 }
 
 /// Ids among `ids` that are agents of the tenant.
-async fn existing_agents(conn: &mut AnyConnection, tenant_id: Uuid, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+async fn existing_agents(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, StoreError> {
     let mut found = HashSet::new();
     for chunk in ids.chunks(chunk_rows(1)) {
         let sql = format!(
-            "SELECT id FROM agents WHERE tenant_id = $1 AND id IN {}",
-            in_list(chunk.len(), 2)
+            "SELECT id FROM agents WHERE tenant_id = {} AND id IN {}",
+            marker(dialect, 1),
+            in_list(dialect, chunk.len(), 2)
         );
         let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
         for id in chunk {
@@ -410,15 +424,11 @@ async fn existing_agents(conn: &mut AnyConnection, tenant_id: Uuid, ids: &[Uuid]
     Ok(found)
 }
 
-fn in_list(n: usize, first: usize) -> String {
-    let items: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    format!("({})", items.join(","))
-}
-
 /// Checks that every agent referenced as parent or dependency exists in the
 /// tenant (or in the same request).
 async fn check_references<'a>(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     tenant_id: Uuid,
     agents: impl Iterator<Item = &'a Agent> + Clone,
     in_request: &HashSet<Uuid>,
@@ -436,7 +446,7 @@ async fn check_references<'a>(
     if wanted.is_empty() {
         return Ok(());
     }
-    let found = existing_agents(conn, tenant_id, &wanted).await?;
+    let found = existing_agents(conn, dialect, tenant_id, &wanted).await?;
     for a in agents {
         if let Some(Parent::Agent(p)) = &a.parent
             && !found.contains(p)
@@ -461,7 +471,7 @@ async fn check_references<'a>(
     Ok(())
 }
 
-async fn insert_labels(conn: &mut AnyConnection, agents: &[Agent]) -> Result<(), StoreError> {
+async fn insert_labels(conn: &mut AnyConnection, dialect: Dialect, agents: &[Agent]) -> Result<(), StoreError> {
     let rows: Vec<(String, String, &String, &String)> = agents
         .iter()
         .flat_map(|a| {
@@ -473,7 +483,7 @@ async fn insert_labels(conn: &mut AnyConnection, agents: &[Agent]) -> Result<(),
     for chunk in rows.chunks(chunk_rows(4)) {
         let sql = format!(
             "INSERT INTO agent_labels (agent_id, tenant_id, key, value) VALUES {}",
-            placeholders(chunk.len(), 4, 1)
+            placeholders(dialect, chunk.len(), 4, 1)
         );
         let mut q = sqlx::query(&sql);
         for (id, t, k, v) in chunk {
@@ -486,6 +496,7 @@ async fn insert_labels(conn: &mut AnyConnection, agents: &[Agent]) -> Result<(),
 
 async fn create_agents(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     tenant_id: Uuid,
     agents: Vec<Agent>,
     clock: &dyn Clock,
@@ -501,17 +512,17 @@ async fn create_agents(
         }
     }
     let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
-    if let Some(name) = taken_names(conn, tenant_id, &names).await?.first() {
+    if let Some(name) = taken_names(conn, dialect, tenant_id, &names).await?.first() {
         return Err(StoreError::Conflict(format!(
             "an agent named `{name}` already exists in this tenant (names of retired agents stay reserved)"
         )));
     }
     let ids: HashSet<Uuid> = agents.iter().map(|a| a.id).collect();
-    check_references(conn, tenant_id, agents.iter(), &ids).await?;
+    check_references(conn, dialect, tenant_id, agents.iter(), &ids).await?;
     for chunk in agents.chunks(chunk_rows(AGENT_NCOLS)) {
         let sql = format!(
             "INSERT INTO agents ({AGENT_COLS}) VALUES {}",
-            placeholders(chunk.len(), AGENT_NCOLS, 1)
+            placeholders(dialect, chunk.len(), AGENT_NCOLS, 1)
         );
         let mut q = sqlx::query(&sql);
         for a in chunk {
@@ -519,12 +530,12 @@ async fn create_agents(
         }
         q.execute(&mut *conn).await?;
     }
-    insert_labels(conn, &agents).await?;
+    insert_labels(conn, dialect, &agents).await?;
     let expiring: Vec<&Agent> = agents.iter().filter(|a| a.expires_at.is_some()).collect();
     for chunk in expiring.chunks(chunk_rows(5)) {
         let sql = format!(
             "INSERT INTO jobs (id, tenant_id, kind, target_id, run_at) VALUES {}",
-            placeholders(chunk.len(), 5, 1)
+            placeholders(dialect, chunk.len(), 5, 1)
         );
         let mut q = sqlx::query(&sql);
         for a in chunk {
@@ -603,8 +614,13 @@ async fn save_agent(conn: &mut AnyConnection, a: &Agent, old_version: i64) -> Re
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per command; a struct would only rename them"
+)]
 async fn update_agent(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     tenant_id: Uuid,
     id: Uuid,
     if_match: Option<i64>,
@@ -628,20 +644,24 @@ async fn update_agent(
     let changed = changed_fields(&changes);
     let labels_changed = changes.labels.is_some();
     changes.apply(&mut agent, now)?;
-    if agent.name != old_name && !taken_names(conn, tenant_id, &[agent.name.as_str()]).await?.is_empty() {
+    if agent.name != old_name
+        && !taken_names(conn, dialect, tenant_id, &[agent.name.as_str()])
+            .await?
+            .is_empty()
+    {
         return Err(StoreError::Conflict(format!(
             "an agent named `{}` already exists in this tenant",
             agent.name
         )));
     }
-    check_references(conn, tenant_id, std::iter::once(&agent), &HashSet::new()).await?;
+    check_references(conn, dialect, tenant_id, std::iter::once(&agent), &HashSet::new()).await?;
     save_agent(conn, &agent, old_version).await?;
     if labels_changed {
         sqlx::query("DELETE FROM agent_labels WHERE agent_id = $1")
             .bind(id.to_string())
             .execute(&mut *conn)
             .await?;
-        insert_labels(conn, std::slice::from_ref(&agent)).await?;
+        insert_labels(conn, dialect, std::slice::from_ref(&agent)).await?;
     }
     let d = with_details(
         draft(ctx, tenant_id, "agent.update", "agent", id.to_string()),

@@ -232,8 +232,13 @@ impl Store {
         }
         for (k, v) in &f.labels {
             sql.and(
-                "EXISTS (SELECT 1 FROM agent_labels l WHERE l.agent_id = agents.id AND l.tenant_id = ? AND l.key = ? AND l.value = ?)",
-                vec![Arg::Text(tenant_id.to_string()), Arg::Text(k.clone()), Arg::Text(v.clone())],
+                // Driven by the label index rather than probing it per agent.
+                "id IN (SELECT agent_id FROM agent_labels WHERE tenant_id = ? AND key = ? AND value = ?)",
+                vec![
+                    Arg::Text(tenant_id.to_string()),
+                    Arg::Text(k.clone()),
+                    Arg::Text(v.clone()),
+                ],
             );
         }
         let lim = sql.bind_next(Arg::Int(f.limit));
@@ -269,6 +274,19 @@ impl Store {
         let lim = sql.bind_next(Arg::Int(f.limit));
         sql.push(&format!(" ORDER BY seq LIMIT {lim}"));
         sql.fetch_all(self).await?.iter().map(row::event).collect()
+    }
+
+    /// The whole chain's events after `after_seq`, in order, at most `limit`:
+    /// what a verifier walks. Same result as [`Store::audit_events`] without
+    /// filters, read several times faster.
+    pub async fn audit_chain_page(&self, after_seq: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let row = sqlx::query(self.inner.dialect.packed_events_sql())
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_one(&self.inner.read)
+            .await?;
+        let page: String = row.try_get("page")?;
+        row::packed_events(&page)
     }
 
     /// The last event of the chain.

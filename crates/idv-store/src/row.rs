@@ -11,8 +11,8 @@ use sqlx::query::Query;
 use sqlx::{Any, Row};
 use uuid::Uuid;
 
-use crate::StoreError;
 use crate::command::Job;
+use crate::{Dialect, StoreError};
 
 pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
@@ -191,6 +191,61 @@ pub(crate) fn event(row: &AnyRow) -> Result<Event, StoreError> {
     })
 }
 
+/// One event as packed by [`crate::Dialect::packed_events_sql`].
+type PackedEvent = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+/// Events from a packed page.
+pub(crate) fn packed_events(page: &str) -> Result<Vec<Event>, StoreError> {
+    let rows: Vec<PackedEvent> = serde_json::from_str(page).map_err(|e| corrupt("audit page", e))?;
+    rows.into_iter()
+        .map(|r| {
+            let (seq, id, time, tenant_id, kind, name, token_id, action, target_type, target_id, outcome) =
+                (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10);
+            let (reason, request_id, details, prev_hash, hash) = (r.11, r.12, r.13, r.14, r.15);
+            let parse_id = |what: &str, s: &str| Uuid::parse_str(s).map_err(|e| corrupt(what, e));
+            let hex32 = |what: &str, s: &str| idv_core::hex::decode::<32>(s).ok_or_else(|| corrupt(what, s));
+            Ok(Event {
+                seq,
+                id: parse_id("id", &id)?,
+                time: Timestamp::from_micros(time),
+                tenant_id: parse_id("tenant_id", &tenant_id)?,
+                actor: Actor {
+                    kind: ActorKind::parse(&kind).ok_or_else(|| corrupt("actor_kind", &kind))?,
+                    name,
+                    token_id: token_id.map(|t| parse_id("actor_token_id", &t)).transpose()?,
+                },
+                action,
+                target_type,
+                target_id,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
+                reason,
+                request_id,
+                // As in `event`: unparseable details are kept raw for the verifier.
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                prev_hash: hex32("prev_hash", &prev_hash)?,
+                hash: hex32("hash", &hash)?,
+            })
+        })
+        .collect()
+}
+
 /// Binds an event's columns in [`EVENT_COLS`] order.
 pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, e: &Event) -> AnyQuery<'q> {
     q.bind(e.seq)
@@ -222,9 +277,23 @@ pub(crate) fn job(row: &AnyRow) -> Result<Job, StoreError> {
     })
 }
 
-/// `($1, $2, …), ($k, …)` for `rows` rows of `cols` columns.
-pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+/// The `n`th parameter marker of a statement. PostgreSQL numbers them
+/// (`$1`). SQLite gets anonymous `?` markers, bound in order: binding
+/// numbered ones makes sqlx look each name up with
+/// `sqlite3_bind_parameter_name`, which walks the statement's name list, so
+/// a bulk statement's binding cost would grow with the square of its
+/// parameter count.
+pub(crate) fn marker(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => "?".to_owned(),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+/// `(m, m, …), (m, …)`: markers for `rows` rows of `cols` values, numbered
+/// from `first`.
+pub(crate) fn placeholders(dialect: Dialect, rows: usize, cols: usize, first: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 6);
     let mut n = first;
     for r in 0..rows {
         if r > 0 {
@@ -235,13 +304,18 @@ pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
             if c > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&n.to_string());
+            s.push_str(&marker(dialect, n));
             n += 1;
         }
         s.push(')');
     }
     s
+}
+
+/// `(m, m, …)`: an `IN` list of `n` markers numbered from `first`.
+pub(crate) fn in_list(dialect: Dialect, n: usize, first: usize) -> String {
+    let items: Vec<String> = (first..first + n).map(|i| marker(dialect, i)).collect();
+    format!("({})", items.join(","))
 }
 
 /// Rows per multi-row statement: under SQLite's 32766 and PostgreSQL's

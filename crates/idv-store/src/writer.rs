@@ -140,7 +140,7 @@ async fn run_batch(
             }
         }
     }
-    insert_events(&mut tx, &events).await?;
+    insert_events(&mut tx, dialect, &events).await?;
     tx.commit().await?;
     Ok((results, events.len()))
 }
@@ -163,11 +163,11 @@ pub(crate) async fn read_head(conn: &mut AnyConnection) -> Result<Head, StoreErr
     }
 }
 
-async fn insert_events(conn: &mut AnyConnection, events: &[Event]) -> Result<(), StoreError> {
+async fn insert_events(conn: &mut AnyConnection, dialect: Dialect, events: &[Event]) -> Result<(), StoreError> {
     for chunk in events.chunks(chunk_rows(EVENT_NCOLS)) {
         let sql = format!(
             "INSERT INTO audit_events ({EVENT_COLS}) VALUES {}",
-            placeholders(chunk.len(), EVENT_NCOLS, 1)
+            placeholders(dialect, chunk.len(), EVENT_NCOLS, 1)
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use idv_core::audit::{Break, Event, Verifier};
 use idv_core::clock::SystemClock;
 use idv_core::hex;
-use idv_store::{AuditFilter, Store};
+use idv_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -17,6 +18,8 @@ use crate::client::Client;
 
 /// Events read per page.
 const PAGE: i64 = 10_000;
+/// Pages read at once.
+const READERS: usize = 3;
 
 /// What a walk of the chain found.
 #[derive(Debug, Clone, Serialize)]
@@ -80,13 +83,7 @@ impl Source {
     /// The events after `after`, in chain order.
     async fn page(&self, after: i64) -> anyhow::Result<Vec<Event>> {
         match self {
-            Source::Store(s) => Ok(s
-                .audit_events(&AuditFilter {
-                    after_seq: after,
-                    limit: PAGE,
-                    ..AuditFilter::default()
-                })
-                .await?),
+            Source::Store(s) => Ok(s.audit_chain_page(after, PAGE).await?),
             Source::Api(c) => {
                 let p: EventPage = c
                     .get(&format!(
@@ -110,22 +107,20 @@ pub async fn walk(source: Source, bar: &ProgressBar) -> anyhow::Result<Report> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<Event>>>(2);
+    // Read pages of the chain up to the head concurrently (in order), and
+    // check each as it arrives.
+    let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<Event>>>(READERS);
+    let pages = (head_seq.max(0) + PAGE - 1) / PAGE;
     let reader = tokio::spawn(async move {
-        let mut after = 0;
-        loop {
-            let page = source.page(after).await;
-            let last = match &page {
-                Ok(p) => p.last().map(|e| e.seq),
-                Err(_) => None,
-            };
-            let end = page.as_ref().map_or(true, |p| (p.len() as i64) < PAGE);
-            if tx.send(page).await.is_err() || end {
+        let mut stream = futures_util::stream::iter(0..pages)
+            .map(|k| {
+                let source = source.clone();
+                async move { source.page(k * PAGE).await }
+            })
+            .buffered(READERS);
+        while let Some(page) = stream.next().await {
+            if tx.send(page).await.is_err() {
                 return;
-            }
-            match last {
-                Some(s) => after = s,
-                None => return,
             }
         }
     });
