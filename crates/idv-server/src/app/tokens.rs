@@ -2,6 +2,7 @@
 
 use idv_core::admin_token::{self, AdminToken, Permission, Role};
 use idv_core::duration;
+use idv_core::tenant::Tenant;
 use idv_store::{Applied, Command, StoreError};
 use uuid::Uuid;
 
@@ -100,13 +101,17 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<AdminTok
     })
 }
 
-/// The caller's own token.
-pub async fn current(state: &AppState, caller: &Caller) -> Result<AdminToken, AppError> {
-    state
+/// The caller's own token and the tenant it belongs to (which may differ
+/// from the tenant the request acts in, for platform tokens).
+pub async fn current(state: &AppState, caller: &Caller) -> Result<(AdminToken, Tenant), AppError> {
+    let gone = || AppError::Unauthenticated("the admin token no longer exists".into());
+    let token = state
         .store
         .admin_token(caller.principal.home_tenant, caller.principal.token_id)
         .await?
-        .ok_or_else(|| AppError::Unauthenticated("the admin token no longer exists".into()))
+        .ok_or_else(gone)?;
+    let home = state.store.tenant(token.tenant_id).await?.ok_or_else(gone)?;
+    Ok((token, home))
 }
 
 /// Revokes an admin token of the tenant; it stops working at once.

@@ -413,7 +413,7 @@ pub async fn export(
                 limit: 1000,
                 ..AgentFilter::default()
             };
-            let page = match state.store.agents(caller.tenant.id, &f).await {
+            let page = match app::agents::list(&state, &caller, &f).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "export failed mid-stream");

@@ -63,11 +63,9 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/admin-tokens/self", tag = "admin-tokens",
     responses((status = 200, body = WhoAmI), (status = 401, body = idv_api::Problem)), security(("bearer" = [])))]
 pub async fn current(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<WhoAmI>, ApiError> {
-    let t = app::tokens::current(&state, &caller).await?;
-    let home = state.store.tenant(t.tenant_id).await.map_err(app::AppError::from)?;
-    let home_name = home.map(|h| h.name).unwrap_or_default();
+    let (t, home) = app::tokens::current(&state, &caller).await?;
     Ok(axum::Json(WhoAmI {
-        admin_token: views::admin_token(&t, &home_name),
+        admin_token: views::admin_token(&t, &home.name),
         tenant: views::tenant(&caller.tenant),
     }))
 }
