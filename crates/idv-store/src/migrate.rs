@@ -26,14 +26,16 @@ const MIGRATIONS: &[Migration] = &[
 /// Applies every migration not yet applied, each in its own transaction. On
 /// PostgreSQL an advisory lock keeps concurrently starting nodes from racing.
 pub(crate) async fn run(conn: &mut AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
-    conn.execute("CREATE TABLE IF NOT EXISTS idv_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    // The bookkeeping table too is created under the lock: nodes starting
+    // together on a fresh PostgreSQL schema would otherwise race on it.
+    let mut tx = conn.begin().await?;
+    lock(&mut tx, dialect).await?;
+    tx.execute("CREATE TABLE IF NOT EXISTS idv_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
         .await?;
+    tx.commit().await?;
     for m in MIGRATIONS {
         let mut tx = conn.begin().await?;
-        if dialect == Dialect::Postgres {
-            tx.execute("DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/migrate')); END $$")
-                .await?;
-        }
+        lock(&mut tx, dialect).await?;
         let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM idv_migrations WHERE version = $1")
             .bind(m.version)
             .fetch_optional(&mut *tx)
@@ -50,6 +52,15 @@ pub(crate) async fn run(conn: &mut AnyConnection, dialect: Dialect) -> Result<()
                 .await?;
         }
         tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, serialises migrations across nodes until the transaction ends.
+async fn lock(tx: &mut AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
+    if dialect == Dialect::Postgres {
+        tx.execute("DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/migrate')); END $$")
+            .await?;
     }
     Ok(())
 }

@@ -1,31 +1,58 @@
-//! Durable jobs: TTL expiry, leases, exactly-once claiming across nodes.
+//! Durable jobs: TTL agents schedule their expiry, due jobs are leased,
+//! leases are honoured, each job is claimed by exactly one claimer, and
+//! expiry retires the agent as the system.
 
 use std::collections::HashSet;
 
-use idv_core::agent::NewAgent;
+use idv_core::Clock as _;
+use idv_core::agent::{Agent, NewAgent};
+use idv_core::audit::{Actor, ActorKind, Outcome};
 use idv_core::lifecycle::{Status, Transition};
-use idv_store::{Applied, Command, JOB_EXPIRE_AGENT, Job, Store};
+use idv_store::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job, Store};
 use idv_testkit::{Backend, backend_tests};
 
-use crate::{Fixture, agent_in, ctx};
+use crate::{Fixture, chain};
 
-backend_tests!(ttl_jobs_are_leased_and_retire_agents, nodes_never_claim_the_same_job);
+backend_tests!(
+    ttl_agents_schedule_an_expire_job,
+    due_jobs_are_leased_once_per_lease,
+    expiry_retires_the_agent_as_the_system,
+    retiring_an_agent_removes_its_expire_job,
+    each_job_is_claimed_exactly_once,
+);
 
-async fn claim(store: &Store, limit: i64) -> Vec<Job> {
+/// The job runner's context.
+fn jobs_ctx() -> Context {
+    Context {
+        actor: Actor::system("jobs"),
+        request_id: None,
+        note: None,
+    }
+}
+
+async fn claim(store: &Store, lease_secs: i64, limit: i64) -> Vec<Job> {
     match store
-        .execute(Command::ClaimJobs { lease_secs: 60, limit }, ctx())
+        .execute(Command::ClaimJobs { lease_secs, limit }, jobs_ctx())
         .await
         .unwrap()
     {
-        Applied::Jobs(j) => j,
+        Applied::Jobs(j) => {
+            assert!(
+                j.len() <= usize::try_from(limit).unwrap(),
+                "claimed more than the limit"
+            );
+            j
+        }
         other => panic!("{other:?}"),
     }
 }
 
-fn ephemeral(f: &Fixture, name: &str, ttl: u64) -> idv_core::agent::Agent {
-    agent_in(
-        &f.store,
-        f.tenant.id,
+async fn expire(store: &Store, job: Job) -> Applied {
+    store.execute(Command::ExpireAgent(job), jobs_ctx()).await.unwrap()
+}
+
+fn ephemeral(f: &Fixture, name: &str, ttl: u64) -> Agent {
+    f.agent_with(
         name,
         NewAgent {
             ttl_seconds: Some(ttl),
@@ -34,84 +61,219 @@ fn ephemeral(f: &Fixture, name: &str, ttl: u64) -> idv_core::agent::Agent {
     )
 }
 
-async fn ttl_jobs_are_leased_and_retire_agents(backend: Backend) {
+async fn ttl_agents_schedule_an_expire_job(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    f.create_one("forever").await;
+    let a = f.create(vec![ephemeral(&f, "jit", 60)]).await.unwrap().remove(0);
+    assert_eq!(a.expires_at, Some(f.clock.now().plus_secs(60)));
+    let mut conn = crate::raw(&f.db).await;
+    let rows: Vec<(String, String, String, i64, Option<i64>, i64)> =
+        sqlx::query_as("SELECT tenant_id, kind, target_id, run_at, locked_until, attempts FROM jobs")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [(
+            f.tenant.id.to_string(),
+            JOB_EXPIRE_AGENT.to_owned(),
+            a.id.to_string(),
+            a.expires_at.unwrap().as_micros(),
+            None,
+            0
+        )]
+    );
+    // Many at once: one job each.
+    let batch: Vec<_> = (0..50).map(|i| ephemeral(&f, &format!("e{i}"), 30 + i)).collect();
+    f.create(batch).await.unwrap();
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs").await, 51);
+}
+
+async fn due_jobs_are_leased_once_per_lease(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let a = f.create(vec![ephemeral(&f, "jit", 60)]).await.unwrap().remove(0);
+    let head = f.head().await;
+    f.clock.advance_secs(59);
+    assert!(claim(&f.store, 30, 10).await.is_empty(), "not due yet");
+    f.clock.advance_secs(1);
+    let jobs = claim(&f.store, 30, 10).await;
+    assert_eq!(jobs.len(), 1, "due at exactly its run time");
+    let job = &jobs[0];
+    assert_eq!(
+        (
+            job.kind.as_str(),
+            job.target_id.clone(),
+            job.tenant_id,
+            job.run_at,
+            job.attempts
+        ),
+        (
+            JOB_EXPIRE_AGENT,
+            a.id.to_string(),
+            f.tenant.id,
+            a.expires_at.unwrap(),
+            1
+        )
+    );
+    // Leased: nobody else gets it until the lease has passed.
+    assert!(claim(&f.store, 30, 10).await.is_empty());
+    f.clock.advance_secs(30);
+    assert!(
+        claim(&f.store, 30, 10).await.is_empty(),
+        "the lease lasts through its end"
+    );
+    f.clock.advance_secs(1);
+    let again = claim(&f.store, 30, 10).await;
+    assert_eq!(again.len(), 1, "a lapsed lease is claimed again");
+    assert_eq!((again[0].id, again[0].attempts), (job.id, 2));
+    // Leasing writes no audit events.
+    assert_eq!(f.head().await, head);
+
+    // The limit is honoured; no job is handed out twice.
+    let many: Vec<_> = (0..30).map(|i| ephemeral(&f, &format!("m{i}"), 1)).collect();
+    f.create(many).await.unwrap();
+    f.clock.advance_secs(1);
+    let mut seen = HashSet::new();
+    for want in [7, 7, 7, 7, 2, 0] {
+        let got = claim(&f.store, 600, 7).await;
+        assert_eq!(got.len(), want);
+        for j in got {
+            assert!(seen.insert(j.id), "claimed twice: {j:?}");
+        }
+    }
+}
+
+async fn expiry_retires_the_agent_as_the_system(backend: Backend) {
     let f = Fixture::new(backend).await;
     let a = f.create(vec![ephemeral(&f, "jit", 60)]).await.unwrap().remove(0);
     let b = f
-        .create(vec![ephemeral(&f, "jit-retired-early", 60)])
+        .create(vec![ephemeral(&f, "jit-suspended", 60)])
         .await
         .unwrap()
         .remove(0);
-    f.store
-        .execute(
-            Command::TransitionAgent {
-                tenant_id: f.tenant.id,
-                id: b.id,
-                transition: Transition::Retire,
-                reason: "done".into(),
-            },
-            ctx(),
-        )
-        .await
-        .unwrap();
-    assert!(claim(&f.store, 10).await.is_empty(), "not due yet");
+    f.transition(b.id, Transition::Activate).await.unwrap();
+    f.transition(b.id, Transition::Suspend).await.unwrap();
     f.clock.advance_secs(61);
-    let jobs = claim(&f.store, 10).await;
-    assert_eq!(jobs.len(), 1, "the manually retired agent's job is gone: {jobs:?}");
-    assert_eq!(jobs[0].kind, JOB_EXPIRE_AGENT);
-    assert_eq!(jobs[0].target_id, a.id.to_string());
-    // Leased: not claimed again until the lease ends.
-    assert!(claim(&f.store, 10).await.is_empty());
-    f.clock.advance_secs(61);
-    let again = claim(&f.store, 10).await;
-    assert_eq!(again.len(), 1);
-    assert!(again[0].attempts > jobs[0].attempts);
-    f.store
-        .execute(Command::ExpireAgent(again.into_iter().next().unwrap()), ctx())
-        .await
-        .unwrap();
-    let now = f.store.agent(f.tenant.id, a.id).await.unwrap().unwrap();
-    assert_eq!(now.status, Status::Retired);
-    assert!(now.status_changed_by.starts_with("system"), "{}", now.status_changed_by);
+    let jobs = claim(&f.store, 60, 10).await;
+    assert_eq!(jobs.len(), 2);
+    let head = f.head().await;
+    for job in jobs.clone() {
+        let Applied::Agent(done) = expire(&f.store, job).await else {
+            panic!("expiry returns the agent")
+        };
+        assert_eq!(done.status, Status::Retired);
+        assert_eq!(done.status_changed_by, "system:jobs");
+        assert_eq!(done.status_reason.as_deref(), Some("time to live ended"));
+        assert_eq!(done.status_changed_at, f.clock.now());
+    }
+    for id in [a.id, b.id] {
+        let now = f.store.agent(f.tenant.id, id).await.unwrap().unwrap();
+        assert_eq!(now.status, Status::Retired);
+    }
+    let events = f.events_after(head).await;
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert_eq!(e.action, "agent.retire");
+        assert_eq!(e.outcome, Outcome::Success);
+        assert_eq!(e.actor.kind, ActorKind::System);
+        assert_eq!(e.actor.name, "jobs");
+        assert_eq!(e.details["cause"], "ttl");
+        assert_eq!(e.details["to"], "retired");
+    }
+    assert_eq!(events[1].details["from"], "suspended");
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs").await, 0, "done jobs are removed");
+
+    // Running a job again (a lapsed lease run twice) changes nothing.
+    let head = f.head().await;
+    expire(&f.store, jobs[0].clone()).await;
+    assert_eq!(f.head().await, head);
     f.clock.advance_secs(3600);
-    assert!(claim(&f.store, 10).await.is_empty(), "a finished job is not run again");
-    let events = f.chain().await;
-    let expiry: Vec<_> = events
-        .iter()
-        .filter(|e| e.target_id == a.id.to_string() && e.action.contains("retire"))
-        .collect();
-    assert_eq!(expiry.len(), 1, "{expiry:?}");
+    assert!(claim(&f.store, 60, 10).await.is_empty());
+    chain(&f.store).await;
 }
 
-async fn nodes_never_claim_the_same_job(backend: Backend) {
+async fn retiring_an_agent_removes_its_expire_job(backend: Backend) {
     let f = Fixture::new(backend).await;
-    let agents: Vec<_> = (0..300).map(|i| ephemeral(&f, &format!("e{i}"), 10)).collect();
-    f.create(agents).await.unwrap();
+    let a = f.create(vec![ephemeral(&f, "early", 60)]).await.unwrap().remove(0);
+    let b = f.create(vec![ephemeral(&f, "late", 60)]).await.unwrap().remove(0);
+    let target = |id: uuid::Uuid| format!("SELECT COUNT(*) FROM jobs WHERE target_id = '{id}'");
+    assert_eq!(f.count(&target(a.id)).await, 1);
+    f.transition(a.id, Transition::Retire).await.unwrap();
+    assert_eq!(f.count(&target(a.id)).await, 0);
+    assert_eq!(f.count(&target(b.id)).await, 1, "other agents' jobs stay");
+    // Suspending does not cancel expiry.
+    f.transition(b.id, Transition::Activate).await.unwrap();
+    f.transition(b.id, Transition::Suspend).await.unwrap();
+    assert_eq!(f.count(&target(b.id)).await, 1);
+    f.clock.advance_secs(61);
+    let jobs = claim(&f.store, 60, 10).await;
+    assert_eq!(
+        jobs.iter().map(|j| j.target_id.clone()).collect::<Vec<_>>(),
+        [b.id.to_string()]
+    );
+
+    // Retired while its job is leased: running the job then does nothing.
+    f.transition(b.id, Transition::Retire).await.unwrap();
+    let head = f.head().await;
+    expire(&f.store, jobs[0].clone()).await;
+    assert_eq!(f.head().await, head, "no second retirement");
+    let now = f.store.agent(f.tenant.id, b.id).await.unwrap().unwrap();
+    assert_eq!(
+        now.status_changed_by, "system:test",
+        "retired by the operator, not by expiry"
+    );
+    chain(&f.store).await;
+}
+
+async fn each_job_is_claimed_exactly_once(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let agents: Vec<_> = (0..1_000).map(|i| ephemeral(&f, &format!("e{i}"), 10)).collect();
+    f.create(agents.clone()).await.unwrap();
     f.clock.advance_secs(11);
-    let other = if backend == Backend::Postgres {
-        f.second_node().await
-    } else {
-        f.store.clone()
+    // Two nodes on PostgreSQL; one SQLite file has one node, so there the
+    // claimers share it.
+    let nodes = match backend {
+        Backend::Postgres => vec![f.store.clone(), f.second_node().await],
+        Backend::Sqlite => vec![f.store.clone()],
     };
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let store = if i % 2 == 0 { f.store.clone() } else { other.clone() };
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let jobs = claim(&store, 25).await;
-                if jobs.is_empty() {
-                    return mine;
+    let head = f.head().await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = nodes[i % nodes.len()].clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let jobs = claim(&store, 300, 13).await;
+                    if jobs.is_empty() {
+                        return mine;
+                    }
+                    for job in jobs {
+                        mine.push(job.id);
+                        expire(&store, job).await;
+                    }
                 }
-                mine.extend(jobs.into_iter().map(|j| j.id));
-            }
-        }));
-    }
+            })
+        })
+        .collect();
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
     let unique: HashSet<_> = all.iter().collect();
-    assert_eq!(all.len(), 300, "every job claimed exactly once");
-    assert_eq!(unique.len(), 300);
+    assert_eq!(unique.len(), all.len(), "a job was claimed twice");
+    assert_eq!(all.len(), 1_000, "every job was claimed");
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM agents WHERE status = 'retired'").await,
+        1_000
+    );
+    let events = f.events_after(head).await;
+    let retired: HashSet<_> = events
+        .iter()
+        .filter(|e| e.action == "agent.retire")
+        .map(|e| e.target_id.clone())
+        .collect();
+    assert_eq!(events.len(), 1_000, "one retirement per agent");
+    assert_eq!(retired.len(), 1_000);
+    chain(&nodes[nodes.len() - 1]).await;
 }

@@ -1,0 +1,156 @@
+//! Migrations: idempotent on reopen, applied on upgrade, safe when several
+//! nodes start at once (on a fresh PostgreSQL schema, or on one a release
+//! behind).
+
+use idv_store::{Store, StoreError};
+use idv_testkit::{Backend, Database, backend_tests};
+
+use crate::{Fixture, chain, count, exec, manual_clock, raw, tenant};
+
+backend_tests!(
+    reopening_is_idempotent,
+    a_missing_migration_is_applied_on_open,
+    racing_opens_on_an_outdated_schema_apply_each_migration_once,
+    the_master_key_check_is_recorded_once,
+    racing_opens_on_a_fresh_schema_all_succeed,
+);
+
+/// Every migration the store knows, as recorded in `idv_migrations`.
+const VERSIONS: [i64; 2] = [1, 2];
+
+async fn versions(db: &Database) -> Vec<i64> {
+    let mut conn = raw(db).await;
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM idv_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+async fn reopening_is_idempotent(backend: Backend) {
+    let err = Store::open("mysql://localhost/idv", manual_clock()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    let f = Fixture::new(backend).await;
+    let a = f.create_one("survivor").await;
+    assert_eq!(versions(&f.db).await, VERSIONS);
+    f.store.close().await;
+    for _ in 0..3 {
+        let again = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
+        assert_eq!(versions(&f.db).await, VERSIONS, "reopening records nothing twice");
+        assert_eq!(again.agent(f.tenant.id, a.id).await.unwrap().as_ref(), Some(&a));
+        assert_eq!(again.tenant_by_name("acme").await.unwrap().as_ref(), Some(&f.tenant));
+        again.close().await;
+    }
+    // The reopened store writes on after the existing chain.
+    let again = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
+    tenant(&again, "after-reopen").await;
+    let events = chain(&again).await;
+    assert_eq!(events.len(), 3, "tenant, agent, tenant");
+}
+
+async fn a_missing_migration_is_applied_on_open(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let a = f.create_one("kept").await;
+    // Roll the schema back to version 1, as a database made by the previous release.
+    exec(
+        &f.db,
+        &[
+            "DROP INDEX agents_owner",
+            "DELETE FROM idv_migrations WHERE version = 2",
+        ],
+    )
+    .await;
+    assert_eq!(versions(&f.db).await, [1]);
+    let index_sql = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'agents_owner'",
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'agents_owner'"
+        }
+    };
+    assert_eq!(count(&f.db, index_sql).await, 0);
+    let upgraded = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
+    assert_eq!(versions(&f.db).await, VERSIONS);
+    assert_eq!(count(&f.db, index_sql).await, 1);
+    assert_eq!(upgraded.agent(f.tenant.id, a.id).await.unwrap(), Some(a));
+}
+
+/// Four stores opened at once on `db`; every open must succeed.
+async fn open_together(db: &Database, round: usize) -> Vec<Store> {
+    let clock = manual_clock();
+    // `Store::open` cannot be spawned (its future is not `Send` for every
+    // lifetime), so the four opens race as futures of one task; each
+    // waits on the database, so their statements interleave there.
+    let open = || Store::open(&db.url, clock.clone());
+    let (a, b, c, d) = tokio::join!(open(), open(), open(), open());
+    let mut stores = Vec::new();
+    for (i, res) in [a, b, c, d].into_iter().enumerate() {
+        match res {
+            Ok(s) => stores.push(s),
+            Err(e) => panic!("round {round}: open {i} of 4 racing failed: {e}"),
+        }
+    }
+    stores
+}
+
+async fn racing_opens_on_an_outdated_schema_apply_each_migration_once(backend: Backend) {
+    if backend == Backend::Sqlite {
+        eprintln!("not applicable: one SQLite file is opened by one node");
+        return;
+    }
+    let f = Fixture::new(backend).await;
+    let a = f.create_one("kept").await;
+    for round in 0..5 {
+        // A schema one release behind, as during a rolling upgrade.
+        exec(
+            &f.db,
+            &[
+                "DROP INDEX agents_owner",
+                "DELETE FROM idv_migrations WHERE version = 2",
+            ],
+        )
+        .await;
+        let stores = open_together(&f.db, round).await;
+        assert_eq!(versions(&f.db).await, VERSIONS, "round {round}");
+        for s in &stores {
+            assert_eq!(s.agent(f.tenant.id, a.id).await.unwrap().as_ref(), Some(&a));
+        }
+    }
+    chain(&f.store).await;
+}
+
+async fn racing_opens_on_a_fresh_schema_all_succeed(backend: Backend) {
+    if backend == Backend::Sqlite {
+        eprintln!("not applicable: one SQLite file is opened by one node");
+        return;
+    }
+    // Several rounds: the window for a race is small.
+    for round in 0..8 {
+        let db = Database::fresh(backend).await.unwrap();
+        let stores = open_together(&db, round).await;
+        assert_eq!(versions(&db).await, VERSIONS, "round {round}");
+        for (i, s) in stores.iter().enumerate() {
+            tenant(s, &format!("t{i}")).await;
+        }
+        assert_eq!(chain(&stores[0]).await.len(), 4);
+    }
+}
+
+async fn the_master_key_check_is_recorded_once(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    // Two first starts at once with different keys: exactly one key wins.
+    let (a, b) = tokio::join!(f.store.check_master_key("kcv-a"), f.store.check_master_key("kcv-b"));
+    let winner = match (a, b) {
+        (Ok(()), Err(StoreError::Config(_))) => "kcv-a",
+        (Err(StoreError::Config(_)), Ok(())) => "kcv-b",
+        other => panic!("exactly one master key must be recorded: {other:?}"),
+    };
+    f.store.check_master_key(winner).await.unwrap();
+    let err = f.store.check_master_key("kcv-other").await.unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    assert!(!err.to_string().contains("kcv"), "the check value is not echoed: {err}");
+    // It survives a restart.
+    f.store.close().await;
+    let again = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
+    again.check_master_key(winner).await.unwrap();
+    assert!(again.check_master_key("kcv-other").await.is_err());
+}
