@@ -43,7 +43,8 @@ pub struct Problem {
 pub struct Page<T> {
     /// The items, in id (creation) order.
     pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; absent when this page is not
+    /// full (a full last page is followed by an empty one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
@@ -277,19 +278,23 @@ where
 }
 
 /// `PATCH /v1/agents/{id}`: JSON merge patch (RFC 7396) of the metadata.
-/// `null` clears `environment`, `team` or `class`.
+/// `null` clears `environment`, `team`, `class`, `labels`, `capabilities` or
+/// `depends_on`; `name`, `owner` and `purpose` cannot be removed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPatch {
     /// New name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
     /// New owner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
     /// New purpose.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub purpose: Option<String>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub purpose: Option<Option<String>>,
     /// New environment, or `null` to clear.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -298,19 +303,22 @@ pub struct AgentPatch {
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub team: Option<Option<String>>,
-    /// Replacement labels.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Replacement capabilities.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capabilities: Option<Vec<String>>,
+    /// Replacement labels, or `null` to remove them all.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub labels: Option<Option<BTreeMap<String, String>>>,
+    /// Replacement capabilities, or `null` to remove them all.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub capabilities: Option<Option<Vec<String>>>,
     /// New class, or `null` to clear.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub class: Option<Option<String>>,
-    /// Replacement dependencies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub depends_on: Option<Vec<Uuid>>,
+    /// Replacement dependencies, or `null` to remove them all.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Uuid>>)]
+    pub depends_on: Option<Option<Vec<Uuid>>>,
 }
 
 /// `POST /v1/agents/{id}/{activate|suspend|resume|retire}`.

@@ -196,15 +196,25 @@ pub fn check_format(token: &str) -> Result<(), TokenFormatError> {
     }
 }
 
-/// The recognisable start of a token, safe to show and to log.
+/// The recognisable start of a token, safe to show and to log: our prefix
+/// and 4 characters of the 238-bit random body, or just 4 characters of a
+/// token supplied from outside (`IDV_BOOTSTRAP_TOKEN`), whose strength we
+/// do not know.
 pub fn hint(token: &str) -> String {
-    token.chars().take(PREFIX.len() + 4).collect::<String>() + "…"
+    let shown = if token.starts_with(PREFIX) { PREFIX.len() + 4 } else { 4 };
+    token.chars().take(shown).collect::<String>() + "…"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn hints_show_little_of_the_secret() {
+        assert_eq!(hint("idvat_abcdefgh"), "idvat_abcd…");
+        assert_eq!(hint("my-long-external-automation-secret"), "my-l…");
+    }
 
     #[test]
     fn generated_tokens_check() {

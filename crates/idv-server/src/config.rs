@@ -51,6 +51,21 @@ pub struct Setup {
     pub master_key: MasterKey,
     /// The database URL to open.
     pub database_url: String,
+    /// Where to save a newly generated master key, once the store has
+    /// accepted it (so a node pointed at another deployment's database does
+    /// not leave a wrong key behind).
+    pub new_key_file: Option<PathBuf>,
+}
+
+impl Setup {
+    /// Saves a newly generated master key (mode 0600); call after the store
+    /// accepted it.
+    pub fn save_new_key(&self) -> anyhow::Result<()> {
+        match &self.new_key_file {
+            Some(path) => write_private(path, &self.master_key.to_hex()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Creates the data directory (mode 0700) and master key file (mode 0600)
@@ -58,6 +73,7 @@ pub struct Setup {
 pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
     create_private_dir(&config.data_dir)?;
+    let mut new_key_file = None;
     let master_key = match (&config.master_key, &config.master_key_file) {
         (Some(hex), _) => MasterKey::from_hex(hex).context("IDV_MASTER_KEY")?,
         (None, Some(path)) => read_key(path)?,
@@ -66,19 +82,27 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
             if path.exists() {
                 read_key(&path)?
             } else {
-                let key = MasterKey::generate();
-                write_private(&path, &key.to_hex())?;
-                key
+                new_key_file = Some(path);
+                MasterKey::generate()
             }
         }
     };
     let database_url = match &config.database_url {
         Some(url) => url.clone(),
-        None => sqlite_url(&config.data_dir),
+        None => {
+            // Created owner-only before SQLite opens it; SQLite gives its WAL
+            // and shared-memory files the same permissions.
+            let file = sqlite_path(&config.data_dir);
+            if !file.exists() {
+                create_private(&file)?;
+            }
+            sqlite_url(&config.data_dir)
+        }
     };
     Ok(Setup {
         master_key,
         database_url,
+        new_key_file,
     })
 }
 
@@ -114,8 +138,8 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
+/// Creates an empty file readable only by its owner.
+fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -123,9 +147,13 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    opts.open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = create_private(path)?;
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;

@@ -42,6 +42,9 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
 pub async fn run_due(state: &AppState) -> Result<usize, idv_store::StoreError> {
     let mut ran = 0;
     loop {
+        if !state.store.has_due_jobs(state.clock.now()).await? {
+            return Ok(ran);
+        }
         let jobs = match state
             .store
             .execute(

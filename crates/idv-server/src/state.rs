@@ -31,6 +31,7 @@ impl AppState {
     pub async fn open(config: &Config, setup: &Setup, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Store::open(&setup.database_url, clock.clone()).await?;
         store.check_master_key(&setup.master_key.check_value()).await?;
+        setup.save_new_key()?;
         let store_description = match store.dialect() {
             Dialect::Sqlite => format!("SQLite in {}", config.data_dir.display()),
             Dialect::Postgres => "PostgreSQL".to_owned(),

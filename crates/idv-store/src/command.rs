@@ -447,13 +447,22 @@ async fn check_references<'a>(
         return Ok(());
     }
     let found = existing_agents(conn, dialect, tenant_id, &wanted).await?;
-    for a in agents {
+    let many = agents.clone().nth(1).is_some();
+    // In a bulk request, name the item: `agents[7].parent`.
+    let field = |i: usize, name: &str| {
+        if many {
+            format!("agents[{i}].{name}")
+        } else {
+            name.to_owned()
+        }
+    };
+    for (i, a) in agents.enumerate() {
         if let Some(Parent::Agent(p)) = &a.parent
             && !found.contains(p)
             && !in_request.contains(p)
         {
             return Err(AgentError::Invalid {
-                field: "parent".into(),
+                field: field(i, "parent"),
                 reason: format!("agent `{p}` does not exist in this tenant"),
             }
             .into());
@@ -461,7 +470,7 @@ async fn check_references<'a>(
         for d in &a.depends_on {
             if !found.contains(d) && !in_request.contains(d) {
                 return Err(AgentError::Invalid {
-                    field: "depends_on".into(),
+                    field: field(i, "depends_on"),
                     reason: format!("agent `{d}` does not exist in this tenant"),
                 }
                 .into());

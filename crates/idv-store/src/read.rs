@@ -289,6 +289,19 @@ impl Store {
         row::packed_events(&page)
     }
 
+    /// Whether any job is due and not leased at `now`: a cheap read that lets
+    /// an idle node skip the claiming write (and its commit).
+    pub async fn has_due_jobs(&self, now: Timestamp) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE run_at <= $1 \
+             AND (locked_until IS NULL OR locked_until < $1) LIMIT 1) AS due",
+        )
+        .bind(now.as_micros())
+        .fetch_one(&self.inner.read)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     /// The last event of the chain.
     pub async fn audit_head(&self) -> Result<Head, StoreError> {
         let mut conn = self.inner.read.acquire().await?;

@@ -1,6 +1,9 @@
 //! Authenticating admin tokens and choosing the tenant a request acts in.
 
 use idv_core::admin_token::{self, Principal};
+use idv_core::audit::{Draft, Outcome};
+use idv_store::Command;
+use serde_json::json;
 
 use super::{AppError, Caller};
 use crate::AppState;
@@ -43,9 +46,30 @@ pub async fn authenticate(
         Some(name) if name == home.name => (home, false),
         Some(name) => {
             if !principal.platform {
+                // An authorization decision like any other: on the record
+                // (in the token's own tenant) before the refusal is sent.
+                let caller = Caller {
+                    principal,
+                    tenant: home,
+                    cross_tenant: false,
+                    request_id,
+                };
+                let ctx = caller.context();
+                let draft = Draft {
+                    tenant_id: caller.tenant.id,
+                    actor: ctx.actor.clone(),
+                    action: "tenant.act_in".into(),
+                    target_type: "tenant".into(),
+                    target_id: name.to_owned(),
+                    outcome: Outcome::Denied,
+                    reason: None,
+                    request_id: ctx.request_id.clone(),
+                    details: json!({ "platform": false }),
+                };
+                state.store.execute(Command::Record(draft), ctx).await?;
                 return Err(AppError::Forbidden(format!(
                     "this token belongs to tenant `{}` and cannot act in `{name}`",
-                    home.name
+                    caller.tenant.name
                 )));
             }
             let t = state.store.tenant_by_name(name).await?.ok_or_else(|| {

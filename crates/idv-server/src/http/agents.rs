@@ -115,7 +115,7 @@ pub async fn bulk_create(
         .agents
         .into_iter()
         .enumerate()
-        .map(|(i, c)| new_agent(c).map_err(|e| e.with_field(format!("agents[{i}]"))))
+        .map(|(i, c)| new_agent(c).map_err(|e| e.within(&format!("agents[{i}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let agents = app::agents::create(&state, &caller, specs, true).await?;
     let refs = agents
@@ -242,19 +242,24 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "agent")?;
     let expected = if_match(&headers)?;
+    // RFC 7396: `null` removes a member; the required ones cannot go.
+    let required = |field: &str, v: Option<Option<String>>| match v {
+        Some(None) => Err(invalid(field, "is required and cannot be removed")),
+        other => Ok(other.flatten()),
+    };
     let changes = AgentChanges {
-        name: p.name,
-        owner: p.owner,
-        purpose: p.purpose,
+        name: required("name", p.name)?,
+        owner: required("owner", p.owner)?,
+        purpose: required("purpose", p.purpose)?,
         environment: p
             .environment
             .map(|e| e.as_deref().map(|e| environment("environment", e)).transpose())
             .transpose()?,
         team: p.team,
-        labels: p.labels,
-        capabilities: p.capabilities,
+        labels: p.labels.map(Option::unwrap_or_default),
+        capabilities: p.capabilities.map(Option::unwrap_or_default),
         class: p.class,
-        depends_on: p.depends_on,
+        depends_on: p.depends_on.map(Option::unwrap_or_default),
     };
     if changes.is_empty() {
         return Err(ApiError::bad_request("empty-patch", "the patch changes nothing"));

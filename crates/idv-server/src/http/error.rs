@@ -23,7 +23,8 @@ struct Details {
     field: Option<String>,
     current_state: Option<String>,
     current_version: Option<i64>,
-    request_id: Option<String>,
+    /// For internal errors: what to log (never sent).
+    internal: Option<String>,
 }
 
 impl ApiError {
@@ -37,7 +38,7 @@ impl ApiError {
             field: None,
             current_state: None,
             current_version: None,
-            request_id: None,
+            internal: None,
         }))
     }
 
@@ -52,9 +53,14 @@ impl ApiError {
         self
     }
 
-    /// Attaches the request id (shown as `instance`).
-    pub fn with_request_id(mut self, id: &str) -> Self {
-        self.0.request_id = Some(id.to_owned());
+    /// Places the error inside `prefix`: field `owner` becomes
+    /// `agents[3].owner` (or just `prefix` when no field was named).
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.0.detail = format!("{prefix}: {}", self.0.detail);
+        self.0.field = Some(match self.0.field.take() {
+            Some(f) => format!("{prefix}.{f}"),
+            None => prefix.to_owned(),
+        });
         self
     }
 
@@ -64,13 +70,14 @@ impl ApiError {
     }
 
     fn internal(detail: &str) -> Self {
-        tracing::error!(error = detail, "internal error");
-        Self::new(
+        let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             "the request could not be completed and nothing was changed; try again (the server log has details)",
-        )
+        );
+        e.0.internal = Some(detail.to_owned());
+        e
     }
 }
 
@@ -143,12 +150,17 @@ impl IntoResponse for ApiError {
             title: d.title.to_owned(),
             status: d.status.as_u16(),
             detail: d.detail,
-            instance: d.request_id.map(|r| format!("urn:idv:request:{r}")),
+            // Filled in by the edge middleware, which knows the request id.
+            instance: None,
             current_state: d.current_state,
             current_version: d.current_version,
             field: d.field,
         };
-        let mut res = (d.status, axum::Json(body)).into_response();
+        let mut res = (d.status, axum::Json(&body)).into_response();
+        res.extensions_mut().insert(Rendered {
+            problem: body,
+            internal: d.internal,
+        });
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if d.status == StatusCode::UNAUTHORIZED {
@@ -158,5 +170,31 @@ impl IntoResponse for ApiError {
             );
         }
         res
+    }
+}
+
+/// A problem response as rendered, for the edge middleware to stamp with the
+/// request id (`instance`) and to log internal errors under it.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The body sent.
+    pub problem: Problem,
+    /// What went wrong inside, for the log only.
+    pub internal: Option<String>,
+}
+
+/// Adds the request id to a problem response as `instance`, and logs an
+/// internal error with it.
+pub fn stamp(res: &mut Response, request_id: &str) {
+    let Some(Rendered { mut problem, internal }) = res.extensions_mut().remove::<Rendered>() else {
+        return;
+    };
+    if let Some(detail) = internal {
+        tracing::error!(request_id, error = %detail, "internal error");
+    }
+    problem.instance = Some(format!("urn:idv:request:{request_id}"));
+    if let Ok(bytes) = serde_json::to_vec(&problem) {
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+        *res.body_mut() = axum::body::Body::from(bytes);
     }
 }

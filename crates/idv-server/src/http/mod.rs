@@ -111,6 +111,7 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .unwrap_or_else(|| state.clock.new_id().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.run(req).await;
+    error::stamp(&mut res, &id);
     state.metrics.response(res.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert("x-request-id", v);

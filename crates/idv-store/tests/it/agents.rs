@@ -238,13 +238,13 @@ async fn bulk_create_is_all_or_nothing(backend: Backend) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_refused(&f, head, before, 5_000).await;
 
-    // An unknown dependency (the last of 5,000).
+    // An unknown dependency (the last of 5,000), named by its position.
     let head = f.head().await;
     let mut batch = fresh("dep", 5_000);
     batch[4_999].depends_on = vec![f.clock.new_id()];
     let err = f.create(batch).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Invalid(AgentError::Invalid { field, .. }) if field == "depends_on"),
+        matches!(&err, StoreError::Invalid(AgentError::Invalid { field, .. }) if field == "agents[4999].depends_on"),
         "{err:?}"
     );
     assert_refused(&f, head, before, 5_000).await;

@@ -223,15 +223,18 @@ fn patch(
         }
     };
     let p = AgentPatch {
-        name,
-        owner,
-        purpose,
+        name: name.map(Some),
+        owner: owner.map(Some),
+        purpose: purpose.map(Some),
         environment: set_or_clear(f.environment, ClearField::Environment)?,
         team: set_or_clear(f.team, ClearField::Team)?,
-        labels: (!f.labels.is_empty()).then(|| labels(&f.labels)).transpose()?,
-        capabilities: (!f.capabilities.is_empty()).then_some(f.capabilities),
+        labels: (!f.labels.is_empty()).then(|| labels(&f.labels)).transpose()?.map(Some),
+        capabilities: (!f.capabilities.is_empty()).then_some(Some(f.capabilities)),
         class: set_or_clear(f.class, ClearField::Class)?,
-        depends_on: (!f.depends_on.is_empty()).then(|| ids(&f.depends_on)).transpose()?,
+        depends_on: (!f.depends_on.is_empty())
+            .then(|| ids(&f.depends_on))
+            .transpose()?
+            .map(Some),
     };
     if serde_json::to_value(&p)?.as_object().is_some_and(|o| o.is_empty()) {
         bail!("nothing to change: pass at least one field to update");
