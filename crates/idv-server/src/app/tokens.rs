@@ -119,6 +119,14 @@ pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<Admin
     caller
         .require(state, Permission::ManageTokens, "admin_token.revoke")
         .await?;
+    // Revoking a platform token is a platform operation, like creating one:
+    // a tenant admin must not be able to lock the platform operators out.
+    let target = state.store.admin_token(caller.tenant.id, id).await?;
+    if target.is_some_and(|t| t.platform) {
+        caller
+            .require(state, Permission::ManagePlatform, "admin_token.revoke_platform")
+            .await?;
+    }
     match state
         .store
         .execute(

@@ -1,7 +1,7 @@
 //! `/v1/agents`: registry and lifecycle.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idv_api::{
@@ -14,7 +14,7 @@ use idv_store::AgentFilter;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{Json, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
 use super::views;
 use crate::AppState;
 use crate::app::{self, Caller};

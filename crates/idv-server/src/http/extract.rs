@@ -73,6 +73,29 @@ fn source_text(e: &dyn std::error::Error) -> String {
     cur.to_string()
 }
 
+/// Path parameters, with rejections (e.g. a segment that is not UTF-8) as
+/// problem+json.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(rej) => Err(ApiError::bad_request(
+                "invalid-path",
+                format!("the URL path is not valid: {}", rej.body_text()),
+            )),
+        }
+    }
+}
+
 /// Parses an id from the path.
 pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)

@@ -1,12 +1,12 @@
 //! `/v1/tenants`.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use idv_api::{Page, TenantCreate, TenantView};
 
 use super::error::ApiError;
-use super::extract::{Json, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
 use super::views;
 use crate::AppState;
 use crate::app::{self, Caller};

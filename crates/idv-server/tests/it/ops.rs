@@ -1,63 +1,216 @@
-//! Health, readiness, metrics and the OpenAPI document.
+//! Health, readiness, metrics, the OpenAPI document, and request ids.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use idv_testkit::{Backend, TestServer, backend_tests};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-backend_tests!(health_metrics_and_openapi);
+backend_tests!(
+    health_and_readiness_need_no_token,
+    metrics_are_prometheus_text_and_count,
+    openapi_documents_every_route,
+    request_ids_are_echoed_or_assigned,
+);
 
-async fn health_metrics_and_openapi(backend: Backend) {
+async fn health_and_readiness_need_no_token(backend: Backend) {
     let s = TestServer::start(backend).await;
     for path in ["/healthz", "/readyz"] {
-        let res = s.http.get(s.url(path)).send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
+        for auth in [None, Some("Bearer wrong")] {
+            let mut req = s.http.get(s.url(path));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            assert!(
+                res.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json")
+            );
+            assert_eq!(res.json::<Value>().await.unwrap(), serde_json::json!({"status": "ok"}));
+        }
+    }
+}
+
+/// Parses Prometheus text exposition: `name{labels} value` lines into a map,
+/// checking every line is well formed and every sample has HELP and TYPE.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    let mut help = BTreeSet::new();
+    let mut types = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, doc) = rest.split_once(' ').unwrap();
+            assert!(!doc.is_empty(), "{line}");
+            help.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_owned(), kind.to_owned());
+        } else {
+            assert!(!line.starts_with('#') && !line.is_empty(), "unexpected line {line:?}");
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "{line}"
+            );
+            if let Some(labels) = series.strip_prefix(name) {
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "{line}"
+                );
+            }
+            assert!(
+                help.contains(name) && types.contains_key(name),
+                "{name} has no HELP/TYPE"
+            );
+            if types[name] == "counter" {
+                assert!(name.ends_with("_total"), "counter {name} should end in _total");
+            }
+            samples.insert(series.to_owned(), value.parse::<f64>().unwrap());
+        }
+    }
+    samples
+}
+
+async fn metrics_are_prometheus_text_and_count(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let scrape = || async {
+        let res = s.http.get(s.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/plain; version=0.0.4");
+        parse_prometheus(&res.text().await.unwrap())
+    };
+    let before = scrape().await;
+    for name in [
+        "idv_http_responses_total{class=\"1xx\"}",
+        "idv_http_responses_total{class=\"2xx\"}",
+        "idv_http_responses_total{class=\"3xx\"}",
+        "idv_http_responses_total{class=\"4xx\"}",
+        "idv_http_responses_total{class=\"5xx\"}",
+        "idv_auth_failures_total",
+        "idv_jobs_run_total",
+        "idv_jobs_failed_total",
+        "idv_audit_batches_total",
+        "idv_audit_units_total",
+        "idv_audit_events_total",
+        "idv_audit_failed_batches_total",
+    ] {
+        assert!(before.contains_key(name), "missing {name} in {before:?}");
     }
     crate::create_agent(&s, &s.token, "m").await;
     let _ = s.http.get(s.url("/v1/agents")).send().await.unwrap();
-    let res = s.http.get(s.url("/metrics")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
+    let _ = s.req(Method::GET, "/v1/agents/not-an-id").send().await.unwrap();
+    let after = scrape().await;
+    let delta = |k: &str| after[k] - before[k];
+    // The scrape itself counts as a 2xx once it has been answered.
+    assert!(delta("idv_http_responses_total{class=\"2xx\"}") >= 2.0);
+    assert_eq!(delta("idv_http_responses_total{class=\"4xx\"}"), 2.0);
+    assert_eq!(delta("idv_http_responses_total{class=\"5xx\"}"), 0.0);
+    assert_eq!(delta("idv_auth_failures_total"), 1.0);
+    assert_eq!(delta("idv_audit_events_total"), 1.0);
+    assert!(delta("idv_audit_batches_total") >= 1.0);
+}
+
+/// The routes of `src/http/mod.rs`: path → methods.
+fn router_routes() -> BTreeMap<String, BTreeSet<String>> {
+    let src = include_str!("../../src/http/mod.rs");
+    let mut out = BTreeMap::new();
+    for line in src.lines() {
+        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+            continue;
+        };
+        let (path, handlers) = rest.split_once('"').unwrap();
+        let methods: BTreeSet<String> = ["get", "post", "put", "patch", "delete"]
+            .into_iter()
+            .filter(|m| handlers.contains(&format!("{m}(")))
+            .map(str::to_owned)
+            .collect();
+        assert!(!methods.is_empty(), "no method found in {line}");
+        out.insert(path.to_owned(), methods);
+    }
+    out
+}
+
+async fn openapi_documents_every_route(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let res = s.http.get(s.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     assert!(
         res.headers()["content-type"]
             .to_str()
             .unwrap()
-            .starts_with("text/plain")
+            .starts_with("application/json")
     );
-    let text = res.text().await.unwrap();
-    for name in [
-        "idv_http_responses_total{class=\"2xx\"}",
-        "idv_http_responses_total{class=\"4xx\"}",
-        "idv_auth_failures_total",
-        "idv_audit_events_total",
-        "idv_audit_batches_total",
-    ] {
-        assert!(text.contains(name), "missing {name} in\n{text}");
-    }
-    let res = s.http.get(s.url("/openapi.json")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let doc: Value = res.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let doc: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert!(!doc["info"]["title"].as_str().unwrap().is_empty());
     let paths = doc["paths"].as_object().unwrap();
-    for p in [
-        "/v1/tenants",
-        "/v1/tenants/{name}",
-        "/v1/admin-tokens",
-        "/v1/admin-tokens/self",
-        "/v1/admin-tokens/{id}",
-        "/v1/agents",
-        "/v1/agents/bulk",
-        "/v1/agents/export",
-        "/v1/agents/{id}",
-        "/v1/agents/{id}/{transition}",
-        "/v1/audit/events",
-        "/v1/audit/head",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    let routes = router_routes();
+    assert!(routes.len() >= 16, "the route parser found only {routes:?}");
+    assert!(routes.keys().filter(|p| p.starts_with("/v1/")).count() >= 12);
+    for (path, methods) in &routes {
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is routed but missing from the OpenAPI document"))
+            .as_object()
+            .unwrap();
+        let documented: BTreeSet<String> = item
+            .keys()
+            .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+            .cloned()
+            .collect();
+        assert_eq!(&documented, methods, "{path}");
+        for (method, op) in item {
+            if !methods.contains(method) {
+                continue;
+            }
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}"
+            );
+            // Every admin API operation needs the bearer token; ops endpoints do not.
+            let secured = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            assert_eq!(secured, path.starts_with("/v1/"), "{method} {path}");
+            // Path parameters are declared.
+            for seg in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = seg.trim_matches(|c| c == '{' || c == '}');
+                let declared = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(declared, "{method} {path}: `{name}` not declared");
+            }
+        }
     }
-    // X-Request-Id is echoed, or assigned.
+    // Nothing documented that is not routed.
+    for p in paths.keys() {
+        assert!(routes.contains_key(p), "{p} is documented but not routed");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("bearer")
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["schemas"]["AgentView"].is_object());
+}
+
+async fn request_ids_are_echoed_or_assigned(backend: Backend) {
+    let s = TestServer::start(backend).await;
     let res = s
         .req(Method::GET, "/v1/agents")
         .header("x-request-id", "req-123")
@@ -65,6 +218,11 @@ async fn health_metrics_and_openapi(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "req-123");
-    let res = s.req(Method::GET, "/v1/agents").send().await.unwrap();
-    assert!(!res.headers()["x-request-id"].is_empty());
+    let mut seen = BTreeSet::new();
+    for path in ["/v1/agents", "/healthz", "/nope", "/metrics"] {
+        let res = s.req(Method::GET, path).send().await.unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(!id.is_empty());
+        assert!(seen.insert(id), "request ids repeat");
+    }
 }
