@@ -623,15 +623,7 @@ async fn a_failing_audit_write_fails_the_operation(backend: Backend) {
     });
     assert_eq!(after, before);
     assert_eq!(head(&s).await, head_before);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics_text(&s).await;
     assert!(!metrics.contains("idv_audit_failed_batches_total 0\n"), "{metrics}");
 
     for sql in remove {

@@ -63,15 +63,7 @@ async fn concurrent_creates_all_succeed_with_one_event_each(backend: Backend) {
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0]["request_id"], format!("c-{n}"));
     }
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics_text(&s).await;
     let (batches, units) = (
         metric(&metrics, "idv_audit_batches_total"),
         metric(&metrics, "idv_audit_units_total"),

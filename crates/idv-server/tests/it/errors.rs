@@ -384,15 +384,7 @@ async fn every_endpoint_rejects_bad_input_cleanly(backend: Backend) {
     // The server is healthy after all that.
     let res = s.http.get(s.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics_text(&s).await;
     assert!(
         metrics.contains("idv_http_responses_total{class=\"5xx\"} 0\n"),
         "{metrics}"

@@ -293,3 +293,15 @@ pub async fn raw(s: &TestServer, request: &[u8]) -> (u16, Vec<(String, String)>,
         .collect();
     (status, headers, body.to_owned())
 }
+
+/// The server's `/metrics` text.
+pub async fn metrics_text(s: &TestServer) -> String {
+    s.http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

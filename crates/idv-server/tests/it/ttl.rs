@@ -82,15 +82,7 @@ async fn an_agent_retires_when_its_ttl_ends(backend: Backend) {
     clock.advance_secs(3600);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(expiry_events(&s, id).await.len(), 1);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics_text(&s).await;
     assert!(metrics.contains("idv_jobs_run_total 1\n"), "{metrics}");
     assert!(metrics.contains("idv_jobs_failed_total 0\n"), "{metrics}");
 }
