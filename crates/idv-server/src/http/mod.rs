@@ -40,7 +40,7 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         audit::events, audit::head,
     ),
     components(schemas(idv_api::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Problems),
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -54,6 +54,64 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Documents the problem responses every `/v1` operation can give (so
+/// clients and contract testers know them), as `application/problem+json`.
+struct Problems;
+
+impl utoipa::Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        idv_api::PROBLEM_JSON,
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                    )
+                    .build(),
+            )
+        };
+        let common: &[(&str, &str)] = &[
+            ("400", "Malformed request (bad id, query parameter or JSON)"),
+            ("401", "Missing, unknown, expired or revoked admin token"),
+            ("403", "The token may not do this"),
+            ("404", "No such record in this tenant, or no such tenant"),
+            ("503", "The store failed; nothing changed"),
+        ];
+        let with_body: &[(&str, &str)] = &[
+            ("409", "Conflict with the current state"),
+            ("413", "Body too large"),
+            ("415", "Body is not JSON"),
+            ("422", "A field breaks a rule"),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let ops = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
+            for op in ops.into_iter().flatten() {
+                let extra = if op.request_body.is_some() { with_body } else { &[] };
+                for (code, description) in common.iter().chain(extra) {
+                    op.responses
+                        .responses
+                        .entry((*code).to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+                // Problems documented by a handler get the problem media type.
+                for (code, r) in op.responses.responses.iter_mut() {
+                    if (code.starts_with('4') || code.starts_with('5'))
+                        && let RefOr::T(r) = r
+                        && let Some(content) = r.content.shift_remove("application/json")
+                    {
+                        r.content.insert(idv_api::PROBLEM_JSON.to_owned(), content);
+                    }
+                }
+            }
+        }
     }
 }
 
