@@ -35,7 +35,9 @@ impl Timestamp {
     /// Parses RFC 3339 (any offset; normalised to UTC, sub-microsecond digits dropped).
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
         let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| TimestampError(s.to_owned()))?;
-        let micros = t.unix_timestamp_nanos() / 1000;
+        // Floor, so dropping sub-microsecond digits never moves a time
+        // forward (plain division would, before 1970).
+        let micros = t.unix_timestamp_nanos().div_euclid(1000);
         i64::try_from(micros)
             .map(Self)
             .map_err(|_| TimestampError(s.to_owned()))

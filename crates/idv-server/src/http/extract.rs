@@ -23,7 +23,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        if !json_type {
+            return Err(json_rejection(
+                JsonRejection::MissingJsonContentType(Default::default()),
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rej) => return Err(json_rejection(JsonRejection::BytesRejection(rej))),
+        };
+        // Every request body is a JSON object; serde would otherwise also
+        // accept an array as a struct's fields in order.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            let text = std::str::from_utf8(&bytes).ok().filter(|t| !t.trim().is_empty());
+            return Err(match text.map(serde_json::from_str::<serde::de::IgnoredAny>) {
+                Some(Ok(_)) => ApiError::bad_request("invalid-body", "the body must be a JSON object"),
+                _ => ApiError::bad_request("malformed-json", "the body is not a valid JSON object"),
+            });
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rej) => Err(json_rejection(rej)),
         }

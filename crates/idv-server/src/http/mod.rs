@@ -70,7 +70,9 @@ impl utoipa::Modify for Problems {
                     .description(description)
                     .content(
                         idv_api::PROBLEM_JSON,
-                        ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
                     )
                     .build(),
             )
@@ -92,7 +94,13 @@ impl utoipa::Modify for Problems {
             if !path.starts_with("/v1/") {
                 continue;
             }
-            let ops = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ];
             for op in ops.into_iter().flatten() {
                 let extra = if op.request_body.is_some() { with_body } else { &[] };
                 for (code, description) in common.iter().chain(extra) {

@@ -15,6 +15,7 @@ backend_tests!(
     bad_query_values_are_400,
     chunked_oversized_bodies_are_413,
     accepted_content_types,
+    bodies_must_be_json_objects,
     endpoints_without_query_parameters_ignore_them,
     problems_carry_the_request_id_as_instance,
     undecodable_path_segments_are_problems,
@@ -773,4 +774,29 @@ async fn problems_carry_the_request_id_as_instance(backend: Backend) {
         let p = problem(res, status).await;
         assert!(p["instance"].as_str().is_some_and(|i| i.contains(&rid)), "{rid}: {p}");
     }
+}
+
+/// serde reads a struct from an array of its fields in order; the API takes
+/// only objects, so `["name", "owner", "purpose"]` creates nothing.
+async fn bodies_must_be_json_objects(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for (body, slug) in [
+        (r#"["arr", "owner", "purpose"]"#, "invalid-body"),
+        (r#"  "just a string""#, "invalid-body"),
+        ("42", "invalid-body"),
+        ("null", "invalid-body"),
+        ("", "malformed-json"),
+        ("[1, 2", "malformed-json"),
+    ] {
+        let res = s
+            .req(Method::POST, "/v1/agents")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, StatusCode::BAD_REQUEST).await;
+        assert_eq!(p["type"], format!("urn:idv:problem:{slug}"), "{body:?}: {p}");
+    }
+    assert_eq!(agent_count(&s).await, 0);
 }
