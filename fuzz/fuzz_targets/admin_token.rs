@@ -4,7 +4,8 @@
 //! never shows more than the prefix and four characters.
 #![no_main]
 
-use idv_core::admin_token::{PREFIX, TOKEN_LEN, TokenFormatError, check_format, hint};
+use idv_core::admin_token::{PREFIX, TOKEN_LEN, check_format, hint};
+use idv_core::secret::FormatError;
 use idv_fuzz::oracle;
 use libfuzzer_sys::fuzz_target;
 
@@ -13,9 +14,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
         let got = check_format(s);
         let want = match oracle::admin_token(s) {
-            None => Err(TokenFormatError::Malformed),
+            None => Err(FormatError::Malformed("admin token")),
             Some(true) => Ok(()),
-            Some(false) => Err(TokenFormatError::Checksum),
+            Some(false) => Err(FormatError::Checksum("admin token")),
         };
         assert_eq!(got, want, "input {s:?}");
         let h = hint(s);
@@ -46,14 +47,14 @@ fuzz_target!(|data: &[u8]| {
         let typo = String::from_utf8(typo).expect("base62 is ASCII");
         assert_eq!(
             check_format(&typo),
-            Err(TokenFormatError::Checksum),
+            Err(FormatError::Checksum("admin token")),
             "{token} -> {typo}"
         );
     }
     // Truncated or extended copies are malformed, never accepted.
     assert_eq!(
         check_format(&token[..token.len() - 1]),
-        Err(TokenFormatError::Malformed)
+        Err(FormatError::Malformed("admin token"))
     );
-    assert_eq!(check_format(&format!("{token}0")), Err(TokenFormatError::Malformed));
+    assert_eq!(check_format(&format!("{token}0")), Err(FormatError::Malformed("admin token")));
 });

@@ -3,7 +3,7 @@
 //! Request types reject unknown fields, so a typo in a field name is a clear
 //! 400 rather than a silently ignored setting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -186,6 +186,15 @@ pub struct AgentCreate {
     /// Agents it depends on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Uuid>,
+    /// OAuth scopes it may request (RFC 6749 §3.3 scope tokens).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allowed_scopes: BTreeSet<String>,
+    /// Audiences it may request tokens for (RFC 8707 `resource` URIs).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allowed_resources: BTreeSet<String>,
+    /// RFC 9396 `authorization_details` types it may request.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub authorization_details_types: BTreeSet<String>,
     /// For ephemeral agents: retire automatically after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<DurationValue>,
@@ -248,6 +257,12 @@ pub struct AgentView {
     pub parent: Option<ParentRef>,
     /// Agents it depends on.
     pub depends_on: Vec<Uuid>,
+    /// OAuth scopes it may request.
+    pub allowed_scopes: BTreeSet<String>,
+    /// Audiences (RFC 8707 resources) it may request tokens for.
+    pub allowed_resources: BTreeSet<String>,
+    /// RFC 9396 `authorization_details` types it may request.
+    pub authorization_details_types: BTreeSet<String>,
     /// `provisioning`, `active`, `suspended` or `retired`.
     pub status: String,
     /// Reason for the last status change.
@@ -278,8 +293,8 @@ where
 }
 
 /// `PATCH /v1/agents/{id}`: JSON merge patch (RFC 7396) of the metadata.
-/// `null` clears `environment`, `team`, `class`, `labels`, `capabilities` or
-/// `depends_on`; `name`, `owner` and `purpose` cannot be removed.
+/// `null` clears `environment`, `team`, `class`, `labels`, `capabilities`,
+/// `depends_on` or a grant list; `name`, `owner` and `purpose` cannot be removed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPatch {
@@ -319,6 +334,18 @@ pub struct AgentPatch {
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Uuid>>)]
     pub depends_on: Option<Option<Vec<Uuid>>>,
+    /// Replacement allowed scopes, or `null` to remove them all.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_scopes: Option<Option<BTreeSet<String>>>,
+    /// Replacement allowed resources, or `null` to remove them all.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_resources: Option<Option<BTreeSet<String>>>,
+    /// Replacement `authorization_details` types, or `null` to remove them all.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub authorization_details_types: Option<Option<BTreeSet<String>>>,
 }
 
 /// `POST /v1/agents/{id}/{activate|suspend|resume|retire}`.
@@ -327,6 +354,132 @@ pub struct AgentPatch {
 pub struct TransitionRequest {
     /// Why; recorded on the agent and in the audit log.
     pub reason: String,
+}
+
+/// `POST /v1/agents/{id}/credentials`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialCreate {
+    /// `client_secret`, `private_key_jwt` or `api_key`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// For `private_key_jwt`: the agent's public JWK (Ed25519 `OKP` or P-256 `EC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub jwk: Option<serde_json::Value>,
+    /// For `api_key`: its scopes (default: every scope the agent is allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<BTreeSet<String>>,
+    /// Lifetime (seconds or text like `90d`); default: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<DurationValue>,
+}
+
+/// A credential (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CredentialView {
+    /// Immutable id.
+    pub id: Uuid,
+    /// The agent it authenticates; also its OAuth `client_id`.
+    pub agent_id: Uuid,
+    /// `client_secret`, `private_key_jwt` or `api_key`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Recognisable start of the secret, or the JWK thumbprint (RFC 7638).
+    pub hint: Option<String>,
+    /// The registered public JWK (`private_key_jwt`).
+    #[schema(value_type = Option<Object>)]
+    pub jwk: Option<serde_json::Value>,
+    /// API key scopes.
+    pub scopes: BTreeSet<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who issued it.
+    pub created_by: String,
+    /// RFC 3339, if it expires.
+    pub expires_at: Option<String>,
+    /// RFC 3339, if revoked.
+    pub revoked_at: Option<String>,
+    /// RFC 3339, when it last authenticated (API keys).
+    pub last_used_at: Option<String>,
+}
+
+/// The answer to `POST /v1/agents/{id}/credentials`: the secret, once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CredentialCreated {
+    /// The credential.
+    pub credential: CredentialView,
+    /// The OAuth `client_id` to use with it (the agent id).
+    pub client_id: String,
+    /// For `client_secret`: the secret (shown only now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// For `api_key`: the key (shown only now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+/// Token request parameters (`application/x-www-form-urlencoded`; RFC 6749
+/// §4.4.2, RFC 8707, RFC 9396, RFC 7523). Documentation only: the server
+/// parses the form itself so it can refuse repeated parameters.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenForm {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// Space-separated scopes (default: every granted scope).
+    pub scope: Option<String>,
+    /// Audience URI (RFC 8707); may repeat.
+    pub resource: Option<String>,
+    /// RFC 9396 authorization details, a JSON array.
+    pub authorization_details: Option<String>,
+    /// With `client_secret_post` or `private_key_jwt`.
+    pub client_id: Option<String>,
+    /// `client_secret_post`.
+    pub client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    pub client_assertion_type: Option<String>,
+    /// A JWT signed by the agent's registered key (RFC 7523).
+    pub client_assertion: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponseBody {
+    /// A JWT access token (RFC 9068).
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: i64,
+    /// Granted scopes.
+    pub scope: Option<String>,
+    /// Granted authorization details (RFC 9396 §7).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub authorization_details: Option<Vec<serde_json::Value>>,
+}
+
+/// An OAuth error (RFC 6749 §5.2).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// The error code, e.g. `invalid_client`.
+    pub error: String,
+    /// What went wrong.
+    pub error_description: Option<String>,
+}
+
+/// Introspection (RFC 7662 §2.1) or revocation (RFC 7009 §2.1) parameters.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenLookupForm {
+    /// The token or API key.
+    pub token: String,
+    /// `access_token` (optional).
+    pub token_type_hint: Option<String>,
+    /// With `client_secret_post`.
+    pub client_id: Option<String>,
+    /// `client_secret_post`.
+    pub client_secret: Option<String>,
 }
 
 /// Who acted, in an audit event.

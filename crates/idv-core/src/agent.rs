@@ -1,6 +1,6 @@
 //! Agents: non-human identities with an accountable owner and a purpose.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Timestamp;
+use crate::grant::Grants;
 use crate::lifecycle::Status;
 
 /// Limits on agent metadata, chosen so one row stays small at a million agents.
@@ -119,6 +120,8 @@ pub struct Agent {
     pub parent: Option<Parent>,
     /// Agents it depends on (same tenant).
     pub depends_on: Vec<Uuid>,
+    /// What it may ask for in tokens.
+    pub grants: Grants,
     /// Where it is in its lifecycle.
     pub status: Status,
     /// Reason given for the last status change.
@@ -162,6 +165,8 @@ pub struct NewAgent {
     pub parent: Option<Parent>,
     /// See [`Agent::depends_on`].
     pub depends_on: Vec<Uuid>,
+    /// See [`Agent::grants`].
+    pub grants: Grants,
     /// Time to live in seconds, for ephemeral agents.
     pub ttl_seconds: Option<u64>,
 }
@@ -188,6 +193,12 @@ pub struct AgentChanges {
     pub class: Option<Option<String>>,
     /// Replacement dependencies.
     pub depends_on: Option<Vec<Uuid>>,
+    /// Replacement allowed scopes.
+    pub allowed_scopes: Option<BTreeSet<String>>,
+    /// Replacement allowed resources.
+    pub allowed_resources: Option<BTreeSet<String>>,
+    /// Replacement allowed `authorization_details` types.
+    pub authorization_details_types: Option<BTreeSet<String>>,
 }
 
 /// Why agent data was refused.
@@ -204,7 +215,7 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         AgentError::Invalid {
             field: field.into(),
             reason: reason.into(),
@@ -379,6 +390,7 @@ impl NewAgent {
             }
         }
         depends_on(Some(id), &self.depends_on)?;
+        self.grants.validate()?;
         let expires_at = match self.ttl_seconds {
             None => None,
             Some(ttl) if (1..=limits::TTL_SECONDS).contains(&ttl) => {
@@ -401,6 +413,7 @@ impl NewAgent {
             class: self.class,
             parent: self.parent,
             depends_on: self.depends_on,
+            grants: self.grants,
             status: Status::Provisioning,
             status_reason: None,
             status_changed_at: now,
@@ -461,6 +474,18 @@ impl AgentChanges {
             depends_on(Some(agent.id), &d)?;
             agent.depends_on = d;
         }
+        let mut grants = agent.grants.clone();
+        if let Some(s) = self.allowed_scopes {
+            grants.scopes = s;
+        }
+        if let Some(r) = self.allowed_resources {
+            grants.resources = r;
+        }
+        if let Some(t) = self.authorization_details_types {
+            grants.authorization_details_types = t;
+        }
+        grants.validate()?;
+        agent.grants = grants;
         agent.updated_at = now;
         agent.version += 1;
         Ok(())

@@ -26,6 +26,11 @@ pub enum ActorKind {
     AdminToken,
     /// IdentityVault itself (background jobs, bootstrap).
     System,
+    /// An agent authenticated with one of its credentials (`name` is the
+    /// agent id, `token_id` the credential id).
+    Agent,
+    /// A caller that did not authenticate (`name` is who it claimed to be).
+    Anonymous,
 }
 
 impl ActorKind {
@@ -34,6 +39,8 @@ impl ActorKind {
         match self {
             ActorKind::AdminToken => "admin_token",
             ActorKind::System => "system",
+            ActorKind::Agent => "agent",
+            ActorKind::Anonymous => "anonymous",
         }
     }
 
@@ -42,6 +49,8 @@ impl ActorKind {
         match s {
             "admin_token" => Some(ActorKind::AdminToken),
             "system" => Some(ActorKind::System),
+            "agent" => Some(ActorKind::Agent),
+            "anonymous" => Some(ActorKind::Anonymous),
             _ => None,
         }
     }
@@ -68,11 +77,12 @@ impl Actor {
         }
     }
 
-    /// A short form for `*_by` fields: `admin_token:<id>` or `system:<component>`.
+    /// A short form for `*_by` fields: `admin_token:<id>`, `agent:<id>` or
+    /// `system:<component>`.
     pub fn reference(&self) -> String {
-        match self.token_id {
-            Some(id) => format!("{}:{id}", self.kind.as_str()),
-            None => format!("{}:{}", self.kind.as_str(), self.name),
+        match (self.kind, self.token_id) {
+            (ActorKind::AdminToken, Some(id)) => format!("admin_token:{id}"),
+            (kind, _) => format!("{}:{}", kind.as_str(), self.name),
         }
     }
 }

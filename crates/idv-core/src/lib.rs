@@ -2,13 +2,19 @@
 //! secrets and the audit hash chain. Nothing here performs I/O; time and ids come
 //! from an injected [`clock::Clock`].
 
+pub mod access_token;
 pub mod admin_token;
 pub mod agent;
 pub mod audit;
 pub mod clock;
+pub mod credential;
 pub mod duration;
+pub mod grant;
 pub mod hex;
+pub mod jose;
+pub mod keyring;
 pub mod lifecycle;
+pub mod seal;
 pub mod secret;
 pub mod tenant;
 pub mod timestamp;

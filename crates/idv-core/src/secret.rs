@@ -121,6 +121,83 @@ pub fn random_base62(len: usize) -> String {
         .collect()
 }
 
+/// A typed secret as IdentityVault issues it: a fixed prefix naming the kind
+/// (so secret scanners can find leaked ones), 40 random base62 characters
+/// (238 bits) and a 6-character base62 CRC32 of everything before it (so a
+/// typo or truncation is refused without any lookup). Only a keyed hash of
+/// the whole string is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretFormat {
+    /// E.g. `idvat_`.
+    pub prefix: &'static str,
+    /// What it is, for messages (`admin token`, `API key`).
+    pub what: &'static str,
+}
+
+/// Random characters in a [`SecretFormat`] secret.
+const BODY_LEN: usize = 40;
+/// Checksum characters at the end.
+const CHECKSUM_LEN: usize = 6;
+
+/// A secret that is not well formed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Wrong prefix, length or characters.
+    #[error("not an IdentityVault {0}")]
+    Malformed(&'static str),
+    /// Right shape, wrong checksum: a typo or a truncated copy.
+    #[error("{0} checksum does not match (a typo or truncated copy?)")]
+    Checksum(&'static str),
+}
+
+fn checksum(prefix_and_body: &str) -> String {
+    base62_fixed(u64::from(crc32fast::hash(prefix_and_body.as_bytes())), CHECKSUM_LEN)
+}
+
+impl SecretFormat {
+    /// Length of a well-formed secret.
+    pub const fn secret_len(&self) -> usize {
+        self.prefix.len() + BODY_LEN + CHECKSUM_LEN
+    }
+
+    /// Whether `s` claims to be this kind of secret (has the prefix).
+    pub fn claims(&self, s: &str) -> bool {
+        s.starts_with(self.prefix)
+    }
+
+    /// A fresh secret.
+    pub fn generate(&self) -> String {
+        let mut t = String::with_capacity(self.secret_len());
+        t.push_str(self.prefix);
+        t.push_str(&random_base62(BODY_LEN));
+        let sum = checksum(&t);
+        t.push_str(&sum);
+        t
+    }
+
+    /// Checks prefix, length, alphabet and checksum without any lookup.
+    pub fn check(&self, s: &str) -> Result<(), FormatError> {
+        let rest = s.strip_prefix(self.prefix).ok_or(FormatError::Malformed(self.what))?;
+        if s.len() != self.secret_len() || !rest.bytes().all(|b| BASE62.contains(&b)) {
+            return Err(FormatError::Malformed(self.what));
+        }
+        let (head, sum) = s.split_at(self.secret_len() - CHECKSUM_LEN);
+        if checksum(head) == sum {
+            Ok(())
+        } else {
+            Err(FormatError::Checksum(self.what))
+        }
+    }
+
+    /// The recognisable start of a secret, safe to show and to log: the
+    /// prefix and 4 characters of the random body, or just 4 characters of a
+    /// secret in another format (whose strength we do not know).
+    pub fn hint(&self, s: &str) -> String {
+        let shown = if self.claims(s) { self.prefix.len() + 4 } else { 4 };
+        s.chars().take(shown).collect::<String>() + "…"
+    }
+}
+
 /// `n` as exactly `width` base62 digits (most significant first).
 pub fn base62_fixed(mut n: u64, width: usize) -> String {
     let mut out = vec![b'0'; width];
@@ -152,6 +229,40 @@ mod tests {
         assert!(h.verify("s3cret", &stored));
         assert!(!h.verify("s3creT", &stored));
         assert!(!h.verify("s3cret", &stored[..31]));
+    }
+
+    const FORMAT: SecretFormat = SecretFormat {
+        prefix: "idvxx_",
+        what: "test secret",
+    };
+
+    #[test]
+    fn formats_generate_and_check() {
+        let s = FORMAT.generate();
+        assert_eq!(s.len(), FORMAT.secret_len());
+        assert_eq!(FORMAT.check(&s), Ok(()));
+        assert_eq!(FORMAT.check(&s[1..]), Err(FormatError::Malformed("test secret")));
+        assert_eq!(FORMAT.hint("idvxx_abcdefgh"), "idvxx_abcd…");
+        assert_eq!(FORMAT.hint("my-long-external-secret"), "my-l…");
+    }
+
+    proptest::proptest! {
+        /// Any one-character substitution in the body is caught by the checksum.
+        #[test]
+        fn one_typo_is_rejected(pos in 0usize..BODY_LEN, c in proptest::sample::select(BASE62.to_vec())) {
+            let t = FORMAT.generate();
+            let mut bytes = t.clone().into_bytes();
+            let i = FORMAT.prefix.len() + pos;
+            proptest::prop_assume!(bytes[i] != c);
+            bytes[i] = c;
+            let typo = String::from_utf8(bytes).unwrap();
+            proptest::prop_assert_eq!(FORMAT.check(&typo), Err(FormatError::Checksum("test secret")));
+        }
+
+        #[test]
+        fn check_never_panics(s in "\\PC{0,60}") {
+            let _ = FORMAT.check(&s);
+        }
     }
 
     #[test]

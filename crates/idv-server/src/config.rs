@@ -27,7 +27,17 @@ pub struct Config {
     pub trust_domain: String,
     /// How often due jobs are polled.
     pub job_interval: Duration,
+    /// Base URL clients reach this server at, for issuer URLs and metadata
+    /// (`--public-url`, `IDV_PUBLIC_URL`; default `http://<listen address>`).
+    pub public_url: Option<String>,
+    /// Access token lifetime (`--token-ttl`, `IDV_TOKEN_TTL`; default 5
+    /// minutes, at most [`MAX_TOKEN_TTL`]).
+    pub token_ttl: Duration,
 }
+
+/// The hard maximum access token lifetime: self-contained tokens cannot be
+/// recalled from resource servers that verify them locally, so they stay short.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 impl Default for Config {
     fn default() -> Self {
@@ -40,6 +50,8 @@ impl Default for Config {
             master_key_file: None,
             trust_domain: "idv.local".into(),
             job_interval: Duration::from_secs(1),
+            public_url: None,
+            token_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -72,6 +84,14 @@ impl Setup {
 /// when needed, and works out the database URL.
 pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if config.token_ttl.is_zero() || config.token_ttl > MAX_TOKEN_TTL {
+        bail!("the access token lifetime must be between 1 second and 1 hour");
+    }
+    if let Some(url) = &config.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bail!("the public URL must start with http:// or https://");
+    }
     create_private_dir(&config.data_dir)?;
     let mut new_key_file = None;
     let master_key = match (&config.master_key, &config.master_key_file) {

@@ -64,9 +64,10 @@ impl Running {
 /// Starts the server on `listener` with `clock`; returns once it accepts requests.
 pub async fn start(config: Config, clock: Arc<dyn Clock>, listener: TcpListener) -> anyhow::Result<Running> {
     let setup = config::prepare(&config)?;
-    let state = AppState::open(&config, &setup, clock).await?;
-    let boot = app::bootstrap::run(&state, config.bootstrap_token.as_deref()).await?;
     let addr = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState::open(&config, &setup, clock, &public_url).await?;
+    let boot = app::bootstrap::run(&state, config.bootstrap_token.as_deref()).await?;
     let (stop, stop_rx) = watch::channel(false);
     let router = http::router(state.clone());
     let mut server_stop = stop_rx.clone();

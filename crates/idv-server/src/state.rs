@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use idv_core::Clock;
+use idv_core::seal::Sealer;
 use idv_core::secret::SecretHasher;
 use idv_store::{Dialect, Store};
 
+use crate::app::keys::KeyCache;
 use crate::config::{Config, Setup};
 use crate::metrics::Metrics;
 
@@ -16,6 +18,16 @@ pub struct AppState {
     pub store: Store,
     /// Keyed hashing of admin tokens.
     pub token_hasher: SecretHasher,
+    /// Keyed hashing of agent credentials (client secrets, API keys).
+    pub credential_hasher: SecretHasher,
+    /// Seals signing keys at rest.
+    pub key_sealer: Arc<Sealer>,
+    /// Per-tenant signing key rings.
+    pub keys: Arc<KeyCache>,
+    /// Base URL clients reach us at (no trailing slash).
+    pub public_url: Arc<str>,
+    /// Access token lifetime in seconds.
+    pub token_ttl_secs: i64,
     /// SPIFFE trust domain.
     pub trust_domain: Arc<str>,
     /// Time and ids.
@@ -28,7 +40,7 @@ pub struct AppState {
 
 impl AppState {
     /// Opens the store and checks the master key against it.
-    pub async fn open(config: &Config, setup: &Setup, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn open(config: &Config, setup: &Setup, clock: Arc<dyn Clock>, public_url: &str) -> anyhow::Result<Self> {
         let store = Store::open(&setup.database_url, clock.clone()).await?;
         store.check_master_key(&setup.master_key.check_value()).await?;
         setup.save_new_key()?;
@@ -39,6 +51,11 @@ impl AppState {
         Ok(Self {
             store,
             token_hasher: SecretHasher::new(&setup.master_key, "admin-token"),
+            credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
+            key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
+            keys: Arc::new(KeyCache::default()),
+            public_url: public_url.trim_end_matches('/').into(),
+            token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
             trust_domain: config.trust_domain.as_str().into(),
             clock,
             metrics: Arc::new(Metrics::default()),

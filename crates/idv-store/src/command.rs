@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
 use idv_core::audit::{Actor, Draft, Outcome};
+use idv_core::credential::Credential;
+use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::{Status, Transition};
 use idv_core::tenant::Tenant;
 use idv_core::{Clock, Timestamp};
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use crate::credentials;
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
 
@@ -106,6 +109,48 @@ pub enum Command {
         /// At most this many.
         limit: i64,
     },
+    /// Issue a credential to an agent.
+    CreateCredential {
+        /// The credential (its agent must exist in its tenant and not be retired).
+        credential: Credential,
+        /// HMAC of the secret, for kinds with one.
+        secret_hash: Option<[u8; 32]>,
+    },
+    /// Revoke one credential.
+    RevokeCredential {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Credential id.
+        id: Uuid,
+    },
+    /// Record that an API key authenticated (last-used time and an event).
+    UseCredential {
+        /// Tenant it belongs to.
+        tenant_id: Uuid,
+        /// Credential id.
+        id: Uuid,
+    },
+    /// Add a signing key to a tenant's key ring.
+    CreateSigningKey(SigningKey),
+    /// Revoke an access token by its `jti` before it expires (RFC 7009).
+    RevokeToken {
+        /// Tenant (issuer) of the token.
+        tenant_id: Uuid,
+        /// Its `jti`.
+        jti: String,
+        /// Its `exp`: the revocation can be forgotten after this.
+        expires_at: Timestamp,
+        /// The subject, for the audit trail.
+        subject: String,
+    },
+    /// Record a token issuance, first consuming one-time ids (client
+    /// assertion `jti`s): a key already seen refuses the whole command.
+    IssueToken {
+        /// The issuance event.
+        event: Draft,
+        /// One-time keys with the time after which they may be forgotten.
+        once: Vec<(String, Timestamp)>,
+    },
     /// Only record an event (e.g. a refused request).
     Record(Draft),
 }
@@ -123,11 +168,13 @@ pub enum Applied {
     Agent(Box<Agent>),
     /// Jobs leased to this node.
     Jobs(Vec<Job>),
+    /// A credential after the change.
+    Credential(Box<Credential>),
     /// Nothing to return.
     Done,
 }
 
-fn draft(ctx: &Context, tenant_id: Uuid, action: &str, target_type: &str, target_id: String) -> Draft {
+pub(crate) fn draft(ctx: &Context, tenant_id: Uuid, action: &str, target_type: &str, target_id: String) -> Draft {
     Draft {
         tenant_id,
         actor: ctx.actor.clone(),
@@ -144,7 +191,7 @@ fn draft(ctx: &Context, tenant_id: Uuid, action: &str, target_type: &str, target
     }
 }
 
-fn with_details(mut d: Draft, extra: Value) -> Draft {
+pub(crate) fn with_details(mut d: Draft, extra: Value) -> Draft {
     if let (Value::Object(base), Value::Object(extra)) = (&mut d.details, extra) {
         base.extend(extra);
     }
@@ -213,7 +260,23 @@ impl Command {
                 id.to_string(),
                 Some(reason.clone()),
             ),
-            Command::ExpireAgent(_) | Command::ClaimJobs { .. } | Command::Record(_) => return None,
+            Command::CreateCredential { credential, .. } => (
+                credential.tenant_id,
+                "credential.create",
+                "agent",
+                credential.agent_id.to_string(),
+                None,
+            ),
+            Command::RevokeCredential { tenant_id, id } => {
+                (*tenant_id, "credential.revoke", "credential", id.to_string(), None)
+            }
+            Command::RevokeToken { tenant_id, jti, .. } => (*tenant_id, "token.revoke", "token", jti.clone(), None),
+            Command::ExpireAgent(_)
+            | Command::ClaimJobs { .. }
+            | Command::Record(_)
+            | Command::IssueToken { .. }
+            | Command::UseCredential { .. }
+            | Command::CreateSigningKey(_) => return None,
         };
         Some(Attempt {
             tenant_id,
@@ -266,6 +329,20 @@ pub(crate) async fn apply(
         } => transition_agent(conn, tenant_id, id, transition, reason, now, ctx, None).await,
         Command::ExpireAgent(job) => expire_agent(conn, job, now, ctx).await,
         Command::ClaimJobs { lease_secs, limit } => claim_jobs(conn, dialect, now, lease_secs, limit).await,
+        Command::CreateCredential {
+            credential,
+            secret_hash,
+        } => credentials::create(conn, credential, secret_hash, ctx).await,
+        Command::RevokeCredential { tenant_id, id } => credentials::revoke(conn, tenant_id, id, now, ctx).await,
+        Command::UseCredential { tenant_id, id } => credentials::used(conn, tenant_id, id, now, ctx).await,
+        Command::CreateSigningKey(key) => credentials::create_signing_key(conn, key, ctx).await,
+        Command::RevokeToken {
+            tenant_id,
+            jti,
+            expires_at,
+            subject,
+        } => credentials::revoke_token(conn, tenant_id, jti, expires_at, subject, now, ctx).await,
+        Command::IssueToken { event, once } => credentials::issue_token(conn, event, once).await,
         Command::Record(d) => Ok((Applied::Done, vec![d])),
     }
 }
@@ -572,7 +649,7 @@ async fn create_agents(
     Ok((Applied::Agents(agents), drafts))
 }
 
-async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Agent, StoreError> {
+pub(crate) async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Agent, StoreError> {
     let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2");
     match sqlx::query(&sql)
         .bind(tenant_id.to_string())
@@ -731,9 +808,16 @@ async fn transition_agent(
             .execute(&mut *conn)
             .await?;
     }
+    // Retirement revokes every credential (DESIGN C1); suspension only makes
+    // them unusable while it lasts (checked at authentication).
+    let revoked = if to == Status::Retired {
+        credentials::revoke_all(conn, tenant_id, id, now).await?
+    } else {
+        0
+    };
     let mut d = with_details(
         draft(ctx, tenant_id, transition_action(transition), "agent", id.to_string()),
-        json!({ "from": from.as_str(), "to": to.as_str(), "cause": cause }),
+        json!({ "from": from.as_str(), "to": to.as_str(), "cause": cause, "credentials_revoked": revoked }),
     );
     d.reason = Some(reason);
     Ok((Applied::Agent(Box::new(agent)), vec![d]))

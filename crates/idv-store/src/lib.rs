@@ -8,6 +8,7 @@
 //! caller is answered only after the commit is durable.
 
 mod command;
+mod credentials;
 mod error;
 mod migrate;
 mod read;

@@ -21,6 +21,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_agent_owner_index.sql"),
         postgres: include_str!("../migrations/postgres/0002_agent_owner_index.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../migrations/sqlite/0003_credentials.sql"),
+        postgres: include_str!("../migrations/postgres/0003_credentials.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -4,13 +4,15 @@ use idv_core::Timestamp;
 use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, Environment};
 use idv_core::audit::{Event, Head, Outcome};
+use idv_core::credential::Credential;
+use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
 use idv_core::tenant::Tenant;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::row::{self, AGENT_COLS, EVENT_COLS, TENANT_COLS, TOKEN_COLS};
+use crate::row::{self, AGENT_COLS, CREDENTIAL_COLS, EVENT_COLS, SIGNING_KEY_COLS, TENANT_COLS, TOKEN_COLS};
 use crate::{Store, StoreError};
 
 /// A bound value in a dynamically built query.
@@ -190,6 +192,59 @@ impl Store {
         let lim = sql.bind_next(Arg::Int(limit));
         sql.push(&format!(" ORDER BY id LIMIT {lim}"));
         sql.fetch_all(self).await?.iter().map(row::admin_token).collect()
+    }
+
+    /// The credential whose secret hashes to `hash`, if any (revoked and
+    /// expired ones included; the caller checks `Credential::is_usable`).
+    pub async fn credential_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Credential>, StoreError> {
+        let sql = format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE secret_hash = $1");
+        let r = sqlx::query(&sql)
+            .bind(hash.to_vec())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(row::credential).transpose()
+    }
+
+    /// One credential of a tenant.
+    pub async fn credential(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Credential>, StoreError> {
+        let sql = format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE tenant_id = $1 AND id = $2");
+        let r = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(row::credential).transpose()
+    }
+
+    /// An agent's credentials (revoked ones included), oldest first.
+    pub async fn credentials(&self, tenant_id: Uuid, agent_id: Uuid) -> Result<Vec<Credential>, StoreError> {
+        let sql =
+            format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE tenant_id = $1 AND agent_id = $2 ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(agent_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(row::credential).collect()
+    }
+
+    /// A tenant's signing keys, oldest first.
+    pub async fn signing_keys(&self, tenant_id: Uuid) -> Result<Vec<SigningKey>, StoreError> {
+        let sql = format!("SELECT {SIGNING_KEY_COLS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(row::signing_key).collect()
+    }
+
+    /// Whether the access token with this `jti` was revoked.
+    pub async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
+            .bind(jti.to_owned())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        Ok(r.is_some())
     }
 
     /// One agent of a tenant.

@@ -4,6 +4,8 @@ use idv_core::Timestamp;
 use idv_core::admin_token::{AdminToken, Role};
 use idv_core::agent::{Agent, Environment, Parent};
 use idv_core::audit::{Actor, ActorKind, Event, Outcome};
+use idv_core::credential::{Credential, Kind};
+use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
 use idv_core::tenant::Tenant;
 use sqlx::any::{AnyArguments, AnyRow};
@@ -80,8 +82,8 @@ pub(crate) fn admin_token(row: &AnyRow) -> Result<AdminToken, StoreError> {
 
 pub(crate) const AGENT_COLS: &str = "id, tenant_id, name, owner, purpose, environment, team, labels, \
      capabilities, class, parent_type, parent_id, depends_on, status, status_reason, \
-     status_changed_at, status_changed_by, expires_at, created_at, created_by, updated_at, version";
-pub(crate) const AGENT_NCOLS: usize = 22;
+     status_changed_at, status_changed_by, expires_at, created_at, created_by, updated_at, version, grants";
+pub(crate) const AGENT_NCOLS: usize = 23;
 
 pub(crate) fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
     let environment: Option<String> = row.try_get("environment")?;
@@ -120,6 +122,7 @@ pub(crate) fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
         created_by: row.try_get("created_by")?,
         updated_at: ts(row, "updated_at")?,
         version: row.try_get("version")?,
+        grants: json(row, "grants")?,
     })
 }
 
@@ -157,6 +160,47 @@ pub(crate) fn bind_agent<'q>(q: AnyQuery<'q>, a: &Agent) -> AnyQuery<'q> {
         .bind(a.created_by.clone())
         .bind(a.updated_at.as_micros())
         .bind(a.version)
+        .bind(to_json(&a.grants))
+}
+
+pub(crate) const CREDENTIAL_COLS: &str = "id, tenant_id, agent_id, kind, hint, jwk, scopes, created_at, \
+     created_by, expires_at, revoked_at, last_used_at";
+
+pub(crate) fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let jwk: Option<String> = row.try_get("jwk")?;
+    Ok(Credential {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        agent_id: uuid(row, "agent_id")?,
+        kind: kind.parse::<Kind>().map_err(|e| corrupt("kind", e))?,
+        hint: row.try_get("hint")?,
+        jwk: jwk
+            .map(|j| serde_json::from_str(&j).map_err(|e| corrupt("jwk", e)))
+            .transpose()?,
+        scopes: json(row, "scopes")?,
+        created_at: ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+        last_used_at: opt_ts(row, "last_used_at")?,
+    })
+}
+
+pub(crate) const SIGNING_KEY_COLS: &str =
+    "id, tenant_id, alg, public_jwk, sealed_private, created_at, retired_at, publish_until";
+
+pub(crate) fn signing_key(row: &AnyRow) -> Result<SigningKey, StoreError> {
+    Ok(SigningKey {
+        kid: row.try_get("id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        alg: row.try_get("alg")?,
+        public_jwk: json(row, "public_jwk")?,
+        sealed_private: row.try_get("sealed_private")?,
+        created_at: ts(row, "created_at")?,
+        retired_at: opt_ts(row, "retired_at")?,
+        publish_until: opt_ts(row, "publish_until")?,
+    })
 }
 
 pub(crate) const EVENT_COLS: &str = "seq, id, time, tenant_id, actor_kind, actor_name, actor_token_id, \

@@ -140,6 +140,8 @@ impl TestServer {
             master_key_file: None,
             trust_domain: "idv.test".into(),
             job_interval: Duration::from_millis(50),
+            public_url: None,
+            token_ttl: Duration::from_secs(300),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

@@ -48,6 +48,13 @@ pub struct ServeArgs {
     /// SPIFFE trust domain for agent URIs.
     #[arg(long, env = "IDV_TRUST_DOMAIN", default_value = "idv.local")]
     pub trust_domain: String,
+    /// Base URL clients reach the server at, for OAuth issuer URLs (default:
+    /// `http://<listen address>`).
+    #[arg(long, env = "IDV_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Access token lifetime, e.g. `300`, `5m` (at most 1 hour).
+    #[arg(long, env = "IDV_TOKEN_TTL", default_value = "5m")]
+    pub token_ttl: String,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -196,6 +203,15 @@ pub struct AgentFields {
     /// Agent id it depends on (repeatable).
     #[arg(long = "depends-on", value_name = "AGENT_ID")]
     pub depends_on: Vec<String>,
+    /// OAuth scope it may request (repeatable).
+    #[arg(long = "allow-scope", value_name = "SCOPE")]
+    pub allowed_scopes: Vec<String>,
+    /// Audience (RFC 8707 resource URI) it may request tokens for (repeatable).
+    #[arg(long = "allow-resource", value_name = "URI")]
+    pub allowed_resources: Vec<String>,
+    /// RFC 9396 `authorization_details` type it may request (repeatable).
+    #[arg(long = "allow-details-type", value_name = "TYPE")]
+    pub authorization_details_types: Vec<String>,
 }
 
 /// `idv agent …`.

@@ -20,6 +20,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         master_key: std::env::var("IDV_MASTER_KEY").ok().filter(|k| !k.is_empty()),
         master_key_file: args.master_key_file,
         trust_domain: args.trust_domain,
+        public_url: args.public_url.filter(|u| !u.is_empty()),
+        token_ttl: std::time::Duration::from_secs(
+            idv_core::duration::parse_seconds(&args.token_ttl)
+                .map_err(|e| anyhow::anyhow!("--token-ttl / IDV_TOKEN_TTL: {e}"))?,
+        ),
         ..Config::default()
     };
     idv_server::serve(config).await

@@ -6,12 +6,16 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod credentials;
+pub mod keys;
+pub mod oauth;
 pub mod tenants;
 pub mod tokens;
 
 use idv_core::admin_token::{Permission, Principal};
 use idv_core::agent::AgentError;
 use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::credential::CredentialError;
 use idv_core::tenant::Tenant;
 use idv_store::{Command, Context, StoreError};
 use serde_json::json;
@@ -41,6 +45,20 @@ pub enum AppError {
     /// From the store (not found, conflict, precondition, transition, faults).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A fault inside the server (logged, never echoed).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CredentialError> for AppError {
+    fn from(e: CredentialError) -> Self {
+        match e {
+            CredentialError::Invalid { field, reason } => AppError::BadParameter {
+                field: field.to_owned(),
+                detail: format!("`{field}`: {reason}"),
+            },
+        }
+    }
 }
 
 /// An authenticated caller acting in one tenant.

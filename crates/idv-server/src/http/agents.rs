@@ -9,6 +9,7 @@ use idv_api::{
     ParentRef, TransitionRequest,
 };
 use idv_core::agent::{Agent, AgentChanges, AgentError, Environment, NewAgent, Parent, spiffe_id};
+use idv_core::grant::Grants;
 use idv_core::lifecycle::{Status, Transition};
 use idv_store::AgentFilter;
 use uuid::Uuid;
@@ -65,6 +66,11 @@ fn new_agent(c: AgentCreate) -> Result<NewAgent, ApiError> {
         class: c.class,
         parent: c.parent.map(parent).transpose()?,
         depends_on: c.depends_on,
+        grants: Grants {
+            scopes: c.allowed_scopes,
+            resources: c.allowed_resources,
+            authorization_details_types: c.authorization_details_types,
+        },
         ttl_seconds: c.ttl.map(ttl).transpose()?,
     })
 }
@@ -260,6 +266,9 @@ pub async fn update(
         capabilities: p.capabilities.map(Option::unwrap_or_default),
         class: p.class,
         depends_on: p.depends_on.map(Option::unwrap_or_default),
+        allowed_scopes: p.allowed_scopes.map(Option::unwrap_or_default),
+        allowed_resources: p.allowed_resources.map(Option::unwrap_or_default),
+        authorization_details_types: p.authorization_details_types.map(Option::unwrap_or_default),
     };
     if changes.is_empty() {
         return Err(ApiError::bad_request("empty-patch", "the patch changes nothing"));

@@ -101,6 +101,7 @@ impl From<AppError> for ApiError {
             )
             .with_field(field),
             AppError::Store(s) => s.into(),
+            AppError::Internal(d) => Self::internal(&d),
         }
     }
 }

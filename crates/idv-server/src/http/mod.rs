@@ -3,8 +3,10 @@
 
 pub mod agents;
 pub mod audit;
+pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod oauth;
 pub mod ops;
 pub mod tenants;
 pub mod tokens;
@@ -37,6 +39,9 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         tenants::create, tenants::list, tenants::get,
         tokens::create, tokens::list, tokens::current, tokens::get, tokens::revoke,
         agents::create, agents::bulk_create, agents::list, agents::export, agents::get, agents::update, agents::transition,
+        credentials::create, credentials::list, credentials::get, credentials::revoke,
+        oauth::token, oauth::tenant_token, oauth::introspect, oauth::tenant_introspect, oauth::revoke,
+        oauth::tenant_revoke, oauth::root_metadata, oauth::tenant_metadata, oauth::root_jwks, oauth::tenant_jwks,
         audit::events, audit::head,
     ),
     components(schemas(idv_api::Problem)),
@@ -142,6 +147,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/export", get(agents::export))
         .route("/v1/agents/{id}", get(agents::get).patch(agents::update))
         .route("/v1/agents/{id}/{transition}", post(agents::transition))
+        .route(
+            "/v1/agents/{id}/credentials",
+            post(credentials::create).get(credentials::list),
+        )
+        .route(
+            "/v1/credentials/{id}",
+            get(credentials::get).delete(credentials::revoke),
+        )
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/introspect", post(oauth::introspect))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/t/{tenant}/oauth2/token", post(oauth::tenant_token))
+        .route("/t/{tenant}/oauth2/introspect", post(oauth::tenant_introspect))
+        .route("/t/{tenant}/oauth2/revoke", post(oauth::tenant_revoke))
+        .route("/.well-known/oauth-authorization-server", get(oauth::root_metadata))
+        .route(
+            "/.well-known/oauth-authorization-server/t/{tenant}",
+            get(oauth::tenant_metadata),
+        )
+        .route("/.well-known/jwks.json", get(oauth::root_jwks))
+        .route("/t/{tenant}/.well-known/jwks.json", get(oauth::tenant_jwks))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/head", get(audit::head))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -1,9 +1,11 @@
 //! Domain records as wire views.
 
-use idv_api::{AdminTokenView, AgentView, AuditActorView, AuditEventView, ParentRef, TenantView};
+use idv_api::{AdminTokenView, AgentView, AuditActorView, AuditEventView, CredentialView, ParentRef, TenantView};
+use idv_core::Timestamp;
 use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, Parent, spiffe_id};
 use idv_core::audit::Event;
+use idv_core::credential::Credential;
 use idv_core::hex;
 use idv_core::tenant::Tenant;
 
@@ -30,6 +32,31 @@ pub fn admin_token(t: &AdminToken, tenant_name: &str) -> AdminTokenView {
         created_by: t.created_by.clone(),
         expires_at: t.expires_at.map(|e| e.to_rfc3339()),
         revoked_at: t.revoked_at.map(|e| e.to_rfc3339()),
+    }
+}
+
+/// A credential (never the secret).
+pub fn credential(c: &Credential, now: Timestamp) -> CredentialView {
+    let status = if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.is_usable(now) {
+        "active"
+    } else {
+        "expired"
+    };
+    CredentialView {
+        id: c.id,
+        agent_id: c.agent_id,
+        type_: c.kind.as_str().to_owned(),
+        hint: c.hint.clone(),
+        jwk: c.jwk.clone(),
+        scopes: c.scopes.clone(),
+        status: status.to_owned(),
+        created_at: c.created_at.to_rfc3339(),
+        created_by: c.created_by.clone(),
+        expires_at: c.expires_at.map(|e| e.to_rfc3339()),
+        revoked_at: c.revoked_at.map(|e| e.to_rfc3339()),
+        last_used_at: c.last_used_at.map(|e| e.to_rfc3339()),
     }
 }
 
@@ -63,6 +90,9 @@ pub fn agent(a: &Agent, tenant_name: &str, trust_domain: &str) -> AgentView {
         class: a.class.clone(),
         parent: a.parent.as_ref().map(parent_ref),
         depends_on: a.depends_on.clone(),
+        allowed_scopes: a.grants.scopes.clone(),
+        allowed_resources: a.grants.resources.clone(),
+        authorization_details_types: a.grants.authorization_details_types.clone(),
         status: a.status.as_str().to_owned(),
         status_reason: a.status_reason.clone(),
         status_changed_at: a.status_changed_at.to_rfc3339(),

@@ -121,12 +121,15 @@ async fn metrics_are_prometheus_text_and_count(backend: Backend) {
 /// The routes of `src/http/mod.rs`: path → methods.
 fn router_routes() -> BTreeMap<String, BTreeSet<String>> {
     let src = include_str!("../../src/http/mod.rs");
+    // rustfmt may wrap a long `.route(` call over several lines.
+    let flat: String = src.lines().map(str::trim).collect();
     let mut out = BTreeMap::new();
-    for line in src.lines() {
-        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+    for line in flat.split(".route(").skip(1) {
+        let Some(rest) = line.strip_prefix('"') else {
             continue;
         };
-        let (path, handlers) = rest.split_once('"').unwrap();
+        let (path, rest) = rest.split_once('"').unwrap();
+        let handlers = rest.split(')').take(3).collect::<String>();
         let methods: BTreeSet<String> = ["get", "post", "put", "patch", "delete"]
             .into_iter()
             .filter(|m| handlers.contains(&format!("{m}(")))

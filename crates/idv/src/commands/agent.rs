@@ -1,6 +1,6 @@
 //! `idv agent …`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write};
 use std::path::Path;
 
@@ -41,6 +41,9 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
                 class: f.class,
                 parent: parent.as_deref().map(parent_ref).transpose()?,
                 depends_on: ids(&f.depends_on)?,
+                allowed_scopes: f.allowed_scopes.into_iter().collect(),
+                allowed_resources: f.allowed_resources.into_iter().collect(),
+                authorization_details_types: f.authorization_details_types.into_iter().collect(),
                 ttl: ttl.map(DurationValue::Text),
             };
             let a: AgentView = c.post("/v1/agents", &body).await?;
@@ -235,11 +238,19 @@ fn patch(
             .then(|| ids(&f.depends_on))
             .transpose()?
             .map(Some),
+        allowed_scopes: set(f.allowed_scopes),
+        allowed_resources: set(f.allowed_resources),
+        authorization_details_types: set(f.authorization_details_types),
     };
     if serde_json::to_value(&p)?.as_object().is_some_and(|o| o.is_empty()) {
         bail!("nothing to change: pass at least one field to update");
     }
     Ok(p)
+}
+
+/// A replacement list, if any entries were given.
+fn set(v: Vec<String>) -> Option<Option<BTreeSet<String>>> {
+    (!v.is_empty()).then(|| Some(v.into_iter().collect()))
 }
 
 /// Reads agents from a JSON array or JSON lines.

@@ -1,0 +1,515 @@
+//! The OAuth edge: token, introspection and revocation endpoints, RFC 8414
+//! metadata and the JWKS, for every tenant (`/t/{tenant}/…`, metadata by
+//! RFC 8414 §3.1 path insertion) and for the default tenant at the root.
+//! Errors use the RFC 6749 §5.2 JSON format, never problem+json.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::extract::RequestId;
+use crate::AppState;
+use crate::app::oauth::{self, ClientAuth, Issuer, OAuthError, TokenRequest};
+use crate::app::{self, AppError, keys};
+
+/// A form body's parameters (RFC 6749 §3.2: none may repeat, except those a
+/// later RFC makes repeatable).
+#[derive(Debug, Default)]
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(headers: &HeaderMap, body: &[u8], repeatable: &[&str]) -> Result<Self, OAuthError> {
+        let form_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if !form_type {
+            return Err(OAuthError::InvalidRequest(
+                "send the parameters as `application/x-www-form-urlencoded` (RFC 6749 §4.4.2)".into(),
+            ));
+        }
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if !repeatable.contains(&k.as_str()) && pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+                return Err(OAuthError::InvalidRequest(format!(
+                    "parameter `{k}` is repeated (RFC 6749 §3.2)"
+                )));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The parameter's value; an empty value counts as absent (RFC 6749 §3.1).
+    fn one(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn required(&self, name: &str) -> Result<&str, OAuthError> {
+        self.one(name)
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("parameter `{name}` is missing")))
+    }
+}
+
+/// The credentials in the `Authorization` header.
+enum HeaderAuth {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+fn header_auth(headers: &HeaderMap) -> Result<HeaderAuth, OAuthError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(HeaderAuth::None);
+    };
+    let bad = || OAuthError::InvalidClient("the Authorization header is malformed".into());
+    let v = v.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = v.split_once(' ').ok_or_else(bad)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(raw).map_err(|_| bad())?;
+        let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+        // RFC 6749 §2.3.1: both parts are form-urlencoded before encoding.
+        let decode = |s: &str| -> String {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Ok(HeaderAuth::Basic(decode(id), decode(secret)))
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Ok(HeaderAuth::Bearer(rest.to_owned()))
+    } else {
+        Err(bad())
+    }
+}
+
+/// The client authentication in a request (RFC 6749 §2.3: exactly one method).
+fn client_auth(header: &HeaderAuth, form: &Form) -> Result<Option<ClientAuth>, OAuthError> {
+    let form_secret = form.one("client_secret");
+    let assertion = form.one("client_assertion");
+    let client_id = form.one("client_id").map(str::to_owned);
+    let many = || OAuthError::InvalidRequest("use exactly one client authentication method (RFC 6749 §2.3)".into());
+    match header {
+        HeaderAuth::Basic(id, secret) => {
+            if form_secret.is_some() || assertion.is_some() {
+                return Err(many());
+            }
+            if client_id.as_deref().is_some_and(|c| c != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "`client_id` does not match the Authorization header".into(),
+                ));
+            }
+            Ok(Some(ClientAuth::Basic {
+                client_id: id.clone(),
+                secret: secret.clone(),
+            }))
+        }
+        HeaderAuth::Bearer(_) | HeaderAuth::None => match (form_secret, assertion) {
+            (Some(_), Some(_)) => Err(many()),
+            (Some(secret), None) => {
+                let client_id =
+                    client_id.ok_or_else(|| OAuthError::InvalidRequest("`client_secret` needs `client_id`".into()))?;
+                Ok(Some(ClientAuth::Post {
+                    client_id,
+                    secret: secret.to_owned(),
+                }))
+            }
+            (None, Some(a)) => {
+                if form.one("client_assertion_type") != Some(oauth::JWT_BEARER_ASSERTION) {
+                    return Err(OAuthError::InvalidRequest(format!(
+                        "`client_assertion_type` must be `{}` (RFC 7523 §2.2)",
+                        oauth::JWT_BEARER_ASSERTION
+                    )));
+                }
+                Ok(Some(ClientAuth::Assertion {
+                    client_id,
+                    assertion: a.to_owned(),
+                }))
+            }
+            (None, None) => Ok(None),
+        },
+    }
+}
+
+/// An RFC 6749 §5.2 error response.
+struct OAuthResponse(OAuthError);
+
+impl IntoResponse for OAuthResponse {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::Server(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let description = match &e {
+            OAuthError::Server(inner) => {
+                tracing::error!(error = %inner, "oauth request failed");
+                "the request could not be completed; try again".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut res = (
+            status,
+            axum::Json(json!({ "error": e.code(), "error_description": description })),
+        )
+            .into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 §5.2: a 401 names the scheme the client may use.
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"idv\", error=\"invalid_client\""),
+            );
+        }
+        res
+    }
+}
+
+fn no_store(body: Value) -> Response {
+    let mut res = axum::Json(body).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+async fn resolve(state: &AppState, tenant: Option<&str>) -> Result<Issuer, OAuthError> {
+    oauth::issuer(state, tenant).await.map_err(|e| match e {
+        AppError::Store(idv_store::StoreError::NotFound { .. }) => {
+            OAuthError::InvalidRequest("no such tenant (issuer)".into())
+        }
+        other => OAuthError::Server(other),
+    })
+}
+
+async fn token_inner(
+    state: &AppState,
+    tenant: Option<&str>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let issuer = resolve(state, tenant).await?;
+    let form = Form::parse(headers, body, &["resource"])?;
+    let header = header_auth(headers)?;
+    if matches!(header, HeaderAuth::Bearer(_)) {
+        return Err(OAuthError::InvalidClient(
+            "the token endpoint takes client credentials, not a bearer token".into(),
+        ));
+    }
+    let auth = client_auth(&header, &form)?;
+    let req = TokenRequest {
+        grant_type: form.required("grant_type")?.to_owned(),
+        scope: form.0.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.clone()),
+        resources: form.all("resource"),
+        authorization_details: form.one("authorization_details").map(str::to_owned),
+    };
+    let r = oauth::token(state, &issuer, auth, req, request_id).await?;
+    let mut body = json!({
+        "access_token": r.access_token,
+        "token_type": r.token_type,
+        "expires_in": r.expires_in,
+    });
+    if let Value::Object(m) = &mut body {
+        if let Some(s) = r.scope {
+            m.insert("scope".into(), Value::String(s));
+        }
+        if let Some(d) = r.authorization_details {
+            m.insert("authorization_details".into(), Value::Array(d));
+        }
+    }
+    Ok(no_store(body))
+}
+
+/// Authenticates the caller of introspection or revocation: an agent's client
+/// credentials, or an admin token of the issuer's tenant.
+async fn endpoint_caller(
+    state: &AppState,
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form: &Form,
+    request_id: &str,
+) -> Result<oauth::Caller, OAuthError> {
+    let header = header_auth(headers)?;
+    if let HeaderAuth::Bearer(token) = &header {
+        let caller = app::auth::authenticate(state, token, None, request_id.to_owned())
+            .await
+            .map_err(|e| match e {
+                AppError::Unauthenticated(d) | AppError::Forbidden(d) => OAuthError::InvalidClient(d),
+                other => OAuthError::Server(other),
+            })?;
+        if caller.tenant.id != issuer.tenant.id {
+            return Err(OAuthError::InvalidClient(
+                "the admin token belongs to another tenant".into(),
+            ));
+        }
+        return Ok(oauth::Caller::Admin(Box::new(caller)));
+    }
+    let auth = client_auth(&header, form)?
+        .ok_or_else(|| OAuthError::InvalidClient("authenticate with client credentials or an admin token".into()))?;
+    let client = oauth::authenticate(state, issuer, &auth).await?;
+    if client.assertion_jti.is_some() {
+        // RFC 7523 §3: an assertion is single-use here too.
+        return Err(OAuthError::InvalidClient(
+            "use client_secret_basic, client_secret_post or an admin token here".into(),
+        ));
+    }
+    Ok(oauth::Caller::Client(Box::new(client)))
+}
+
+async fn introspect_inner(
+    state: &AppState,
+    tenant: Option<&str>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let issuer = resolve(state, tenant).await?;
+    let form = Form::parse(headers, body, &[])?;
+    let caller = endpoint_caller(state, &issuer, headers, &form, request_id).await?;
+    let token = form.required("token")?;
+    let out = oauth::introspect(state, &issuer, &caller, token, request_id).await?;
+    Ok(no_store(out))
+}
+
+async fn revoke_inner(
+    state: &AppState,
+    tenant: Option<&str>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let issuer = resolve(state, tenant).await?;
+    let form = Form::parse(headers, body, &[])?;
+    let caller = endpoint_caller(state, &issuer, headers, &form, request_id).await?;
+    let token = form.required("token")?;
+    if let Some(hint) = form.one("token_type_hint")
+        && !matches!(hint, "access_token" | "refresh_token")
+    {
+        // RFC 7009 §2.2.1: a hint we do not know is not an error; the token
+        // is searched for anyway. Only say so in the log.
+        tracing::debug!(hint, "unknown token_type_hint");
+    }
+    oauth::revoke(state, &issuer, &caller, token, request_id).await?;
+    Ok(no_store(json!({})))
+}
+
+fn respond(r: Result<Response, OAuthError>) -> Response {
+    r.unwrap_or_else(|e| OAuthResponse(e).into_response())
+}
+
+fn request_id(parts: &axum::http::Extensions) -> String {
+    parts.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
+}
+
+/// Token endpoint of the default tenant.
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
+    request_body(content = idv_api::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = idv_api::TokenResponseBody), (status = 400, body = idv_api::OAuthErrorBody),
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+pub async fn token(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    token_for(state, None, req).await
+}
+
+/// Token endpoint of a tenant.
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth", params(("tenant" = String, Path)),
+    request_body(content = idv_api::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = idv_api::TokenResponseBody), (status = 400, body = idv_api::OAuthErrorBody),
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+pub async fn tenant_token(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    token_for(state, Some(tenant), req).await
+}
+
+async fn split(req: axum::extract::Request) -> Result<(HeaderMap, String, Bytes), OAuthError> {
+    let (parts, body) = req.into_parts();
+    let id = request_id(&parts.extensions);
+    let bytes = axum::body::to_bytes(body, super::BODY_LIMIT)
+        .await
+        .map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable".into()))?;
+    Ok((parts.headers, id, bytes))
+}
+
+async fn token_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
+    respond(
+        async {
+            let (headers, id, body) = split(req).await?;
+            token_inner(&state, tenant.as_deref(), &id, &headers, &body).await
+        }
+        .await,
+    )
+}
+
+/// Introspection endpoint of the default tenant.
+#[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
+    request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+pub async fn introspect(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    introspect_for(state, None, req).await
+}
+
+/// Introspection endpoint of a tenant.
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth", params(("tenant" = String, Path)),
+    request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+pub async fn tenant_introspect(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    introspect_for(state, Some(tenant), req).await
+}
+
+async fn introspect_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
+    respond(
+        async {
+            let (headers, id, body) = split(req).await?;
+            introspect_inner(&state, tenant.as_deref(), &id, &headers, &body).await
+        }
+        .await,
+    )
+}
+
+/// Revocation endpoint of the default tenant.
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
+    request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+pub async fn revoke(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    revoke_for(state, None, req).await
+}
+
+/// Revocation endpoint of a tenant.
+#[utoipa::path(post, path = "/t/{tenant}/oauth2/revoke", tag = "oauth", params(("tenant" = String, Path)),
+    request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+pub async fn tenant_revoke(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    revoke_for(state, Some(tenant), req).await
+}
+
+async fn revoke_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
+    respond(
+        async {
+            let (headers, id, body) = split(req).await?;
+            revoke_inner(&state, tenant.as_deref(), &id, &headers, &body).await
+        }
+        .await,
+    )
+}
+
+/// The RFC 8414 metadata document of `issuer`: every endpoint, grant, method
+/// and algorithm we support, and nothing else.
+fn metadata(issuer: &Issuer) -> Value {
+    let methods = json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]);
+    json!({
+        "issuer": issuer.url,
+        "token_endpoint": issuer.endpoint("/oauth2/token"),
+        "jwks_uri": issuer.endpoint("/.well-known/jwks.json"),
+        "introspection_endpoint": issuer.endpoint("/oauth2/introspect"),
+        "revocation_endpoint": issuer.endpoint("/oauth2/revoke"),
+        // No authorization endpoint: agents use client_credentials only.
+        "response_types_supported": [],
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    })
+}
+
+fn not_found_issuer(e: OAuthError) -> Response {
+    match e {
+        OAuthError::InvalidRequest(_) => super::error::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "no such tenant (issuer)",
+        )
+        .into_response(),
+        other => OAuthResponse(other).into_response(),
+    }
+}
+
+/// RFC 8414 metadata of the default tenant (root issuer).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    responses((status = 200, description = "RFC 8414 metadata", body = Object), (status = 404, body = idv_api::Problem)))]
+pub async fn root_metadata(State(state): State<AppState>) -> Response {
+    metadata_for(&state, None).await
+}
+
+/// RFC 8414 metadata of a tenant (`/.well-known/oauth-authorization-server/t/{tenant}`).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server/t/{tenant}", tag = "oauth", params(("tenant" = String, Path)),
+    responses((status = 200, description = "RFC 8414 metadata", body = Object), (status = 404, body = idv_api::Problem)))]
+pub async fn tenant_metadata(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
+    metadata_for(&state, Some(&tenant)).await
+}
+
+async fn metadata_for(state: &AppState, tenant: Option<&str>) -> Response {
+    match resolve(state, tenant).await {
+        Ok(issuer) => axum::Json(metadata(&issuer)).into_response(),
+        Err(e) => not_found_issuer(e),
+    }
+}
+
+/// JWKS of the default tenant.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth",
+    responses((status = 200, description = "JWK set", body = Object), (status = 404, body = idv_api::Problem)))]
+pub async fn root_jwks(State(state): State<AppState>) -> Response {
+    jwks_for(&state, None).await
+}
+
+/// JWKS of a tenant.
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "oauth", params(("tenant" = String, Path)),
+    responses((status = 200, description = "JWK set", body = Object), (status = 404, body = idv_api::Problem)))]
+pub async fn tenant_jwks(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
+    jwks_for(&state, Some(&tenant)).await
+}
+
+async fn jwks_for(state: &AppState, tenant: Option<&str>) -> Response {
+    let issuer = match resolve(state, tenant).await {
+        Ok(i) => i,
+        Err(e) => return not_found_issuer(e),
+    };
+    // The first key is made on first use, so a resource server fetching the
+    // JWKS before any token exists still gets the key that will sign.
+    match keys::signing_ring(state, issuer.tenant.id).await {
+        Ok(ring) => {
+            let mut res = axum::Json(json!({ "keys": ring.jwks() })).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+            res
+        }
+        Err(e) => OAuthResponse(OAuthError::Server(e)).into_response(),
+    }
+}
