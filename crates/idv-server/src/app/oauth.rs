@@ -412,17 +412,33 @@ async fn refuse(state: &AppState, mut event: Draft, request_id: &str, err: OAuth
     }
 }
 
-fn anonymous(auth: Option<&ClientAuth>) -> Actor {
+fn anonymous(claimed: Option<&str>) -> Actor {
     Actor {
         kind: ActorKind::Anonymous,
-        name: auth
-            .and_then(ClientAuth::claimed_id)
-            .unwrap_or("-")
-            .chars()
-            .take(128)
-            .collect(),
+        name: claimed.unwrap_or("-").chars().take(128).collect(),
         token_id: None,
     }
+}
+
+/// Records a token request refused before client authentication (malformed
+/// form, repeated parameters, several authentication methods).
+pub async fn refuse_request(
+    state: &AppState,
+    issuer: &Issuer,
+    claimed_client_id: Option<&str>,
+    err: OAuthError,
+    request_id: &str,
+) -> OAuthError {
+    let target: String = claimed_client_id.unwrap_or("-").chars().take(128).collect();
+    let ev = refusal_event(
+        issuer,
+        anonymous(claimed_client_id),
+        "token.issue",
+        &target,
+        &err,
+        json!({}),
+    );
+    refuse(state, ev, request_id, err).await
 }
 
 /// The token endpoint.
@@ -435,7 +451,14 @@ pub async fn token(
 ) -> Result<TokenResponse, OAuthError> {
     let Some(auth) = auth else {
         let err = OAuthError::InvalidClient("the client did not authenticate".into());
-        let ev = refusal_event(issuer, anonymous(None), "token.issue", "-", &err, json!({}));
+        let ev = refusal_event(
+            issuer,
+            anonymous(None),
+            "token.issue",
+            "-",
+            &err,
+            json!({ "grant_type": req.grant_type }),
+        );
         return Err(refuse(state, ev, request_id, err).await);
     };
     let client = match authenticate(state, issuer, &auth).await {
@@ -444,7 +467,7 @@ pub async fn token(
             let target = auth.claimed_id().unwrap_or("-").chars().take(128).collect::<String>();
             let ev = refusal_event(
                 issuer,
-                anonymous(Some(&auth)),
+                anonymous(auth.claimed_id()),
                 "token.issue",
                 &target,
                 &err,

@@ -211,19 +211,36 @@ async fn token_inner(
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let issuer = resolve(state, tenant).await?;
-    let form = Form::parse(headers, body, &["resource"])?;
-    let header = header_auth(headers)?;
-    if matches!(header, HeaderAuth::Bearer(_)) {
-        return Err(OAuthError::InvalidClient(
-            "the token endpoint takes client credentials, not a bearer token".into(),
-        ));
-    }
-    let auth = client_auth(&header, &form)?;
-    let req = TokenRequest {
-        grant_type: form.required("grant_type")?.to_owned(),
-        scope: form.0.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.clone()),
-        resources: form.all("resource"),
-        authorization_details: form.one("authorization_details").map(str::to_owned),
+    let parsed = (|| {
+        let form = Form::parse(headers, body, &["resource"])?;
+        let header = header_auth(headers)?;
+        if matches!(header, HeaderAuth::Bearer(_)) {
+            return Err(OAuthError::InvalidClient(
+                "the token endpoint takes client credentials, not a bearer token".into(),
+            ));
+        }
+        let auth = client_auth(&header, &form)?;
+        let req = TokenRequest {
+            grant_type: form.required("grant_type")?.to_owned(),
+            scope: form.0.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.clone()),
+            resources: form.all("resource"),
+            authorization_details: form.one("authorization_details").map(str::to_owned),
+        };
+        Ok((auth, req))
+    })();
+    let (auth, req) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            // Refusals before authentication are on the record too, under
+            // the client id the request claimed, if any.
+            let claimed = match header_auth(headers) {
+                Ok(HeaderAuth::Basic(id, _)) => Some(id),
+                _ => form_urlencoded::parse(body)
+                    .find(|(k, _)| k == "client_id")
+                    .map(|(_, v)| v.into_owned()),
+            };
+            return Err(oauth::refuse_request(state, &issuer, claimed.as_deref(), e, request_id).await);
+        }
     };
     let r = oauth::token(state, &issuer, auth, req, request_id).await?;
     let mut body = json!({

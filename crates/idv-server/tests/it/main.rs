@@ -20,6 +20,7 @@ mod concurrency;
 mod errors;
 mod isolation;
 mod lifecycle;
+mod oauth;
 mod ops;
 mod tenants;
 mod tokens;
