@@ -28,9 +28,68 @@ pub enum Command {
     /// Agents: register, govern, export.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Agent credentials: client secrets, public keys, API keys.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+/// Credential kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialType {
+    /// A client secret (`client_secret_basic` / `client_secret_post`).
+    ClientSecret,
+    /// A public JWK for RFC 7523 client assertions.
+    PrivateKeyJwt,
+    /// A scoped API key.
+    ApiKey,
+}
+
+/// `idv credential …`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Issue a credential to an agent; a secret or API key is printed once.
+    Create {
+        /// Agent id.
+        agent: String,
+        /// Kind of credential.
+        #[arg(long = "type", value_enum)]
+        type_: CredentialType,
+        /// File holding the public JWK (for `private-key-jwt`).
+        #[arg(long)]
+        jwk_file: Option<PathBuf>,
+        /// API key scope (repeatable; default: every scope the agent is allowed).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. `90d` (default: until revoked).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List an agent's credentials.
+    List {
+        /// Agent id.
+        agent: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one credential.
+    Get {
+        /// Credential id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a credential; it stops working at once.
+    Revoke {
+        /// Credential id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 /// `idv serve`.

@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod credential;
 mod tenant;
 
 use idv_api::Page;
@@ -17,6 +18,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Tenant(c) => tenant::run(c).await,
         Command::AdminToken(c) => tenant::run_token(c).await,
         Command::Agent(c) => agent::run(c).await,
+        Command::Credential(c) => credential::run(c).await,
         Command::Audit(c) => audit::run(c).await,
     }
 }

@@ -11,7 +11,85 @@ backend_tests!(
     import_and_list_all,
     audit_verify_points_at_a_tampered_event,
     client_mistakes_are_one_line_errors,
+    credential_commands,
 );
+
+async fn credential_commands(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let created = json(idv(
+        &s,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "cred-bot",
+            "--owner",
+            "o",
+            "--purpose",
+            "p",
+            "--allow-scope",
+            "ledger:read",
+            "--allow-scope",
+            "ledger:write",
+            "--json",
+        ],
+    ));
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["allowed_scopes"],
+        serde_json::json!(["ledger:read", "ledger:write"])
+    );
+    let secret = ok(idv(&s, &["credential", "create", &id, "--type", "client-secret"]));
+    assert!(
+        secret.contains("Client secret (shown once") && secret.contains("idvcs_"),
+        "{secret}"
+    );
+    assert!(secret.contains(&format!("client_id: {id}")), "{secret}");
+    let key = json(idv(
+        &s,
+        &[
+            "credential",
+            "create",
+            &id,
+            "--type",
+            "api-key",
+            "--scope",
+            "ledger:read",
+            "--ttl",
+            "30d",
+            "--json",
+        ],
+    ));
+    assert!(key["api_key"].as_str().unwrap().starts_with("idvak_"));
+    assert_eq!(key["credential"]["scopes"], serde_json::json!(["ledger:read"]));
+    let table = ok(idv(&s, &["credential", "list", &id]));
+    assert!(
+        table.starts_with("ID") && table.contains("api_key") && table.contains("client_secret"),
+        "{table}"
+    );
+    let cid = key["credential"]["id"].as_str().unwrap();
+    assert!(ok(idv(&s, &["credential", "get", cid])).contains("ledger:read"));
+    assert!(ok(idv(&s, &["credential", "revoke", cid])).contains("Revoked credential"));
+    assert_eq!(
+        json(idv(&s, &["credential", "get", cid, "--json"]))["status"],
+        "revoked"
+    );
+    let err = fails(idv(&s, &["credential", "revoke", cid]));
+    assert!(err.contains("409") && err.lines().count() == 1, "{err}");
+    let err = fails(idv(
+        &s,
+        &[
+            "credential",
+            "create",
+            &id,
+            "--type",
+            "api-key",
+            "--scope",
+            "payments:send",
+        ],
+    ));
+    assert!(err.contains("422"), "{err}");
+}
 
 async fn agent_commands_cover_the_lifecycle(backend: Backend) {
     let s = TestServer::start(backend).await;

@@ -1,0 +1,110 @@
+//! `idv credential …`.
+
+use anyhow::Context as _;
+use idv_api::{CredentialCreate, CredentialCreated, CredentialView, DurationValue, Page};
+
+use crate::cli::{CredentialCommand, CredentialType};
+use crate::client::{Client, encode};
+use crate::output::{self, Table, fields, opt};
+
+/// Runs `idv credential …`.
+pub async fn run(cmd: CredentialCommand) -> anyhow::Result<()> {
+    match cmd {
+        CredentialCommand::Create {
+            agent,
+            type_,
+            jwk_file,
+            scopes,
+            ttl,
+            conn,
+        } => {
+            let c = Client::new(&conn)?;
+            let jwk = match &jwk_file {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?)
+                }
+                None => None,
+            };
+            let body = CredentialCreate {
+                type_: match type_ {
+                    CredentialType::ClientSecret => "client_secret",
+                    CredentialType::PrivateKeyJwt => "private_key_jwt",
+                    CredentialType::ApiKey => "api_key",
+                }
+                .to_owned(),
+                jwk,
+                scopes: (!scopes.is_empty()).then(|| scopes.into_iter().collect()),
+                ttl: ttl.map(DurationValue::Text),
+            };
+            let created: CredentialCreated = c
+                .post(&format!("/v1/agents/{}/credentials", encode(&agent)), &body)
+                .await?;
+            if conn.json {
+                return output::json(&created);
+            }
+            if let Some(s) = &created.client_secret {
+                println!("Client secret (shown once, store it now): {s}");
+            }
+            if let Some(k) = &created.api_key {
+                println!("API key (shown once, store it now): {k}");
+            }
+            println!("client_id: {}", created.client_id);
+            show(&created.credential);
+        }
+        CredentialCommand::List { agent, conn } => {
+            let c = Client::new(&conn)?;
+            let items: Page<CredentialView> = c.get(&format!("/v1/agents/{}/credentials", encode(&agent))).await?;
+            if conn.json {
+                return output::json(&items);
+            }
+            let mut t = Table::new(&["ID", "TYPE", "HINT", "STATUS", "EXPIRES", "LAST USED"]);
+            for x in &items.items {
+                t.row(vec![
+                    x.id.to_string(),
+                    x.type_.clone(),
+                    opt(&x.hint),
+                    x.status.clone(),
+                    opt(&x.expires_at),
+                    opt(&x.last_used_at),
+                ]);
+            }
+            t.print();
+        }
+        CredentialCommand::Get { id, conn } => {
+            let c = Client::new(&conn)?;
+            let x: CredentialView = c.get(&format!("/v1/credentials/{}", encode(&id))).await?;
+            if conn.json {
+                return output::json(&x);
+            }
+            show(&x);
+        }
+        CredentialCommand::Revoke { id, conn } => {
+            let c = Client::new(&conn)?;
+            let x: CredentialView = c.delete(&format!("/v1/credentials/{}", encode(&id))).await?;
+            if conn.json {
+                return output::json(&x);
+            }
+            println!("Revoked credential {} of agent {}", x.id, x.agent_id);
+        }
+    }
+    Ok(())
+}
+
+fn show(x: &CredentialView) {
+    let scopes: Vec<&str> = x.scopes.iter().map(String::as_str).collect();
+    fields(&[
+        ("id", x.id.to_string()),
+        ("agent_id", x.agent_id.to_string()),
+        ("type", x.type_.clone()),
+        ("hint", opt(&x.hint)),
+        ("scopes", scopes.join(" ")),
+        ("status", x.status.clone()),
+        ("created_at", x.created_at.clone()),
+        ("created_by", x.created_by.clone()),
+        ("expires_at", opt(&x.expires_at)),
+        ("revoked_at", opt(&x.revoked_at)),
+        ("last_used_at", opt(&x.last_used_at)),
+    ]);
+}
