@@ -421,6 +421,110 @@ pub struct CredentialCreated {
     pub api_key: Option<String>,
 }
 
+/// Who lends authority in a delegation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelegatorRef {
+    /// `agent` or `human`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// For `agent`: its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// For `human`: the trusted issuer that authenticates them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// For `human`: their `sub` at that issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+}
+
+/// `POST /v1/delegations`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationCreate {
+    /// Who lends.
+    pub delegator: DelegatorRef,
+    /// The agent that may act for the delegator (its id).
+    pub delegate: Uuid,
+    /// The most it lends.
+    pub scopes: BTreeSet<String>,
+    /// Audiences allowed under it (default: any the delegate is granted).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub audience: BTreeSet<String>,
+    /// What it is for (carried into tokens as `task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub task: Option<serde_json::Value>,
+    /// Longest actor chain a token under it may have (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<u32>,
+    /// Lifetime (seconds or text like `8h`; at most 30 days).
+    pub ttl: DurationValue,
+}
+
+/// A delegation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DelegationView {
+    /// Immutable id; tokens issued through it carry it in `delegations`.
+    pub id: Uuid,
+    /// Who lends.
+    pub delegator: DelegatorRef,
+    /// The agent that may act.
+    pub delegate: Uuid,
+    /// The most it lends.
+    pub scopes: BTreeSet<String>,
+    /// Audiences allowed under it.
+    pub audience: BTreeSet<String>,
+    /// What it is for.
+    #[schema(value_type = Option<Object>)]
+    pub task: Option<serde_json::Value>,
+    /// Longest actor chain.
+    pub max_depth: u32,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who made it.
+    pub created_by: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// RFC 3339, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// `POST /v1/trusted-issuers`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerCreate {
+    /// The issuer's `iss`, exactly.
+    pub issuer: String,
+    /// Its public keys, as a JWKS (`{"keys": [...]}`); never fetched.
+    #[schema(value_type = Object)]
+    pub jwks: serde_json::Value,
+    /// If set, its tokens must name this audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// A trusted issuer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustedIssuerView {
+    /// Id.
+    pub id: Uuid,
+    /// Its `iss`.
+    pub issuer: String,
+    /// Its public keys.
+    #[schema(value_type = Object)]
+    pub jwks: serde_json::Value,
+    /// Required audience, if any.
+    pub audience: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who added it.
+    pub created_by: String,
+}
+
 /// Token request parameters (`application/x-www-form-urlencoded`; RFC 6749
 /// §4.4.2, RFC 8707, RFC 9396, RFC 7523). Documentation only: the server
 /// parses the form itself so it can refuse repeated parameters.
@@ -442,6 +546,18 @@ pub struct TokenForm {
     pub client_assertion_type: Option<String>,
     /// A JWT signed by the agent's registered key (RFC 7523).
     pub client_assertion: Option<String>,
+    /// RFC 8693: the token of the party acted for.
+    pub subject_token: Option<String>,
+    /// RFC 8693: `urn:ietf:params:oauth:token-type:access_token` or `…:jwt`.
+    pub subject_token_type: Option<String>,
+    /// RFC 8693: the calling agent's own token (optional).
+    pub actor_token: Option<String>,
+    /// RFC 8693: its type.
+    pub actor_token_type: Option<String>,
+    /// RFC 8693: `urn:ietf:params:oauth:token-type:access_token` if given.
+    pub requested_token_type: Option<String>,
+    /// RFC 8693: audience URI; may repeat.
+    pub audience: Option<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -451,6 +567,8 @@ pub struct TokenResponseBody {
     pub access_token: String,
     /// `Bearer`.
     pub token_type: String,
+    /// RFC 8693 §2.2.1 (token exchange only).
+    pub issued_token_type: Option<String>,
     /// Lifetime in seconds.
     pub expires_in: i64,
     /// Granted scopes.

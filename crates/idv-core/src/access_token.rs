@@ -20,9 +20,19 @@ pub const LEEWAY_SECS: i64 = 30;
 pub struct AccessToken {
     /// `iss`: the tenant's issuer URL.
     pub issuer: String,
-    /// `sub` and `client_id`: the agent (RFC 9068 §2.2: for a client
-    /// acting on its own behalf, `sub` is the client).
+    /// `client_id`: the agent the token was issued to.
     pub agent_id: Uuid,
+    /// `sub`: the agent itself (RFC 9068 §2.2: a client acting on its own
+    /// behalf is the subject), or, for a delegated token, whoever the chain
+    /// starts with (RFC 8693 §4.1).
+    pub subject: String,
+    /// RFC 8693 `act`: the current actor, prior actors nested inside.
+    pub act: Option<Value>,
+    /// The delegations the token was issued through, oldest first; revoking
+    /// any of them makes the token inactive.
+    pub delegations: Vec<Uuid>,
+    /// The delegation's task, if it named one.
+    pub task: Option<Value>,
     /// `aud`.
     pub audiences: Vec<String>,
     /// `scope`.
@@ -54,7 +64,7 @@ impl AccessToken {
     pub fn claims(&self) -> Value {
         let mut c = json!({
             "iss": self.issuer,
-            "sub": self.agent_id.to_string(),
+            "sub": self.subject,
             "client_id": self.agent_id.to_string(),
             // RFC 7519 §4.1.3: a single audience may be a string.
             "aud": match self.audiences.as_slice() {
@@ -79,6 +89,15 @@ impl AccessToken {
             }
             if let Some(d) = &self.authorization_details {
                 m.insert("authorization_details".into(), Value::Array(d.clone()));
+            }
+            if let Some(a) = &self.act {
+                m.insert("act".into(), a.clone());
+            }
+            if !self.delegations.is_empty() {
+                m.insert("delegations".into(), json!(self.delegations));
+            }
+            if let Some(t) = &self.task {
+                m.insert("task".into(), t.clone());
             }
         }
         c
@@ -116,6 +135,12 @@ pub struct Checked {
     pub client_id: String,
     /// `exp`.
     pub expires_at: Timestamp,
+    /// `act`, if delegated.
+    pub act: Option<Value>,
+    /// `delegations`, if delegated.
+    pub delegations: Vec<Uuid>,
+    /// `scope`, split.
+    pub scopes: BTreeSet<String>,
 }
 
 fn int(claims: &Map<String, Value>, name: &'static str) -> Result<i64, TokenError> {
@@ -172,11 +197,28 @@ pub fn check(
         Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {}
         _ => return Err(TokenError::Claim("aud")),
     }
+    let delegations = match claims.get("delegations") {
+        None => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|v| v.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(TokenError::Claim("delegations"))?,
+        Some(_) => return Err(TokenError::Claim("delegations")),
+    };
+    let scopes = match claims.get("scope") {
+        None => BTreeSet::new(),
+        Some(Value::String(s)) => s.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        Some(_) => return Err(TokenError::Claim("scope")),
+    };
     Ok(Checked {
         jti: string(claims, "jti")?.to_owned(),
         sub: string(claims, "sub")?.to_owned(),
         client_id: string(claims, "client_id")?.to_owned(),
         expires_at: Timestamp::from_micros(exp.saturating_mul(1_000_000)),
+        act: claims.get("act").cloned(),
+        delegations,
+        scopes,
     })
 }
 
@@ -189,6 +231,10 @@ mod tests {
         AccessToken {
             issuer: "https://idv.example/t/acme".into(),
             agent_id: Uuid::nil(),
+            subject: Uuid::nil().to_string(),
+            act: None,
+            delegations: vec![],
+            task: None,
             audiences: vec!["https://api.example".into()],
             scopes: ["a", "b"].map(String::from).into(),
             authorization_details: None,

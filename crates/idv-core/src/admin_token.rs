@@ -44,6 +44,9 @@ pub enum Permission {
     ReadAudit,
     /// List, create and revoke admin tokens.
     ManageTokens,
+    /// Add and remove trusted external issuers (whose tokens can start
+    /// delegations).
+    ManageTrust,
     /// Create tenants and act in any tenant (platform operator admins only).
     ManagePlatform,
     /// Read the whole audit chain across tenants (platform operators who may

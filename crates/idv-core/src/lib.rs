@@ -8,6 +8,7 @@ pub mod agent;
 pub mod audit;
 pub mod clock;
 pub mod credential;
+pub mod delegation;
 pub mod duration;
 pub mod grant;
 pub mod hex;
@@ -18,6 +19,7 @@ pub mod seal;
 pub mod secret;
 pub mod tenant;
 pub mod timestamp;
+pub mod trusted_issuer;
 
 pub use clock::Clock;
 pub use timestamp::Timestamp;

@@ -8,17 +8,19 @@ use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
 use idv_core::audit::{Actor, Draft, Outcome};
 use idv_core::credential::Credential;
+use idv_core::delegation::Delegation;
 use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::{Status, Transition};
 use idv_core::tenant::Tenant;
+use idv_core::trusted_issuer::TrustedIssuer;
 use idv_core::{Clock, Timestamp};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::credentials;
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
+use crate::{credentials, delegations};
 
 /// Who asked, for the audit trail.
 #[derive(Clone, Debug)]
@@ -151,6 +153,26 @@ pub enum Command {
         /// One-time keys with the time after which they may be forgotten.
         once: Vec<(String, Timestamp)>,
     },
+    /// Store a delegation (its delegate must be an agent of the tenant that
+    /// is not retired; an agent delegator likewise).
+    CreateDelegation(Delegation),
+    /// Revoke a delegation: every token issued through it, at any depth,
+    /// stops being active.
+    RevokeDelegation {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Delegation id.
+        id: Uuid,
+    },
+    /// Trust an external issuer.
+    CreateTrustedIssuer(TrustedIssuer),
+    /// Stop trusting an external issuer.
+    DeleteTrustedIssuer {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Its id.
+        id: Uuid,
+    },
     /// Only record an event (e.g. a refused request).
     Record(Draft),
 }
@@ -170,6 +192,10 @@ pub enum Applied {
     Jobs(Vec<Job>),
     /// A credential after the change.
     Credential(Box<Credential>),
+    /// A delegation after the change.
+    Delegation(Box<Delegation>),
+    /// A trusted issuer after the change.
+    TrustedIssuer(Box<TrustedIssuer>),
     /// Nothing to return.
     Done,
 }
@@ -271,6 +297,24 @@ impl Command {
                 (*tenant_id, "credential.revoke", "credential", id.to_string(), None)
             }
             Command::RevokeToken { tenant_id, jti, .. } => (*tenant_id, "token.revoke", "token", jti.clone(), None),
+            Command::CreateDelegation(d) => (d.tenant_id, "delegation.create", "delegation", d.id.to_string(), None),
+            Command::RevokeDelegation { tenant_id, id } => {
+                (*tenant_id, "delegation.revoke", "delegation", id.to_string(), None)
+            }
+            Command::CreateTrustedIssuer(t) => (
+                t.tenant_id,
+                "trusted_issuer.create",
+                "trusted_issuer",
+                t.issuer.clone(),
+                None,
+            ),
+            Command::DeleteTrustedIssuer { tenant_id, id } => (
+                *tenant_id,
+                "trusted_issuer.delete",
+                "trusted_issuer",
+                id.to_string(),
+                None,
+            ),
             Command::ExpireAgent(_)
             | Command::ClaimJobs { .. }
             | Command::Record(_)
@@ -343,6 +387,10 @@ pub(crate) async fn apply(
             subject,
         } => credentials::revoke_token(conn, tenant_id, jti, expires_at, subject, now, ctx).await,
         Command::IssueToken { event, once } => credentials::issue_token(conn, event, once).await,
+        Command::CreateDelegation(d) => delegations::create(conn, d, ctx).await,
+        Command::RevokeDelegation { tenant_id, id } => delegations::revoke(conn, tenant_id, id, now, ctx).await,
+        Command::CreateTrustedIssuer(t) => delegations::create_issuer(conn, t, ctx).await,
+        Command::DeleteTrustedIssuer { tenant_id, id } => delegations::delete_issuer(conn, tenant_id, id, ctx).await,
         Command::Record(d) => Ok((Applied::Done, vec![d])),
     }
 }

@@ -9,6 +9,7 @@
 
 mod command;
 mod credentials;
+mod delegations;
 mod error;
 mod migrate;
 mod read;

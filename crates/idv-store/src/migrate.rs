@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_credentials.sql"),
         postgres: include_str!("../migrations/postgres/0003_credentials.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../migrations/sqlite/0004_delegations.sql"),
+        postgres: include_str!("../migrations/postgres/0004_delegations.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -5,14 +5,19 @@ use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, Environment};
 use idv_core::audit::{Event, Head, Outcome};
 use idv_core::credential::Credential;
+use idv_core::delegation::{Delegation, Delegator};
 use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
 use idv_core::tenant::Tenant;
+use idv_core::trusted_issuer::TrustedIssuer;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::row::{self, AGENT_COLS, CREDENTIAL_COLS, EVENT_COLS, SIGNING_KEY_COLS, TENANT_COLS, TOKEN_COLS};
+use crate::row::{
+    self, AGENT_COLS, CREDENTIAL_COLS, DELEGATION_COLS, EVENT_COLS, ISSUER_COLS, SIGNING_KEY_COLS, TENANT_COLS,
+    TOKEN_COLS,
+};
 use crate::{Store, StoreError};
 
 /// A bound value in a dynamically built query.
@@ -245,6 +250,86 @@ impl Store {
             .fetch_optional(&self.inner.read)
             .await?;
         Ok(r.is_some())
+    }
+
+    /// One delegation of a tenant.
+    pub async fn delegation(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Delegation>, StoreError> {
+        let sql = format!("SELECT {DELEGATION_COLS} FROM delegations WHERE tenant_id = $1 AND id = $2");
+        let r = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(row::delegation).transpose()
+    }
+
+    /// A tenant's delegations in id order after `after`, optionally only
+    /// those to agent `delegate`.
+    pub async fn delegations(
+        &self,
+        tenant_id: Uuid,
+        delegate: Option<Uuid>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let mut sql = Sql::new(format!("SELECT {DELEGATION_COLS} FROM delegations WHERE 1 = 1"));
+        sql.and("tenant_id = ?", vec![Arg::Text(tenant_id.to_string())]);
+        if let Some(d) = delegate {
+            sql.and("delegate_id = ?", vec![Arg::Text(d.to_string())]);
+        }
+        if let Some(a) = after {
+            sql.and("id > ?", vec![Arg::Text(a.to_string())]);
+        }
+        let lim = sql.bind_next(Arg::Int(limit));
+        sql.push(&format!(" ORDER BY id LIMIT {lim}"));
+        sql.fetch_all(self).await?.iter().map(row::delegation).collect()
+    }
+
+    /// Delegations from `delegator` to agent `delegate` (revoked and expired
+    /// ones included), newest first.
+    pub async fn delegations_between(
+        &self,
+        tenant_id: Uuid,
+        delegator: &Delegator,
+        delegate: Uuid,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let (_, who) = row::delegator_columns(delegator);
+        let sql = format!(
+            "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant_id = $1 AND delegate_id = $2 AND delegator = $3 \
+             ORDER BY id DESC LIMIT 100"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(delegate.to_string())
+            .bind(who)
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter()
+            .map(row::delegation)
+            .filter(|d| d.as_ref().map_or(true, |d| d.delegator == *delegator))
+            .collect()
+    }
+
+    /// The tenant's delegations among `ids` (for checking a token's chain).
+    pub async fn delegations_by_ids(&self, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Delegation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(format!("SELECT {DELEGATION_COLS} FROM delegations WHERE 1 = 1"));
+        sql.and("tenant_id = ?", vec![Arg::Text(tenant_id.to_string())]);
+        let marks: Vec<String> = ids.iter().map(|id| sql.bind_next(Arg::Text(id.to_string()))).collect();
+        sql.push(&format!(" AND id IN ({})", marks.join(", ")));
+        sql.fetch_all(self).await?.iter().map(row::delegation).collect()
+    }
+
+    /// A tenant's trusted issuers.
+    pub async fn trusted_issuers(&self, tenant_id: Uuid) -> Result<Vec<TrustedIssuer>, StoreError> {
+        let sql = format!("SELECT {ISSUER_COLS} FROM trusted_issuers WHERE tenant_id = $1 ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(row::trusted_issuer).collect()
     }
 
     /// One agent of a tenant.

@@ -5,9 +5,11 @@ use idv_core::admin_token::{AdminToken, Role};
 use idv_core::agent::{Agent, Environment, Parent};
 use idv_core::audit::{Actor, ActorKind, Event, Outcome};
 use idv_core::credential::{Credential, Kind};
+use idv_core::delegation::{Delegation, Delegator};
 use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
 use idv_core::tenant::Tenant;
+use idv_core::trusted_issuer::TrustedIssuer;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
@@ -366,4 +368,65 @@ pub(crate) fn in_list(dialect: Dialect, n: usize, first: usize) -> String {
 /// 65535 bound-parameter limits.
 pub(crate) fn chunk_rows(cols: usize) -> usize {
     (30_000 / cols.max(1)).max(1)
+}
+
+pub(crate) const DELEGATION_COLS: &str = "id, tenant_id, delegator_type, delegator, delegate_id, scopes, audiences, \
+     task, max_depth, created_at, created_by, expires_at, revoked_at";
+
+/// The stored form of a delegator: `agent` + its id, or `human` +
+/// `<issuer>#<sub>` (an issuer URI has no fragment, so `#` splits it).
+pub(crate) fn delegator_columns(d: &Delegator) -> (&'static str, String) {
+    match d {
+        Delegator::Agent { id } => ("agent", id.to_string()),
+        Delegator::Human { issuer, sub } => ("human", format!("{issuer}#{sub}")),
+    }
+}
+
+pub(crate) fn delegation(row: &AnyRow) -> Result<Delegation, StoreError> {
+    let kind: String = row.try_get("delegator_type")?;
+    let who: String = row.try_get("delegator")?;
+    let delegator = match kind.as_str() {
+        "agent" => Delegator::Agent {
+            id: Uuid::parse_str(&who).map_err(|e| corrupt("delegator", e))?,
+        },
+        "human" => {
+            let (issuer, sub) = who.split_once('#').ok_or_else(|| corrupt("delegator", "no `#`"))?;
+            Delegator::Human {
+                issuer: issuer.to_owned(),
+                sub: sub.to_owned(),
+            }
+        }
+        other => return Err(corrupt("delegator_type", other)),
+    };
+    let task: Option<String> = row.try_get("task")?;
+    Ok(Delegation {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        delegator,
+        delegate: uuid(row, "delegate_id")?,
+        scopes: json(row, "scopes")?,
+        audiences: json(row, "audiences")?,
+        task: task
+            .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("task", e)))
+            .transpose()?,
+        max_depth: u32::try_from(row.try_get::<i64, _>("max_depth")?).map_err(|e| corrupt("max_depth", e))?,
+        created_at: ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        expires_at: ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub(crate) const ISSUER_COLS: &str = "id, tenant_id, issuer, keys, audience, created_at, created_by";
+
+pub(crate) fn trusted_issuer(row: &AnyRow) -> Result<TrustedIssuer, StoreError> {
+    Ok(TrustedIssuer {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        issuer: row.try_get("issuer")?,
+        keys: json(row, "keys")?,
+        audience: row.try_get("audience")?,
+        created_at: ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+    })
 }

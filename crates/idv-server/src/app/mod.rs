@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod credentials;
+pub mod delegations;
 pub mod keys;
 pub mod oauth;
 pub mod tenants;
@@ -16,7 +17,9 @@ use idv_core::admin_token::{Permission, Principal};
 use idv_core::agent::AgentError;
 use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
 use idv_core::credential::CredentialError;
+use idv_core::delegation::DelegationError;
 use idv_core::tenant::Tenant;
+use idv_core::trusted_issuer::IssuerError;
 use idv_store::{Command, Context, StoreError};
 use serde_json::json;
 
@@ -48,6 +51,28 @@ pub enum AppError {
     /// A fault inside the server (logged, never echoed).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<DelegationError> for AppError {
+    fn from(e: DelegationError) -> Self {
+        match e {
+            DelegationError::Invalid { field, reason } => AppError::BadParameter {
+                field: field.to_owned(),
+                detail: format!("`{field}`: {reason}"),
+            },
+        }
+    }
+}
+
+impl From<IssuerError> for AppError {
+    fn from(e: IssuerError) -> Self {
+        match e {
+            IssuerError::Invalid { field, reason } => AppError::BadParameter {
+                field: field.to_owned(),
+                detail: format!("`{field}`: {reason}"),
+            },
+        }
+    }
 }
 
 impl From<CredentialError> for AppError {
@@ -129,6 +154,7 @@ fn describe(p: Permission) -> &'static str {
         Permission::WriteRegistry => "change agents",
         Permission::ReadAudit => "read the audit log",
         Permission::ManageTokens => "manage admin tokens",
+        Permission::ManageTrust => "manage trusted issuers",
         Permission::ManagePlatform => "manage tenants (needs a platform operator admin token)",
         Permission::ReadAllAudit => "read every tenant's audit events (needs a platform operator token)",
     }

@@ -3,10 +3,13 @@
 //! revocation (RFC 7009). Every issuance, refusal and revocation is audited
 //! in the same group commit as every other event.
 
-use idv_core::access_token::{self, AccessToken};
+use std::collections::BTreeSet;
+
+use idv_core::access_token::{self, AccessToken, Checked};
 use idv_core::agent::{Agent, spiffe_id};
 use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
 use idv_core::credential::{API_KEY, CLIENT_SECRET, Credential, Kind};
+use idv_core::delegation::{self, Delegator};
 use idv_core::grant::{self, Refusal};
 use idv_core::jose::{self, Jwk, PublicKey};
 use idv_core::lifecycle::Status;
@@ -21,6 +24,13 @@ use crate::AppState;
 
 /// RFC 7521 §4.2 / RFC 7523 §2.2: the client assertion type for JWTs.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// RFC 8693 §2.1: the token exchange grant type.
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3: an OAuth access token.
+pub const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// RFC 8693 §3: a JWT.
+pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// Longest client assertion lifetime we accept (bounds the replay cache).
 const MAX_ASSERTION_SECS: i64 = 600;
@@ -359,6 +369,18 @@ pub struct TokenRequest {
     pub resources: Vec<String>,
     /// `authorization_details` (RFC 9396).
     pub authorization_details: Option<String>,
+    /// RFC 8693 `audience` (repeatable; treated like `resource`).
+    pub audiences: Vec<String>,
+    /// RFC 8693 `subject_token`.
+    pub subject_token: Option<String>,
+    /// RFC 8693 `subject_token_type`.
+    pub subject_token_type: Option<String>,
+    /// RFC 8693 `actor_token`.
+    pub actor_token: Option<String>,
+    /// RFC 8693 `actor_token_type`.
+    pub actor_token_type: Option<String>,
+    /// RFC 8693 `requested_token_type`.
+    pub requested_token_type: Option<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -368,6 +390,8 @@ pub struct TokenResponse {
     pub access_token: String,
     /// `Bearer`.
     pub token_type: &'static str,
+    /// RFC 8693 §2.2.1 `issued_token_type` (token exchange only).
+    pub issued_token_type: Option<&'static str>,
     /// Seconds.
     pub expires_in: i64,
     /// Granted scope.
@@ -499,26 +523,50 @@ async fn issue(
     req: &TokenRequest,
     request_id: &str,
 ) -> Result<TokenResponse, OAuthError> {
-    if req.grant_type != "client_credentials" {
-        return Err(OAuthError::UnsupportedGrantType(format!(
-            "grant type `{}` is not supported (client_credentials)",
-            req.grant_type
-        )));
+    match req.grant_type.as_str() {
+        "client_credentials" => client_credentials(state, issuer, client, req, request_id).await,
+        GRANT_TOKEN_EXCHANGE => exchange(state, issuer, client, req, request_id).await,
+        other => Err(OAuthError::UnsupportedGrantType(format!(
+            "grant type `{other}` is not supported (client_credentials, {GRANT_TOKEN_EXCHANGE})"
+        ))),
+    }
+}
+
+fn requested_details(req: &TokenRequest) -> Result<Option<Vec<Value>>, OAuthError> {
+    Ok(req
+        .authorization_details
+        .as_deref()
+        .map(grant::parse_authorization_details)
+        .transpose()?)
+}
+
+/// A token for the agent itself, within its grants.
+async fn client_credentials(
+    state: &AppState,
+    issuer: &Issuer,
+    client: &Client,
+    req: &TokenRequest,
+    request_id: &str,
+) -> Result<TokenResponse, OAuthError> {
+    if req.subject_token.is_some() || req.actor_token.is_some() {
+        return Err(OAuthError::InvalidRequest(
+            "`subject_token` and `actor_token` belong to token exchange".into(),
+        ));
     }
     let asked = grant::Request {
         scope: req.scope.as_deref().map(grant::parse_scope).transpose()?,
-        resources: req.resources.clone(),
-        authorization_details: req
-            .authorization_details
-            .as_deref()
-            .map(grant::parse_authorization_details)
-            .transpose()?,
+        resources: req.resources.iter().chain(&req.audiences).cloned().collect(),
+        authorization_details: requested_details(req)?,
     };
     let granted = grant::decide(&asked, &client.agent.grants, &issuer.url)?;
     let now = state.clock.now();
     let token = AccessToken {
         issuer: issuer.url.clone(),
         agent_id: client.agent.id,
+        subject: client.agent.id.to_string(),
+        act: None,
+        delegations: Vec::new(),
+        task: None,
         audiences: granted.audiences,
         scopes: granted.scopes,
         authorization_details: granted.authorization_details,
@@ -530,27 +578,45 @@ async fn issue(
         environment: client.agent.environment.map(|e| e.as_str().to_owned()),
         tenant: issuer.tenant.name.clone(),
     };
+    sign_and_record(state, issuer, client, token, "token.issue", json!({}), request_id).await
+}
+
+/// Signs `token` and records its issuance (consuming any client assertion
+/// `jti` in the same commit); answers only once the event is durable.
+async fn sign_and_record(
+    state: &AppState,
+    issuer: &Issuer,
+    client: &Client,
+    token: AccessToken,
+    action: &str,
+    extra: Value,
+    request_id: &str,
+) -> Result<TokenResponse, OAuthError> {
     let ring = keys::signing_ring(state, issuer.tenant.id).await?;
     let (kid, key) = ring
         .signer()
         .ok_or_else(|| AppError::Internal("the tenant has no signing key".into()))?;
     let jwt = key.sign(kid, access_token::TYP, &token.claims());
     let scope = (!token.scopes.is_empty()).then(|| token.scopes.iter().cloned().collect::<Vec<_>>().join(" "));
+    let mut details = json!({
+        "jti": token.jti, "method": client.method,
+        "credential_id": client.credential.id, "scope": scope, "aud": token.audiences,
+        "authorization_details": token.authorization_details,
+        "exp": token.expires_at.to_rfc3339(), "kid": kid,
+    });
+    if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
+        d.extend(e);
+    }
     let event = Draft {
         tenant_id: issuer.tenant.id,
         actor: client.actor(),
-        action: "token.issue".into(),
+        action: action.to_owned(),
         target_type: "agent".into(),
         target_id: client.agent.id.to_string(),
         outcome: Outcome::Success,
         reason: None,
         request_id: Some(request_id.to_owned()),
-        details: json!({
-            "jti": token.jti, "grant_type": req.grant_type, "method": client.method,
-            "credential_id": client.credential.id, "scope": scope, "aud": token.audiences,
-            "authorization_details": token.authorization_details,
-            "exp": token.expires_at.to_rfc3339(), "kid": kid,
-        }),
+        details,
     };
     let ctx = Context {
         actor: client.actor(),
@@ -570,10 +636,293 @@ async fn issue(
     Ok(TokenResponse {
         access_token: jwt,
         token_type: "Bearer",
-        expires_in: state.token_ttl_secs,
+        issued_token_type: (action == "token.exchange").then_some(TOKEN_TYPE_ACCESS),
+        expires_in: (token.expires_at.as_micros() - token.issued_at.as_micros())
+            .div_euclid(1_000_000)
+            .max(1),
         scope,
         authorization_details: token.authorization_details,
     })
+}
+
+/// What a subject token says, once verified.
+#[derive(Debug)]
+struct Subject {
+    /// `sub`: the party the chain starts with.
+    sub: String,
+    /// Who holds the authority now and delegates at this hop: the current
+    /// actor of a delegated token, else the subject itself.
+    holder: Delegator,
+    /// Its scopes (`None`: an external token that names none, bounded only
+    /// by the delegation and the agent's grants).
+    scopes: Option<BTreeSet<String>>,
+    /// Its `act` chain.
+    act: Option<Value>,
+    /// The delegations it was issued through.
+    delegations: Vec<Uuid>,
+    /// Its `exp`.
+    expires_at: Timestamp,
+    /// RFC 8693 §4.4 `may_act`.
+    may_act: Option<Value>,
+}
+
+/// Verifies an RFC 8693 subject token: one of ours (still active), or one
+/// from a trusted external issuer of the tenant, checked with its
+/// configured keys (nothing is fetched).
+async fn subject_of(state: &AppState, issuer: &Issuer, token: &str) -> Result<Subject, OAuthError> {
+    let invalid = |d: &str| OAuthError::InvalidGrant(format!("subject_token: {d}"));
+    if let Some((claims, c)) = verify_ours(state, issuer, token).await? {
+        if !is_active(state, issuer, &c).await? {
+            return Err(invalid("the token is not active"));
+        }
+        let actors = delegation::actors(c.act.as_ref()).map_err(|e| invalid(&e.to_string()))?;
+        let holder_id = actors.first().unwrap_or(&c.sub);
+        let holder = Uuid::parse_str(holder_id)
+            .map(|id| Delegator::Agent { id })
+            .map_err(|_| invalid("its current holder is not an agent"))?;
+        return Ok(Subject {
+            sub: c.sub,
+            holder,
+            scopes: Some(c.scopes),
+            act: c.act,
+            delegations: c.delegations,
+            expires_at: c.expires_at,
+            may_act: claims.get("may_act").cloned(),
+        });
+    }
+    let jws = jose::decode(token).map_err(|e| invalid(&e.to_string()))?;
+    let claims = &jws.claims;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let iss = text("iss").ok_or_else(|| invalid("not a token of this issuer, and it names no `iss`"))?;
+    let trusted = state
+        .store
+        .trusted_issuers(issuer.tenant.id)
+        .await?
+        .into_iter()
+        .find(|t| t.issuer == iss)
+        .ok_or_else(|| invalid(&format!("`{iss}` is not a trusted issuer of this tenant")))?;
+    let kid = jws.header.kid.as_deref().ok_or_else(|| invalid("no `kid`"))?;
+    let key = trusted
+        .key(kid)
+        .ok_or_else(|| invalid(&format!("`{kid}` is not a configured key of `{iss}`")))?;
+    jws.verify(&key).map_err(|_| invalid("bad signature"))?;
+    let now_s = state.clock.now().as_micros().div_euclid(1_000_000);
+    let leeway = access_token::LEEWAY_SECS;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid("no `exp`"))?;
+    if now_s >= exp + leeway {
+        return Err(invalid("expired"));
+    }
+    for name in ["nbf", "iat"] {
+        if claims
+            .get(name)
+            .and_then(Value::as_i64)
+            .is_some_and(|t| t > now_s + leeway)
+        {
+            return Err(invalid("not valid yet"));
+        }
+    }
+    if let Some(aud) = &trusted.audience {
+        let named = match claims.get("aud") {
+            Some(Value::String(a)) => a == aud,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud.as_str())),
+            _ => false,
+        };
+        if !named {
+            return Err(invalid(&format!("its `aud` must name `{aud}`")));
+        }
+    }
+    if claims.contains_key("act") {
+        return Err(invalid("an external token with `act` cannot start a delegation"));
+    }
+    let sub = text("sub").ok_or_else(|| invalid("no `sub`"))?.to_owned();
+    let scopes = match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(s)), _) => Some(s.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect()),
+        (_, Some(Value::Array(a))) => Some(a.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
+        _ => None,
+    };
+    Ok(Subject {
+        holder: Delegator::Human {
+            issuer: iss.to_owned(),
+            sub: sub.clone(),
+        },
+        sub,
+        scopes,
+        act: None,
+        delegations: Vec::new(),
+        expires_at: Timestamp::from_micros(exp.saturating_mul(1_000_000)),
+        may_act: claims.get("may_act").cloned(),
+    })
+}
+
+/// RFC 8693 token exchange: the calling agent acts for the subject token's
+/// subject, under a stored delegation from the current holder to it. The
+/// result keeps `sub`, adds the agent as the current `act` (prior actors
+/// nested, §4.1), and never grants more than subject scope ∩ the agent's
+/// grants ∩ the delegation.
+async fn exchange(
+    state: &AppState,
+    issuer: &Issuer,
+    client: &Client,
+    req: &TokenRequest,
+    request_id: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let missing = |p: &str| OAuthError::InvalidRequest(format!("`{p}` is required for token exchange (RFC 8693 §2.1)"));
+    let subject_token = req.subject_token.as_deref().ok_or_else(|| missing("subject_token"))?;
+    let subject_type = req
+        .subject_token_type
+        .as_deref()
+        .ok_or_else(|| missing("subject_token_type"))?;
+    if subject_type != TOKEN_TYPE_ACCESS && subject_type != TOKEN_TYPE_JWT {
+        return Err(OAuthError::InvalidRequest(format!(
+            "`subject_token_type` must be `{TOKEN_TYPE_ACCESS}` or `{TOKEN_TYPE_JWT}`"
+        )));
+    }
+    if req
+        .requested_token_type
+        .as_deref()
+        .is_some_and(|t| t != TOKEN_TYPE_ACCESS)
+    {
+        return Err(OAuthError::InvalidRequest(format!(
+            "only access tokens are issued (`requested_token_type` {TOKEN_TYPE_ACCESS})"
+        )));
+    }
+    let me = client.agent.id.to_string();
+    match (&req.actor_token, &req.actor_token_type) {
+        (Some(t), Some(_)) => {
+            // The actor is the calling agent; an actor token may confirm it
+            // but never name someone else.
+            let ok = match verify_ours(state, issuer, t).await? {
+                Some((_, c)) => c.sub == me && c.act.is_none() && is_active(state, issuer, &c).await?,
+                None => false,
+            };
+            if !ok {
+                return Err(OAuthError::InvalidGrant(
+                    "actor_token: must be an active token of the calling agent itself".into(),
+                ));
+            }
+        }
+        (Some(_), None) => return Err(missing("actor_token_type")),
+        (None, Some(_)) => {
+            return Err(OAuthError::InvalidRequest(
+                "`actor_token_type` without `actor_token`".into(),
+            ));
+        }
+        (None, None) => {}
+    }
+    let subject = subject_of(state, issuer, subject_token).await?;
+    // RFC 8693 §4.4: `may_act` names who may act for the subject.
+    if let Some(m) = &subject.may_act
+        && m.get("sub").and_then(Value::as_str) != Some(me.as_str())
+    {
+        return Err(OAuthError::InvalidGrant(
+            "subject_token: its `may_act` does not name this agent".into(),
+        ));
+    }
+    if subject.holder == (Delegator::Agent { id: client.agent.id }) {
+        return Err(OAuthError::InvalidGrant(
+            "an agent cannot delegate to itself; use client_credentials".into(),
+        ));
+    }
+    let now = state.clock.now();
+    let dlg = state
+        .store
+        .delegations_between(issuer.tenant.id, &subject.holder, client.agent.id)
+        .await?
+        .into_iter()
+        .find(|d| d.is_live(now))
+        .ok_or_else(|| {
+            OAuthError::InvalidGrant(format!(
+                "no live delegation from `{}` to this agent",
+                subject.holder.subject()
+            ))
+        })?;
+    // Depth: this hop adds one actor; every delegation in the chain bounds it.
+    let prior = delegation::actors(subject.act.as_ref()).map_err(|e| OAuthError::InvalidGrant(e.to_string()))?;
+    let depth = u32::try_from(prior.len()).unwrap_or(u32::MAX).saturating_add(1);
+    let earlier = state
+        .store
+        .delegations_by_ids(issuer.tenant.id, &subject.delegations)
+        .await?;
+    let limit = earlier
+        .iter()
+        .map(|d| d.max_depth)
+        .chain([dlg.max_depth, delegation::MAX_CHAIN_DEPTH])
+        .min()
+        .unwrap_or(1);
+    if depth > limit {
+        return Err(OAuthError::InvalidGrant(format!(
+            "the delegation chain would be {depth} actors deep; at most {limit} allowed"
+        )));
+    }
+    let requested = req.scope.as_deref().map(grant::parse_scope).transpose()?;
+    let subject_scopes = subject.scopes.clone().unwrap_or_else(|| dlg.scopes.clone());
+    let scopes = delegation::narrow(
+        requested.as_ref(),
+        &subject_scopes,
+        &client.agent.grants.scopes,
+        &dlg.scopes,
+    )
+    .map_err(|beyond| {
+        OAuthError::InvalidScope(format!(
+            "beyond the subject token, this agent's grants and the delegation: {}",
+            beyond.into_iter().collect::<Vec<_>>().join(" ")
+        ))
+    })?;
+    if scopes.is_empty() {
+        return Err(OAuthError::InvalidScope(
+            "no scope is left within the subject token, this agent's grants and the delegation".into(),
+        ));
+    }
+    let mut resources: Vec<String> = req.resources.iter().chain(&req.audiences).cloned().collect();
+    if resources.is_empty() {
+        resources = dlg.audiences.iter().cloned().collect();
+    }
+    if let Some(r) = resources
+        .iter()
+        .find(|r| !dlg.audiences.is_empty() && !dlg.audiences.contains(*r))
+    {
+        return Err(OAuthError::InvalidTarget(format!(
+            "the delegation does not cover `{r}`"
+        )));
+    }
+    let asked = grant::Request {
+        scope: None,
+        resources,
+        authorization_details: requested_details(req)?,
+    };
+    let granted = grant::decide(&asked, &client.agent.grants, &issuer.url)?;
+    let expires_at = [now.plus_secs(state.token_ttl_secs), dlg.expires_at, subject.expires_at]
+        .into_iter()
+        .min()
+        .unwrap_or(now);
+    let mut delegations = subject.delegations.clone();
+    delegations.push(dlg.id);
+    let token = AccessToken {
+        issuer: issuer.url.clone(),
+        agent_id: client.agent.id,
+        subject: subject.sub.clone(),
+        act: Some(delegation::push_actor(&me, subject.act.as_ref())),
+        delegations,
+        task: dlg.task.clone(),
+        audiences: granted.audiences,
+        scopes,
+        authorization_details: granted.authorization_details,
+        jti: state.clock.new_id(),
+        issued_at: now,
+        expires_at,
+        spiffe_id: spiffe_id(&state.trust_domain, &issuer.tenant.name, client.agent.id),
+        owner: client.agent.owner.clone(),
+        environment: client.agent.environment.map(|e| e.as_str().to_owned()),
+        tenant: issuer.tenant.name.clone(),
+    };
+    let extra = json!({
+        "grant_type": GRANT_TOKEN_EXCHANGE, "delegation_id": dlg.id, "sub": subject.sub,
+        "act": token.act, "delegations": token.delegations,
+    });
+    sign_and_record(state, issuer, client, token, "token.exchange", extra, request_id).await
 }
 
 /// Who is asking to introspect or revoke.
@@ -599,9 +948,7 @@ enum Known {
     /// One of our JWT access tokens.
     Jwt {
         claims: Map<String, Value>,
-        jti: String,
-        sub: String,
-        expires_at: Timestamp,
+        checked: Checked,
     },
     /// An API key.
     ApiKey(Credential),
@@ -625,6 +972,18 @@ async fn recognise(state: &AppState, issuer: &Issuer, token: &str) -> Result<Opt
     if admin_token::FORMAT.claims(token) || CLIENT_SECRET.claims(token) {
         return Ok(None);
     }
+    Ok(verify_ours(state, issuer, token)
+        .await?
+        .map(|(claims, checked)| Known::Jwt { claims, checked }))
+}
+
+/// One of this issuer's access tokens whose signature and registered claims
+/// check out (not yet whether it was revoked). `None` for anything else.
+async fn verify_ours(
+    state: &AppState,
+    issuer: &Issuer,
+    token: &str,
+) -> Result<Option<(Map<String, Value>, Checked)>, OAuthError> {
     let Ok(jws) = jose::decode(token) else {
         return Ok(None);
     };
@@ -640,18 +999,60 @@ async fn recognise(state: &AppState, issuer: &Issuer, token: &str) -> Result<Opt
         return Ok(None);
     }
     let urls: Vec<&str> = issuer.urls.iter().map(String::as_str).collect();
-    // Expired or otherwise unacceptable tokens are recognised only to be
-    // reported inactive; the checks are in `access_token::check`.
-    let checked = access_token::check(&jws.header, &jws.claims, &urls, state.clock.now());
-    match checked {
-        Ok(c) => Ok(Some(Known::Jwt {
-            claims: jws.claims,
-            jti: c.jti,
-            sub: c.sub,
-            expires_at: c.expires_at,
-        })),
+    match access_token::check(&jws.header, &jws.claims, &urls, state.clock.now()) {
+        Ok(c) => Ok(Some((jws.claims, c))),
         Err(_) => Ok(None),
     }
+}
+
+/// Whether a verified token of ours is still active: not revoked, the
+/// client and every actor an active agent (and the subject too, when it is
+/// an agent of the tenant), every delegation it was issued through live.
+/// Read from the store, so a change on any node counts at once.
+async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<bool, OAuthError> {
+    if state.store.is_token_revoked(&c.jti).await? {
+        return Ok(false);
+    }
+    let Ok(actors) = delegation::actors(c.act.as_ref()) else {
+        return Ok(false);
+    };
+    let Ok(client) = Uuid::parse_str(&c.client_id) else {
+        return Ok(false);
+    };
+    let mut must_be_active = vec![client];
+    for id in &actors {
+        match Uuid::parse_str(id) {
+            Ok(u) => must_be_active.push(u),
+            Err(_) => return Ok(false),
+        }
+    }
+    for id in &must_be_active {
+        match state.store.agent(issuer.tenant.id, *id).await? {
+            Some(a) if a.status == Status::Active => {}
+            _ => return Ok(false),
+        }
+    }
+    // The subject: an agent of the tenant must be active; anything else is a
+    // human from a trusted issuer (checked through the delegations).
+    if let Ok(u) = Uuid::parse_str(&c.sub)
+        && !must_be_active.contains(&u)
+        && let Some(a) = state.store.agent(issuer.tenant.id, u).await?
+        && a.status != Status::Active
+    {
+        return Ok(false);
+    }
+    if !c.delegations.is_empty() {
+        let now = state.clock.now();
+        let found = state.store.delegations_by_ids(issuer.tenant.id, &c.delegations).await?;
+        let all_live = c
+            .delegations
+            .iter()
+            .all(|id| found.iter().any(|d| d.id == *id && d.is_live(now)));
+        if !all_live {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// RFC 7662 §2.2: `{"active": false}` for anything not currently active.
@@ -670,18 +1071,9 @@ pub async fn introspect(
     let now = state.clock.now();
     match recognise(state, issuer, token).await? {
         None => Ok(inactive()),
-        Some(Known::Jwt {
-            mut claims, jti, sub, ..
-        }) => {
-            if state.store.is_token_revoked(&jti).await? {
+        Some(Known::Jwt { mut claims, checked }) => {
+            if !is_active(state, issuer, &checked).await? {
                 return Ok(inactive());
-            }
-            let Ok(agent_id) = Uuid::parse_str(&sub) else {
-                return Ok(inactive());
-            };
-            match state.store.agent(issuer.tenant.id, agent_id).await? {
-                Some(a) if a.status == Status::Active => {}
-                _ => return Ok(inactive()),
             }
             claims.insert("active".into(), Value::Bool(true));
             claims.insert("token_type".into(), Value::String("Bearer".into()));
@@ -765,10 +1157,16 @@ pub async fn revoke(
     };
     match recognise(state, issuer, token).await? {
         None => Ok(()),
-        Some(Known::Jwt {
-            jti, sub, expires_at, ..
-        }) => {
-            let agent_id = Uuid::parse_str(&sub).unwrap_or_default();
+        Some(Known::Jwt { checked, .. }) => {
+            let Checked {
+                jti,
+                sub,
+                client_id,
+                expires_at,
+                ..
+            } = checked;
+            // RFC 7009 §2.1: the token must have been issued to this client.
+            let agent_id = Uuid::parse_str(&client_id).unwrap_or_default();
             if !owner_ok(agent_id) {
                 let err = OAuthError::UnauthorizedClient("the token was not issued to this client".into());
                 let ev = refusal_event(

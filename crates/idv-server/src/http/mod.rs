@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod audit;
 pub mod credentials;
+pub mod delegations;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -17,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -40,6 +41,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         tokens::create, tokens::list, tokens::current, tokens::get, tokens::revoke,
         agents::create, agents::bulk_create, agents::list, agents::export, agents::get, agents::update, agents::transition,
         credentials::create, credentials::list, credentials::get, credentials::revoke,
+        delegations::create, delegations::list, delegations::get, delegations::revoke,
+        delegations::trust, delegations::issuers, delegations::distrust,
         oauth::token, oauth::tenant_token, oauth::introspect, oauth::tenant_introspect, oauth::revoke,
         oauth::tenant_revoke, oauth::root_metadata, oauth::tenant_metadata, oauth::root_jwks, oauth::tenant_jwks,
         audit::events, audit::head,
@@ -155,6 +158,16 @@ pub fn router(state: AppState) -> Router {
             "/v1/credentials/{id}",
             get(credentials::get).delete(credentials::revoke),
         )
+        .route("/v1/delegations", post(delegations::create).get(delegations::list))
+        .route(
+            "/v1/delegations/{id}",
+            get(delegations::get).delete(delegations::revoke),
+        )
+        .route(
+            "/v1/trusted-issuers",
+            post(delegations::trust).get(delegations::issuers),
+        )
+        .route("/v1/trusted-issuers/{id}", delete(delegations::distrust))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

@@ -212,7 +212,7 @@ async fn token_inner(
 ) -> Result<Response, OAuthError> {
     let issuer = resolve(state, tenant).await?;
     let parsed = (|| {
-        let form = Form::parse(headers, body, &["resource"])?;
+        let form = Form::parse(headers, body, &["resource", "audience"])?;
         let header = header_auth(headers)?;
         if matches!(header, HeaderAuth::Bearer(_)) {
             return Err(OAuthError::InvalidClient(
@@ -225,6 +225,12 @@ async fn token_inner(
             scope: form.0.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.clone()),
             resources: form.all("resource"),
             authorization_details: form.one("authorization_details").map(str::to_owned),
+            audiences: form.all("audience"),
+            subject_token: form.one("subject_token").map(str::to_owned),
+            subject_token_type: form.one("subject_token_type").map(str::to_owned),
+            actor_token: form.one("actor_token").map(str::to_owned),
+            actor_token_type: form.one("actor_token_type").map(str::to_owned),
+            requested_token_type: form.one("requested_token_type").map(str::to_owned),
         };
         Ok((auth, req))
     })();
@@ -249,6 +255,9 @@ async fn token_inner(
         "expires_in": r.expires_in,
     });
     if let Value::Object(m) = &mut body {
+        if let Some(t) = r.issued_token_type {
+            m.insert("issued_token_type".into(), Value::String(t.into()));
+        }
         if let Some(s) = r.scope {
             m.insert("scope".into(), Value::String(s));
         }
@@ -457,7 +466,7 @@ fn metadata(issuer: &Issuer) -> Value {
         "revocation_endpoint": issuer.endpoint("/oauth2/revoke"),
         // No authorization endpoint: agents use client_credentials only.
         "response_types_supported": [],
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", oauth::GRANT_TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

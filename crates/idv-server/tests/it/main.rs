@@ -17,6 +17,7 @@
 mod agents;
 mod audit;
 mod concurrency;
+mod delegation;
 mod errors;
 mod isolation;
 mod lifecycle;

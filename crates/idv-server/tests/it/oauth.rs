@@ -920,7 +920,10 @@ async fn each_tenant_is_its_own_issuer(backend: Backend) {
     .await;
     assert_eq!(root["issuer"], s.base.as_str());
     assert_eq!(root["token_endpoint"], s.url("/oauth2/token"));
-    assert_eq!(root["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        root["grant_types_supported"],
+        json!(["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"])
+    );
     let meta = json_ok(
         s.http
             .get(s.url("/.well-known/oauth-authorization-server/t/alpha"))

@@ -1,0 +1,170 @@
+//! Delegations (who lends which authority to which agent) and the external
+//! issuers whose tokens can start them.
+
+use idv_core::admin_token::Permission;
+use idv_core::delegation::{self, Delegation, Delegator};
+use idv_core::trusted_issuer::TrustedIssuer;
+use idv_store::{Applied, Command, StoreError};
+use uuid::Uuid;
+
+use super::tenants::unexpected;
+use super::{AppError, Caller};
+use crate::AppState;
+
+/// A delegation request, before validation.
+#[derive(Clone, Debug)]
+pub struct NewDelegation {
+    /// Who lends.
+    pub delegator: Delegator,
+    /// The agent that may act.
+    pub delegate: Uuid,
+    /// The most it lends.
+    pub scopes: std::collections::BTreeSet<String>,
+    /// Audiences allowed under it (empty: any the delegate is granted).
+    pub audiences: std::collections::BTreeSet<String>,
+    /// What it is for.
+    pub task: Option<serde_json::Value>,
+    /// Longest actor chain (default 1: no re-delegation).
+    pub max_depth: u32,
+    /// Lifetime in seconds.
+    pub ttl_seconds: u64,
+}
+
+/// Records a delegation (roles `admin`, `operator`).
+pub async fn create(state: &AppState, caller: &Caller, req: NewDelegation) -> Result<Delegation, AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "delegation.create")
+        .await?;
+    if req.ttl_seconds == 0 || req.ttl_seconds > delegation::limits::MAX_TTL_SECS {
+        return Err(AppError::BadParameter {
+            field: "ttl".into(),
+            detail: "`ttl`: must be between 1 second and 30 days".into(),
+        });
+    }
+    let now = state.clock.now();
+    let d = Delegation {
+        id: state.clock.new_id(),
+        tenant_id: caller.tenant.id,
+        delegator: req.delegator,
+        delegate: req.delegate,
+        scopes: req.scopes,
+        audiences: req.audiences,
+        task: req.task,
+        max_depth: req.max_depth,
+        created_at: now,
+        created_by: caller.actor().reference(),
+        expires_at: now.plus_secs(i64::try_from(req.ttl_seconds).unwrap_or(i64::MAX)),
+        revoked_at: None,
+    };
+    delegation::validate(&d)?;
+    match state
+        .store
+        .execute(Command::CreateDelegation(d), caller.context())
+        .await?
+    {
+        Applied::Delegation(d) => Ok(*d),
+        _ => Err(unexpected()),
+    }
+}
+
+/// The tenant's delegations (optionally only those to one agent).
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    delegate: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Delegation>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, "delegation.list")
+        .await?;
+    Ok(state
+        .store
+        .delegations(caller.tenant.id, delegate, after, limit)
+        .await?)
+}
+
+/// One delegation.
+pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delegation, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, "delegation.read")
+        .await?;
+    state.store.delegation(caller.tenant.id, id).await?.ok_or_else(|| {
+        StoreError::NotFound {
+            what: "delegation",
+            id: id.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Revokes a delegation: every token issued through it, however deep the
+/// chain, is inactive from the commit on, on every node (introspection reads
+/// the chain's delegations from the store).
+pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delegation, AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "delegation.revoke")
+        .await?;
+    let cmd = Command::RevokeDelegation {
+        tenant_id: caller.tenant.id,
+        id,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::Delegation(d) => Ok(*d),
+        _ => Err(unexpected()),
+    }
+}
+
+/// Trusts an external issuer (role `admin`).
+pub async fn trust(
+    state: &AppState,
+    caller: &Caller,
+    issuer: String,
+    keys: Vec<serde_json::Value>,
+    audience: Option<String>,
+) -> Result<TrustedIssuer, AppError> {
+    caller
+        .require(state, Permission::ManageTrust, "trusted_issuer.create")
+        .await?;
+    let t = TrustedIssuer {
+        id: state.clock.new_id(),
+        tenant_id: caller.tenant.id,
+        issuer,
+        keys,
+        audience,
+        created_at: state.clock.now(),
+        created_by: caller.actor().reference(),
+    };
+    t.validate()?;
+    match state
+        .store
+        .execute(Command::CreateTrustedIssuer(t), caller.context())
+        .await?
+    {
+        Applied::TrustedIssuer(t) => Ok(*t),
+        _ => Err(unexpected()),
+    }
+}
+
+/// The tenant's trusted issuers.
+pub async fn issuers(state: &AppState, caller: &Caller) -> Result<Vec<TrustedIssuer>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, "trusted_issuer.list")
+        .await?;
+    Ok(state.store.trusted_issuers(caller.tenant.id).await?)
+}
+
+/// Stops trusting an issuer (role `admin`).
+pub async fn distrust(state: &AppState, caller: &Caller, id: Uuid) -> Result<TrustedIssuer, AppError> {
+    caller
+        .require(state, Permission::ManageTrust, "trusted_issuer.delete")
+        .await?;
+    let cmd = Command::DeleteTrustedIssuer {
+        tenant_id: caller.tenant.id,
+        id,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::TrustedIssuer(t) => Ok(*t),
+        _ => Err(unexpected()),
+    }
+}
