@@ -33,6 +33,8 @@ pub struct AccessToken {
     pub delegations: Vec<Uuid>,
     /// The delegation's task, if it named one.
     pub task: Option<Value>,
+    /// RFC 9449 §6: the thumbprint of the DPoP key the token is bound to.
+    pub cnf_jkt: Option<String>,
     /// `aud`.
     pub audiences: Vec<String>,
     /// `scope`.
@@ -98,6 +100,9 @@ impl AccessToken {
             }
             if let Some(t) = &self.task {
                 m.insert("task".into(), t.clone());
+            }
+            if let Some(jkt) = &self.cnf_jkt {
+                m.insert("cnf".into(), json!({ "jkt": jkt }));
             }
         }
         c
@@ -235,6 +240,7 @@ mod tests {
             act: None,
             delegations: vec![],
             task: None,
+            cnf_jkt: None,
             audiences: vec!["https://api.example".into()],
             scopes: ["a", "b"].map(String::from).into(),
             authorization_details: None,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod credential;
 pub mod delegation;
+pub mod dpop;
 pub mod duration;
 pub mod grant;
 pub mod hex;

@@ -33,6 +33,9 @@ pub struct Config {
     /// Access token lifetime (`--token-ttl`, `IDV_TOKEN_TTL`; default 5
     /// minutes, at most [`MAX_TOKEN_TTL`]).
     pub token_ttl: Duration,
+    /// Require a server nonce in DPoP proofs (`--dpop-require-nonce`,
+    /// `IDV_DPOP_REQUIRE_NONCE`; RFC 9449 §8).
+    pub dpop_require_nonce: bool,
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
@@ -52,6 +55,7 @@ impl Default for Config {
             job_interval: Duration::from_secs(1),
             public_url: None,
             token_ttl: Duration::from_secs(300),
+            dpop_require_nonce: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use idv_core::Clock;
+use idv_core::dpop::Nonces;
 use idv_core::seal::Sealer;
 use idv_core::secret::SecretHasher;
 use idv_store::{Dialect, Store};
@@ -28,6 +29,10 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Access token lifetime in seconds.
     pub token_ttl_secs: i64,
+    /// DPoP server nonces (RFC 9449 §8).
+    pub dpop_nonces: Arc<Nonces>,
+    /// Whether DPoP proofs must carry a server nonce.
+    pub dpop_require_nonce: bool,
     /// SPIFFE trust domain.
     pub trust_domain: Arc<str>,
     /// Time and ids.
@@ -56,6 +61,8 @@ impl AppState {
             keys: Arc::new(KeyCache::default()),
             public_url: public_url.trim_end_matches('/').into(),
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
+            dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),
+            dpop_require_nonce: config.dpop_require_nonce,
             trust_domain: config.trust_domain.as_str().into(),
             clock,
             metrics: Arc::new(Metrics::default()),

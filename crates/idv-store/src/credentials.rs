@@ -200,7 +200,7 @@ pub(crate) async fn issue_token(
             .fetch_optional(&mut *conn)
             .await?;
         if seen.is_some() {
-            return Err(StoreError::Conflict("this one-time id (`jti`) was already used".into()));
+            return Err(StoreError::Replayed(key));
         }
         sqlx::query("INSERT INTO seen_jtis (key, expires_at) VALUES ($1, $2)")
             .bind(key)

@@ -18,6 +18,10 @@ pub enum StoreError {
     /// A uniqueness rule would break.
     #[error("{0}")]
     Conflict(String),
+    /// A one-time id (a client assertion's or a DPoP proof's `jti`) was
+    /// already used; carries the key that was replayed.
+    #[error("the one-time id `{0}` was already used")]
+    Replayed(String),
     /// `If-Match` named an old version.
     #[error("the agent has changed (current version {current}); fetch it again")]
     PreconditionFailed {
@@ -56,6 +60,7 @@ impl StoreError {
             self,
             StoreError::NotFound { .. }
                 | StoreError::Conflict(_)
+                | StoreError::Replayed(_)
                 | StoreError::PreconditionFailed { .. }
                 | StoreError::Transition(_)
                 | StoreError::Invalid(_)

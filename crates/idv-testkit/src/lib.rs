@@ -95,6 +95,8 @@ pub struct Options {
     /// Bootstrap token to use; pass the previous server's token when
     /// restarting on the same database (default: a new one).
     pub token: Option<String>,
+    /// Require DPoP server nonces.
+    pub dpop_require_nonce: bool,
 }
 
 /// A running in-process server.
@@ -115,6 +117,29 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Starts another node on this server's database (PostgreSQL: the
+    /// scale-out deployment), with the same master key and bootstrap token.
+    pub async fn second_node(&self) -> anyhow::Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        std::fs::copy(
+            self.database.dir.path().join("master.key"),
+            dir.path().join("master.key"),
+        )?;
+        let database = Database {
+            url: self.database.url.clone(),
+            dir,
+        };
+        Self::start_with(
+            Backend::Postgres,
+            Options {
+                database: Some(database),
+                token: Some(self.token.clone()),
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
     /// Starts a server on a fresh database of `backend`.
     #[expect(clippy::panic, reason = "test support: a server that cannot start fails the test")]
     pub async fn start(backend: Backend) -> TestServer {
@@ -142,6 +167,7 @@ impl TestServer {
             job_interval: Duration::from_millis(50),
             public_url: None,
             token_ttl: Duration::from_secs(300),
+            dpop_require_nonce: opts.dpop_require_nonce,
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),
@@ -190,6 +216,8 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same database with the
     /// same bootstrap token and clock.
+    ///
+    /// (See also [`TestServer::second_node`].)
     pub async fn restart(self, backend: Backend) -> anyhow::Result<TestServer> {
         let token = self.token.clone();
         let clock = self.clock.clone();
@@ -200,6 +228,7 @@ impl TestServer {
                 clock,
                 database: Some(database),
                 token: Some(token),
+                ..Options::default()
             },
         )
         .await

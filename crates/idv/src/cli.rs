@@ -114,6 +114,9 @@ pub struct ServeArgs {
     /// Access token lifetime, e.g. `300`, `5m` (at most 1 hour).
     #[arg(long, env = "IDV_TOKEN_TTL", default_value = "5m")]
     pub token_ttl: String,
+    /// Require a server nonce in DPoP proofs (RFC 9449 §8).
+    #[arg(long, env = "IDV_DPOP_REQUIRE_NONCE")]
+    pub dpop_require_nonce: bool,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

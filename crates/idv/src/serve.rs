@@ -25,6 +25,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             idv_core::duration::parse_seconds(&args.token_ttl)
                 .map_err(|e| anyhow::anyhow!("--token-ttl / IDV_TOKEN_TTL: {e}"))?,
         ),
+        dpop_require_nonce: args.dpop_require_nonce,
         ..Config::default()
     };
     idv_server::serve(config).await

@@ -10,6 +10,7 @@ use idv_core::agent::{Agent, spiffe_id};
 use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
 use idv_core::credential::{API_KEY, CLIENT_SECRET, Credential, Kind};
 use idv_core::delegation::{self, Delegator};
+use idv_core::dpop;
 use idv_core::grant::{self, Refusal};
 use idv_core::jose::{self, Jwk, PublicKey};
 use idv_core::lifecycle::Status;
@@ -113,6 +114,12 @@ pub enum OAuthError {
     /// `unsupported_token_type` (RFC 7009 §2.2.1).
     #[error("{0}")]
     UnsupportedTokenType(String),
+    /// `invalid_dpop_proof` (RFC 9449 §5).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// `use_dpop_nonce` (RFC 9449 §8): retry with the nonce in `DPoP-Nonce`.
+    #[error("{0}")]
+    UseDpopNonce(String),
     /// `server_error`: logged, never echoed.
     #[error("{0}")]
     Server(AppError),
@@ -131,6 +138,8 @@ impl OAuthError {
             OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::InvalidAuthorizationDetails(_) => "invalid_authorization_details",
             OAuthError::UnsupportedTokenType(_) => "unsupported_token_type",
+            OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            OAuthError::UseDpopNonce(_) => "use_dpop_nonce",
             OAuthError::Server(_) => "server_error",
         }
     }
@@ -381,6 +390,8 @@ pub struct TokenRequest {
     pub actor_token_type: Option<String>,
     /// RFC 8693 `requested_token_type`.
     pub requested_token_type: Option<String>,
+    /// The `DPoP` header (RFC 9449 §4), if sent.
+    pub dpop: Option<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -567,6 +578,7 @@ async fn client_credentials(
         act: None,
         delegations: Vec::new(),
         task: None,
+        cnf_jkt: None,
         audiences: granted.audiences,
         scopes: granted.scopes,
         authorization_details: granted.authorization_details,
@@ -578,20 +590,40 @@ async fn client_credentials(
         environment: client.agent.environment.map(|e| e.as_str().to_owned()),
         tenant: issuer.tenant.name.clone(),
     };
-    sign_and_record(state, issuer, client, token, "token.issue", json!({}), request_id).await
+    sign_and_record(state, issuer, client, token, json!({}), req, request_id).await
 }
 
-/// Signs `token` and records its issuance (consuming any client assertion
-/// `jti` in the same commit); answers only once the event is durable.
+/// Binds `token` to the request's DPoP key if it sent a proof, signs it and
+/// records the issuance (`token.issue` or `token.exchange`), consuming the
+/// client assertion and DPoP `jti`s in the same commit; answers only once
+/// the event is durable.
 async fn sign_and_record(
     state: &AppState,
     issuer: &Issuer,
     client: &Client,
-    token: AccessToken,
-    action: &str,
+    mut token: AccessToken,
     extra: Value,
+    req: &TokenRequest,
     request_id: &str,
 ) -> Result<TokenResponse, OAuthError> {
+    let action = if req.grant_type == GRANT_TOKEN_EXCHANGE {
+        "token.exchange"
+    } else {
+        "token.issue"
+    };
+    let dpop_once = match &req.dpop {
+        Some(p) => {
+            let proof = check_dpop(state, issuer, p)?;
+            token.cnf_jkt = Some(proof.jkt.clone());
+            // Forgotten once the proof could no longer pass the `iat` check.
+            let until = Timestamp::from_micros((proof.iat + 2 * dpop::IAT_WINDOW_SECS).saturating_mul(1_000_000));
+            vec![(
+                format!("{DPOP_KEY}{}|{}|{}", issuer.tenant.id, proof.jkt, proof.jti),
+                until,
+            )]
+        }
+        None => Vec::new(),
+    };
     let ring = keys::signing_ring(state, issuer.tenant.id).await?;
     let (kid, key) = ring
         .signer()
@@ -602,7 +634,7 @@ async fn sign_and_record(
         "jti": token.jti, "method": client.method,
         "credential_id": client.credential.id, "scope": scope, "aud": token.audiences,
         "authorization_details": token.authorization_details,
-        "exp": token.expires_at.to_rfc3339(), "kid": kid,
+        "exp": token.expires_at.to_rfc3339(), "kid": kid, "cnf_jkt": token.cnf_jkt,
     });
     if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
         d.extend(e);
@@ -623,10 +655,16 @@ async fn sign_and_record(
         request_id: Some(request_id.to_owned()),
         note: None,
     };
-    let once: Vec<(String, Timestamp)> = client.assertion_jti.iter().cloned().collect();
+    let mut once: Vec<(String, Timestamp)> = client.assertion_jti.iter().cloned().collect();
+    once.extend(dpop_once);
     match state.store.execute(Command::IssueToken { event, once }, ctx).await {
         Ok(_) => {}
-        Err(StoreError::Conflict(_)) => {
+        Err(StoreError::Replayed(key)) if key.starts_with(DPOP_KEY) => {
+            return Err(OAuthError::InvalidDpopProof(
+                "DPoP proof refused: its `jti` was already used".into(),
+            ));
+        }
+        Err(StoreError::Replayed(_)) => {
             return Err(OAuthError::InvalidClient(
                 "client assertion refused: its `jti` was already used".into(),
             ));
@@ -635,7 +673,7 @@ async fn sign_and_record(
     }
     Ok(TokenResponse {
         access_token: jwt,
-        token_type: "Bearer",
+        token_type: if token.cnf_jkt.is_some() { "DPoP" } else { "Bearer" },
         issued_token_type: (action == "token.exchange").then_some(TOKEN_TYPE_ACCESS),
         expires_in: (token.expires_at.as_micros() - token.issued_at.as_micros())
             .div_euclid(1_000_000)
@@ -643,6 +681,27 @@ async fn sign_and_record(
         scope,
         authorization_details: token.authorization_details,
     })
+}
+
+/// Prefix of the one-time keys of DPoP proofs.
+const DPOP_KEY: &str = "dpop|";
+
+/// Checks the request's DPoP proof against the token endpoint and the
+/// server nonce policy (RFC 9449 §4.3, §8). The `jti` is consumed with the
+/// issuance.
+fn check_dpop(state: &AppState, issuer: &Issuer, proof: &str) -> Result<dpop::Proof, OAuthError> {
+    let now = state.clock.now();
+    let p = dpop::check(proof, "POST", &issuer.endpoint("/oauth2/token"), now)
+        .map_err(|e| OAuthError::InvalidDpopProof(e.to_string()))?;
+    match &p.nonce {
+        Some(n) if !state.dpop_nonces.is_valid(n, now) => Err(OAuthError::UseDpopNonce(
+            "the DPoP nonce is unknown or stale; retry with the one in `DPoP-Nonce`".into(),
+        )),
+        None if state.dpop_require_nonce => Err(OAuthError::UseDpopNonce(
+            "this server requires a DPoP nonce; retry with the one in `DPoP-Nonce`".into(),
+        )),
+        _ => Ok(p),
+    }
 }
 
 /// What a subject token says, once verified.
@@ -907,6 +966,7 @@ async fn exchange(
         act: Some(delegation::push_actor(&me, subject.act.as_ref())),
         delegations,
         task: dlg.task.clone(),
+        cnf_jkt: None,
         audiences: granted.audiences,
         scopes,
         authorization_details: granted.authorization_details,
@@ -922,7 +982,7 @@ async fn exchange(
         "grant_type": GRANT_TOKEN_EXCHANGE, "delegation_id": dlg.id, "sub": subject.sub,
         "act": token.act, "delegations": token.delegations,
     });
-    sign_and_record(state, issuer, client, token, "token.exchange", extra, request_id).await
+    sign_and_record(state, issuer, client, token, extra, req, request_id).await
 }
 
 /// Who is asking to introspect or revoke.
@@ -1075,8 +1135,9 @@ pub async fn introspect(
             if !is_active(state, issuer, &checked).await? {
                 return Ok(inactive());
             }
+            let token_type = if claims.contains_key("cnf") { "DPoP" } else { "Bearer" };
             claims.insert("active".into(), Value::Bool(true));
-            claims.insert("token_type".into(), Value::String("Bearer".into()));
+            claims.insert("token_type".into(), Value::String(token_type.into()));
             Ok(Value::Object(claims))
         }
         Some(Known::ApiKey(c)) => {

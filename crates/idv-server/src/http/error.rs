@@ -111,6 +111,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", e.to_string()),
             StoreError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", d),
+            StoreError::Replayed(_) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string()),
             StoreError::PreconditionFailed { current } => {
                 let mut p = Self::new(
                     StatusCode::PRECONDITION_FAILED,

@@ -101,6 +101,22 @@ fn header_auth(headers: &HeaderMap) -> Result<HeaderAuth, OAuthError> {
     }
 }
 
+/// The `DPoP` header, if any (RFC 9449 §4.3: exactly one).
+fn dpop_header(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    let mut all = headers.get_all("dpop").iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(OAuthError::InvalidDpopProof("send exactly one `DPoP` header".into()));
+    }
+    first
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| OAuthError::InvalidDpopProof("the `DPoP` header is not readable text".into()))
+        })
+        .transpose()
+}
+
 /// The client authentication in a request (RFC 6749 §2.3: exactly one method).
 fn client_auth(header: &HeaderAuth, form: &Form) -> Result<Option<ClientAuth>, OAuthError> {
     let form_secret = form.one("client_secret");
@@ -231,6 +247,7 @@ async fn token_inner(
             actor_token: form.one("actor_token").map(str::to_owned),
             actor_token_type: form.one("actor_token_type").map(str::to_owned),
             requested_token_type: form.one("requested_token_type").map(str::to_owned),
+            dpop: dpop_header(headers)?,
         };
         Ok((auth, req))
     })();
@@ -381,13 +398,19 @@ async fn split(req: axum::extract::Request) -> Result<(HeaderMap, String, Bytes)
 }
 
 async fn token_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
-    respond(
+    let dpop = req.headers().contains_key("dpop");
+    let mut res = respond(
         async {
             let (headers, id, body) = split(req).await?;
             token_inner(&state, tenant.as_deref(), &id, &headers, &body).await
         }
         .await,
-    )
+    );
+    // RFC 9449 §8: hand out a fresh nonce to DPoP clients.
+    if dpop && let Ok(v) = HeaderValue::from_str(&state.dpop_nonces.issue(state.clock.now())) {
+        res.headers_mut().insert("dpop-nonce", v);
+    }
+    res
 }
 
 /// Introspection endpoint of the default tenant.
@@ -469,6 +492,7 @@ fn metadata(issuer: &Issuer) -> Value {
         "grant_types_supported": ["client_credentials", oauth::GRANT_TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     })

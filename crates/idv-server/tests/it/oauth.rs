@@ -22,7 +22,219 @@ backend_tests!(
     private_key_jwt_assertions,
     credentials_stay_in_their_tenant,
     each_tenant_is_its_own_issuer,
+    dpop_binds_tokens_per_rfc9449,
+    dpop_server_nonces,
+    dpop_replay_is_caught_across_nodes,
 );
+
+/// A DPoP proof (RFC 9449 §4.2) by `key` for POST `htu`.
+fn dpop_proof(key: &KeyPair, htu: &str, iat: i64, extra: Value) -> String {
+    let mut h = Map::new();
+    h.insert("typ".into(), json!("dpop+jwt"));
+    h.insert("jwk".into(), serde_json::to_value(key.public_key().jwk()).unwrap());
+    let mut c = json!({"jti": crate::ghost_id(), "htm": "POST", "htu": htu, "iat": iat});
+    if let (Value::Object(m), Value::Object(e)) = (&mut c, extra) {
+        m.extend(e);
+    }
+    key.sign_with_header(&h, &c)
+}
+
+async fn dpop_token(s: &TestServer, c: &Client, proof: &str) -> Response {
+    s.http
+        .post(s.url("/oauth2/token"))
+        .basic_auth(&c.id, Some(&c.secret))
+        .header("DPoP", proof)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn server_now(s: &TestServer) -> i64 {
+    s.running.state.clock.now().as_micros() / 1_000_000
+}
+
+async fn dpop_binds_tokens_per_rfc9449(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = client(&s, &s.token, "dpop-bot").await;
+    let key = KeyPair::generate(Alg::ES256);
+    let htu = s.url("/oauth2/token");
+    let now = server_now(&s);
+    let proof = dpop_proof(&key, &htu, now, json!({}));
+    let res = dpop_token(&s, &c, &proof).await;
+    assert!(res.headers().contains_key("dpop-nonce"));
+    let body = json_ok(res, StatusCode::OK).await;
+    assert_eq!(body["token_type"], "DPoP");
+    let t = body["access_token"].as_str().unwrap();
+    let jkt = key.public_key().jwk().thumbprint().unwrap();
+    let claims = verify_with_jwks(&s, "/.well-known/jwks.json", t).await;
+    assert_eq!(claims["cnf"], json!({"jkt": jkt}));
+    let i = introspect_admin(&s, "", &s.token, t).await;
+    assert_eq!(i["token_type"], "DPoP");
+    assert_eq!(i["cnf"]["jkt"], jkt.as_str());
+    // The same proof again is a replay.
+    oauth_error(
+        dpop_token(&s, &c, &proof).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_dpop_proof",
+    )
+    .await;
+    let evil = KeyPair::generate(Alg::EdDSA);
+    let mut cases: Vec<(&str, String)> = vec![
+        (
+            "wrong htu",
+            dpop_proof(&key, &s.url("/t/default/oauth2/token"), now, json!({})),
+        ),
+        ("wrong htm", dpop_proof(&key, &htu, now, json!({"htm": "GET"}))),
+        ("old iat", dpop_proof(&key, &htu, now - 600, json!({}))),
+        ("future iat", dpop_proof(&key, &htu, now + 600, json!({}))),
+        ("no jti", {
+            let mut h = Map::new();
+            h.insert("typ".into(), json!("dpop+jwt"));
+            h.insert("jwk".into(), serde_json::to_value(key.public_key().jwk()).unwrap());
+            key.sign_with_header(&h, &json!({"htm": "POST", "htu": htu, "iat": now}))
+        }),
+        ("signed by another key", {
+            let mut h = Map::new();
+            h.insert("typ".into(), json!("dpop+jwt"));
+            h.insert("jwk".into(), serde_json::to_value(key.public_key().jwk()).unwrap());
+            evil.sign_with_header(&h, &json!({"jti": "x1", "htm": "POST", "htu": htu, "iat": now}))
+        }),
+        (
+            "wrong typ",
+            key.sign("k", "JWT", &json!({"jti": "x2", "htm": "POST", "htu": htu, "iat": now})),
+        ),
+        ("garbage", "not.a.proof".into()),
+    ];
+    for alg in ["none", "HS256"] {
+        let h = segment(&json!({"alg": alg, "typ": "dpop+jwt", "jwk": key.public_key().jwk()}));
+        let p = segment(&json!({"jti": "x3", "htm": "POST", "htu": htu, "iat": now}));
+        cases.push(("symmetric or none", format!("{h}.{p}.{}", B64.encode([0u8; 32]))));
+    }
+    let mut private = serde_json::to_value(key.public_key().jwk()).unwrap();
+    private["d"] = json!(B64.encode([1u8; 32]));
+    let h = segment(&json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": private}));
+    let p = segment(&json!({"jti": "x4", "htm": "POST", "htu": htu, "iat": now}));
+    cases.push(("private key in jwk", format!("{h}.{p}.{}", B64.encode([0u8; 64]))));
+    for (name, proof) in cases {
+        let res = dpop_token(&s, &c, &proof).await;
+        let body = oauth_error(res, StatusCode::BAD_REQUEST, "invalid_dpop_proof").await;
+        assert!(!body["error_description"].as_str().unwrap().is_empty(), "{name}");
+    }
+    // Two DPoP headers are refused too.
+    let res = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .basic_auth(&c.id, Some(&c.secret))
+        .header("DPoP", dpop_proof(&key, &htu, now, json!({})))
+        .header("DPoP", dpop_proof(&key, &htu, now, json!({})))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    oauth_error(res, StatusCode::BAD_REQUEST, "invalid_dpop_proof").await;
+    // A tenant's token endpoint is its own `htu`.
+    let (alpha, _) = tenant_token(&s, "alpha", "admin").await;
+    let ca = client(&s, &alpha, "alpha-dpop").await;
+    let res = s
+        .http
+        .post(s.url("/t/alpha/oauth2/token"))
+        .basic_auth(&ca.id, Some(&ca.secret))
+        .header(
+            "DPoP",
+            dpop_proof(&key, &s.url("/t/alpha/oauth2/token"), now, json!({})),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_ok(res, StatusCode::OK).await["token_type"], "DPoP");
+    // Refused proofs are audited like every refusal.
+    assert!(all_events(&s).await.iter().any(|e| e["action"] == "token.issue"
+        && e["outcome"] == "denied"
+        && e["details"]["error"] == "invalid_dpop_proof"));
+}
+
+async fn dpop_server_nonces(backend: Backend) {
+    let s = TestServer::start_with(
+        backend,
+        idv_testkit::Options {
+            dpop_require_nonce: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let c = client(&s, &s.token, "nonce-bot").await;
+    let key = KeyPair::generate(Alg::EdDSA);
+    let htu = s.url("/oauth2/token");
+    let now = server_now(&s);
+    let res = dpop_token(&s, &c, &dpop_proof(&key, &htu, now, json!({}))).await;
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    oauth_error(res, StatusCode::BAD_REQUEST, "use_dpop_nonce").await;
+    let res = dpop_token(&s, &c, &dpop_proof(&key, &htu, now, json!({"nonce": "made-up"}))).await;
+    oauth_error(res, StatusCode::BAD_REQUEST, "use_dpop_nonce").await;
+    let res = dpop_token(&s, &c, &dpop_proof(&key, &htu, now, json!({"nonce": nonce}))).await;
+    assert_eq!(json_ok(res, StatusCode::OK).await["token_type"], "DPoP");
+}
+
+async fn dpop_replay_is_caught_across_nodes(backend: Backend) {
+    if backend == Backend::Sqlite {
+        eprintln!("not applicable: one SQLite file is served by one node");
+        return;
+    }
+    let s = TestServer::start(backend).await;
+    let node2 = s.second_node().await.unwrap();
+    let c = client(&s, &s.token, "two-node-bot").await;
+    let key = KeyPair::generate(Alg::ES256);
+    // Both nodes answer for the same issuer when given the same public URL;
+    // here each has its own address, so the proof names node 2's endpoint.
+    let proof = dpop_proof(&key, &node2.url("/oauth2/token"), server_now(&s), json!({}));
+    let first = dpop_token(&node2, &c, &proof).await;
+    assert_eq!(json_ok(first, StatusCode::OK).await["token_type"], "DPoP");
+    let again = dpop_token(&node2, &c, &proof).await;
+    oauth_error(again, StatusCode::BAD_REQUEST, "invalid_dpop_proof").await;
+    // A token issued on node 2 is revoked on node 1 and inactive on both at once.
+    let t = token(&node2, "", &c, &[]).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t_claims = jose::decode(&t).unwrap().claims;
+    assert_eq!(t_claims["iss"], node2.base.as_str());
+    let res = post_form(&node2, "/oauth2/revoke", Some(&c), &[("token", t.as_str())]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(introspect_admin(&node2, "", &node2.token, &t).await["active"], false);
+    // A credential revoked on node 1 stops working on node 2 at once.
+    let creds = json_ok(
+        s.req(Method::GET, &format!("/v1/agents/{}/credentials", c.id))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let cred = creds["items"][0]["id"].as_str().unwrap();
+    json_ok(
+        s.req(Method::DELETE, &format!("/v1/credentials/{cred}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    oauth_error(
+        post_form(
+            &node2,
+            "/oauth2/token",
+            Some(&c),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+}
 
 /// An active agent with a client secret.
 struct Client {
