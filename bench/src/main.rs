@@ -14,6 +14,7 @@ mod load;
 mod memory;
 mod report;
 mod server;
+mod tokens;
 mod verify;
 
 use std::path::PathBuf;
@@ -83,6 +84,17 @@ struct Args {
     /// Print the report as JSON instead of a table (progress bars still go to stderr).
     #[arg(long)]
     json: bool,
+    /// Another benchmark instead of the registry one.
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+/// Benchmarks other than the registry load.
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// OAuth: token issuance, introspection and exchange, against the
+    /// oidc-provider baseline.
+    Tokens(tokens::TokensArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,6 +116,27 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut machine = Machine::probe(server_threads, client_threads);
 
+    if let Some(Mode::Tokens(t)) = &args.mode {
+        let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
+        say(&format!("starting the server in-process over {}", db.kind()));
+        let server = Arc::new(server_rt.block_on(Server::start(&db))?);
+        let measured = client_rt.block_on(tokens::run(t, &server));
+        let server = Arc::try_unwrap(server).map_err(|_| anyhow!("the server is still in use"))?;
+        server_rt.block_on(server.stop())?;
+        if !args.keep {
+            client_rt.block_on(db.remove())?;
+        }
+        let report = measured?;
+        machine.load_at_end = report::load_average();
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&json_report(&machine, &report))?);
+        } else {
+            report.print_table();
+        }
+        client_rt.shutdown_timeout(Duration::from_secs(5));
+        server_rt.shutdown_timeout(Duration::from_secs(5));
+        return Ok(());
+    }
     let before_start = memory::resident();
     let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
     say(&format!("starting the server in-process over {}", db.kind()));
@@ -160,6 +193,10 @@ fn main() -> anyhow::Result<()> {
         report.print_table();
     }
     Ok(())
+}
+
+fn json_report(machine: &Machine, r: &tokens::TokensReport) -> serde_json::Value {
+    serde_json::json!({ "machine": machine, "tokens": r })
 }
 
 /// What the phases against the running server measured.

@@ -153,6 +153,16 @@ impl Server {
         self.running.shutdown().await
     }
 
+    /// The HTTP client (keep-alive pool).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The bootstrap admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// `GET path`; fails unless 200. Returns the body.
     pub async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         let res = self

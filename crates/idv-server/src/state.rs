@@ -9,6 +9,7 @@ use idv_core::secret::SecretHasher;
 use idv_store::{Dialect, Store};
 
 use crate::app::keys::KeyCache;
+use crate::app::tenants::TenantCache;
 use crate::config::{Config, Setup};
 use crate::metrics::Metrics;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub key_sealer: Arc<Sealer>,
     /// Per-tenant signing key rings.
     pub keys: Arc<KeyCache>,
+    /// Tenants by id and name.
+    pub tenants: Arc<TenantCache>,
     /// Base URL clients reach us at (no trailing slash).
     pub public_url: Arc<str>,
     /// Access token lifetime in seconds.
@@ -59,6 +62,7 @@ impl AppState {
             credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
             keys: Arc::new(KeyCache::default()),
+            tenants: Arc::new(TenantCache::default()),
             public_url: public_url.trim_end_matches('/').into(),
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
             dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),

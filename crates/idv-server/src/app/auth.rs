@@ -29,9 +29,7 @@ pub async fn authenticate(
         .await?
         .filter(|t| t.is_usable(state.clock.now()))
         .ok_or_else(|| AppError::Unauthenticated("the admin token is unknown, expired or revoked".into()))?;
-    let home = state
-        .store
-        .tenant(token.tenant_id)
+    let home = super::tenants::by_id(state, token.tenant_id)
         .await?
         .ok_or_else(|| AppError::Unauthenticated("the admin token's tenant no longer exists".into()))?;
     let principal = Principal {
@@ -72,7 +70,7 @@ pub async fn authenticate(
                     caller.tenant.name
                 )));
             }
-            let t = state.store.tenant_by_name(name).await?.ok_or_else(|| {
+            let t = super::tenants::by_name(state, name).await?.ok_or_else(|| {
                 AppError::Store(idv_store::StoreError::NotFound {
                     what: "tenant",
                     id: name.to_owned(),

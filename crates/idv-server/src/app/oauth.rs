@@ -58,9 +58,7 @@ impl Issuer {
 /// The issuer for `tenant_name` (`None`: the default tenant at the root).
 pub async fn issuer(state: &AppState, tenant_name: Option<&str>) -> Result<Issuer, AppError> {
     let name = tenant_name.unwrap_or(DEFAULT_TENANT);
-    let tenant = state
-        .store
-        .tenant_by_name(name)
+    let tenant = super::tenants::by_name(state, name)
         .await?
         .ok_or_else(|| StoreError::NotFound {
             what: "tenant",
