@@ -56,5 +56,8 @@ fuzz_target!(|data: &[u8]| {
         check_format(&token[..token.len() - 1]),
         Err(FormatError::Malformed("admin token"))
     );
-    assert_eq!(check_format(&format!("{token}0")), Err(FormatError::Malformed("admin token")));
+    assert_eq!(
+        check_format(&format!("{token}0")),
+        Err(FormatError::Malformed("admin token"))
+    );
 });

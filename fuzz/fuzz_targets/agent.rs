@@ -77,6 +77,7 @@ fuzz_target!(|input: (NewAgentInput, ChangesInput, i64)| {
             class: changed.class.clone(),
             parent: changed.parent.clone(),
             depends_on: changed.depends_on.clone(),
+            grants: changed.grants.clone(),
             ttl_seconds: None,
         };
         assert!(oracle::new_agent(&again, id), "{changed:#?}");

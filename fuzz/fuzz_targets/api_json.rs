@@ -63,6 +63,11 @@ fn to_new_agent(c: AgentCreate) -> Option<NewAgent> {
         class: c.class,
         parent,
         depends_on: c.depends_on,
+        grants: idv_core::grant::Grants {
+            scopes: c.allowed_scopes,
+            resources: c.allowed_resources,
+            authorization_details_types: c.authorization_details_types,
+        },
         ttl_seconds,
     })
 }
@@ -99,7 +104,11 @@ fuzz_target!(|data: &[u8]| {
                 // serde also reads a struct from an array of its fields in
                 // order; the server refuses any body that is not an object
                 // (http::extract::Json), so only objects matter here.
-                let fields = if sent.is_object() { &["environment", "team", "class"][..] } else { &[] };
+                let fields = if sent.is_object() {
+                    &["environment", "team", "class"][..]
+                } else {
+                    &[]
+                };
                 for field in fields.iter().copied() {
                     assert_eq!(json.get(field).is_some(), sent.get(field).is_some(), "{field}");
                 }

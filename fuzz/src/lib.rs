@@ -211,6 +211,8 @@ impl NewAgentInput {
                 ParentInput::Human(h) => Parent::Human(h.0.clone()),
             }),
             depends_on: self.depends_on.iter().map(|n| small_id(*n)).collect(),
+            // Grant lists are fuzzed by the `oauth_params` target.
+            grants: idv_core::grant::Grants::default(),
             ttl_seconds: self.ttl_seconds,
         }
     }
@@ -261,6 +263,9 @@ impl ChangesInput {
                 .depends_on
                 .as_ref()
                 .map(|d| d.iter().map(|n| small_id(*n)).collect()),
+            allowed_scopes: None,
+            allowed_resources: None,
+            authorization_details_types: None,
         }
     }
 }
@@ -336,7 +341,40 @@ pub mod oracle {
                 Some(Parent::Human(h)) => text(h, 256),
             }
             && depends_on(&spec.depends_on, id)
+            && grants(&spec.grants)
             && spec.ttl_seconds.is_none_or(|t| (1..=365 * 24 * 3600).contains(&t))
+    }
+
+    /// RFC 6749 §3.3 scope token, at most 512 bytes.
+    pub fn scope_token(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 512
+            && s.bytes()
+                .all(|b| b == b'!' || (b'#'..=b'[').contains(&b) || (b']'..=b'~').contains(&b))
+    }
+
+    /// RFC 8707 resource: `scheme:rest`, scheme = ALPHA *(ALPHA / DIGIT /
+    /// "+" / "-" / "."), printable ASCII, no fragment, at most 512 bytes.
+    pub fn resource(s: &str) -> bool {
+        let Some(colon) = s.find(':') else { return false };
+        let scheme = &s[..colon];
+        s.len() <= 512
+            && colon + 1 < s.len()
+            && scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && s.bytes().all(|b| (b'!'..=b'~').contains(&b) && b != b'#')
+    }
+
+    /// An agent's grant lists (at most 256 entries each).
+    pub fn grants(g: &idv_core::grant::Grants) -> bool {
+        g.scopes.len() <= 256
+            && g.resources.len() <= 256
+            && g.authorization_details_types.len() <= 256
+            && g.scopes.iter().all(|s| scope_token(s))
+            && g.resources.iter().all(|r| resource(r))
+            && g.authorization_details_types
+                .iter()
+                .all(|t| !t.is_empty() && t.len() <= 512 && t.bytes().all(|b| (b'!'..=b'~').contains(&b)))
     }
 
     /// Whether `c` may be applied to agent `id`.
@@ -351,6 +389,16 @@ pub mod oracle {
             && c.capabilities.as_deref().is_none_or(capabilities)
             && c.class.as_ref().is_none_or(|k| k.as_deref().is_none_or(agent_name))
             && c.depends_on.as_deref().is_none_or(|d| depends_on(d, id))
+    }
+
+    /// Whether changed grant lists are valid.
+    pub fn grant_changes(c: &AgentChanges) -> bool {
+        let g = idv_core::grant::Grants {
+            scopes: c.allowed_scopes.clone().unwrap_or_default(),
+            resources: c.allowed_resources.clone().unwrap_or_default(),
+            authorization_details_types: c.authorization_details_types.clone().unwrap_or_default(),
+        };
+        grants(&g)
     }
 
     /// Tenant slug: 1 to 63 of lowercase letters, digits and `-`, starting
