@@ -36,6 +36,9 @@ pub struct Config {
     /// Require a server nonce in DPoP proofs (`--dpop-require-nonce`,
     /// `IDV_DPOP_REQUIRE_NONCE`; RFC 9449 §8).
     pub dpop_require_nonce: bool,
+    /// Algorithm of newly created signing keys (`--signing-alg`,
+    /// `IDV_SIGNING_ALG`: `EdDSA`, the default, or `ES256`).
+    pub signing_alg: idv_core::jose::Alg,
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
@@ -56,6 +59,7 @@ impl Default for Config {
             public_url: None,
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: false,
+            signing_alg: idv_core::jose::Alg::EdDSA,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub dpop_nonces: Arc<Nonces>,
     /// Whether DPoP proofs must carry a server nonce.
     pub dpop_require_nonce: bool,
+    /// Algorithm of new signing keys.
+    pub signing_alg: idv_core::jose::Alg,
     /// SPIFFE trust domain.
     pub trust_domain: Arc<str>,
     /// Time and ids.
@@ -67,6 +69,7 @@ impl AppState {
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
             dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),
             dpop_require_nonce: config.dpop_require_nonce,
+            signing_alg: config.signing_alg,
             trust_domain: config.trust_domain.as_str().into(),
             clock,
             metrics: Arc::new(Metrics::default()),

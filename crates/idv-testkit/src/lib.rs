@@ -97,6 +97,8 @@ pub struct Options {
     pub token: Option<String>,
     /// Require DPoP server nonces.
     pub dpop_require_nonce: bool,
+    /// Algorithm of new signing keys (default EdDSA).
+    pub signing_alg: Option<idv_core::jose::Alg>,
 }
 
 /// A running in-process server.
@@ -168,6 +170,7 @@ impl TestServer {
             public_url: None,
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: opts.dpop_require_nonce,
+            signing_alg: opts.signing_alg.unwrap_or(idv_core::jose::Alg::EdDSA),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Require a server nonce in DPoP proofs (RFC 9449 §8).
     #[arg(long, env = "IDV_DPOP_REQUIRE_NONCE")]
     pub dpop_require_nonce: bool,
+    /// Algorithm of new token signing keys: `EdDSA` or `ES256`.
+    #[arg(long, env = "IDV_SIGNING_ALG", default_value = "EdDSA")]
+    pub signing_alg: String,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

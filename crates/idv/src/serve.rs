@@ -26,6 +26,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--token-ttl / IDV_TOKEN_TTL: {e}"))?,
         ),
         dpop_require_nonce: args.dpop_require_nonce,
+        signing_alg: args
+            .signing_alg
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--signing-alg / IDV_SIGNING_ALG must be `EdDSA` or `ES256`"))?,
         ..Config::default()
     };
     idv_server::serve(config).await

@@ -1,6 +1,7 @@
 //! Per-tenant signing key rings, cached in memory.
 //!
-//! A tenant's first token creates its first key (EdDSA), sealed under the
+//! A tenant's first token creates its first key (EdDSA unless configured
+//! otherwise), sealed under the
 //! master key with associated data naming the tenant and key id. Keys are
 //! only ever added here (rotation comes with the rotation issue), so a cached
 //! ring is refreshed when a token names a key id it does not know, at most
@@ -138,7 +139,7 @@ pub async fn signing_ring(state: &AppState, tenant_id: Uuid) -> Result<Arc<Tenan
     if r.signer.is_some() {
         return Ok(r);
     }
-    let pair = KeyPair::generate(Alg::EdDSA);
+    let pair = KeyPair::generate(state.signing_alg);
     let kid = state.clock.new_id().to_string();
     let key = SigningKey {
         kid: kid.clone(),
