@@ -119,6 +119,10 @@ impl Store {
             })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before every acquire: it costs a round trip to the
+            // connection's worker thread per query; a broken connection
+            // fails its query and is replaced.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

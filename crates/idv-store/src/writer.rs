@@ -119,6 +119,20 @@ async fn run_batch(
     for (cmd, ctx) in work {
         let now = clock.now();
         let attempt = cmd.attempt();
+        // Units that only append events (refusals, token issuance without
+        // one-time ids) change nothing that could need undoing: no savepoint.
+        if let Command::Record(d) = cmd {
+            events.push(head.append(d, clock.new_id(), now));
+            results.push(Ok(Applied::Done));
+            continue;
+        }
+        if let Command::IssueToken { event, once } = &cmd
+            && once.is_empty()
+        {
+            events.push(head.append(event.clone(), clock.new_id(), now));
+            results.push(Ok(Applied::Done));
+            continue;
+        }
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
         match res {
