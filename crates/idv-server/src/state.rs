@@ -8,6 +8,7 @@ use idv_core::seal::Sealer;
 use idv_core::secret::SecretHasher;
 use idv_store::{Dialect, Store};
 
+use crate::app::cache::Caches;
 use crate::app::keys::KeyCache;
 use crate::app::tenants::TenantCache;
 use crate::config::{Config, Setup};
@@ -28,6 +29,8 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     /// Tenants by id and name.
     pub tenants: Arc<TenantCache>,
+    /// Credentials and agents on the token hot path.
+    pub caches: Arc<Caches>,
     /// Base URL clients reach us at (no trailing slash).
     pub public_url: Arc<str>,
     /// Access token lifetime in seconds.
@@ -65,6 +68,7 @@ impl AppState {
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
             keys: Arc::new(KeyCache::default()),
             tenants: Arc::new(TenantCache::default()),
+            caches: Arc::new(Caches::default()),
             public_url: public_url.trim_end_matches('/').into(),
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
             dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),

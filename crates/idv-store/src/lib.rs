@@ -7,6 +7,7 @@
 //! their audit events appended to the hash chain in the same transaction; every
 //! caller is answered only after the commit is durable.
 
+mod changes;
 mod command;
 mod credentials;
 mod delegations;
@@ -24,6 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
+pub use changes::Changes;
 pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job};
 pub use error::StoreError;
 pub use read::{AgentFilter, AuditFilter};
@@ -86,6 +88,7 @@ struct Inner {
     writer: mpsc::Sender<writer::Unit>,
     clock: Arc<dyn Clock>,
     stats: Arc<WriterStats>,
+    changes: Arc<Changes>,
 }
 
 /// Per-connection settings for SQLite: WAL so readers never block the writer,
@@ -119,10 +122,11 @@ impl Store {
             })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            // No ping before every acquire: it costs a round trip to the
-            // connection's worker thread per query; a broken connection
-            // fails its query and is replaced.
-            .test_before_acquire(false)
+            // SQLite: no ping before every acquire (a round trip to the
+            // connection's worker thread per query; an embedded connection
+            // cannot be cut). PostgreSQL keeps it: a server restart or a
+            // terminated backend must not fail queries.
+            .test_before_acquire(dialect == Dialect::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
@@ -135,12 +139,17 @@ impl Store {
             .await?;
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let stats = Arc::new(WriterStats::default());
+        let changes = Arc::new(Changes::new(dialect == Dialect::Postgres));
+        if dialect == Dialect::Postgres {
+            tokio::spawn(changes::listen(url.to_owned(), changes.clone()));
+        }
         tokio::spawn(writer::run(
             write_conn,
             url.to_owned(),
             dialect,
             clock.clone(),
             stats.clone(),
+            changes.clone(),
             rx,
         ));
         Ok(Self {
@@ -150,8 +159,14 @@ impl Store {
                 writer: tx,
                 clock,
                 stats,
+                changes,
             }),
         })
+    }
+
+    /// Change generations, for caches of what the store holds.
+    pub fn changes(&self) -> &Changes {
+        &self.inner.changes
     }
 
     /// The dialect in use.

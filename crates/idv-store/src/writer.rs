@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{self, Applied, Command, Context};
 use crate::row::{self, EVENT_COLS, EVENT_NCOLS, chunk_rows, placeholders};
-use crate::{Dialect, StoreError};
+use crate::{Changes, Dialect, StoreError};
 
 /// Queue depth before callers wait.
 pub(crate) const QUEUE: usize = 16_384;
@@ -53,6 +53,7 @@ pub(crate) async fn run(
     dialect: Dialect,
     clock: Arc<dyn Clock>,
     stats: Arc<WriterStats>,
+    changes: Arc<Changes>,
     mut rx: mpsc::Receiver<Unit>,
 ) {
     let mut units = Vec::with_capacity(MAX_BATCH);
@@ -72,7 +73,12 @@ pub(crate) async fn run(
         }
         let n = work.len();
         match run_batch(&mut conn, dialect, clock.as_ref(), work).await {
-            Ok((results, events)) => {
+            Ok((results, events, changed)) => {
+                // Before anyone hears of the change: caches must not serve
+                // what it replaced.
+                if changed {
+                    changes.bump();
+                }
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.units.fetch_add(n as u64, Ordering::Relaxed);
                 stats.events.fetch_add(events as u64, Ordering::Relaxed);
@@ -101,7 +107,8 @@ pub(crate) async fn run(
     let _ = conn.close().await;
 }
 
-type BatchResult = (Vec<Result<Applied, StoreError>>, usize);
+/// Results, events appended, and whether any state changed.
+type BatchResult = (Vec<Result<Applied, StoreError>>, usize, bool);
 
 async fn run_batch(
     conn: &mut AnyConnection,
@@ -116,6 +123,7 @@ async fn run_batch(
     let mut head = read_head(&mut tx).await?;
     let mut events: Vec<Event> = Vec::new();
     let mut results = Vec::with_capacity(work.len());
+    let mut changed = false;
     for (cmd, ctx) in work {
         let now = clock.now();
         let attempt = cmd.attempt();
@@ -133,11 +141,13 @@ async fn run_batch(
             results.push(Ok(Applied::Done));
             continue;
         }
+        let changes_state = !matches!(cmd, Command::ClaimJobs { .. } | Command::IssueToken { .. });
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
         match res {
             Ok((applied, drafts)) => {
                 sp.commit().await?;
+                changed |= changes_state;
                 for d in drafts {
                     events.push(head.append(d, clock.new_id(), now));
                 }
@@ -155,8 +165,15 @@ async fn run_batch(
         }
     }
     insert_events(&mut tx, dialect, &events).await?;
+    if changed && dialect == Dialect::Postgres {
+        // Delivered to every listening node when (and only if) this commits.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(crate::changes::CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
-    Ok((results, events.len()))
+    Ok((results, events.len(), changed))
 }
 
 pub(crate) async fn read_head(conn: &mut AnyConnection) -> Result<Head, StoreError> {

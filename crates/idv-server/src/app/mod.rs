@@ -6,6 +6,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod cache;
 pub mod credentials;
 pub mod delegations;
 pub mod keys;

@@ -20,7 +20,7 @@ use idv_store::{Applied, Command, Context, StoreError};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{AppError, keys};
+use super::{AppError, cache, keys};
 use crate::AppState;
 
 /// RFC 7521 §4.2 / RFC 7523 §2.2: the client assertion type for JWTs.
@@ -261,9 +261,7 @@ pub async fn authenticate(state: &AppState, issuer: &Issuer, auth: &ClientAuth) 
         ClientAuth::Basic { client_id, secret } | ClientAuth::Post { client_id, secret } => {
             let id = parse_client_id(client_id)?;
             CLIENT_SECRET.check(secret).map_err(|_| bad_client())?;
-            let c = state
-                .store
-                .credential_by_hash(&state.credential_hasher.hash(secret))
+            let c = cache::credential(state, &state.credential_hasher.hash(secret))
                 .await?
                 .filter(|c| {
                     c.kind == Kind::ClientSecret
@@ -272,7 +270,9 @@ pub async fn authenticate(state: &AppState, issuer: &Issuer, auth: &ClientAuth) 
                         && c.is_usable(state.clock.now())
                 })
                 .ok_or_else(bad_client)?;
-            let agent = state.store.agent(issuer.tenant.id, id).await?.ok_or_else(bad_client)?;
+            let agent = cache::agent(state, issuer.tenant.id, id)
+                .await?
+                .ok_or_else(bad_client)?;
             require_active(&agent)?;
             Ok(Client {
                 agent,
@@ -1085,7 +1085,7 @@ async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<boo
         }
     }
     for id in &must_be_active {
-        match state.store.agent(issuer.tenant.id, *id).await? {
+        match cache::agent(state, issuer.tenant.id, *id).await? {
             Some(a) if a.status == Status::Active => {}
             _ => return Ok(false),
         }
@@ -1094,7 +1094,7 @@ async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<boo
     // human from a trusted issuer (checked through the delegations).
     if let Ok(u) = Uuid::parse_str(&c.sub)
         && !must_be_active.contains(&u)
-        && let Some(a) = state.store.agent(issuer.tenant.id, u).await?
+        && let Some(a) = cache::agent(state, issuer.tenant.id, u).await?
         && a.status != Status::Active
     {
         return Ok(false);

@@ -1,0 +1,106 @@
+//! Hot-path caches of what the store holds (credentials by secret hash,
+//! agents by id), valid only while the store's change generation is the one
+//! they were loaded under: any committed change on this node, or on another
+//! node (PostgreSQL LISTEN/NOTIFY), empties them in effect. Without a live
+//! change listener nothing is cached.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::RwLock;
+
+use idv_core::agent::Agent;
+use idv_core::credential::Credential;
+use uuid::Uuid;
+
+use super::AppError;
+use crate::AppState;
+
+/// Most entries per cache before it is cleared.
+const CAPACITY: usize = 200_000;
+
+/// A map whose entries are good for one change generation.
+#[derive(Debug)]
+pub struct GenCache<K, V> {
+    map: RwLock<HashMap<K, (u64, V)>>,
+}
+
+impl<K, V> Default for GenCache<K, V> {
+    fn default() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> GenCache<K, V> {
+    /// The entry for `k`, if it was loaded under generation `generation`.
+    pub fn get(&self, k: &K, generation: Option<u64>) -> Option<V> {
+        let g = generation?;
+        let m = self.map.read().ok()?;
+        m.get(k).filter(|(at, _)| *at == g).map(|(_, v)| v.clone())
+    }
+
+    /// Remembers `v`, loaded under `generation`.
+    pub fn put(&self, k: K, generation: Option<u64>, v: V) {
+        let Some(g) = generation else { return };
+        if let Ok(mut m) = self.map.write() {
+            if m.len() >= CAPACITY {
+                m.clear();
+            }
+            m.insert(k, (g, v));
+        }
+    }
+}
+
+/// The caches of one node.
+#[derive(Debug, Default)]
+pub struct Caches {
+    /// Credentials by the keyed hash of their secret.
+    pub credentials: GenCache<[u8; 32], Credential>,
+    /// Agents by tenant and id.
+    pub agents: GenCache<(Uuid, Uuid), Agent>,
+}
+
+/// The credential whose secret hashes to `hash`.
+pub async fn credential(state: &AppState, hash: &[u8; 32]) -> Result<Option<Credential>, AppError> {
+    // Read the generation before the store: a change committed in between
+    // makes the entry stale at once.
+    let generation = state.store.changes().current();
+    if let Some(c) = state.caches.credentials.get(hash, generation) {
+        return Ok(Some(c));
+    }
+    let c = state.store.credential_by_hash(hash).await?;
+    if let Some(c) = &c {
+        state.caches.credentials.put(*hash, generation, c.clone());
+    }
+    Ok(c)
+}
+
+/// Agent `id` of tenant `tenant_id`.
+pub async fn agent(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Option<Agent>, AppError> {
+    let generation = state.store.changes().current();
+    if let Some(a) = state.caches.agents.get(&(tenant_id, id), generation) {
+        return Ok(Some(a));
+    }
+    let a = state.store.agent(tenant_id, id).await?;
+    if let Some(a) = &a {
+        state.caches.agents.put((tenant_id, id), generation, a.clone());
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_live_for_one_generation() {
+        let c: GenCache<u8, &str> = GenCache::default();
+        c.put(1, Some(5), "x");
+        assert_eq!(c.get(&1, Some(5)), Some("x"));
+        assert_eq!(c.get(&1, Some(6)), None);
+        assert_eq!(c.get(&1, None), None);
+        c.put(2, None, "y");
+        assert_eq!(c.get(&2, Some(5)), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! Change generations for caches: every committed batch that changed state
+//! bumps this node's generation; on PostgreSQL the batch also sends
+//! `NOTIFY idv_changes` in its transaction, and every node listens and bumps
+//! its own generation when another node commits (DESIGN §3: caches are
+//! invalidated across nodes through LISTEN/NOTIFY). A cache entry is good
+//! only while the generation it was loaded under is still current.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+/// The channel name.
+pub(crate) const CHANNEL: &str = "idv_changes";
+
+/// This node's view of how current its caches may be.
+#[derive(Debug, Default)]
+pub struct Changes {
+    generation: AtomicU64,
+    /// PostgreSQL: whether the listener is connected (no listener, no cache).
+    listening: AtomicBool,
+    /// Whether changes by other nodes can go unseen without a listener
+    /// (PostgreSQL); SQLite has one writer, this node.
+    shared: bool,
+}
+
+impl Changes {
+    pub(crate) fn new(shared: bool) -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+            shared,
+        }
+    }
+
+    /// Something changed: every cached entry is stale.
+    pub(crate) fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The current generation, or `None` while caching is unsafe (a shared
+    /// database whose change notifications this node is not receiving).
+    pub fn current(&self) -> Option<u64> {
+        if self.shared && !self.listening.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(self.generation.load(Ordering::SeqCst))
+    }
+}
+
+/// Listens for other nodes' commits until the process ends, reconnecting
+/// after failures; while disconnected, caching is off.
+pub(crate) async fn listen(url: String, changes: Arc<Changes>) {
+    loop {
+        match PgListener::connect(&url).await {
+            Ok(mut l) => {
+                if l.listen(CHANNEL).await.is_ok() {
+                    // Anything may have changed while nobody listened.
+                    changes.bump();
+                    changes.listening.store(true, Ordering::SeqCst);
+                    while l.recv().await.is_ok() {
+                        changes.bump();
+                    }
+                }
+                changes.listening.store(false, Ordering::SeqCst);
+                changes.bump();
+                tracing::warn!("change listener disconnected; caches off until it reconnects");
+            }
+            Err(e) => tracing::warn!(error = %e, "change listener cannot connect"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations() {
+        let local = Changes::new(false);
+        assert_eq!(local.current(), Some(0));
+        local.bump();
+        assert_eq!(local.current(), Some(1));
+        let shared = Changes::new(true);
+        assert_eq!(shared.current(), None, "no listener yet: no caching");
+        shared.listening.store(true, Ordering::SeqCst);
+        assert_eq!(shared.current(), Some(0));
+    }
+}
