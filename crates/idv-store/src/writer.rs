@@ -57,6 +57,9 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Unit>,
 ) {
     let mut units = Vec::with_capacity(MAX_BATCH);
+    // SQLite: this task is the only writer, so the chain head after a commit
+    // is known without reading it back. Forgotten after any failed batch.
+    let mut known_head: Option<Head> = None;
     while let Some(first) = rx.recv().await {
         units.push(first);
         while units.len() < MAX_BATCH {
@@ -72,7 +75,7 @@ pub(crate) async fn run(
             work.push((u.cmd, u.ctx));
         }
         let n = work.len();
-        match run_batch(&mut conn, dialect, clock.as_ref(), work).await {
+        match run_batch(&mut conn, dialect, clock.as_ref(), work, &mut known_head).await {
             Ok((results, events, changed)) => {
                 // Before anyone hears of the change: caches must not serve
                 // what it replaced.
@@ -115,12 +118,19 @@ async fn run_batch(
     dialect: Dialect,
     clock: &dyn Clock,
     work: Vec<(Command, Context)>,
+    known_head: &mut Option<Head>,
 ) -> Result<BatchResult, StoreError> {
+    // Until this batch commits, the cached head is not to be trusted.
+    let cached = known_head.take();
     let mut tx = conn.begin().await?;
     if dialect == Dialect::Postgres {
         tx.execute(PG_CHAIN_LOCK).await?;
     }
-    let mut head = read_head(&mut tx).await?;
+    // PostgreSQL: other nodes append too; read the head under the lock.
+    let mut head = match (dialect, cached) {
+        (Dialect::Sqlite, Some(h)) => h,
+        _ => read_head(&mut tx).await?,
+    };
     let mut events: Vec<Event> = Vec::new();
     let mut results = Vec::with_capacity(work.len());
     let mut changed = false;
@@ -173,6 +183,7 @@ async fn run_batch(
             .await?;
     }
     tx.commit().await?;
+    *known_head = Some(head);
     Ok((results, events.len(), changed))
 }
 
