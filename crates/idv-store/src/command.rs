@@ -465,24 +465,14 @@ async fn revoke_admin_token(
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM admin_tokens WHERE tenant_id = $1 AND id = $2",
-        row::TOKEN_COLS
-    );
-    let found = sqlx::query(&sql)
-        .bind(tenant_id.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let mut token = match found {
-        Some(r) => row::admin_token(&r)?,
-        None => {
-            return Err(StoreError::NotFound {
-                what: "admin token",
-                id: id.to_string(),
-            });
-        }
-    };
+    let mut token = load_one(
+        conn,
+        ("admin_tokens", row::TOKEN_COLS, "admin token"),
+        tenant_id,
+        id,
+        row::admin_token,
+    )
+    .await?;
     if token.revoked_at.is_some() {
         return Err(StoreError::Conflict("the admin token is already revoked".into()));
     }
@@ -697,20 +687,32 @@ async fn create_agents(
     Ok((Applied::Agents(agents), drafts))
 }
 
-pub(crate) async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Agent, StoreError> {
-    let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2");
+/// One record of a tenant by id, from `table` (its `cols`, decoded by
+/// `decode`), or `NotFound` naming `what`.
+pub(crate) async fn load_one<T>(
+    conn: &mut AnyConnection,
+    (table, cols, what): (&str, &str, &'static str),
+    tenant_id: Uuid,
+    id: Uuid,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let sql = format!("SELECT {cols} FROM {table} WHERE tenant_id = $1 AND id = $2");
     match sqlx::query(&sql)
         .bind(tenant_id.to_string())
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
     {
-        Some(r) => row::agent(&r),
+        Some(r) => decode(&r),
         None => Err(StoreError::NotFound {
-            what: "agent",
+            what,
             id: id.to_string(),
         }),
     }
+}
+
+pub(crate) async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Agent, StoreError> {
+    load_one(conn, ("agents", AGENT_COLS, "agent"), tenant_id, id, row::agent).await
 }
 
 /// Writes every mutable column of `a`, if the stored version is still `old_version`.

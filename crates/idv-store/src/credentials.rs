@@ -10,7 +10,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::command::{Applied, Context, Outcome2, draft, load_agent, with_details};
+use crate::command::{Applied, Context, Outcome2, draft, load_agent, load_one, with_details};
 use crate::row::{self, CREDENTIAL_COLS, to_json};
 
 pub(crate) async fn create(
@@ -54,19 +54,14 @@ pub(crate) async fn create(
 }
 
 async fn load(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Credential, StoreError> {
-    let sql = format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE tenant_id = $1 AND id = $2");
-    match sqlx::query(&sql)
-        .bind(tenant_id.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        Some(r) => row::credential(&r),
-        None => Err(StoreError::NotFound {
-            what: "credential",
-            id: id.to_string(),
-        }),
-    }
+    load_one(
+        conn,
+        ("credentials", CREDENTIAL_COLS, "credential"),
+        tenant_id,
+        id,
+        row::credential,
+    )
+    .await
 }
 
 pub(crate) async fn revoke(

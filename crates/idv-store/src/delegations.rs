@@ -9,7 +9,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::command::{Applied, Context, Outcome2, draft, load_agent, with_details};
+use crate::command::{Applied, Context, Outcome2, draft, load_agent, load_one, with_details};
 use crate::row::{self, DELEGATION_COLS, ISSUER_COLS, delegator_columns, to_json};
 
 async fn require_usable_agent(
@@ -79,21 +79,14 @@ pub(crate) async fn revoke(
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    let sql = format!("SELECT {DELEGATION_COLS} FROM delegations WHERE tenant_id = $1 AND id = $2");
-    let mut d = match sqlx::query(&sql)
-        .bind(tenant_id.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        Some(r) => row::delegation(&r)?,
-        None => {
-            return Err(StoreError::NotFound {
-                what: "delegation",
-                id: id.to_string(),
-            });
-        }
-    };
+    let mut d = load_one(
+        conn,
+        ("delegations", DELEGATION_COLS, "delegation"),
+        tenant_id,
+        id,
+        row::delegation,
+    )
+    .await?;
     if d.revoked_at.is_some() {
         return Err(StoreError::Conflict("the delegation is already revoked".into()));
     }
@@ -160,21 +153,14 @@ pub(crate) async fn delete_issuer(
     id: Uuid,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    let sql = format!("SELECT {ISSUER_COLS} FROM trusted_issuers WHERE tenant_id = $1 AND id = $2");
-    let t = match sqlx::query(&sql)
-        .bind(tenant_id.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        Some(r) => row::trusted_issuer(&r)?,
-        None => {
-            return Err(StoreError::NotFound {
-                what: "trusted issuer",
-                id: id.to_string(),
-            });
-        }
-    };
+    let t = load_one(
+        conn,
+        ("trusted_issuers", ISSUER_COLS, "trusted issuer"),
+        tenant_id,
+        id,
+        row::trusted_issuer,
+    )
+    .await?;
     sqlx::query("DELETE FROM trusted_issuers WHERE id = $1")
         .bind(id.to_string())
         .execute(&mut *conn)

@@ -366,13 +366,44 @@ fn request_id(parts: &axum::http::Extensions) -> String {
     parts.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
 }
 
+/// The three form-posting OAuth endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Token,
+    Introspect,
+    Revoke,
+}
+
+/// Reads the request, runs `endpoint` for the tenant (`None`: the default
+/// tenant at the root) and renders the answer or the RFC 6749 error.
+async fn serve(state: AppState, tenant: Option<String>, req: axum::extract::Request, endpoint: Endpoint) -> Response {
+    let dpop = endpoint == Endpoint::Token && req.headers().contains_key("dpop");
+    let mut res = respond(
+        async {
+            let (headers, id, body) = split(req).await?;
+            let t = tenant.as_deref();
+            match endpoint {
+                Endpoint::Token => token_inner(&state, t, &id, &headers, &body).await,
+                Endpoint::Introspect => introspect_inner(&state, t, &id, &headers, &body).await,
+                Endpoint::Revoke => revoke_inner(&state, t, &id, &headers, &body).await,
+            }
+        }
+        .await,
+    );
+    // RFC 9449 §8: hand out a fresh nonce to DPoP clients.
+    if dpop && let Ok(v) = HeaderValue::from_str(&state.dpop_nonces.issue(state.clock.now())) {
+        res.headers_mut().insert("dpop-nonce", v);
+    }
+    res
+}
+
 /// Token endpoint of the default tenant.
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
     request_body(content = idv_api::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = idv_api::TokenResponseBody), (status = 400, body = idv_api::OAuthErrorBody),
         (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn token(State(state): State<AppState>, req: axum::extract::Request) -> Response {
-    token_for(state, None, req).await
+    serve(state, None, req, Endpoint::Token).await
 }
 
 /// Token endpoint of a tenant.
@@ -385,7 +416,7 @@ pub async fn tenant_token(
     Path(tenant): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    token_for(state, Some(tenant), req).await
+    serve(state, Some(tenant), req, Endpoint::Token).await
 }
 
 async fn split(req: axum::extract::Request) -> Result<(HeaderMap, String, Bytes), OAuthError> {
@@ -397,29 +428,13 @@ async fn split(req: axum::extract::Request) -> Result<(HeaderMap, String, Bytes)
     Ok((parts.headers, id, bytes))
 }
 
-async fn token_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
-    let dpop = req.headers().contains_key("dpop");
-    let mut res = respond(
-        async {
-            let (headers, id, body) = split(req).await?;
-            token_inner(&state, tenant.as_deref(), &id, &headers, &body).await
-        }
-        .await,
-    );
-    // RFC 9449 §8: hand out a fresh nonce to DPoP clients.
-    if dpop && let Ok(v) = HeaderValue::from_str(&state.dpop_nonces.issue(state.clock.now())) {
-        res.headers_mut().insert("dpop-nonce", v);
-    }
-    res
-}
-
 /// Introspection endpoint of the default tenant.
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
     request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
         (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn introspect(State(state): State<AppState>, req: axum::extract::Request) -> Response {
-    introspect_for(state, None, req).await
+    serve(state, None, req, Endpoint::Introspect).await
 }
 
 /// Introspection endpoint of a tenant.
@@ -432,17 +447,7 @@ pub async fn tenant_introspect(
     Path(tenant): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    introspect_for(state, Some(tenant), req).await
-}
-
-async fn introspect_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
-    respond(
-        async {
-            let (headers, id, body) = split(req).await?;
-            introspect_inner(&state, tenant.as_deref(), &id, &headers, &body).await
-        }
-        .await,
-    )
+    serve(state, Some(tenant), req, Endpoint::Introspect).await
 }
 
 /// Revocation endpoint of the default tenant.
@@ -451,7 +456,7 @@ async fn introspect_for(state: AppState, tenant: Option<String>, req: axum::extr
     responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
         (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn revoke(State(state): State<AppState>, req: axum::extract::Request) -> Response {
-    revoke_for(state, None, req).await
+    serve(state, None, req, Endpoint::Revoke).await
 }
 
 /// Revocation endpoint of a tenant.
@@ -464,17 +469,7 @@ pub async fn tenant_revoke(
     Path(tenant): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    revoke_for(state, Some(tenant), req).await
-}
-
-async fn revoke_for(state: AppState, tenant: Option<String>, req: axum::extract::Request) -> Response {
-    respond(
-        async {
-            let (headers, id, body) = split(req).await?;
-            revoke_inner(&state, tenant.as_deref(), &id, &headers, &body).await
-        }
-        .await,
-    )
+    serve(state, Some(tenant), req, Endpoint::Revoke).await
 }
 
 /// The RFC 8414 metadata document of `issuer`: every endpoint, grant, method
