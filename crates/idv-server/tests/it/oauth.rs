@@ -26,7 +26,41 @@ backend_tests!(
     dpop_server_nonces,
     dpop_replay_is_caught_across_nodes,
     es256_keys_when_configured,
+    sealed_keys_are_bound_to_their_tenant_and_id,
 );
+
+async fn sealed_keys_are_bound_to_their_tenant_and_id(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (alpha, _) = tenant_token(&s, "alpha", "admin").await;
+    let (beta, _) = tenant_token(&s, "beta", "admin").await;
+    let a = client(&s, &alpha, "seal-a").await;
+    let b = client(&s, &beta, "seal-b").await;
+    token(&s, "/t/alpha", &a, &[]).await;
+    token(&s, "/t/beta", &b, &[]).await;
+    // Copy alpha's sealed private key over beta's, straight in the database.
+    let mut conn = crate::db(&s.database.url).await;
+    let copied = crate::exec(
+        &mut conn,
+        "UPDATE signing_keys SET sealed_private = (SELECT k.sealed_private FROM signing_keys k \
+         JOIN tenants t ON t.id = k.tenant_id WHERE t.name = 'alpha') \
+         WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'beta')",
+    )
+    .await;
+    assert_eq!(copied, 1);
+    let s = s.restart(backend).await.unwrap();
+    // Beta's key no longer opens: beta cannot sign (and says nothing more);
+    // alpha is unaffected.
+    let res = post_form(
+        &s,
+        "/t/beta/oauth2/token",
+        Some(&b),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let body = oauth_error(res, StatusCode::SERVICE_UNAVAILABLE, "server_error").await;
+    assert!(!body["error_description"].as_str().unwrap().contains("alpha"));
+    token(&s, "/t/alpha", &a, &[]).await;
+}
 
 async fn es256_keys_when_configured(backend: Backend) {
     let s = TestServer::start_with(
