@@ -99,9 +99,7 @@ impl utoipa::Modify for Problems {
             ("422", "A field breaks a rule"),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") {
-                continue;
-            }
+            let admin_api = path.starts_with("/v1/");
             let ops = [
                 &mut item.get,
                 &mut item.post,
@@ -110,17 +108,24 @@ impl utoipa::Modify for Problems {
                 &mut item.put,
             ];
             for op in ops.into_iter().flatten() {
-                let extra = if op.request_body.is_some() { with_body } else { &[] };
-                for (code, description) in common.iter().chain(extra) {
-                    op.responses
-                        .responses
-                        .entry((*code).to_owned())
-                        .or_insert_with(|| problem(description));
+                if admin_api {
+                    let extra = if op.request_body.is_some() { with_body } else { &[] };
+                    for (code, description) in common.iter().chain(extra) {
+                        op.responses
+                            .responses
+                            .entry((*code).to_owned())
+                            .or_insert_with(|| problem(description));
+                    }
                 }
-                // Problems documented by a handler get the problem media type.
+                // Problems documented by a handler get the problem media type
+                // (OAuth errors stay `application/json`, RFC 6749 §5.2).
                 for (code, r) in op.responses.responses.iter_mut() {
+                    let is_problem = |c: &utoipa::openapi::Content| {
+                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+                    };
                     if (code.starts_with('4') || code.starts_with('5'))
                         && let RefOr::T(r) = r
+                        && r.content.get("application/json").is_some_and(is_problem)
                         && let Some(content) = r.content.shift_remove("application/json")
                     {
                         r.content.insert(idv_api::PROBLEM_JSON.to_owned(), content);
