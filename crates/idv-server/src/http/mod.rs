@@ -120,9 +120,7 @@ impl utoipa::Modify for Problems {
                 // Problems documented by a handler get the problem media type
                 // (OAuth errors stay `application/json`, RFC 6749 §5.2).
                 for (code, r) in op.responses.responses.iter_mut() {
-                    let is_problem = |c: &utoipa::openapi::Content| {
-                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
-                    };
+                    let is_problem = |c: &utoipa::openapi::Content| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"));
                     if (code.starts_with('4') || code.starts_with('5'))
                         && let RefOr::T(r) = r
                         && r.content.get("application/json").is_some_and(is_problem)
