@@ -173,6 +173,16 @@ pub enum Command {
         /// Its id.
         id: Uuid,
     },
+    /// Set (`Some`) or clear (`None`) the access token lifetime of a tenant
+    /// (`class` empty) or of one agent class.
+    SetTokenTtl {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Agent class, or empty for the tenant's default.
+        class: String,
+        /// Seconds, or `None` to remove the setting.
+        ttl_secs: Option<i64>,
+    },
     /// Only record an event (e.g. a refused request).
     Record(Draft),
 }
@@ -297,6 +307,9 @@ impl Command {
                 (*tenant_id, "credential.revoke", "credential", id.to_string(), None)
             }
             Command::RevokeToken { tenant_id, jti, .. } => (*tenant_id, "token.revoke", "token", jti.clone(), None),
+            Command::SetTokenTtl { tenant_id, class, .. } => {
+                (*tenant_id, "token_ttl.set", "token_ttl", class.clone(), None)
+            }
             Command::CreateDelegation(d) => (d.tenant_id, "delegation.create", "delegation", d.id.to_string(), None),
             Command::RevokeDelegation { tenant_id, id } => {
                 (*tenant_id, "delegation.revoke", "delegation", id.to_string(), None)
@@ -387,6 +400,11 @@ pub(crate) async fn apply(
             subject,
         } => credentials::revoke_token(conn, tenant_id, jti, expires_at, subject, now, ctx).await,
         Command::IssueToken { event, once } => credentials::issue_token(conn, event, once).await,
+        Command::SetTokenTtl {
+            tenant_id,
+            class,
+            ttl_secs,
+        } => credentials::set_token_ttl(conn, tenant_id, class, ttl_secs, now, ctx).await,
         Command::CreateDelegation(d) => delegations::create(conn, d, ctx).await,
         Command::RevokeDelegation { tenant_id, id } => delegations::revoke(conn, tenant_id, id, now, ctx).await,
         Command::CreateTrustedIssuer(t) => delegations::create_issuer(conn, t, ctx).await,

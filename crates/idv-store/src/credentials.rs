@@ -205,3 +205,52 @@ pub(crate) async fn issue_token(
     }
     Ok((Applied::Done, vec![event]))
 }
+
+pub(crate) async fn set_token_ttl(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    class: String,
+    ttl_secs: Option<i64>,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let existed = sqlx::query("DELETE FROM token_ttls WHERE tenant_id = $1 AND class = $2")
+        .bind(tenant_id.to_string())
+        .bind(class.clone())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        > 0;
+    match ttl_secs {
+        Some(secs) => {
+            sqlx::query(
+                "INSERT INTO token_ttls (tenant_id, class, ttl_secs, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant_id.to_string())
+            .bind(class.clone())
+            .bind(secs)
+            .bind(now.as_micros())
+            .bind(ctx.actor.reference())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None if !existed => {
+            return Err(StoreError::NotFound {
+                what: "token lifetime setting",
+                id: if class.is_empty() { "*".into() } else { class },
+            });
+        }
+        None => {}
+    }
+    let d = with_details(
+        draft(
+            ctx,
+            tenant_id,
+            "token_ttl.set",
+            "token_ttl",
+            if class.is_empty() { "*".into() } else { class.clone() },
+        ),
+        json!({ "class": class, "ttl_secs": ttl_secs }),
+    );
+    Ok((Applied::Done, vec![d]))
+}

@@ -31,6 +31,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_delegations.sql"),
         postgres: include_str!("../migrations/postgres/0004_delegations.sql"),
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("../migrations/sqlite/0005_token_ttls.sql"),
+        postgres: include_str!("../migrations/postgres/0005_token_ttls.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -332,6 +332,18 @@ impl Store {
         rows.iter().map(row::trusted_issuer).collect()
     }
 
+    /// A tenant's token lifetimes: `(class, seconds)`, class empty for the
+    /// tenant's default.
+    pub async fn token_ttls(&self, tenant_id: Uuid) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT class, ttl_secs FROM token_ttls WHERE tenant_id = $1 ORDER BY class")
+            .bind(tenant_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("class")?, r.try_get::<i64, _>("ttl_secs")?)))
+            .collect()
+    }
+
     /// One agent of a tenant.
     pub async fn agent(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Agent>, StoreError> {
         let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2");

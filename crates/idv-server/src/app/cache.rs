@@ -59,6 +59,8 @@ pub struct Caches {
     pub credentials: GenCache<[u8; 32], Credential>,
     /// Agents by tenant and id.
     pub agents: GenCache<(Uuid, Uuid), Agent>,
+    /// Token lifetime settings by tenant.
+    pub token_ttls: GenCache<Uuid, Vec<(String, i64)>>,
 }
 
 /// The credential whose secret hashes to `hash`.

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod credentials;
 pub mod delegations;
 pub mod keys;
+pub mod lifetimes;
 pub mod oauth;
 pub mod tenants;
 pub mod tokens;
@@ -155,7 +156,7 @@ fn describe(p: Permission) -> &'static str {
         Permission::WriteRegistry => "change agents",
         Permission::ReadAudit => "read the audit log",
         Permission::ManageTokens => "manage admin tokens",
-        Permission::ManageTrust => "manage trusted issuers",
+        Permission::ManageTrust => "manage trust settings (trusted issuers, token lifetimes)",
         Permission::ManagePlatform => "manage tenants (needs a platform operator admin token)",
         Permission::ReadAllAudit => "read every tenant's audit events (needs a platform operator token)",
     }

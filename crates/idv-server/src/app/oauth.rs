@@ -20,7 +20,7 @@ use idv_store::{Applied, Command, Context, StoreError};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{AppError, cache, keys};
+use super::{AppError, cache, keys, lifetimes};
 use crate::AppState;
 
 /// RFC 7521 §4.2 / RFC 7523 §2.2: the client assertion type for JWTs.
@@ -582,7 +582,7 @@ async fn client_credentials(
         authorization_details: granted.authorization_details,
         jti: state.clock.new_id(),
         issued_at: now,
-        expires_at: now.plus_secs(state.token_ttl_secs),
+        expires_at: now.plus_secs(lifetimes::lifetime(state, issuer.tenant.id, client.agent.class.as_deref()).await?),
         spiffe_id: spiffe_id(&state.trust_domain, &issuer.tenant.name, client.agent.id),
         owner: client.agent.owner.clone(),
         environment: client.agent.environment.map(|e| e.as_str().to_owned()),
@@ -951,7 +951,8 @@ async fn exchange(
         authorization_details: requested_details(req)?,
     };
     let granted = grant::decide(&asked, &client.agent.grants, &issuer.url)?;
-    let expires_at = [now.plus_secs(state.token_ttl_secs), dlg.expires_at, subject.expires_at]
+    let ttl = lifetimes::lifetime(state, issuer.tenant.id, client.agent.class.as_deref()).await?;
+    let expires_at = [now.plus_secs(ttl), dlg.expires_at, subject.expires_at]
         .into_iter()
         .min()
         .unwrap_or(now);

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod delegations;
 pub mod error;
 pub mod extract;
+pub mod lifetimes;
 pub mod oauth;
 pub mod ops;
 pub mod tenants;
@@ -18,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -43,6 +44,7 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         credentials::create, credentials::list, credentials::get, credentials::revoke,
         delegations::create, delegations::list, delegations::get, delegations::revoke,
         delegations::trust, delegations::issuers, delegations::distrust,
+        lifetimes::list, lifetimes::set, lifetimes::remove,
         oauth::token, oauth::tenant_token, oauth::introspect, oauth::tenant_introspect, oauth::revoke,
         oauth::tenant_revoke, oauth::root_metadata, oauth::tenant_metadata, oauth::root_jwks, oauth::tenant_jwks,
         audit::events, audit::head,
@@ -171,6 +173,8 @@ pub fn router(state: AppState) -> Router {
             post(delegations::trust).get(delegations::issuers),
         )
         .route("/v1/trusted-issuers/{id}", delete(delegations::distrust))
+        .route("/v1/token-ttls", get(lifetimes::list))
+        .route("/v1/token-ttls/{class}", put(lifetimes::set).delete(lifetimes::remove))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

@@ -27,7 +27,102 @@ backend_tests!(
     dpop_replay_is_caught_across_nodes,
     es256_keys_when_configured,
     sealed_keys_are_bound_to_their_tenant_and_id,
+    token_lifetimes_per_tenant_and_class,
 );
+
+async fn token_lifetimes_per_tenant_and_class(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let plain = client(&s, &s.token, "ttl-plain").await;
+    let mut body = grants_body("ttl-batch");
+    body["class"] = json!("batch");
+    let a = json_ok(
+        s.req(Method::POST, "/v1/agents").json(&body).send().await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        transition(&s, &s.token, &id, "activate", "t").await.status(),
+        StatusCode::OK
+    );
+    let cred = credential(&s, &s.token, &id, json!({"type": "client_secret"})).await;
+    let batch = Client {
+        id,
+        secret: cred["client_secret"].as_str().unwrap().to_owned(),
+    };
+    let ttl = |r: Value| {
+        let t = r["access_token"].as_str().unwrap().to_owned();
+        let c = jose::decode(&t).unwrap().claims;
+        assert_eq!(r["expires_in"], c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap());
+        r["expires_in"].as_i64().unwrap()
+    };
+    assert_eq!(ttl(token(&s, "", &plain, &[]).await), 300, "the server default");
+    let put = |class: &str, body: Value| s.req(Method::PUT, &format!("/v1/token-ttls/{class}")).json(&body);
+    json_ok(put("*", json!({"ttl": "2m"})).send().await.unwrap(), StatusCode::OK).await;
+    json_ok(put("batch", json!({"ttl": 30})).send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(ttl(token(&s, "", &plain, &[]).await), 120, "the tenant default");
+    assert_eq!(ttl(token(&s, "", &batch, &[]).await), 30, "the class setting");
+    let list = json_ok(
+        s.req(Method::GET, "/v1/token-ttls").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["server_default_secs"], 300);
+    assert_eq!(list["max_secs"], 3600);
+    assert_eq!(
+        list["items"],
+        json!([{"class": "*", "ttl_secs": 120}, {"class": "batch", "ttl_secs": 30}])
+    );
+    // The hard maximum, bad class names and roles.
+    problem(
+        put("*", json!({"ttl": "2h"})).send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        put("*", json!({"ttl": 0})).send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        put("bad%20name", json!({"ttl": 60})).send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let (operator, _) = crate::named_token(&s, "default", "operator", "ttl-op").await;
+    let res = s
+        .req_as(&operator, Method::PUT, "/v1/token-ttls/*")
+        .json(&json!({"ttl": 60}))
+        .send()
+        .await
+        .unwrap();
+    problem(res, StatusCode::FORBIDDEN).await;
+    // Another tenant's settings are its own.
+    let (beta, _) = tenant_token(&s, "beta", "admin").await;
+    let list = json_ok(
+        s.req_as(&beta, Method::GET, "/v1/token-ttls").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["items"], json!([]));
+    // Removing falls back; removing again is a 404.
+    let res = s.req(Method::DELETE, "/v1/token-ttls/batch").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(ttl(token(&s, "", &batch, &[]).await), 120);
+    problem(
+        s.req(Method::DELETE, "/v1/token-ttls/batch").send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let events = all_events(&s).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["action"] == "token_ttl.set" && e["outcome"] == "success")
+            .count(),
+        3
+    );
+}
 
 async fn sealed_keys_are_bound_to_their_tenant_and_id(backend: Backend) {
     let s = TestServer::start(backend).await;
