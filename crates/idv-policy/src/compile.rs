@@ -1,0 +1,410 @@
+//! A policy version: the tenant's Cedar policies and schema fragment, parsed
+//! and validated against IdentityVault's base schema. A version that
+//! compiles is immutable; engines are built from it.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{
+    ActionConstraint, Effect, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
+    ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde::Serialize;
+
+/// IdentityVault's base schema (`policies/idv.cedarschema`).
+pub const BASE_SCHEMA: &str = include_str!("../../../policies/idv.cedarschema");
+
+/// The annotation that marks a permit as needing human approval; its value
+/// says why (e.g. `@requires_approval("transfers above 10,000")`).
+pub const REQUIRES_APPROVAL: &str = "requires_approval";
+
+/// Limits on what a version may hold.
+pub mod limits {
+    /// Largest policy text, in bytes.
+    pub const POLICY_TEXT: usize = 1024 * 1024;
+    /// Largest schema fragment, in bytes.
+    pub const SCHEMA_TEXT: usize = 256 * 1024;
+}
+
+/// Which text a problem is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The Cedar policies.
+    Policies,
+    /// The tenant's schema fragment.
+    Schema,
+}
+
+/// Why a version does not compile, with a position where there is one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Which text.
+    pub source: Source,
+    /// What is wrong.
+    pub message: String,
+    /// 1-based line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// 1-based column (in characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// The policy it concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<String>,
+}
+
+impl Problem {
+    fn new(source: Source, message: impl Into<String>) -> Self {
+        Self {
+            source,
+            message: message.into(),
+            line: None,
+            column: None,
+            policy_id: None,
+        }
+    }
+
+    /// One problem per labelled position of a Cedar diagnostic (or one
+    /// without a position).
+    fn from_diagnostic(source: Source, text: &str, d: &dyn Diagnostic, policy_id: Option<String>) -> Self {
+        let mut message = d.to_string();
+        if let Some(help) = d.help() {
+            message = format!("{message} ({help})");
+        }
+        let offset = d.labels().and_then(|mut l| l.next()).map(|l| l.offset());
+        let (line, column) = match offset {
+            Some(o) => {
+                let (l, c) = position(text, o);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        Self {
+            source,
+            message,
+            line,
+            column,
+            policy_id,
+        }
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (u32, u32) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(column).unwrap_or(u32::MAX),
+    )
+}
+
+/// A version that compiled: schema, policies (ids from `@id` annotations),
+/// and the action hierarchy.
+#[derive(Debug)]
+pub struct Compiled {
+    pub(crate) schema: Schema,
+    pub(crate) policies: PolicySet,
+    /// Policy id → why it needs approval.
+    pub(crate) approvals: HashMap<PolicyId, String>,
+    /// Every action with itself and its ancestor groups.
+    pub(crate) actions: HashMap<EntityUid, HashSet<EntityUid>>,
+    /// The action entities, one cloned into each request.
+    pub(crate) action_entities: HashMap<EntityUid, Entity>,
+}
+
+impl Compiled {
+    /// The ids of the version's policies, in text order.
+    pub fn policy_ids(&self) -> Vec<String> {
+        self.policies.policies().map(|p| p.id().to_string()).collect()
+    }
+
+    /// Whether `action` (its name, e.g. `transfer`) is declared.
+    pub fn has_action(&self, action: &str) -> bool {
+        action_uid(action).is_some_and(|a| self.actions.contains_key(&a))
+    }
+
+    /// Whether `name` is a declared entity type.
+    pub fn has_entity_type(&self, name: &str) -> bool {
+        self.schema.entity_types().any(|t| t.to_string() == name)
+    }
+
+    /// Names of the declared actions, sorted.
+    pub fn action_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.actions.keys().map(|a| a.id().unescaped().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// `action` and the groups it belongs to, by name.
+    pub fn action_and_groups(&self, action: &str) -> Vec<String> {
+        action_uid(action)
+            .and_then(|a| self.actions.get(&a))
+            .map(|s| s.iter().map(|a| a.id().unescaped().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a policy text would be valid next to this version's schema
+    /// (grant conditions are checked this way).
+    pub fn validate_extra(&self, id: &str, text: &str) -> Result<Policy, Vec<Problem>> {
+        let policy = Policy::parse(Some(PolicyId::new(id)), text).map_err(|errs| {
+            errs.iter()
+                .map(|e| Problem::from_diagnostic(Source::Policies, text, e, Some(id.to_owned())))
+                .collect::<Vec<_>>()
+        })?;
+        let mut set = PolicySet::new();
+        set.add(policy.clone())
+            .map_err(|e| vec![Problem::new(Source::Policies, e.to_string())])?;
+        let result = Validator::new(self.schema.clone()).validate(&set, ValidationMode::Strict);
+        let problems: Vec<Problem> = result
+            .validation_errors()
+            .map(|e| Problem::from_diagnostic(Source::Policies, text, e, Some(id.to_owned())))
+            .collect();
+        if problems.is_empty() { Ok(policy) } else { Err(problems) }
+    }
+}
+
+/// `Action::"<name>"`.
+pub(crate) fn action_uid(name: &str) -> Option<EntityUid> {
+    entity_uid("Action", name)
+}
+
+/// `<type>::"<id>"`, or `None` if `type_name` is not a valid Cedar type name.
+pub(crate) fn entity_uid(type_name: &str, id: &str) -> Option<EntityUid> {
+    let t = cedar_policy::EntityTypeName::from_str(type_name).ok()?;
+    Some(EntityUid::from_type_name_and_id(t, cedar_policy::EntityId::new(id)))
+}
+
+/// Parses and validates a version. Every problem is reported, each with a
+/// position where Cedar gives one.
+pub fn compile(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled, Vec<Problem>> {
+    if policies.len() > limits::POLICY_TEXT {
+        return Err(vec![Problem::new(
+            Source::Policies,
+            format!("the policy text is larger than {} bytes", limits::POLICY_TEXT),
+        )]);
+    }
+    let fragment_text = schema_fragment.unwrap_or("");
+    if fragment_text.len() > limits::SCHEMA_TEXT {
+        return Err(vec![Problem::new(
+            Source::Schema,
+            format!("the schema is larger than {} bytes", limits::SCHEMA_TEXT),
+        )]);
+    }
+    let schema = schema(fragment_text)?;
+    let parsed = PolicySet::from_str(policies).map_err(|errs| {
+        errs.iter()
+            .map(|e| Problem::from_diagnostic(Source::Policies, policies, e, None))
+            .collect::<Vec<_>>()
+    })?;
+    let mut problems = Vec::new();
+    if parsed.templates().next().is_some() {
+        problems.push(Problem::new(
+            Source::Policies,
+            "templates (`?principal`, `?resource`) are not accepted in a policy version; grant roles instead",
+        ));
+    }
+    // Stable ids: `@id("…")` where given, else Cedar's positional `policyN`.
+    let mut set = PolicySet::new();
+    let mut approvals = HashMap::new();
+    let mut seen = HashSet::new();
+    for p in parsed.policies() {
+        let id = p.annotation("id").map_or_else(|| p.id().to_string(), str::to_owned);
+        if id.starts_with("role:") || id.starts_with("grant:") || id.starts_with("permission:") {
+            problems.push(Problem {
+                policy_id: Some(id.clone()),
+                ..Problem::new(
+                    Source::Policies,
+                    format!(
+                        "policy id `{id}` uses a prefix reserved for generated policies (role:, grant:, permission:)"
+                    ),
+                )
+            });
+            continue;
+        }
+        if !seen.insert(id.clone()) {
+            problems.push(Problem {
+                policy_id: Some(id.clone()),
+                ..Problem::new(Source::Policies, format!("two policies have the id `{id}`"))
+            });
+            continue;
+        }
+        let pid = PolicyId::new(&id);
+        if let Some(why) = p.annotation(REQUIRES_APPROVAL) {
+            if p.effect() == Effect::Forbid {
+                problems.push(Problem {
+                    policy_id: Some(id.clone()),
+                    ..Problem::new(
+                        Source::Policies,
+                        format!("`@{REQUIRES_APPROVAL}` only makes sense on a permit (policy `{id}`)"),
+                    )
+                });
+            }
+            approvals.insert(pid.clone(), why.to_owned());
+        }
+        if let Err(e) = set.add(p.new_id(pid)) {
+            problems.push(Problem::new(Source::Policies, e.to_string()));
+        }
+    }
+    let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+    for e in result.validation_errors() {
+        problems.push(Problem::from_diagnostic(
+            Source::Policies,
+            policies,
+            e,
+            Some(e.policy_id().to_string()),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (actions, action_entities) = action_hierarchy(&schema)?;
+    Ok(Compiled {
+        schema,
+        policies: set,
+        approvals,
+        actions,
+        action_entities,
+    })
+}
+
+fn schema(fragment_text: &str) -> Result<Schema, Vec<Problem>> {
+    let base = SchemaFragment::from_cedarschema_str(BASE_SCHEMA)
+        .map(|(f, _)| f)
+        .map_err(|e| vec![Problem::from_diagnostic(Source::Schema, BASE_SCHEMA, &e, None)])?;
+    let mut fragments = vec![base];
+    if !fragment_text.trim().is_empty() {
+        let tenant = SchemaFragment::from_cedarschema_str(fragment_text)
+            .map(|(f, _)| f)
+            .map_err(|e| vec![Problem::from_diagnostic(Source::Schema, fragment_text, &e, None)])?;
+        fragments.push(tenant);
+    }
+    Schema::from_schema_fragments(fragments)
+        .map_err(|e| vec![Problem::from_diagnostic(Source::Schema, fragment_text, &e, None)])
+}
+
+type Actions = (HashMap<EntityUid, HashSet<EntityUid>>, HashMap<EntityUid, Entity>);
+
+fn action_hierarchy(schema: &Schema) -> Result<Actions, Vec<Problem>> {
+    let entities: Entities = schema
+        .action_entities()
+        .map_err(|e| vec![Problem::new(Source::Schema, e.to_string())])?;
+    let mut actions = HashMap::new();
+    let mut action_entities = HashMap::new();
+    for uid in schema.actions() {
+        let mut up: HashSet<EntityUid> = entities
+            .ancestors(uid)
+            .map(|i| i.cloned().collect())
+            .unwrap_or_default();
+        up.insert(uid.clone());
+        actions.insert(uid.clone(), up);
+        if let Some(e) = entities.get(uid) {
+            action_entities.insert(uid.clone(), e.clone());
+        }
+    }
+    Ok((actions, action_entities))
+}
+
+/// Whether a policy's action scope can match `action` (given it and its
+/// ancestors): the basis of slicing policy sets by action.
+pub(crate) fn may_apply(constraint: &ActionConstraint, action_and_groups: &HashSet<EntityUid>) -> bool {
+    match constraint {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(a) => action_and_groups.contains(a),
+        ActionConstraint::In(list) => list.iter().any(|a| action_and_groups.contains(a)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_schema_compiles_with_no_policies() {
+        let c = compile("", None).unwrap();
+        assert!(c.has_action("transfer"));
+        assert!(c.has_entity_type("Agent"));
+        assert!(c.policy_ids().is_empty());
+    }
+
+    #[test]
+    fn ids_come_from_annotations() {
+        let c = compile(
+            r#"@id("agents-read") permit(principal is Agent, action == Action::"read", resource);
+               permit(principal, action == Action::"write", resource);"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.policy_ids().len(), 2);
+        assert!(c.policy_ids().contains(&"agents-read".to_owned()));
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let text = "permit(principal, action, resource);\npermit(principal action, resource);";
+        let errs = compile(text, None).unwrap_err();
+        assert!(!errs.is_empty());
+        assert_eq!(errs[0].source, Source::Policies);
+        assert_eq!(errs[0].line, Some(2), "{errs:?}");
+        assert!(errs[0].column.is_some());
+    }
+
+    #[test]
+    fn validation_errors_name_the_policy_and_position() {
+        let text = "@id(\"ok\") permit(principal, action, resource);\n\n@id(\"bad\")\npermit(principal is Agent, action == Action::\"read\", resource) when { principal.nosuch == 1 };";
+        let errs = compile(text, None).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].policy_id.as_deref(), Some("bad"));
+        assert_eq!(errs[0].line, Some(4), "{errs:?}");
+        assert!(errs[0].message.contains("nosuch"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_actions_and_bad_schema_fragments_are_refused() {
+        let errs = compile(r#"permit(principal, action == Action::"fly", resource);"#, None).unwrap_err();
+        assert!(errs[0].message.contains("fly"), "{errs:?}");
+        let errs = compile("", Some("entity Thing {\n  a: Nope\n};")).unwrap_err();
+        assert_eq!(errs[0].source, Source::Schema);
+        let errs = compile("", Some("entity Thing {")).unwrap_err();
+        assert_eq!(errs[0].source, Source::Schema);
+        assert_eq!(errs[0].line, Some(1), "{errs:?}");
+    }
+
+    #[test]
+    fn tenant_actions_join_builtin_groups() {
+        let c = compile(
+            "",
+            Some(r#"action "payments:send" in [Action::"transfer"] appliesTo { principal: [Agent], resource: [Resource], context: Request };"#),
+        )
+        .unwrap();
+        let mut g = c.action_and_groups("payments:send");
+        g.sort();
+        assert_eq!(g, vec!["payments:send", "transfer"]);
+    }
+
+    #[test]
+    fn duplicate_and_reserved_ids_templates_and_approval_forbids_are_refused() {
+        let errs = compile(
+            r#"@id("a") permit(principal, action, resource); @id("a") permit(principal, action, resource);"#,
+            None,
+        )
+        .unwrap_err();
+        assert!(errs[0].message.contains("two policies"));
+        let errs = compile(r#"@id("role:x") permit(principal, action, resource);"#, None).unwrap_err();
+        assert!(errs[0].message.contains("reserved"));
+        let errs = compile("permit(principal == ?principal, action, resource);", None).unwrap_err();
+        assert!(errs[0].message.contains("templates"));
+        let errs = compile(r#"@requires_approval("x") forbid(principal, action, resource);"#, None).unwrap_err();
+        assert!(errs[0].message.contains("permit"));
+    }
+
+    #[test]
+    fn positions_count_characters() {
+        assert_eq!(position("ab\ncd", 4), (2, 2));
+        assert_eq!(position("é\nx", 3), (2, 1));
+        assert_eq!(position("", 10), (1, 1));
+    }
+}

@@ -1,0 +1,674 @@
+//! The decision engine of one tenant: its active version, roles, grants and
+//! directory, turned into Cedar policy slices and entity memberships. Built
+//! once per change, shared by every decision until the next.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet,
+    Request, RestrictedExpression,
+};
+use idv_core::Timestamp;
+use idv_core::agent::Agent;
+use idv_core::directory::{DirectoryEntity, EntityRef};
+use idv_core::lifecycle::Status;
+use idv_core::role::{GrantSubject, Permission, Role, RoleGrant};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::compile::{Compiled, action_uid, entity_uid, may_apply};
+use crate::value::{ValueError, to_cedar};
+
+/// Context keys the server fills in; callers may not set them.
+pub const RESERVED_CONTEXT: [&str; 6] = ["now", "hour", "weekday", "source_ip", "token", "role"];
+
+/// A party to a decision: the acting subject or one of its delegators.
+#[derive(Clone, Copy, Debug)]
+pub enum Party<'a> {
+    /// A registered agent.
+    Agent(&'a Agent),
+    /// A directory entity (e.g. a `Human`, or a tenant type like `user`).
+    Entity(&'a EntityRef),
+}
+
+/// What the decision is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A registered agent (e.g. the callee of `invoke`).
+    Agent(&'a Agent),
+    /// Any other resource, with the caller's view of its attributes.
+    Entity {
+        /// Type and id.
+        uid: &'a EntityRef,
+        /// Attributes supplied with the request (they override stored ones).
+        properties: Option<&'a Map<String, Value>>,
+    },
+}
+
+/// Facts from the access token the subject presented.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFacts {
+    /// Its scopes.
+    pub scopes: BTreeSet<String>,
+    /// Its `authorization_details` types.
+    pub task_types: BTreeSet<String>,
+    /// How many delegators stand behind the actor.
+    pub delegators: i64,
+}
+
+/// One question.
+#[derive(Clone, Debug)]
+pub struct Query<'a> {
+    /// Who acts.
+    pub actor: Party<'a>,
+    /// Who it acts for, nearest first; each must be allowed too.
+    pub delegators: Vec<Party<'a>>,
+    /// The action's name.
+    pub action: &'a str,
+    /// On what.
+    pub resource: Target<'a>,
+    /// The caller's context attributes.
+    pub context: &'a Map<String, Value>,
+    /// When.
+    pub now: Timestamp,
+    /// From where.
+    pub source_ip: Option<IpAddr>,
+    /// Present when the subject was an access token: the action must be
+    /// within its scopes.
+    pub token: Option<&'a TokenFacts>,
+}
+
+/// The answer for one party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision", content = "reasons")]
+pub enum Outcome {
+    /// Permitted.
+    Allow,
+    /// Not permitted (default deny, a forbid, or a rule outside policy).
+    Deny,
+    /// Permitted only after a human approves; the policies' reasons.
+    RequiresApproval(Vec<String>),
+}
+
+/// How one party fared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartyDecision {
+    /// `Type::"id"`.
+    pub party: String,
+    /// Its outcome.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The policies that determined it.
+    pub determining: Vec<String>,
+    /// Policies that failed to evaluate (an erroring forbid denies).
+    pub errors: Vec<String>,
+    /// A rule outside policy that decided, e.g. `agent_not_active`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Deny if any party is denied; else approval if any needs it; else allow.
+    pub outcome: Outcome,
+    /// Each party, the actor first.
+    pub parties: Vec<PartyDecision>,
+}
+
+impl Decision {
+    /// Whether the request may go ahead now.
+    pub fn allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+}
+
+/// A request the engine cannot evaluate as given.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A context or property value has no Cedar form.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// The caller set a context key the server owns.
+    #[error("`context.{0}` is set by the server and may not be supplied")]
+    Reserved(String),
+}
+
+/// A tenant's compiled authorization state.
+#[derive(Debug)]
+pub struct Engine {
+    compiled: Arc<Compiled>,
+    version: i64,
+    authorizer: Authorizer,
+    /// Policies that may apply, by action.
+    slices: HashMap<EntityUid, PolicySet>,
+    /// Every entity's ancestors (directory memberships and grants), flattened.
+    ancestors: HashMap<EntityUid, HashSet<EntityUid>>,
+    /// Directory entities: attributes as given, for overlaying request properties.
+    directory: HashMap<EntityUid, Map<String, Value>>,
+    /// Actions of each role (generated roles for single permissions included).
+    role_actions: HashMap<String, BTreeSet<String>>,
+    valid_until: Option<Timestamp>,
+    warnings: Vec<String>,
+}
+
+/// What an engine is built from.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// The active version, compiled.
+    pub compiled: Arc<Compiled>,
+    /// Its number (0: none uploaded, the base schema alone).
+    pub version: i64,
+    /// The tenant's roles.
+    pub roles: &'a [Role],
+    /// The tenant's grants (expired ones are left out).
+    pub grants: &'a [RoleGrant],
+    /// The tenant's directory.
+    pub directory: &'a [DirectoryEntity],
+    /// When it is built.
+    pub now: Timestamp,
+}
+
+/// The generated role that holds a single permission.
+fn permission_role(action: &str) -> String {
+    format!("permission:{action}")
+}
+
+fn subject_uid(s: &GrantSubject) -> Option<EntityUid> {
+    match s {
+        GrantSubject::Agent(id) => entity_uid("Agent", &id.to_string()),
+        GrantSubject::Class(n) => entity_uid("Class", n),
+        GrantSubject::Group(n) => entity_uid("Group", n),
+    }
+}
+
+fn ref_uid(r: &EntityRef) -> Option<EntityUid> {
+    entity_uid(&r.type_name, &r.id)
+}
+
+/// The Cedar text of a conditional grant, or `None` if it gives nothing
+/// (an unknown role, or a role without actions).
+pub fn grant_policy(grant: &RoleGrant, roles: &[Role]) -> Option<String> {
+    let condition = grant.condition.as_deref()?;
+    let actions: Vec<String> = match &grant.permission {
+        Permission::Role(r) => roles.iter().find(|x| &x.name == r)?.actions.iter().cloned().collect(),
+        Permission::Action(a) => vec![a.clone()],
+    };
+    let list = action_list(&actions)?;
+    Some(format!(
+        "permit(principal in {}, action in [{list}], resource) when {{ {condition} }};",
+        subject_uid(&grant.subject)?
+    ))
+}
+
+fn action_list(actions: &[String]) -> Option<String> {
+    let uids: Vec<String> = actions
+        .iter()
+        .filter_map(|a| action_uid(a))
+        .map(|u| u.to_string())
+        .collect();
+    (!uids.is_empty()).then(|| uids.join(", "))
+}
+
+impl Engine {
+    /// Builds the engine. Grants that cannot apply (an unknown role, a
+    /// condition that no longer parses) are left out and reported in
+    /// [`Engine::warnings`].
+    pub fn build(inputs: Inputs<'_>) -> Engine {
+        let Inputs {
+            compiled,
+            version,
+            roles,
+            grants,
+            directory,
+            now,
+        } = inputs;
+        let mut warnings = Vec::new();
+        let mut policies: Vec<Policy> = compiled.policies.policies().cloned().collect();
+        let mut role_actions: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for r in roles {
+            role_actions.insert(r.name.clone(), r.actions.clone());
+            let actions: Vec<String> = r.actions.iter().cloned().collect();
+            let (Some(list), Some(role)) = (action_list(&actions), entity_uid("Role", &r.name)) else {
+                continue;
+            };
+            let id = format!("role:{}", r.name);
+            match Policy::parse(
+                Some(PolicyId::new(&id)),
+                format!("permit(principal in {role}, action in [{list}], resource);"),
+            ) {
+                Ok(p) => policies.push(p),
+                Err(e) => warnings.push(format!("role `{}`: {e}", r.name)),
+            }
+        }
+        let mut edges: HashMap<EntityUid, HashSet<EntityUid>> = HashMap::new();
+        let mut attrs: HashMap<EntityUid, Map<String, Value>> = HashMap::new();
+        for e in directory {
+            let Some(uid) = ref_uid(&e.uid) else { continue };
+            let parents = edges.entry(uid.clone()).or_default();
+            parents.extend(e.parents.iter().filter_map(ref_uid));
+            if e.uid.type_name != "Agent" {
+                attrs.insert(uid, e.attrs.clone());
+            }
+        }
+        let mut valid_until: Option<Timestamp> = None;
+        let mut permissions = BTreeSet::new();
+        for g in grants.iter().filter(|g| g.is_live(now)) {
+            if let Some(e) = g.expires_at {
+                valid_until = Some(valid_until.map_or(e, |v| v.min(e)));
+            }
+            let Some(subject) = subject_uid(&g.subject) else {
+                continue;
+            };
+            if g.condition.is_some() {
+                let id = format!("grant:{}", g.id);
+                match grant_policy(g, roles)
+                    .map(|text| Policy::parse(Some(PolicyId::new(&id)), text).map_err(|e| e.to_string()))
+                {
+                    Some(Ok(p)) => policies.push(p),
+                    Some(Err(e)) => warnings.push(format!("grant `{}`: {e}", g.id)),
+                    None => warnings.push(format!("grant `{}` gives no actions", g.id)),
+                }
+                continue;
+            }
+            let role = match &g.permission {
+                Permission::Role(r) => {
+                    if !role_actions.contains_key(r) {
+                        warnings.push(format!("grant `{}` names the unknown role `{r}`", g.id));
+                        continue;
+                    }
+                    r.clone()
+                }
+                Permission::Action(a) => {
+                    permissions.insert(a.clone());
+                    permission_role(a)
+                }
+            };
+            if let Some(r) = entity_uid("Role", &role) {
+                edges.entry(subject).or_default().insert(r);
+            }
+        }
+        for a in permissions {
+            let role = permission_role(&a);
+            let (Some(r), Some(act)) = (entity_uid("Role", &role), action_uid(&a)) else {
+                continue;
+            };
+            role_actions.insert(role.clone(), BTreeSet::from([a]));
+            if let Ok(p) = Policy::parse(
+                Some(PolicyId::new(&role)),
+                format!("permit(principal in {r}, action == {act}, resource);"),
+            ) {
+                policies.push(p);
+            }
+        }
+        let mut slices = HashMap::new();
+        for (action, groups) in &compiled.actions {
+            let mut set = PolicySet::new();
+            for p in policies.iter().filter(|p| may_apply(&p.action_constraint(), groups)) {
+                if let Err(e) = set.add(p.clone()) {
+                    warnings.push(e.to_string());
+                }
+            }
+            slices.insert(action.clone(), set);
+        }
+        Engine {
+            compiled,
+            version,
+            authorizer: Authorizer::new(),
+            slices,
+            ancestors: flatten(&edges),
+            directory: attrs,
+            role_actions,
+            valid_until,
+            warnings,
+        }
+    }
+
+    /// The version it runs.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The compiled version.
+    pub fn compiled(&self) -> &Arc<Compiled> {
+        &self.compiled
+    }
+
+    /// When the earliest grant in it expires (it must be rebuilt by then).
+    pub fn valid_until(&self) -> Option<Timestamp> {
+        self.valid_until
+    }
+
+    /// Grants and roles that could not be applied.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The roles an agent holds (directly, through its class or groups), and
+    /// the actions they give: the data view of "what may this agent do".
+    /// Conditional grants are not included (they hold only when their
+    /// condition does).
+    pub fn granted(&self, agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut roles = BTreeSet::new();
+        let mut actions = BTreeSet::new();
+        for p in self.agent_parents(agent) {
+            if p.type_name().to_string() != "Role" {
+                continue;
+            }
+            let name = p.id().unescaped().to_owned();
+            if let Some(a) = self.role_actions.get(&name) {
+                actions.extend(a.iter().cloned());
+            }
+            if !name.starts_with("permission:") {
+                roles.insert(name);
+            }
+        }
+        (roles, actions)
+    }
+
+    fn agent_parents(&self, a: &Agent) -> HashSet<EntityUid> {
+        let mut direct: Vec<EntityUid> = Vec::new();
+        if let Some(uid) = entity_uid("Agent", &a.id.to_string()) {
+            direct.push(uid);
+        }
+        if let Some(c) = a.class.as_deref().and_then(|c| entity_uid("Class", c)) {
+            direct.push(c);
+        }
+        let mut out = HashSet::new();
+        for d in &direct {
+            if let Some(up) = self.ancestors.get(d) {
+                out.extend(up.iter().cloned());
+            }
+        }
+        // The class itself is a parent; the agent is not its own.
+        out.extend(direct.into_iter().skip(1));
+        out
+    }
+
+    fn agent_entity(&self, a: &Agent) -> Option<Entity> {
+        let uid = entity_uid("Agent", &a.id.to_string())?;
+        let mut attrs: HashMap<String, RestrictedExpression> = HashMap::from([
+            ("name".to_owned(), RestrictedExpression::new_string(a.name.clone())),
+            (
+                "status".to_owned(),
+                RestrictedExpression::new_string(a.status.as_str().to_owned()),
+            ),
+            ("owner".to_owned(), RestrictedExpression::new_string(a.owner.clone())),
+            (
+                "labels".to_owned(),
+                RestrictedExpression::new_set(
+                    a.labels
+                        .iter()
+                        .map(|(k, v)| RestrictedExpression::new_string(format!("{k}={v}"))),
+                ),
+            ),
+            (
+                "capabilities".to_owned(),
+                RestrictedExpression::new_set(a.capabilities.iter().cloned().map(RestrictedExpression::new_string)),
+            ),
+        ]);
+        if let Some(e) = a.environment {
+            attrs.insert(
+                "environment".into(),
+                RestrictedExpression::new_string(e.as_str().to_owned()),
+            );
+        }
+        if let Some(c) = &a.class {
+            attrs.insert("class".into(), RestrictedExpression::new_string(c.clone()));
+        }
+        if let Some(t) = &a.team {
+            attrs.insert("team".into(), RestrictedExpression::new_string(t.clone()));
+        }
+        Entity::new(uid, attrs, self.agent_parents(a)).ok()
+    }
+
+    /// A directory entity (or a bare one), with `properties` over its stored attributes.
+    fn other_entity(
+        &self,
+        r: &EntityRef,
+        properties: Option<&Map<String, Value>>,
+        path: &str,
+    ) -> Result<Option<Entity>, QueryError> {
+        let Some(uid) = ref_uid(r) else { return Ok(None) };
+        let mut json = self.directory.get(&uid).cloned().unwrap_or_default();
+        if let Some(p) = properties {
+            json.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let mut attrs = HashMap::with_capacity(json.len());
+        for (k, v) in &json {
+            attrs.insert(k.clone(), to_cedar(v, &format!("{path}.{k}"))?);
+        }
+        let parents = self.ancestors.get(&uid).cloned().unwrap_or_default();
+        Ok(Entity::new(uid, attrs, parents).ok())
+    }
+
+    fn known(&self, r: &EntityRef) -> bool {
+        r.type_name == "Human"
+            || ref_uid(r).is_some_and(|u| self.directory.contains_key(&u) || self.ancestors.contains_key(&u))
+    }
+
+    /// Decides a query. Deny unless every party is permitted; suspended,
+    /// retired and not-yet-active agents are always denied.
+    pub fn decide(&self, q: &Query<'_>) -> Result<Decision, QueryError> {
+        let mut base: Vec<(String, RestrictedExpression)> = Vec::with_capacity(q.context.len() + 6);
+        for (k, v) in q.context {
+            if RESERVED_CONTEXT.contains(&k.as_str()) {
+                return Err(QueryError::Reserved(k.clone()));
+            }
+            base.push((k.clone(), to_cedar(v, &format!("context.{k}"))?));
+        }
+        let secs = q.now.as_micros().div_euclid(1_000_000);
+        base.push(("now".into(), RestrictedExpression::new_long(secs)));
+        base.push((
+            "hour".into(),
+            RestrictedExpression::new_long(secs.rem_euclid(86_400) / 3_600),
+        ));
+        // 1970-01-01 was a Thursday (ISO weekday 4).
+        base.push((
+            "weekday".into(),
+            RestrictedExpression::new_long((secs.div_euclid(86_400) + 3).rem_euclid(7) + 1),
+        ));
+        if let Some(ip) = q.source_ip {
+            base.push(("source_ip".into(), RestrictedExpression::new_ip(ip.to_string())));
+        }
+        if let Some(t) = q.token {
+            let set = |s: &BTreeSet<String>| {
+                RestrictedExpression::new_set(s.iter().cloned().map(RestrictedExpression::new_string))
+            };
+            let token = RestrictedExpression::new_record([
+                ("scopes".to_owned(), set(&t.scopes)),
+                ("task_types".to_owned(), set(&t.task_types)),
+                ("delegators".to_owned(), RestrictedExpression::new_long(t.delegators)),
+            ])
+            .map_err(|e| ValueError {
+                path: "context.token".into(),
+                reason: e.to_string(),
+            })?;
+            base.push(("token".into(), token));
+        }
+        let resource = match q.resource {
+            Target::Agent(a) => self.agent_entity(a),
+            Target::Entity { uid, properties } => {
+                if self.compiled.has_entity_type(&uid.type_name) {
+                    self.other_entity(uid, properties, "resource.properties")?
+                } else {
+                    None
+                }
+            }
+        };
+        let action = action_uid(q.action).filter(|a| self.slices.contains_key(a));
+        let mut parties = Vec::with_capacity(1 + q.delegators.len());
+        let all = std::iter::once((q.actor, "actor")).chain(q.delegators.iter().map(|d| (*d, "delegator")));
+        for (party, role) in all {
+            let d = match (&action, &resource) {
+                (None, _) => refused(party_name(party), "unknown_action"),
+                (_, None) => refused(party_name(party), "unknown_resource_type"),
+                (Some(action), Some(resource)) => self.decide_party(party, role, action, resource, &base, q)?,
+            };
+            parties.push(d);
+        }
+        let outcome = if parties.iter().any(|p| p.outcome == Outcome::Deny) {
+            Outcome::Deny
+        } else {
+            let reasons: Vec<String> = parties
+                .iter()
+                .filter_map(|p| match &p.outcome {
+                    Outcome::RequiresApproval(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if parties
+                .iter()
+                .any(|p| matches!(p.outcome, Outcome::RequiresApproval(_)))
+            {
+                Outcome::RequiresApproval(reasons)
+            } else {
+                Outcome::Allow
+            }
+        };
+        Ok(Decision { outcome, parties })
+    }
+
+    fn decide_party(
+        &self,
+        party: Party<'_>,
+        role: &str,
+        action: &EntityUid,
+        resource: &Entity,
+        base: &[(String, RestrictedExpression)],
+        q: &Query<'_>,
+    ) -> Result<PartyDecision, QueryError> {
+        let name = party_name(party);
+        let principal = match party {
+            Party::Agent(a) => {
+                if a.status != Status::Active {
+                    return Ok(refused(name, "agent_not_active"));
+                }
+                self.agent_entity(a)
+            }
+            Party::Entity(r) => {
+                if !self.known(r) {
+                    return Ok(refused(name, "unknown_subject"));
+                }
+                self.other_entity(r, None, "subject")?
+            }
+        };
+        let Some(principal) = principal else {
+            return Ok(refused(name, "unknown_subject"));
+        };
+        if let Some(t) = q.token
+            && role == "actor"
+            && !self
+                .compiled
+                .actions
+                .get(action)
+                .is_some_and(|groups| groups.iter().any(|g| t.scopes.contains(g.id().unescaped())))
+        {
+            return Ok(refused(name, "scope"));
+        }
+        let mut ctx = base.to_vec();
+        ctx.push(("role".into(), RestrictedExpression::new_string(role.to_owned())));
+        let context = Context::from_pairs(ctx).map_err(|e| ValueError {
+            path: "context".into(),
+            reason: e.to_string(),
+        })?;
+        let Some(slice) = self.slices.get(action) else {
+            return Ok(refused(name, "unknown_action"));
+        };
+        let Ok(request) = Request::new(principal.uid(), action.clone(), resource.uid(), context, None) else {
+            return Ok(refused(name, "invalid_request"));
+        };
+        let mut entities = Vec::with_capacity(3);
+        let same = principal.uid() == resource.uid();
+        entities.push(principal);
+        if !same {
+            entities.push(resource.clone());
+        }
+        if let Some(a) = self.compiled.action_entities.get(action) {
+            entities.push(a.clone());
+        }
+        let Ok(entities) = Entities::from_entities(entities, None) else {
+            return Ok(refused(name, "invalid_entities"));
+        };
+        let response = self.authorizer.is_authorized(&request, slice, &entities);
+        let determining: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
+        let mut errors = Vec::new();
+        let mut forbid_failed = Vec::new();
+        for e in response.diagnostics().errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+            let id = e.policy_id();
+            errors.push(e.to_string());
+            if slice.policy(id).is_some_and(|p| p.effect() == Effect::Forbid) {
+                forbid_failed.push(id.to_string());
+            }
+        }
+        // Fail closed: a forbid that could not be evaluated counts as applying.
+        let outcome = if !forbid_failed.is_empty() {
+            return Ok(PartyDecision {
+                party: name,
+                outcome: Outcome::Deny,
+                determining: forbid_failed,
+                errors,
+                reason: Some("forbid_error".into()),
+            });
+        } else if response.decision() == CedarDecision::Allow {
+            let approvals: Vec<String> = determining
+                .iter()
+                .filter_map(|id| self.compiled.approvals.get(id).cloned())
+                .collect();
+            if approvals.len() == determining.len() {
+                Outcome::RequiresApproval(approvals)
+            } else {
+                Outcome::Allow
+            }
+        } else {
+            Outcome::Deny
+        };
+        Ok(PartyDecision {
+            party: name,
+            outcome,
+            determining: determining.iter().map(ToString::to_string).collect(),
+            errors,
+            reason: None,
+        })
+    }
+}
+
+fn party_name(p: Party<'_>) -> String {
+    match p {
+        Party::Agent(a) => format!("Agent::\"{}\"", a.id),
+        Party::Entity(r) => format!("{}::{:?}", r.type_name, r.id),
+    }
+}
+
+fn refused(party: String, reason: &str) -> PartyDecision {
+    PartyDecision {
+        party,
+        outcome: Outcome::Deny,
+        determining: vec![],
+        errors: vec![],
+        reason: Some(reason.to_owned()),
+    }
+}
+
+/// Every node's ancestors, transitively (cycles are harmless).
+fn flatten(edges: &HashMap<EntityUid, HashSet<EntityUid>>) -> HashMap<EntityUid, HashSet<EntityUid>> {
+    let mut out = HashMap::with_capacity(edges.len());
+    for start in edges.keys() {
+        let mut seen: HashSet<EntityUid> = HashSet::new();
+        let mut queue: VecDeque<&EntityUid> = edges.get(start).into_iter().flatten().collect();
+        while let Some(n) = queue.pop_front() {
+            if seen.insert(n.clone())
+                && let Some(next) = edges.get(n)
+            {
+                queue.extend(next.iter());
+            }
+        }
+        seen.remove(start);
+        out.insert(start.clone(), seen);
+    }
+    out
+}
