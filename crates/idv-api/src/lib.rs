@@ -36,6 +36,27 @@ pub struct Problem {
     /// For invalid input: which field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For policies that do not compile: every problem, with its position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<PolicyProblem>>,
+}
+
+/// One reason a policy version does not compile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyProblem {
+    /// `policies` or `schema`.
+    pub source: String,
+    /// What is wrong.
+    pub message: String,
+    /// 1-based line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// 1-based column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// The policy it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<String>,
 }
 
 /// A page of results with a keyset cursor.
@@ -89,7 +110,7 @@ pub struct TenantView {
 pub struct AdminTokenCreate {
     /// A name for people, e.g. `ci-pipeline`.
     pub name: String,
-    /// `admin`, `operator` or `auditor`.
+    /// `admin`, `operator`, `auditor` or `pep`.
     pub role: String,
     /// Lifetime; absent means it does not expire.
     #[serde(default)]
@@ -108,7 +129,7 @@ pub struct AdminTokenView {
     pub tenant: String,
     /// Name for people.
     pub name: String,
-    /// `admin`, `operator` or `auditor`.
+    /// `admin`, `operator`, `auditor` or `pep`.
     pub role: String,
     /// Platform operator token.
     pub platform: bool,
@@ -679,4 +700,429 @@ pub struct AuditEventView {
 pub struct Health {
     /// `ok` or `unavailable`.
     pub status: String,
+}
+
+/// `POST /v1/policies` (and `/v1/policies/validate`): a new version.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpload {
+    /// Cedar policies; `@id("…")` names each (else `policy0`, `policy1`, …).
+    pub policies: String,
+    /// The tenant's schema fragment (Cedar schema syntax): its resource
+    /// types and actions, added to IdentityVault's base schema.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Why this version exists.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Activate it in the same step.
+    #[serde(default)]
+    pub activate: bool,
+}
+
+/// A policy version.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyVersionView {
+    /// 1, 2, … per tenant.
+    pub version: i64,
+    /// Whether decisions use it now.
+    pub active: bool,
+    /// The ids of its policies.
+    pub policy_ids: Vec<String>,
+    /// Why it exists.
+    pub description: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who uploaded it.
+    pub created_by: String,
+    /// RFC 3339, when it was last made active.
+    pub activated_at: Option<String>,
+    /// The Cedar text (only when one version is fetched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<String>,
+    /// The schema fragment (only when one version is fetched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// `GET /v1/policies`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyVersions {
+    /// The active version, if any (none: the base schema alone, and every
+    /// decision is a deny unless roles grant it).
+    pub active: Option<i64>,
+    /// Every version, newest first.
+    pub items: Vec<PolicyVersionView>,
+}
+
+/// `POST /v1/policies/validate`: the outcome.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyValidation {
+    /// Whether it compiles.
+    pub valid: bool,
+    /// The policy ids it would hold.
+    pub policy_ids: Vec<String>,
+    /// Why not, each with its position.
+    pub errors: Vec<PolicyProblem>,
+}
+
+/// `POST /v1/policies/test`: requests to run against a candidate and the
+/// active version.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyTest {
+    /// A stored version to try …
+    #[serde(default)]
+    pub version: Option<i64>,
+    /// … or policy text (with `schema`) not yet uploaded.
+    #[serde(default)]
+    pub policies: Option<String>,
+    /// The schema fragment for `policies`.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// AuthZEN evaluation requests.
+    pub requests: Vec<EvaluationRequest>,
+}
+
+/// One request of a [`PolicyTest`].
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyTestResult {
+    /// Its position in the request.
+    pub index: usize,
+    /// Under the active version: `allow`, `deny` or `requires_approval`.
+    pub active: String,
+    /// Under the candidate.
+    pub candidate: String,
+    /// Whether they differ.
+    pub changed: bool,
+    /// The candidate's determining policies.
+    pub candidate_policies: Vec<String>,
+}
+
+/// `POST /v1/policies/test`: the outcome.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyTestReport {
+    /// The active version (none: base schema only).
+    pub active_version: Option<i64>,
+    /// How many decisions would change.
+    pub changed: usize,
+    /// Every request's outcome.
+    pub results: Vec<PolicyTestResult>,
+}
+
+/// `PUT /v1/roles/{name}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolePut {
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Actions (or action groups such as `read`) it permits.
+    pub actions: BTreeSet<String>,
+}
+
+/// A role.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoleView {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Actions it permits.
+    pub actions: BTreeSet<String>,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// Who a grant is to: `{"type": "agent"|"class"|"group", "id": "…"}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct GrantSubjectRef {
+    /// `agent`, `class` or `group`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Agent id, class or group name.
+    pub id: String,
+}
+
+/// `POST /v1/grants`: exactly one of `role` and `action`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantCreate {
+    /// Who receives it.
+    pub subject: GrantSubjectRef,
+    /// A role …
+    #[serde(default)]
+    pub role: Option<String>,
+    /// … or a single action.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// A Cedar condition that must also hold (the body of `when { … }`).
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// When it lapses: RFC 3339, or a duration from now (`30m`, `7d`).
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// A grant.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct GrantView {
+    /// Its id.
+    pub id: Uuid,
+    /// Who holds it.
+    pub subject: GrantSubjectRef,
+    /// The role, if it grants one.
+    pub role: Option<String>,
+    /// The action, if it grants one.
+    pub action: Option<String>,
+    /// Its condition.
+    pub condition: Option<String>,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Who made it.
+    pub created_by: String,
+}
+
+/// What an agent may do, from the data: its roles and their actions.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentPermissions {
+    /// The agent.
+    pub agent_id: Uuid,
+    /// Roles held directly, through its class or its groups.
+    pub roles: BTreeSet<String>,
+    /// The actions those roles and single-permission grants give.
+    pub actions: BTreeSet<String>,
+    /// Grants made to the agent itself (class and group grants are listed
+    /// under `/v1/grants`).
+    pub grants: Vec<GrantView>,
+    /// What it has used (action, resource type, count, last use).
+    pub usage: Vec<UsageView>,
+}
+
+/// One permission's use.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageView {
+    /// The action.
+    pub action: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// How often it was allowed.
+    pub count: i64,
+    /// RFC 3339.
+    pub first_used: String,
+    /// RFC 3339.
+    pub last_used: String,
+}
+
+/// A directory entity (Cedar's entity shape).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntityView {
+    /// `{"type": …, "id": …}`.
+    #[schema(value_type = Object)]
+    pub uid: serde_json::Value,
+    /// Attributes.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// Parents: `[{"type": …, "id": …}]`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub parents: Vec<serde_json::Value>,
+}
+
+/// An AuthZEN subject or resource.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AzEntity {
+    /// Its type: `agent`, `token` (subject only: `id` is an access token we
+    /// issued), or a type of the tenant's schema.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its id.
+    pub id: String,
+    /// Attributes supplied by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// An AuthZEN action.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AzAction {
+    /// Its name.
+    pub name: String,
+    /// Attributes (not used by policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// AuthZEN 1.0 §6.1: an access evaluation request.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationRequest {
+    /// Who.
+    pub subject: AzEntity,
+    /// Does what.
+    pub action: AzAction,
+    /// To what.
+    pub resource: AzEntity,
+    /// In what circumstances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// AuthZEN 1.0 §6.2: the decision.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationResponse {
+    /// Allowed or not.
+    pub decision: bool,
+    /// Why: determining policies, errors, reasons, approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Value>,
+}
+
+/// One item of an AuthZEN evaluations request: overrides of the defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationItem {
+    /// Subject.
+    #[serde(default)]
+    pub subject: Option<AzEntity>,
+    /// Action.
+    #[serde(default)]
+    pub action: Option<AzAction>,
+    /// Resource.
+    #[serde(default)]
+    pub resource: Option<AzEntity>,
+    /// Context.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// AuthZEN 1.0 §7.1.2: options of an evaluations request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationsOptions {
+    /// `execute_all` (default), `deny_on_first_deny` or `permit_on_first_permit`.
+    #[serde(default)]
+    pub evaluations_semantic: Option<String>,
+}
+
+/// AuthZEN 1.0 §7.1: many evaluations, with defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationsRequest {
+    /// Default subject.
+    #[serde(default)]
+    pub subject: Option<AzEntity>,
+    /// Default action.
+    #[serde(default)]
+    pub action: Option<AzAction>,
+    /// Default resource.
+    #[serde(default)]
+    pub resource: Option<AzEntity>,
+    /// Default context.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The evaluations (absent or empty: the defaults are one evaluation).
+    #[serde(default)]
+    pub evaluations: Option<Vec<EvaluationItem>>,
+    /// Options.
+    #[serde(default)]
+    pub options: Option<EvaluationsOptions>,
+}
+
+/// AuthZEN 1.0 §7.2: decisions in request order.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationsResponse {
+    /// One per evaluation (fewer when a short-circuit semantic stopped early).
+    pub evaluations: Vec<EvaluationResponse>,
+}
+
+/// AuthZEN 1.0 §9: the PDP's metadata.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuthzenConfiguration {
+    /// The PDP's identifier (its base URL).
+    pub policy_decision_point: String,
+    /// `POST` one evaluation.
+    pub access_evaluation_endpoint: String,
+    /// `POST` many evaluations.
+    pub access_evaluations_endpoint: String,
+}
+
+/// An approval request.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalView {
+    /// Its id.
+    pub id: Uuid,
+    /// `pending`, `approved`, `rejected` or `used`.
+    pub status: String,
+    /// Who must decide (the agent's owner).
+    pub assignee: String,
+    /// The acting agent, if the subject was one.
+    pub agent_id: Option<Uuid>,
+    /// The subject as asked.
+    #[schema(value_type = Object)]
+    pub subject: serde_json::Value,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    #[schema(value_type = Object)]
+    pub resource: serde_json::Value,
+    /// The request's context.
+    #[schema(value_type = Object)]
+    pub context: serde_json::Value,
+    /// Why approval is needed.
+    pub reasons: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: until when it is pending, or (approved) usable.
+    pub expires_at: String,
+    /// RFC 3339.
+    pub decided_at: Option<String>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// The approver's comment.
+    pub comment: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}/approve|reject`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecision {
+    /// Why.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A communication edge between two agents.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EdgeView {
+    /// Who calls.
+    pub caller: Uuid,
+    /// Who is called.
+    pub callee: Uuid,
+    /// For what.
+    pub action: String,
+    /// Calls allowed.
+    pub allowed: i64,
+    /// Calls denied.
+    pub denied: i64,
+    /// RFC 3339.
+    pub first_seen: String,
+    /// RFC 3339.
+    pub last_seen: String,
+}
+
+/// `GET /v1/agents/{id}/graph`: the agent's neighbourhood.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentGraph {
+    /// The agent.
+    pub agent_id: Uuid,
+    /// Agents it calls.
+    pub calls: Vec<EdgeView>,
+    /// Agents that call it.
+    pub called_by: Vec<EdgeView>,
 }

@@ -31,6 +31,9 @@ pub enum Role {
     Operator,
     /// Read everything, including the audit log; change nothing.
     Auditor,
+    /// A policy enforcement point: asks for authorization decisions, and
+    /// nothing else.
+    Pep,
 }
 
 /// One thing an API call needs.
@@ -52,6 +55,12 @@ pub enum Permission {
     /// Read the whole audit chain across tenants (platform operators who may
     /// read the audit log).
     ReadAllAudit,
+    /// Upload and activate policies; manage roles, grants and the directory.
+    ManagePolicy,
+    /// Ask for authorization decisions (AuthZEN).
+    Decide,
+    /// Approve or reject approval requests.
+    Approve,
 }
 
 impl Role {
@@ -61,6 +70,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Operator => "operator",
             Role::Auditor => "auditor",
+            Role::Pep => "pep",
         }
     }
 
@@ -70,8 +80,9 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => !matches!(p, ManagePlatform | ReadAllAudit),
-            Role::Operator => matches!(p, ReadRegistry | WriteRegistry),
+            Role::Operator => matches!(p, ReadRegistry | WriteRegistry | Decide | Approve),
             Role::Auditor => matches!(p, ReadRegistry | ReadAudit),
+            Role::Pep => matches!(p, Decide),
         }
     }
 }
@@ -84,7 +95,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of ours.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a role (admin, operator, auditor)")]
+#[error("`{0}` is not a role (admin, operator, auditor, pep)")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -94,6 +105,7 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "operator" => Ok(Role::Operator),
             "auditor" => Ok(Role::Auditor),
+            "pep" => Ok(Role::Pep),
             _ => Err(UnknownRole(s.to_owned())),
         }
     }

@@ -72,11 +72,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, listener: TcpListener)
     let router = http::router(state.clone());
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
+        // The peer address feeds `context.source_ip` of decisions.
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        })
+        .await
     });
     let jobs = tokio::spawn(jobs::run(state.clone(), config.job_interval, stop_rx));
     Ok(Running {

@@ -6,11 +6,15 @@ use std::collections::HashSet;
 
 use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
+use idv_core::approval::Approval;
 use idv_core::audit::{Actor, Draft, Outcome};
 use idv_core::credential::Credential;
 use idv_core::delegation::Delegation;
+use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::{Status, Transition};
+use idv_core::policy_version::PolicyVersion;
+use idv_core::role::{Role, RoleGrant};
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::TrustedIssuer;
 use idv_core::{Clock, Timestamp};
@@ -18,6 +22,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use crate::authz::{self, DecisionRecord};
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
 use crate::{credentials, delegations};
@@ -183,6 +188,68 @@ pub enum Command {
         /// Seconds, or `None` to remove the setting.
         ttl_secs: Option<i64>,
     },
+    /// Store a policy version (numbered by the store), optionally making it
+    /// active at once.
+    CreatePolicyVersion {
+        /// The version (its number is assigned).
+        version: Box<PolicyVersion>,
+        /// Activate it in the same commit.
+        activate: bool,
+    },
+    /// Make a version active (`Some`), or roll back (`None`) to the version
+    /// active before the current one.
+    ActivatePolicyVersion {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Which version.
+        version: Option<i64>,
+    },
+    /// Create or replace a role.
+    PutRole(Role),
+    /// Delete a role no grant uses.
+    DeleteRole {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Its name.
+        name: String,
+    },
+    /// Grant a role or single permission.
+    CreateGrant(RoleGrant),
+    /// Remove a grant.
+    DeleteGrant {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Grant id.
+        id: Uuid,
+    },
+    /// Create or replace directory entities, all or nothing.
+    PutEntities {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Validated entities.
+        entities: Vec<DirectoryEntity>,
+    },
+    /// Remove a directory entity.
+    DeleteEntity {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Which.
+        uid: EntityRef,
+    },
+    /// Record an authorization decision: its audit event, usage and edges
+    /// (summed per batch) and any approval step.
+    Decide(Box<DecisionRecord>),
+    /// Approve or reject a pending approval.
+    DecideApproval {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Approval id.
+        id: Uuid,
+        /// Approve (`true`) or reject.
+        approve: bool,
+        /// The approver's comment.
+        comment: Option<String>,
+    },
     /// Only record an event (e.g. a refused request).
     Record(Draft),
 }
@@ -206,6 +273,14 @@ pub enum Applied {
     Delegation(Box<Delegation>),
     /// A trusted issuer after the change.
     TrustedIssuer(Box<TrustedIssuer>),
+    /// A policy version after the change.
+    PolicyVersion(Box<PolicyVersion>),
+    /// A role after the change.
+    Role(Box<Role>),
+    /// A grant after the change.
+    Grant(Box<RoleGrant>),
+    /// An approval after the change.
+    Approval(Box<Approval>),
     /// Nothing to return.
     Done,
 }
@@ -328,7 +403,57 @@ impl Command {
                 id.to_string(),
                 None,
             ),
+            Command::CreatePolicyVersion { version, .. } => (
+                version.tenant_id,
+                "policy.version.create",
+                "policy_version",
+                "new".to_owned(),
+                None,
+            ),
+            Command::ActivatePolicyVersion { tenant_id, version } => (
+                *tenant_id,
+                if version.is_some() {
+                    "policy.version.activate"
+                } else {
+                    "policy.version.rollback"
+                },
+                "policy_version",
+                version.map_or_else(|| "previous".to_owned(), |v| v.to_string()),
+                None,
+            ),
+            Command::PutRole(r) => (r.tenant_id, "role.put", "role", r.name.clone(), None),
+            Command::DeleteRole { tenant_id, name } => (*tenant_id, "role.delete", "role", name.clone(), None),
+            Command::CreateGrant(g) => (g.tenant_id, "grant.create", "grant", g.id.to_string(), None),
+            Command::DeleteGrant { tenant_id, id } => (*tenant_id, "grant.delete", "grant", id.to_string(), None),
+            Command::PutEntities { tenant_id, entities } => (
+                *tenant_id,
+                "directory.put",
+                "directory",
+                format!("{} entities", entities.len()),
+                None,
+            ),
+            Command::DeleteEntity { tenant_id, uid } => (
+                *tenant_id,
+                "directory.delete",
+                "directory",
+                format!("{}::{}", uid.type_name, uid.id),
+                None,
+            ),
+            Command::DecideApproval {
+                tenant_id, id, approve, ..
+            } => (
+                *tenant_id,
+                if *approve {
+                    "approval.approve"
+                } else {
+                    "approval.reject"
+                },
+                "approval",
+                id.to_string(),
+                None,
+            ),
             Command::ExpireAgent(_)
+            | Command::Decide(_)
             | Command::ClaimJobs { .. }
             | Command::Record(_)
             | Command::IssueToken { .. }
@@ -409,6 +534,25 @@ pub(crate) async fn apply(
         Command::RevokeDelegation { tenant_id, id } => delegations::revoke(conn, tenant_id, id, now, ctx).await,
         Command::CreateTrustedIssuer(t) => delegations::create_issuer(conn, t, ctx).await,
         Command::DeleteTrustedIssuer { tenant_id, id } => delegations::delete_issuer(conn, tenant_id, id, ctx).await,
+        Command::CreatePolicyVersion { version, activate } => {
+            authz::create_version(conn, *version, activate, now, ctx).await
+        }
+        Command::ActivatePolicyVersion { tenant_id, version } => {
+            authz::activate_version(conn, tenant_id, version, now, ctx).await
+        }
+        Command::PutRole(r) => authz::put_role(conn, r, ctx).await,
+        Command::DeleteRole { tenant_id, name } => authz::delete_role(conn, tenant_id, name, ctx).await,
+        Command::CreateGrant(g) => authz::create_grant(conn, g, ctx).await,
+        Command::DeleteGrant { tenant_id, id } => authz::delete_grant(conn, tenant_id, id, ctx).await,
+        Command::PutEntities { tenant_id, entities } => authz::put_entities(conn, tenant_id, entities, now, ctx).await,
+        Command::DeleteEntity { tenant_id, uid } => authz::delete_entity(conn, tenant_id, uid, ctx).await,
+        Command::Decide(rec) => authz::decide(conn, *rec, now).await,
+        Command::DecideApproval {
+            tenant_id,
+            id,
+            approve,
+            comment,
+        } => authz::decide_approval(conn, tenant_id, id, approve, comment, now, ctx).await,
         Command::Record(d) => Ok((Applied::Done, vec![d])),
     }
 }

@@ -7,6 +7,7 @@
 //! their audit events appended to the hash chain in the same transaction; every
 //! caller is answered only after the commit is durable.
 
+mod authz;
 mod changes;
 mod command;
 mod credentials;
@@ -25,6 +26,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
+pub use authz::{ApprovalFilter, ApprovalStep, DecisionRecord, Edge, EdgeUse, Usage, UsageRow};
 pub use changes::Changes;
 pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job};
 pub use error::StoreError;

@@ -36,6 +36,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_token_ttls.sql"),
         postgres: include_str!("../migrations/postgres/0005_token_ttls.sql"),
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/sqlite/0006_authorization.sql"),
+        postgres: include_str!("../migrations/postgres/0006_authorization.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -34,15 +34,15 @@ fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, StoreError> {
     s.map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(col, e))).transpose()
 }
 
-fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
+pub(crate) fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_micros(row.try_get::<i64, _>(col)?))
 }
 
-fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+pub(crate) fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_micros))
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| corrupt(col, e))
 }

@@ -14,6 +14,7 @@ use idv_core::audit::{Event, Head};
 use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::authz::Tally;
 use crate::command::{self, Applied, Command, Context};
 use crate::row::{self, EVENT_COLS, EVENT_NCOLS, chunk_rows, placeholders};
 use crate::{Changes, Dialect, StoreError};
@@ -134,6 +135,7 @@ async fn run_batch(
     let mut events: Vec<Event> = Vec::new();
     let mut results = Vec::with_capacity(work.len());
     let mut changed = false;
+    let mut tally = Tally::default();
     for (cmd, ctx) in work {
         let now = clock.now();
         let attempt = cmd.attempt();
@@ -151,7 +153,21 @@ async fn run_batch(
             results.push(Ok(Applied::Done));
             continue;
         }
-        let changes_state = !matches!(cmd, Command::ClaimJobs { .. } | Command::IssueToken { .. });
+        // Plain decisions: the event now, usage and edges summed for the batch.
+        if let Command::Decide(rec) = &cmd
+            && rec.approval.is_none()
+        {
+            tally.add(rec);
+            events.push(head.append(rec.event.clone(), clock.new_id(), now));
+            results.push(Ok(Applied::Done));
+            continue;
+        }
+        // Decisions change what decisions see only through approvals, which
+        // are read from the store, not from caches.
+        let changes_state = !matches!(
+            cmd,
+            Command::ClaimJobs { .. } | Command::IssueToken { .. } | Command::Decide(_)
+        );
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
         match res {
@@ -173,6 +189,10 @@ async fn run_batch(
                 results.push(Err(e));
             }
         }
+    }
+    let now = clock.now();
+    for d in tally.flush(&mut tx, now).await? {
+        events.push(head.append(d, clock.new_id(), now));
     }
     insert_events(&mut tx, dialect, &events).await?;
     if changed && dialect == Dialect::Postgres {

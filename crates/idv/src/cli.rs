@@ -197,6 +197,8 @@ pub enum RoleArg {
     Operator,
     /// Read-only, including the audit log.
     Auditor,
+    /// A policy enforcement point: authorization decisions only.
+    Pep,
 }
 
 /// `idv admin-token …`.

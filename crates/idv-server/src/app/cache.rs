@@ -61,6 +61,8 @@ pub struct Caches {
     pub agents: GenCache<(Uuid, Uuid), Agent>,
     /// Token lifetime settings by tenant.
     pub token_ttls: GenCache<Uuid, Vec<(String, i64)>>,
+    /// Policy engines by tenant.
+    pub engines: super::policies::Engines,
 }
 
 /// The credential whose secret hashes to `hash`.

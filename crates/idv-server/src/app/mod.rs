@@ -8,10 +8,12 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod credentials;
+pub mod decisions;
 pub mod delegations;
 pub mod keys;
 pub mod lifetimes;
 pub mod oauth;
+pub mod policies;
 pub mod tenants;
 pub mod tokens;
 
@@ -50,9 +52,21 @@ pub enum AppError {
     /// From the store (not found, conflict, precondition, transition, faults).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A policy version (or grant condition) that does not compile.
+    #[error("the policies do not compile ({} problem(s))", .0.len())]
+    PolicyInvalid(Vec<idv_policy::Problem>),
     /// A fault inside the server (logged, never echoed).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<idv_core::role::RoleError> for AppError {
+    fn from(e: idv_core::role::RoleError) -> Self {
+        AppError::BadParameter {
+            field: e.field.to_owned(),
+            detail: e.to_string(),
+        }
+    }
 }
 
 impl From<DelegationError> for AppError {
@@ -159,5 +173,8 @@ fn describe(p: Permission) -> &'static str {
         Permission::ManageTrust => "manage trust settings (trusted issuers, token lifetimes)",
         Permission::ManagePlatform => "manage tenants (needs a platform operator admin token)",
         Permission::ReadAllAudit => "read every tenant's audit events (needs a platform operator token)",
+        Permission::ManagePolicy => "manage policies, roles, grants and the directory",
+        Permission::Decide => "ask for authorization decisions",
+        Permission::Approve => "approve or reject approval requests",
     }
 }

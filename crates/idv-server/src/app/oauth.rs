@@ -1114,6 +1114,52 @@ async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<boo
     Ok(true)
 }
 
+/// An active access token of ours, presented as the subject of a decision.
+#[derive(Debug)]
+pub struct ActiveToken {
+    /// Its checked claims.
+    pub checked: Checked,
+    /// RFC 9449 §6: the DPoP key thumbprint it is bound to.
+    pub cnf_jkt: Option<String>,
+    /// The `type`s of its `authorization_details` and task (RFC 9396).
+    pub task_types: BTreeSet<String>,
+}
+
+/// `token` if it is one of `tenant`'s access tokens and currently active
+/// (the same rules as introspection). API keys are not accepted here.
+pub async fn active_token(state: &AppState, tenant: &Tenant, token: &str) -> Result<Option<ActiveToken>, AppError> {
+    let issuer = issuer(state, Some(&tenant.name)).await?;
+    let server = |e: OAuthError| match e {
+        OAuthError::Server(e) => e,
+        other => AppError::Internal(other.to_string()),
+    };
+    let Some(Known::Jwt { claims, checked }) = recognise(state, &issuer, token).await.map_err(server)? else {
+        return Ok(None);
+    };
+    if !is_active(state, &issuer, &checked).await.map_err(server)? {
+        return Ok(None);
+    }
+    let cnf_jkt = claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let details = claims
+        .get("authorization_details")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(claims.get("task"));
+    let task_types = details
+        .filter_map(|d| d.get("type").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    Ok(Some(ActiveToken {
+        checked,
+        cnf_jkt,
+        task_types,
+    }))
+}
+
 /// RFC 7662 §2.2: `{"active": false}` for anything not currently active.
 fn inactive() -> Value {
     json!({ "active": false })

@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use idv_api::{PROBLEM_JSON, Problem};
+use idv_api::{PROBLEM_JSON, PolicyProblem, Problem};
 use idv_core::agent::AgentError;
 use idv_store::StoreError;
 
@@ -23,6 +23,7 @@ struct Details {
     field: Option<String>,
     current_state: Option<String>,
     current_version: Option<i64>,
+    errors: Option<Vec<PolicyProblem>>,
     /// For internal errors: what to log (never sent).
     internal: Option<String>,
 }
@@ -38,6 +39,7 @@ impl ApiError {
             field: None,
             current_state: None,
             current_version: None,
+            errors: None,
             internal: None,
         }))
     }
@@ -101,6 +103,21 @@ impl From<AppError> for ApiError {
             )
             .with_field(field),
             AppError::Store(s) => s.into(),
+            AppError::PolicyInvalid(problems) => {
+                let list = policy_problems(&problems);
+                let first = list.first().map_or_else(String::new, |p| match (p.line, p.column) {
+                    (Some(l), Some(c)) => format!(": {} line {l}, column {c}: {}", p.source, p.message),
+                    _ => format!(": {}: {}", p.source, p.message),
+                });
+                let mut e = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-policy",
+                    "Invalid policy",
+                    format!("{} problem(s){first}", list.len()),
+                );
+                e.0.errors = Some(list);
+                e
+            }
             AppError::Internal(d) => Self::internal(&d),
         }
     }
@@ -157,6 +174,7 @@ impl IntoResponse for ApiError {
             current_state: d.current_state,
             current_version: d.current_version,
             field: d.field,
+            errors: d.errors,
         };
         let mut res = (d.status, axum::Json(&body)).into_response();
         res.extensions_mut().insert(Rendered {
@@ -199,4 +217,20 @@ pub fn stamp(res: &mut Response, request_id: &str) {
         res.headers_mut().remove(header::CONTENT_LENGTH);
         *res.body_mut() = axum::body::Body::from(bytes);
     }
+}
+
+/// Compile problems as the API reports them.
+pub fn policy_problems(p: &[idv_policy::Problem]) -> Vec<PolicyProblem> {
+    p.iter()
+        .map(|p| PolicyProblem {
+            source: match p.source {
+                idv_policy::compile::Source::Policies => "policies".into(),
+                idv_policy::compile::Source::Schema => "schema".into(),
+            },
+            message: p.message.clone(),
+            line: p.line,
+            column: p.column,
+            policy_id: p.policy_id.clone(),
+        })
+        .collect()
 }

@@ -2,7 +2,9 @@
 //! fallbacks. Handlers are thin: parse, call a use case, render.
 
 pub mod agents;
+pub mod approvals;
 pub mod audit;
+pub mod authzen;
 pub mod credentials;
 pub mod delegations;
 pub mod error;
@@ -10,6 +12,7 @@ pub mod extract;
 pub mod lifetimes;
 pub mod oauth;
 pub mod ops;
+pub mod policies;
 pub mod tenants;
 pub mod tokens;
 pub mod views;
@@ -48,6 +51,11 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         oauth::token, oauth::tenant_token, oauth::introspect, oauth::tenant_introspect, oauth::revoke,
         oauth::tenant_revoke, oauth::root_metadata, oauth::tenant_metadata, oauth::root_jwks, oauth::tenant_jwks,
         audit::events, audit::head,
+        policies::upload, policies::validate, policies::list, policies::get, policies::activate, policies::rollback,
+        policies::test, policies::put_role, policies::roles, policies::delete_role, policies::grant, policies::grants,
+        policies::revoke_grant, policies::put_entities, policies::entities, policies::delete_entity,
+        policies::permissions, approvals::list, approvals::get, approvals::approve, approvals::reject, approvals::graph,
+        authzen::configuration, authzen::evaluation, authzen::evaluations,
     ),
     components(schemas(idv_api::Problem)),
     modifiers(&BearerAuth, &Problems),
@@ -188,6 +196,30 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.well-known/jwks.json", get(oauth::root_jwks))
         .route("/t/{tenant}/.well-known/jwks.json", get(oauth::tenant_jwks))
+        .route("/v1/policies", post(policies::upload).get(policies::list))
+        .route("/v1/policies/validate", post(policies::validate))
+        .route("/v1/policies/test", post(policies::test))
+        .route("/v1/policies/rollback", post(policies::rollback))
+        .route("/v1/policies/{version}", get(policies::get))
+        .route("/v1/policies/{version}/activate", post(policies::activate))
+        .route("/v1/roles", get(policies::roles))
+        .route(
+            "/v1/roles/{name}",
+            put(policies::put_role).delete(policies::delete_role),
+        )
+        .route("/v1/grants", post(policies::grant).get(policies::grants))
+        .route("/v1/grants/{id}", delete(policies::revoke_grant))
+        .route("/v1/entities", post(policies::put_entities).get(policies::entities))
+        .route("/v1/entities/{type}/{id}", delete(policies::delete_entity))
+        .route("/v1/agents/{id}/permissions", get(policies::permissions))
+        .route("/v1/agents/{id}/graph", get(approvals::graph))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::get))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/reject", post(approvals::reject))
+        .route("/.well-known/authzen-configuration", get(authzen::configuration))
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/head", get(audit::head))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

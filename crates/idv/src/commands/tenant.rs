@@ -69,6 +69,7 @@ fn role(r: RoleArg) -> &'static str {
         RoleArg::Admin => "admin",
         RoleArg::Operator => "operator",
         RoleArg::Auditor => "auditor",
+        RoleArg::Pep => "pep",
     }
 }
 

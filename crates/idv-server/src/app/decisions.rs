@@ -1,0 +1,626 @@
+//! Authorization decisions (the AuthZEN PDP): resolve who asks, what and on
+//! what; decide with the tenant's engine; record the decision with its usage,
+//! communication edge and approval step in one group commit; answer why.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use idv_core::Timestamp;
+use idv_core::admin_token::Permission;
+use idv_core::agent::Agent;
+use idv_core::approval::{self, Approval, ApprovalStatus};
+use idv_core::audit::{Draft, Outcome as AuditOutcome, canonical_json};
+use idv_core::delegation;
+use idv_core::directory::EntityRef;
+use idv_policy::{Decision, Engine, Outcome, Party, Query, Target, TokenFacts};
+use idv_store::{
+    Applied, ApprovalFilter, ApprovalStep, Command, DecisionRecord, Edge, EdgeUse, StoreError, Usage, UsageRow,
+};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{AppError, Caller, cache, oauth};
+use crate::AppState;
+
+/// A subject or resource as asked.
+#[derive(Clone, Debug)]
+pub struct Thing {
+    /// Its type (`agent`, `token`, or a schema type).
+    pub type_name: String,
+    /// Its id.
+    pub id: String,
+    /// Caller-supplied attributes.
+    pub properties: Option<Map<String, Value>>,
+}
+
+/// One question.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    /// Who.
+    pub subject: Thing,
+    /// Does what.
+    pub action: String,
+    /// On what.
+    pub resource: Thing,
+    /// Circumstances.
+    pub context: Map<String, Value>,
+}
+
+/// One answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// `allow`, `deny` or `requires_approval`.
+    pub outcome: &'static str,
+    /// Why, for the caller.
+    pub context: Value,
+}
+
+/// The subject and resource, loaded.
+struct Resolved {
+    actor: Option<Agent>,
+    /// When the subject is not an agent.
+    entity: Option<EntityRef>,
+    delegators: Vec<Delegator>,
+    callee: Option<Agent>,
+    token: Option<(TokenFacts, String)>,
+    /// A reason to deny before any policy runs.
+    refused: Option<&'static str>,
+}
+
+enum Delegator {
+    Agent(Agent),
+    Entity(EntityRef),
+}
+
+fn is_agent_type(t: &str) -> bool {
+    t == "agent" || t == "Agent"
+}
+
+async fn load_agent(state: &AppState, tenant_id: Uuid, id: &str) -> Result<Option<Agent>, AppError> {
+    match Uuid::parse_str(id) {
+        Ok(u) => cache::agent(state, tenant_id, u).await,
+        Err(_) => Ok(None),
+    }
+}
+
+async fn resolve(state: &AppState, tenant: &idv_core::tenant::Tenant, ask: &Ask) -> Result<Resolved, AppError> {
+    let mut r = Resolved {
+        actor: None,
+        entity: None,
+        delegators: vec![],
+        callee: None,
+        token: None,
+        refused: None,
+    };
+    let s = &ask.subject;
+    if is_agent_type(&s.type_name) {
+        r.actor = load_agent(state, tenant.id, &s.id).await?;
+        if r.actor.is_none() {
+            r.refused = Some("unknown_subject");
+        }
+    } else if s.type_name == "token" {
+        match oauth::active_token(state, tenant, &s.id).await? {
+            None => r.refused = Some("token_inactive"),
+            Some(t) => {
+                // RFC 9449 §7: a DPoP-bound token counts only with proof of its
+                // key; the PEP checked the proof and passes its thumbprint.
+                let presented = s.properties.as_ref().and_then(|p| p.get("jkt")).and_then(Value::as_str);
+                if t.cnf_jkt.is_some() && t.cnf_jkt.as_deref() != presented {
+                    r.refused = Some("dpop_binding");
+                }
+                r.actor = load_agent(state, tenant.id, &t.checked.client_id).await?;
+                // RFC 8693 §4.1: the outermost `act` is the actor (the client);
+                // nested ones are prior actors; `sub` started the chain.
+                let actors = delegation::actors(t.checked.act.as_ref()).unwrap_or_default();
+                for prior in actors.iter().skip(1) {
+                    match load_agent(state, tenant.id, prior).await? {
+                        Some(a) => r.delegators.push(Delegator::Agent(a)),
+                        None => r.refused = Some("unknown_delegator"),
+                    }
+                }
+                if t.checked.sub != t.checked.client_id {
+                    match load_agent(state, tenant.id, &t.checked.sub).await? {
+                        Some(a) => r.delegators.push(Delegator::Agent(a)),
+                        None => r.delegators.push(Delegator::Entity(EntityRef {
+                            type_name: "Human".into(),
+                            id: t.checked.sub.clone(),
+                        })),
+                    }
+                }
+                let facts = TokenFacts {
+                    scopes: t.checked.scopes.clone(),
+                    task_types: t.task_types,
+                    delegators: i64::try_from(r.delegators.len()).unwrap_or(i64::MAX),
+                };
+                r.token = Some((facts, t.checked.jti.clone()));
+                if r.actor.is_none() {
+                    r.refused = Some("unknown_subject");
+                }
+            }
+        }
+    } else {
+        r.entity = Some(EntityRef {
+            type_name: s.type_name.clone(),
+            id: s.id.clone(),
+        });
+    }
+    if is_agent_type(&ask.resource.type_name) {
+        r.callee = load_agent(state, tenant.id, &ask.resource.id).await?;
+        if r.callee.is_none() && r.refused.is_none() {
+            r.refused = Some("unknown_resource");
+        }
+    }
+    Ok(r)
+}
+
+fn run(
+    engine: &Engine,
+    r: &Resolved,
+    ask: &Ask,
+    now: Timestamp,
+    source_ip: Option<IpAddr>,
+) -> Result<Decision, AppError> {
+    let actor = match (&r.actor, &r.entity) {
+        (Some(a), _) => Party::Agent(a),
+        (None, Some(e)) => Party::Entity(e),
+        (None, None) => return Ok(refusal("unknown_subject")),
+    };
+    if let Some(reason) = r.refused {
+        return Ok(refusal(reason));
+    }
+    let resource_ref = EntityRef {
+        type_name: ask.resource.type_name.clone(),
+        id: ask.resource.id.clone(),
+    };
+    let resource = match &r.callee {
+        Some(a) => Target::Agent(a),
+        None => Target::Entity {
+            uid: &resource_ref,
+            properties: ask.resource.properties.as_ref(),
+        },
+    };
+    let q = Query {
+        actor,
+        delegators: r
+            .delegators
+            .iter()
+            .map(|d| match d {
+                Delegator::Agent(a) => Party::Agent(a),
+                Delegator::Entity(e) => Party::Entity(e),
+            })
+            .collect(),
+        action: &ask.action,
+        resource,
+        context: &ask.context,
+        now,
+        source_ip,
+        token: r.token.as_ref().map(|(f, _)| f),
+    };
+    engine.decide(&q).map_err(|e| AppError::BadParameter {
+        field: "context".into(),
+        detail: e.to_string(),
+    })
+}
+
+fn refusal(reason: &str) -> Decision {
+    Decision {
+        outcome: Outcome::Deny,
+        parties: vec![idv_policy::engine::PartyDecision {
+            party: String::new(),
+            outcome: Outcome::Deny,
+            determining: vec![],
+            errors: vec![],
+            reason: Some(reason.to_owned()),
+        }],
+    }
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Allow => "allow",
+        Outcome::Deny => "deny",
+        Outcome::RequiresApproval(_) => "requires_approval",
+    }
+}
+
+/// The request an approval is for, as a stable digest: only an identical
+/// request may use it.
+fn fingerprint(ask: &Ask) -> String {
+    let v = json!({
+        "subject": { "type": ask.subject.type_name, "id": ask.subject.id },
+        "action": ask.action,
+        "resource": { "type": ask.resource.type_name, "id": ask.resource.id, "properties": ask.resource.properties },
+        "context": ask.context,
+    });
+    idv_core::hex::encode(&Sha256::digest(canonical_json(&v).as_bytes()))
+}
+
+/// A decision made but not yet recorded.
+struct Pending {
+    answer: Answer,
+    record: DecisionRecord,
+}
+
+async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    engine: &Engine,
+    ask: &Ask,
+    source_ip: Option<IpAddr>,
+) -> Result<Pending, AppError> {
+    let now = state.clock.now();
+    let r = resolve(state, &caller.tenant, ask).await?;
+    let decision = run(engine, &r, ask, now, source_ip)?;
+    let mut outcome = decision.outcome.clone();
+    let mut step = None;
+    let mut approval_note = Value::Null;
+    if let Outcome::RequiresApproval(reasons) = &decision.outcome {
+        let fp = fingerprint(ask);
+        match state.store.usable_approval(caller.tenant.id, &fp, now).await? {
+            Some(a) => {
+                outcome = Outcome::Allow;
+                approval_note = json!({ "id": a.id, "status": "used" });
+                step = Some(ApprovalStep::Consume {
+                    tenant_id: caller.tenant.id,
+                    id: a.id,
+                });
+            }
+            None => {
+                let assignee = r
+                    .actor
+                    .as_ref()
+                    .map_or_else(|| ask.subject.id.clone(), |a| a.owner.clone());
+                step = Some(ApprovalStep::Request(Box::new(Approval {
+                    id: state.clock.new_id(),
+                    tenant_id: caller.tenant.id,
+                    agent_id: r.actor.as_ref().map(|a| a.id),
+                    subject: EntityRef {
+                        type_name: ask.subject.type_name.clone(),
+                        // Never store a bearer token: the agent stands for it.
+                        id: match &r.actor {
+                            Some(a) if ask.subject.type_name == "token" => a.id.to_string(),
+                            _ => ask.subject.id.clone(),
+                        },
+                    },
+                    action: ask.action.clone(),
+                    resource: EntityRef {
+                        type_name: ask.resource.type_name.clone(),
+                        id: ask.resource.id.clone(),
+                    },
+                    context: Value::Object(ask.context.clone()),
+                    fingerprint: fp,
+                    reasons: reasons.clone(),
+                    assignee,
+                    status: ApprovalStatus::Pending,
+                    created_at: now,
+                    expires_at: now.plus_secs(approval::PENDING_SECS),
+                    decided_at: None,
+                    decided_by: None,
+                    comment: None,
+                })));
+            }
+        }
+    }
+    let allowed = outcome == Outcome::Allow;
+    let reason = decision.parties.iter().find_map(|p| p.reason.clone());
+    let policies: Vec<&String> = decision.parties.iter().flat_map(|p| &p.determining).collect();
+    let errors: Vec<&String> = decision.parties.iter().flat_map(|p| &p.errors).collect();
+    let (target_type, target_id) = match &r.actor {
+        Some(a) => ("agent".to_owned(), a.id.to_string()),
+        None => (ask.subject.type_name.clone(), ask.subject.id.clone()),
+    };
+    let ctx = caller.context();
+    let event = Draft {
+        tenant_id: caller.tenant.id,
+        actor: ctx.actor,
+        action: "authz.decision".into(),
+        target_type,
+        target_id,
+        outcome: if allowed {
+            AuditOutcome::Success
+        } else {
+            AuditOutcome::Denied
+        },
+        reason: reason.clone(),
+        request_id: ctx.request_id,
+        details: json!({
+            "action": ask.action,
+            "resource": { "type": ask.resource.type_name, "id": ask.resource.id },
+            "context": ask.context,
+            "decision": outcome_name(&outcome),
+            "policy_version": engine.version(),
+            "parties": decision.parties,
+            "token": r.token.as_ref().map(|(_, jti)| json!({ "jti": jti })),
+            "approval": approval_note,
+        }),
+    };
+    let usage = match (&r.actor, allowed) {
+        (Some(a), true) => Some(Usage {
+            tenant_id: caller.tenant.id,
+            agent_id: a.id,
+            action: ask.action.clone(),
+            resource_type: ask.resource.type_name.clone(),
+        }),
+        _ => None,
+    };
+    let invoke = engine
+        .compiled()
+        .action_and_groups(&ask.action)
+        .iter()
+        .any(|a| a == "invoke");
+    let edge = match (&r.actor, &r.callee) {
+        (Some(a), Some(b)) if invoke => Some(EdgeUse {
+            tenant_id: caller.tenant.id,
+            caller: a.id,
+            callee: b.id,
+            action: ask.action.clone(),
+            allowed,
+        }),
+        _ => None,
+    };
+    let mut why = json!({
+        "decision": outcome_name(&outcome),
+        "policies": policies,
+        "policy_version": engine.version(),
+    });
+    if let Value::Object(m) = &mut why {
+        if let Some(reason) = &reason {
+            m.insert("reason".into(), json!(reason));
+        }
+        if !errors.is_empty() {
+            m.insert("errors".into(), json!(errors));
+        }
+        if decision.parties.len() > 1 {
+            m.insert("parties".into(), json!(decision.parties));
+        }
+        if let Outcome::RequiresApproval(reasons) = &outcome {
+            m.insert("reasons".into(), json!(reasons));
+        }
+    }
+    Ok(Pending {
+        answer: Answer {
+            allowed,
+            outcome: outcome_name(&outcome),
+            context: why,
+        },
+        record: DecisionRecord {
+            event,
+            usage,
+            edge,
+            approval: step,
+        },
+    })
+}
+
+/// Records a prepared decision; the answer goes out only once it is durable.
+async fn commit(state: &AppState, caller: &Caller, p: Pending) -> Result<Answer, AppError> {
+    let Pending { mut answer, record } = p;
+    match state
+        .store
+        .execute(Command::Decide(Box::new(record)), caller.context())
+        .await
+    {
+        Ok(Applied::Approval(a)) => {
+            if a.status == ApprovalStatus::Pending
+                && let Value::Object(m) = &mut answer.context
+            {
+                m.insert(
+                    "approval".into(),
+                    json!({ "id": a.id, "status": "pending", "assignee": a.assignee,
+                            "expires_at": a.expires_at.to_rfc3339() }),
+                );
+            }
+            if a.status == ApprovalStatus::Used
+                && let Value::Object(m) = &mut answer.context
+            {
+                m.insert("approval".into(), json!({ "id": a.id, "status": "used" }));
+            }
+            Ok(answer)
+        }
+        Ok(_) => Ok(answer),
+        // Someone used the approval first: this request is not approved.
+        Err(StoreError::Conflict(d)) => Ok(Answer {
+            allowed: false,
+            outcome: "deny",
+            context: json!({ "decision": "deny", "reason": "approval_used", "detail": d }),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Decides one request (AuthZEN evaluation) and records it.
+pub async fn evaluate(
+    state: &AppState,
+    caller: &Caller,
+    ask: &Ask,
+    source_ip: Option<IpAddr>,
+) -> Result<Answer, AppError> {
+    caller.require(state, Permission::Decide, "authz.decision").await?;
+    let engine = super::policies::engine(state, caller.tenant.id).await?;
+    let p = prepare(state, caller, &engine, ask, source_ip).await?;
+    commit(state, caller, p).await
+}
+
+/// AuthZEN 1.0 §7.1.2.1 evaluation semantics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Semantic {
+    /// Every evaluation.
+    ExecuteAll,
+    /// Stop after the first deny.
+    DenyOnFirstDeny,
+    /// Stop after the first permit.
+    PermitOnFirstPermit,
+}
+
+/// Decides many requests; `Err` items are malformed ones, answered in place
+/// and not recorded (they decided nothing). All decisions are recorded in
+/// one group commit.
+pub async fn evaluate_many(
+    state: &AppState,
+    caller: &Caller,
+    asks: Vec<Result<Ask, String>>,
+    semantic: Semantic,
+    source_ip: Option<IpAddr>,
+) -> Result<Vec<Result<Answer, String>>, AppError> {
+    caller.require(state, Permission::Decide, "authz.decision").await?;
+    let engine = super::policies::engine(state, caller.tenant.id).await?;
+    let mut prepared: Vec<Result<Pending, String>> = Vec::with_capacity(asks.len());
+    for ask in asks {
+        let p = match ask {
+            Err(e) => Err(e),
+            Ok(a) => match prepare(state, caller, &engine, &a, source_ip).await {
+                Ok(p) => Ok(p),
+                Err(AppError::BadParameter { detail, .. }) => Err(detail),
+                Err(e) => return Err(e),
+            },
+        };
+        let stop = match (&p, semantic) {
+            (_, Semantic::ExecuteAll) => false,
+            (Ok(p), Semantic::DenyOnFirstDeny) => !p.answer.allowed,
+            (Err(_), Semantic::DenyOnFirstDeny) => true,
+            (Ok(p), Semantic::PermitOnFirstPermit) => p.answer.allowed,
+            (Err(_), Semantic::PermitOnFirstPermit) => false,
+        };
+        prepared.push(p);
+        if stop {
+            break;
+        }
+    }
+    let commits = prepared.into_iter().map(|p| async move {
+        match p {
+            Err(e) => Ok(Err(e)),
+            Ok(p) => commit(state, caller, p).await.map(Ok),
+        }
+    });
+    futures_util::future::join_all(commits).await.into_iter().collect()
+}
+
+/// One request's outcome under the active and a candidate engine.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    /// Under the active version.
+    pub active: &'static str,
+    /// Under the candidate.
+    pub candidate: &'static str,
+    /// The candidate's determining policies.
+    pub candidate_policies: Vec<String>,
+}
+
+/// Runs requests against a candidate engine and the active one, recording
+/// nothing (a what-if, not a decision).
+pub async fn compare(
+    state: &AppState,
+    caller: &Caller,
+    candidate: Arc<Engine>,
+    asks: &[Ask],
+) -> Result<(i64, Vec<Comparison>), AppError> {
+    let active = super::policies::engine(state, caller.tenant.id).await?;
+    let now = state.clock.now();
+    let mut out = Vec::with_capacity(asks.len());
+    for ask in asks {
+        let r = resolve(state, &caller.tenant, ask).await?;
+        let a = run(&active, &r, ask, now, None)?;
+        let c = run(&candidate, &r, ask, now, None)?;
+        out.push(Comparison {
+            active: outcome_name(&a.outcome),
+            candidate: outcome_name(&c.outcome),
+            candidate_policies: c.parties.iter().flat_map(|p| p.determining.clone()).collect(),
+        });
+    }
+    Ok((active.version(), out))
+}
+
+/// The tenant's approvals (`status`, `assignee` filters), newest first.
+pub async fn approvals(state: &AppState, caller: &Caller, f: &ApprovalFilter) -> Result<Vec<Approval>, AppError> {
+    caller.require(state, Permission::ReadRegistry, "approval.list").await?;
+    Ok(state.store.approvals(caller.tenant.id, f).await?)
+}
+
+/// One approval.
+pub async fn approval(state: &AppState, caller: &Caller, id: Uuid) -> Result<Approval, AppError> {
+    caller.require(state, Permission::ReadRegistry, "approval.get").await?;
+    state.store.approval(caller.tenant.id, id).await?.ok_or_else(|| {
+        AppError::Store(StoreError::NotFound {
+            what: "approval",
+            id: id.to_string(),
+        })
+    })
+}
+
+/// Approves or rejects a pending approval (audited with the approver).
+pub async fn decide_approval(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<Approval, AppError> {
+    let action = if approve { "approval.approve" } else { "approval.reject" };
+    caller.require(state, Permission::Approve, action).await?;
+    if comment.as_ref().is_some_and(|c| c.len() > 1024) {
+        return Err(AppError::BadParameter {
+            field: "comment".into(),
+            detail: "`comment`: at most 1024 characters".into(),
+        });
+    }
+    let cmd = Command::DecideApproval {
+        tenant_id: caller.tenant.id,
+        id,
+        approve,
+        comment,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::Approval(a) => Ok(*a),
+        other => Err(AppError::Internal(format!("unexpected store result {other:?}"))),
+    }
+}
+
+/// An agent's communication edges (`calls`, `called_by`).
+pub async fn graph(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<(Vec<Edge>, Vec<Edge>), AppError> {
+    caller.require(state, Permission::ReadRegistry, "agent.graph").await?;
+    require_agent(state, caller, agent_id).await?;
+    let edges = state.store.agent_edges(caller.tenant.id, agent_id).await?;
+    Ok(edges.into_iter().partition(|e| e.caller == agent_id))
+}
+
+/// What an agent may do (roles and actions from the data), its own grants,
+/// and what it has used.
+pub async fn permissions(
+    state: &AppState,
+    caller: &Caller,
+    agent_id: Uuid,
+) -> Result<
+    (
+        BTreeSet<String>,
+        BTreeSet<String>,
+        Vec<idv_core::role::RoleGrant>,
+        Vec<UsageRow>,
+    ),
+    AppError,
+> {
+    caller
+        .require(state, Permission::ReadRegistry, "agent.permissions")
+        .await?;
+    let agent = require_agent(state, caller, agent_id).await?;
+    let engine = super::policies::engine(state, caller.tenant.id).await?;
+    let (roles, actions) = engine.granted(&agent);
+    let grants = state
+        .store
+        .role_grants(caller.tenant.id, Some(&idv_core::role::GrantSubject::Agent(agent_id)))
+        .await?;
+    let usage = state.store.agent_usage(caller.tenant.id, agent_id).await?;
+    Ok((roles, actions, grants, usage))
+}
+
+async fn require_agent(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
+    state.store.agent(caller.tenant.id, id).await?.ok_or_else(|| {
+        AppError::Store(StoreError::NotFound {
+            what: "agent",
+            id: id.to_string(),
+        })
+    })
+}

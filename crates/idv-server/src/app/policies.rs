@@ -1,0 +1,411 @@
+//! Policy administration (versions, roles, grants, the directory) and the
+//! per-tenant engine cache. An engine is rebuilt when the tenant's policy
+//! revision moves (any node's change, seen through the store's change
+//! generation) or when a grant in it expires; compiled versions are kept, so
+//! activation and rollback swap engines without recompiling.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use idv_core::Timestamp;
+use idv_core::admin_token::Permission;
+use idv_core::directory::{DirectoryEntity, EntityRef};
+use idv_core::policy_version::PolicyVersion;
+use idv_core::role::{GrantSubject, Permission as Granted, Role, RoleGrant};
+use idv_policy::{Compiled, Engine, Inputs, compile};
+use idv_store::{Applied, Command, StoreError};
+use uuid::Uuid;
+
+use super::cache::GenCache;
+use super::{AppError, Caller};
+use crate::AppState;
+
+/// Compiled versions and built engines of every tenant on this node.
+#[derive(Debug, Default)]
+pub struct Engines {
+    /// Active version and revision by tenant, per change generation.
+    states: GenCache<Uuid, (Option<i64>, i64)>,
+    /// The engine of each tenant with the revision it was built at.
+    built: RwLock<HashMap<Uuid, (i64, Arc<Engine>)>>,
+    /// Compiled versions (immutable once stored).
+    compiled: RwLock<HashMap<(Uuid, i64), Arc<Compiled>>>,
+}
+
+/// The engine for `tenant_id`, rebuilt if anything it depends on changed.
+pub async fn engine(state: &AppState, tenant_id: Uuid) -> Result<Arc<Engine>, AppError> {
+    let cache = &state.caches.engines;
+    let generation = state.store.changes().current();
+    let (active, rev) = match cache.states.get(&tenant_id, generation) {
+        Some(s) => s,
+        None => {
+            let s = state.store.policy_state(tenant_id).await?;
+            cache.states.put(tenant_id, generation, s);
+            s
+        }
+    };
+    let now = state.clock.now();
+    if let Ok(m) = cache.built.read()
+        && let Some((at, e)) = m.get(&tenant_id)
+        && *at == rev
+        && e.valid_until().is_none_or(|u| now < u)
+    {
+        return Ok(e.clone());
+    }
+    let compiled = compiled(state, tenant_id, active).await?;
+    let roles = state.store.roles(tenant_id).await?;
+    let grants = state.store.role_grants(tenant_id, None).await?;
+    let directory = state.store.directory(tenant_id).await?;
+    let engine = Arc::new(Engine::build(Inputs {
+        compiled,
+        version: active.unwrap_or(0),
+        roles: &roles,
+        grants: &grants,
+        directory: &directory,
+        now,
+    }));
+    for w in engine.warnings() {
+        tracing::warn!(tenant = %tenant_id, warning = %w, "policy engine");
+    }
+    if let Ok(mut m) = cache.built.write() {
+        m.insert(tenant_id, (rev, engine.clone()));
+    }
+    Ok(engine)
+}
+
+/// Version `active` of the tenant compiled (`None`: the base schema alone).
+async fn compiled(state: &AppState, tenant_id: Uuid, active: Option<i64>) -> Result<Arc<Compiled>, AppError> {
+    let key = (tenant_id, active.unwrap_or(0));
+    if let Ok(m) = state.caches.engines.compiled.read()
+        && let Some(c) = m.get(&key)
+    {
+        return Ok(c.clone());
+    }
+    let c = match active {
+        None => compile("", None),
+        Some(v) => {
+            let pv = state
+                .store
+                .policy_version(tenant_id, v)
+                .await?
+                .ok_or_else(|| AppError::Internal(format!("active policy version {v} is missing")))?;
+            compile(&pv.policies, pv.schema.as_deref())
+        }
+    }
+    .map_err(|p| AppError::Internal(format!("stored policy version does not compile: {p:?}")))?;
+    let c = Arc::new(c);
+    if let Ok(mut m) = state.caches.engines.compiled.write() {
+        m.insert(key, c.clone());
+    }
+    Ok(c)
+}
+
+/// Compiles a candidate version, or says why it does not.
+pub fn validate(policies: &str, schema: Option<&str>) -> Result<Compiled, AppError> {
+    compile(policies, schema).map_err(AppError::PolicyInvalid)
+}
+
+/// Stores a new version (role `admin`; audited). It must compile.
+pub async fn upload(
+    state: &AppState,
+    caller: &Caller,
+    policies: String,
+    schema: Option<String>,
+    description: String,
+    activate: bool,
+) -> Result<PolicyVersion, AppError> {
+    caller
+        .require(state, Permission::ManagePolicy, "policy.version.create")
+        .await?;
+    let schema = schema.filter(|s| !s.trim().is_empty());
+    let compiled = validate(&policies, schema.as_deref())?;
+    let v = PolicyVersion {
+        tenant_id: caller.tenant.id,
+        version: 0,
+        policies,
+        schema,
+        policy_ids: compiled.policy_ids(),
+        description,
+        created_at: state.clock.now(),
+        created_by: caller.principal.token_name.clone(),
+        activated_at: None,
+        active: false,
+    };
+    let cmd = Command::CreatePolicyVersion {
+        version: Box::new(v),
+        activate,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::PolicyVersion(v) => {
+            if let Ok(mut m) = state.caches.engines.compiled.write() {
+                m.insert((v.tenant_id, v.version), Arc::new(compiled));
+            }
+            Ok(*v)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Activates a version, or (`None`) rolls back to the one active before.
+pub async fn activate(state: &AppState, caller: &Caller, version: Option<i64>) -> Result<PolicyVersion, AppError> {
+    caller
+        .require(state, Permission::ManagePolicy, "policy.version.activate")
+        .await?;
+    let cmd = Command::ActivatePolicyVersion {
+        tenant_id: caller.tenant.id,
+        version,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::PolicyVersion(v) => Ok(*v),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The tenant's versions, newest first.
+pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<PolicyVersion>, AppError> {
+    caller.require(state, Permission::ReadRegistry, "policy.list").await?;
+    Ok(state.store.policy_versions(caller.tenant.id).await?)
+}
+
+/// One version.
+pub async fn get(state: &AppState, caller: &Caller, version: i64) -> Result<PolicyVersion, AppError> {
+    caller.require(state, Permission::ReadRegistry, "policy.get").await?;
+    state
+        .store
+        .policy_version(caller.tenant.id, version)
+        .await?
+        .ok_or_else(|| not_found("policy version", version.to_string()))
+}
+
+/// A candidate engine: a stored version or uploaded text, with the
+/// tenant's current roles, grants and directory.
+pub async fn candidate(
+    state: &AppState,
+    caller: &Caller,
+    version: Option<i64>,
+    text: Option<(&str, Option<&str>)>,
+) -> Result<Arc<Engine>, AppError> {
+    caller.require(state, Permission::ReadRegistry, "policy.test").await?;
+    let tenant_id = caller.tenant.id;
+    let compiled = match (version, text) {
+        (Some(v), None) => {
+            get(state, caller, v).await?;
+            compiled(state, tenant_id, Some(v)).await?
+        }
+        (None, Some((p, s))) => Arc::new(validate(p, s)?),
+        _ => {
+            return Err(AppError::BadParameter {
+                field: "version".into(),
+                detail: "give either `version` or `policies`".into(),
+            });
+        }
+    };
+    let roles = state.store.roles(tenant_id).await?;
+    let grants = state.store.role_grants(tenant_id, None).await?;
+    let directory = state.store.directory(tenant_id).await?;
+    Ok(Arc::new(Engine::build(Inputs {
+        compiled,
+        version: version.unwrap_or(0),
+        roles: &roles,
+        grants: &grants,
+        directory: &directory,
+        now: state.clock.now(),
+    })))
+}
+
+/// Creates or replaces a role. Its actions must exist in the active schema.
+pub async fn put_role(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    description: String,
+    actions: BTreeSet<String>,
+) -> Result<Role, AppError> {
+    caller.require(state, Permission::ManagePolicy, "role.put").await?;
+    let role = Role {
+        tenant_id: caller.tenant.id,
+        name: name.to_owned(),
+        description,
+        actions,
+        updated_at: state.clock.now(),
+    };
+    role.validate()?;
+    let engine = engine(state, caller.tenant.id).await?;
+    if let Some(a) = role.actions.iter().find(|a| !engine.compiled().has_action(a)) {
+        return Err(AppError::BadParameter {
+            field: "actions".into(),
+            detail: format!(
+                "`actions`: `{a}` is not an action of the active policy schema (declared: {})",
+                engine.compiled().action_names().join(", ")
+            ),
+        });
+    }
+    match state.store.execute(Command::PutRole(role), caller.context()).await? {
+        Applied::Role(r) => Ok(*r),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Deletes a role no grant holds.
+pub async fn delete_role(state: &AppState, caller: &Caller, name: &str) -> Result<(), AppError> {
+    caller.require(state, Permission::ManagePolicy, "role.delete").await?;
+    let cmd = Command::DeleteRole {
+        tenant_id: caller.tenant.id,
+        name: name.to_owned(),
+    };
+    state.store.execute(cmd, caller.context()).await?;
+    Ok(())
+}
+
+/// The tenant's roles.
+pub async fn roles(state: &AppState, caller: &Caller) -> Result<Vec<Role>, AppError> {
+    caller.require(state, Permission::ReadRegistry, "role.list").await?;
+    Ok(state.store.roles(caller.tenant.id).await?)
+}
+
+/// What a new grant says.
+#[derive(Debug)]
+pub struct NewGrant {
+    /// Who receives it.
+    pub subject: GrantSubject,
+    /// What it gives.
+    pub permission: Granted,
+    /// A Cedar condition.
+    pub condition: Option<String>,
+    /// When it lapses.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Grants a role or single permission (a conditional grant's condition is
+/// checked against the active schema).
+pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<RoleGrant, AppError> {
+    caller.require(state, Permission::ManagePolicy, "grant.create").await?;
+    let g = RoleGrant {
+        id: state.clock.new_id(),
+        tenant_id: caller.tenant.id,
+        subject: new.subject,
+        permission: new.permission,
+        condition: new.condition,
+        expires_at: new.expires_at,
+        created_at: state.clock.now(),
+        created_by: caller.principal.token_name.clone(),
+    };
+    g.validate()?;
+    let engine = engine(state, caller.tenant.id).await?;
+    if let Granted::Action(a) = &g.permission
+        && !engine.compiled().has_action(a)
+    {
+        return Err(AppError::BadParameter {
+            field: "action".into(),
+            detail: format!("`action`: `{a}` is not an action of the active policy schema"),
+        });
+    }
+    if g.condition.is_some() {
+        let roles = state.store.roles(caller.tenant.id).await?;
+        if let Some(text) = idv_policy::engine::grant_policy(&g, &roles) {
+            engine
+                .compiled()
+                .validate_extra(&format!("grant:{}", g.id), &text)
+                .map_err(AppError::PolicyInvalid)?;
+        }
+    }
+    match state.store.execute(Command::CreateGrant(g), caller.context()).await? {
+        Applied::Grant(g) => Ok(*g),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Removes a grant.
+pub async fn revoke_grant(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), AppError> {
+    caller.require(state, Permission::ManagePolicy, "grant.delete").await?;
+    let cmd = Command::DeleteGrant {
+        tenant_id: caller.tenant.id,
+        id,
+    };
+    state.store.execute(cmd, caller.context()).await?;
+    Ok(())
+}
+
+/// The tenant's grants (`subject`: only those to it).
+pub async fn grants(
+    state: &AppState,
+    caller: &Caller,
+    subject: Option<&GrantSubject>,
+) -> Result<Vec<RoleGrant>, AppError> {
+    caller.require(state, Permission::ReadRegistry, "grant.list").await?;
+    Ok(state.store.role_grants(caller.tenant.id, subject).await?)
+}
+
+/// Creates or replaces directory entities, all or nothing. Their types must
+/// be declared in the active schema and their attributes convertible.
+pub async fn put_entities(
+    state: &AppState,
+    caller: &Caller,
+    mut entities: Vec<DirectoryEntity>,
+) -> Result<usize, AppError> {
+    caller.require(state, Permission::ManagePolicy, "directory.put").await?;
+    if entities.is_empty() || entities.len() > idv_core::directory::limits::BATCH {
+        return Err(AppError::BadParameter {
+            field: "entities".into(),
+            detail: format!(
+                "`entities`: 1 to {} entities per request",
+                idv_core::directory::limits::BATCH
+            ),
+        });
+    }
+    let engine = engine(state, caller.tenant.id).await?;
+    for (i, e) in entities.iter_mut().enumerate() {
+        e.tenant_id = caller.tenant.id;
+        let at = |detail: String| AppError::BadParameter {
+            field: format!("entities[{i}]"),
+            detail: format!("`entities[{i}]`: {detail}"),
+        };
+        e.validate().map_err(|err| at(err.to_string()))?;
+        for r in std::iter::once(&e.uid).chain(&e.parents) {
+            if !engine.compiled().has_entity_type(&r.type_name) {
+                return Err(at(format!(
+                    "`{}` is not an entity type of the active policy schema",
+                    r.type_name
+                )));
+            }
+        }
+        for (k, v) in &e.attrs {
+            idv_policy::value::to_cedar(v, &format!("attrs.{k}")).map_err(|err| at(err.to_string()))?;
+        }
+    }
+    let n = entities.len();
+    let cmd = Command::PutEntities {
+        tenant_id: caller.tenant.id,
+        entities,
+    };
+    state.store.execute(cmd, caller.context()).await?;
+    Ok(n)
+}
+
+/// Removes a directory entity.
+pub async fn delete_entity(state: &AppState, caller: &Caller, uid: EntityRef) -> Result<(), AppError> {
+    caller
+        .require(state, Permission::ManagePolicy, "directory.delete")
+        .await?;
+    let cmd = Command::DeleteEntity {
+        tenant_id: caller.tenant.id,
+        uid,
+    };
+    state.store.execute(cmd, caller.context()).await?;
+    Ok(())
+}
+
+/// The tenant's directory.
+pub async fn directory(state: &AppState, caller: &Caller) -> Result<Vec<DirectoryEntity>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, "directory.list")
+        .await?;
+    Ok(state.store.directory(caller.tenant.id).await?)
+}
+
+fn not_found(what: &'static str, id: String) -> AppError {
+    AppError::Store(StoreError::NotFound { what, id })
+}
+
+fn unexpected(a: &Applied) -> AppError {
+    AppError::Internal(format!("unexpected store result {a:?}"))
+}

@@ -1,0 +1,150 @@
+//! `/v1/approvals` (human approval of actions a policy marked) and an
+//! agent's communication `/graph`.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use idv_api::{AgentGraph, ApprovalDecision, ApprovalView, EdgeView};
+use idv_core::Timestamp;
+use idv_core::approval::{Approval, ApprovalStatus};
+use idv_store::{ApprovalFilter, Edge};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{Path, QueryPairs, page_size, parse_id};
+use crate::AppState;
+use crate::app::{self, Caller};
+
+fn view(a: Approval) -> ApprovalView {
+    ApprovalView {
+        id: a.id,
+        status: a.status.as_str().to_owned(),
+        assignee: a.assignee,
+        agent_id: a.agent_id,
+        subject: json!(a.subject),
+        action: a.action,
+        resource: json!(a.resource),
+        context: a.context,
+        reasons: a.reasons,
+        created_at: a.created_at.to_rfc3339(),
+        expires_at: a.expires_at.to_rfc3339(),
+        decided_at: a.decided_at.map(Timestamp::to_rfc3339),
+        decided_by: a.decided_by,
+        comment: a.comment,
+    }
+}
+
+/// Approval requests, newest first (`status`, `assignee`, `limit`).
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals",
+    params(("status" = Option<String>, Query), ("assignee" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = Vec<ApprovalView>)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<Vec<ApprovalView>>, ApiError> {
+    let q = QueryPairs::parse(raw.as_deref());
+    q.only(&["status", "assignee", "limit"])?;
+    let status = match q.one("status")? {
+        None => None,
+        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request("invalid-query", "`status` is pending, approved, rejected or used")
+        })?),
+    };
+    let f = ApprovalFilter {
+        status,
+        assignee: q.one("assignee")?.map(str::to_owned),
+        limit: page_size(q.parsed("limit", "a number")?)?,
+    };
+    let items = app::decisions::approvals(&state, &caller, &f).await?;
+    Ok(axum::Json(items.into_iter().map(view).collect()))
+}
+
+/// One approval request.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals", params(("id" = String, Path)),
+    responses((status = 200, body = ApprovalView), (status = 404, body = idv_api::Problem)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ApprovalView>, ApiError> {
+    let a = app::decisions::approval(&state, &caller, parse_id(&id, "approval")?).await?;
+    Ok(axum::Json(view(a)))
+}
+
+async fn decide(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    body: &[u8],
+    approve: bool,
+) -> Result<axum::Json<ApprovalView>, ApiError> {
+    let id = parse_id(&id, "approval")?;
+    // The body is optional: `{}` or nothing at all.
+    let comment = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<ApprovalDecision>(body)
+            .map_err(|e| ApiError::bad_request("invalid-body", format!("the body is not `{{\"comment\": …}}`: {e}")))?
+            .comment
+    };
+    let a = app::decisions::decide_approval(&state, &caller, id, approve, comment).await?;
+    Ok(axum::Json(view(a)))
+}
+
+/// Approve: the same request, repeated within 15 minutes, is allowed once.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", params(("id" = String, Path)),
+    request_body = ApprovalDecision,
+    responses((status = 200, body = ApprovalView), (status = 404, body = idv_api::Problem),
+        (status = 409, body = idv_api::Problem)), security(("bearer" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<ApprovalView>, ApiError> {
+    decide(state, caller, id, &body, true).await
+}
+
+/// Reject.
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", params(("id" = String, Path)),
+    request_body = ApprovalDecision,
+    responses((status = 200, body = ApprovalView), (status = 404, body = idv_api::Problem),
+        (status = 409, body = idv_api::Problem)), security(("bearer" = [])))]
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<ApprovalView>, ApiError> {
+    decide(state, caller, id, &body, false).await
+}
+
+fn edge_view(e: Edge) -> EdgeView {
+    EdgeView {
+        caller: e.caller,
+        callee: e.callee,
+        action: e.action,
+        allowed: e.allowed,
+        denied: e.denied,
+        first_seen: e.first_seen.to_rfc3339(),
+        last_seen: e.last_seen.to_rfc3339(),
+    }
+}
+
+/// The agent's neighbourhood in the communication graph: who it calls and
+/// who calls it, with counts.
+#[utoipa::path(get, path = "/v1/agents/{id}/graph", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = AgentGraph), (status = 404, body = idv_api::Problem)), security(("bearer" = [])))]
+pub async fn graph(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AgentGraph>, ApiError> {
+    let agent_id = parse_id(&id, "agent")?;
+    let (calls, called_by) = app::decisions::graph(&state, &caller, agent_id).await?;
+    Ok(axum::Json(AgentGraph {
+        agent_id,
+        calls: calls.into_iter().map(edge_view).collect(),
+        called_by: called_by.into_iter().map(edge_view).collect(),
+    }))
+}

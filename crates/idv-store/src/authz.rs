@@ -1,0 +1,974 @@
+//! Authorization data: policy versions, roles, grants, directory entities,
+//! approvals, and what decisions leave behind (permission usage and the
+//! agent communication graph). Every change to what decisions depend on
+//! bumps the tenant's policy revision, so each node rebuilds its engine.
+
+use std::collections::HashMap;
+
+use idv_core::Timestamp;
+use idv_core::approval::{Approval, ApprovalStatus};
+use idv_core::audit::Draft;
+use idv_core::directory::{DirectoryEntity, EntityRef};
+use idv_core::policy_version::PolicyVersion;
+use idv_core::role::{GrantSubject, Permission, Role, RoleGrant};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::command::{Applied, Context, Outcome2, draft, with_details};
+use crate::row::{self, to_json};
+use crate::{Store, StoreError};
+
+/// What one decision leaves behind besides its audit event.
+#[derive(Clone, Debug)]
+pub struct DecisionRecord {
+    /// The decision's audit event.
+    pub event: Draft,
+    /// When allowed and the actor is an agent: the permission it used.
+    pub usage: Option<Usage>,
+    /// For `invoke` on an agent: the edge caller → callee.
+    pub edge: Option<EdgeUse>,
+    /// An approval step, if the decision needed one.
+    pub approval: Option<ApprovalStep>,
+}
+
+/// One use of a permission.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Usage {
+    /// Tenant.
+    pub tenant_id: Uuid,
+    /// The agent.
+    pub agent_id: Uuid,
+    /// The action.
+    pub action: String,
+    /// The resource type.
+    pub resource_type: String,
+}
+
+/// One call (or attempted call) from agent to agent.
+#[derive(Clone, Debug)]
+pub struct EdgeUse {
+    /// Tenant.
+    pub tenant_id: Uuid,
+    /// Who calls.
+    pub caller: Uuid,
+    /// Who is called.
+    pub callee: Uuid,
+    /// For what.
+    pub action: String,
+    /// Whether it was allowed.
+    pub allowed: bool,
+}
+
+/// What a decision does about approval.
+#[derive(Clone, Debug)]
+pub enum ApprovalStep {
+    /// Ask for one (or return the pending one for the same request).
+    Request(Box<Approval>),
+    /// Use the approved one with this fingerprint (once); the decision fails
+    /// with a conflict if it was used meanwhile.
+    Consume {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// The approval.
+        id: Uuid,
+    },
+}
+
+/// A communication edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    /// Who calls.
+    pub caller: Uuid,
+    /// Who is called.
+    pub callee: Uuid,
+    /// For what.
+    pub action: String,
+    /// Calls allowed.
+    pub allowed: i64,
+    /// Calls denied.
+    pub denied: i64,
+    /// First seen.
+    pub first_seen: Timestamp,
+    /// Last seen.
+    pub last_seen: Timestamp,
+}
+
+/// Usage of one permission by one agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// The action.
+    pub action: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// How often it was allowed.
+    pub count: i64,
+    /// First use.
+    pub first_used: Timestamp,
+    /// Last use.
+    pub last_used: Timestamp,
+}
+
+/// Records a change to what decisions depend on.
+async fn bump_rev(conn: &mut AnyConnection, tenant_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO policy_state (tenant_id, active_version, rev) VALUES ($1, NULL, 1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET rev = policy_state.rev + 1",
+    )
+    .bind(tenant_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const VERSION_COLS: &str = "v.tenant_id, v.version, v.policies, v.schema_text, v.policy_ids, v.description, \
+     v.created_at, v.created_by, v.activated_at, s.active_version";
+const VERSION_FROM: &str = "policy_versions v LEFT JOIN policy_state s ON s.tenant_id = v.tenant_id";
+
+fn version(r: &AnyRow) -> Result<PolicyVersion, StoreError> {
+    let v: i64 = r.try_get("version")?;
+    let active: Option<i64> = r.try_get("active_version")?;
+    Ok(PolicyVersion {
+        tenant_id: row::uuid(r, "tenant_id")?,
+        version: v,
+        policies: r.try_get("policies")?,
+        schema: r.try_get("schema_text")?,
+        policy_ids: row::json(r, "policy_ids")?,
+        description: r.try_get("description")?,
+        created_at: row::ts(r, "created_at")?,
+        created_by: r.try_get("created_by")?,
+        activated_at: row::opt_ts(r, "activated_at")?,
+        active: active == Some(v),
+    })
+}
+
+async fn load_version(conn: &mut AnyConnection, tenant_id: Uuid, v: i64) -> Result<PolicyVersion, StoreError> {
+    let sql = format!("SELECT {VERSION_COLS} FROM {VERSION_FROM} WHERE v.tenant_id = $1 AND v.version = $2");
+    match sqlx::query(&sql)
+        .bind(tenant_id.to_string())
+        .bind(v)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(r) => version(&r),
+        None => Err(StoreError::NotFound {
+            what: "policy version",
+            id: v.to_string(),
+        }),
+    }
+}
+
+pub(crate) async fn create_version(
+    conn: &mut AnyConnection,
+    mut v: PolicyVersion,
+    activate: bool,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS n FROM policy_versions WHERE tenant_id = $1")
+        .bind(v.tenant_id.to_string())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+    v.version = next;
+    sqlx::query(
+        "INSERT INTO policy_versions (tenant_id, version, policies, schema_text, policy_ids, description, \
+         created_at, created_by, activated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+    )
+    .bind(v.tenant_id.to_string())
+    .bind(v.version)
+    .bind(v.policies.clone())
+    .bind(v.schema.clone())
+    .bind(to_json(&v.policy_ids))
+    .bind(v.description.clone())
+    .bind(v.created_at.as_micros())
+    .bind(v.created_by.clone())
+    .execute(&mut *conn)
+    .await?;
+    let mut events = vec![with_details(
+        draft(
+            ctx,
+            v.tenant_id,
+            "policy.version.create",
+            "policy_version",
+            v.version.to_string(),
+        ),
+        json!({ "policies": v.policy_ids, "description": v.description, "schema": v.schema.is_some() }),
+    )];
+    if activate {
+        let (activated, more) = activate_version(conn, v.tenant_id, Some(v.version), now, ctx).await?;
+        events.extend(more);
+        return Ok((activated, events));
+    }
+    Ok((Applied::PolicyVersion(Box::new(v)), events))
+}
+
+/// Makes `version` active, or (`None`) rolls back to the version active
+/// before the current one.
+pub(crate) async fn activate_version(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    version: Option<i64>,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let current: Option<i64> = sqlx::query("SELECT active_version FROM policy_state WHERE tenant_id = $1")
+        .bind(tenant_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<Option<i64>, _>("active_version"))
+        .transpose()?
+        .flatten();
+    let (target, action) = match version {
+        Some(v) => (v, "policy.version.activate"),
+        None => {
+            let prev = sqlx::query(
+                "SELECT version FROM policy_versions WHERE tenant_id = $1 AND activated_at IS NOT NULL \
+                 AND version <> $2 ORDER BY activated_at DESC, version DESC LIMIT 1",
+            )
+            .bind(tenant_id.to_string())
+            .bind(current.unwrap_or(0))
+            .fetch_optional(&mut *conn)
+            .await?;
+            match prev {
+                Some(r) => (r.try_get::<i64, _>("version")?, "policy.version.rollback"),
+                None => {
+                    return Err(StoreError::Conflict("no earlier active version to roll back to".into()));
+                }
+            }
+        }
+    };
+    // Existence (and tenant) check.
+    load_version(conn, tenant_id, target).await?;
+    if current == Some(target) {
+        return Err(StoreError::Conflict(format!("version {target} is already active")));
+    }
+    sqlx::query("UPDATE policy_versions SET activated_at = $1 WHERE tenant_id = $2 AND version = $3")
+        .bind(now.as_micros())
+        .bind(tenant_id.to_string())
+        .bind(target)
+        .execute(&mut *conn)
+        .await?;
+    bump_rev(conn, tenant_id).await?;
+    sqlx::query("UPDATE policy_state SET active_version = $1 WHERE tenant_id = $2")
+        .bind(target)
+        .bind(tenant_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let v = load_version(conn, tenant_id, target).await?;
+    let ev = with_details(
+        draft(ctx, tenant_id, action, "policy_version", target.to_string()),
+        json!({ "previous": current, "policies": v.policy_ids }),
+    );
+    Ok((Applied::PolicyVersion(Box::new(v)), vec![ev]))
+}
+
+pub(crate) async fn put_role(conn: &mut AnyConnection, r: Role, ctx: &Context) -> Result<Outcome2, StoreError> {
+    let existed = sqlx::query("SELECT 1 FROM roles WHERE tenant_id = $1 AND name = $2")
+        .bind(r.tenant_id.to_string())
+        .bind(r.name.clone())
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    sqlx::query(
+        "INSERT INTO roles (tenant_id, name, description, actions, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, name) DO UPDATE SET description = excluded.description, \
+         actions = excluded.actions, updated_at = excluded.updated_at",
+    )
+    .bind(r.tenant_id.to_string())
+    .bind(r.name.clone())
+    .bind(r.description.clone())
+    .bind(to_json(&r.actions))
+    .bind(r.updated_at.as_micros())
+    .execute(&mut *conn)
+    .await?;
+    bump_rev(conn, r.tenant_id).await?;
+    let ev = with_details(
+        draft(
+            ctx,
+            r.tenant_id,
+            if existed { "role.update" } else { "role.create" },
+            "role",
+            r.name.clone(),
+        ),
+        json!({ "actions": r.actions }),
+    );
+    Ok((Applied::Role(Box::new(r)), vec![ev]))
+}
+
+pub(crate) async fn delete_role(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    name: String,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM role_grants WHERE tenant_id = $1 AND role = $2")
+        .bind(tenant_id.to_string())
+        .bind(name.clone())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+    if used > 0 {
+        return Err(StoreError::Conflict(format!(
+            "role `{name}` is held through {used} grant(s); delete them first"
+        )));
+    }
+    let done = sqlx::query("DELETE FROM roles WHERE tenant_id = $1 AND name = $2")
+        .bind(tenant_id.to_string())
+        .bind(name.clone())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound { what: "role", id: name });
+    }
+    bump_rev(conn, tenant_id).await?;
+    Ok((Applied::Done, vec![draft(ctx, tenant_id, "role.delete", "role", name)]))
+}
+
+pub(crate) const GRANT_COLS: &str =
+    "id, tenant_id, subject_type, subject_id, role, action, condition, expires_at, created_at, created_by";
+
+pub(crate) fn grant(r: &AnyRow) -> Result<RoleGrant, StoreError> {
+    let kind: String = r.try_get("subject_type")?;
+    let id: String = r.try_get("subject_id")?;
+    let subject = GrantSubject::from_parts(&kind, &id)
+        .ok_or_else(|| StoreError::Corrupt(format!("grant subject `{kind}` `{id}`")))?;
+    let role: Option<String> = r.try_get("role")?;
+    let action: Option<String> = r.try_get("action")?;
+    let permission = match (role, action) {
+        (Some(role), None) => Permission::Role(role),
+        (None, Some(action)) => Permission::Action(action),
+        _ => {
+            return Err(StoreError::Corrupt(
+                "a grant needs exactly one of role and action".into(),
+            ));
+        }
+    };
+    Ok(RoleGrant {
+        id: row::uuid(r, "id")?,
+        tenant_id: row::uuid(r, "tenant_id")?,
+        subject,
+        permission,
+        condition: r.try_get("condition")?,
+        expires_at: row::opt_ts(r, "expires_at")?,
+        created_at: row::ts(r, "created_at")?,
+        created_by: r.try_get("created_by")?,
+    })
+}
+
+pub(crate) async fn create_grant(
+    conn: &mut AnyConnection,
+    g: RoleGrant,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    if let Permission::Role(name) = &g.permission {
+        let known = sqlx::query("SELECT 1 FROM roles WHERE tenant_id = $1 AND name = $2")
+            .bind(g.tenant_id.to_string())
+            .bind(name.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if known.is_none() {
+            return Err(StoreError::NotFound {
+                what: "role",
+                id: name.clone(),
+            });
+        }
+    }
+    if let GrantSubject::Agent(id) = g.subject {
+        crate::command::load_agent(conn, g.tenant_id, id).await?;
+    }
+    let (role, action) = match &g.permission {
+        Permission::Role(r) => (Some(r.clone()), None),
+        Permission::Action(a) => (None, Some(a.clone())),
+    };
+    sqlx::query(
+        "INSERT INTO role_grants (id, tenant_id, subject_type, subject_id, role, action, condition, expires_at, \
+         created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(g.id.to_string())
+    .bind(g.tenant_id.to_string())
+    .bind(g.subject.kind())
+    .bind(g.subject.id())
+    .bind(role)
+    .bind(action)
+    .bind(g.condition.clone())
+    .bind(g.expires_at.map(Timestamp::as_micros))
+    .bind(g.created_at.as_micros())
+    .bind(g.created_by.clone())
+    .execute(&mut *conn)
+    .await?;
+    bump_rev(conn, g.tenant_id).await?;
+    let ev = with_details(
+        draft(ctx, g.tenant_id, "grant.create", "grant", g.id.to_string()),
+        json!({
+            "subject": g.subject, "permission": g.permission, "condition": g.condition,
+            "expires_at": g.expires_at.map(Timestamp::to_rfc3339),
+        }),
+    );
+    Ok((Applied::Grant(Box::new(g)), vec![ev]))
+}
+
+pub(crate) async fn delete_grant(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let g = crate::command::load_one(conn, ("role_grants", GRANT_COLS, "grant"), tenant_id, id, grant).await?;
+    sqlx::query("DELETE FROM role_grants WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    bump_rev(conn, tenant_id).await?;
+    let ev = with_details(
+        draft(ctx, tenant_id, "grant.delete", "grant", id.to_string()),
+        json!({ "subject": g.subject, "permission": g.permission }),
+    );
+    Ok((Applied::Done, vec![ev]))
+}
+
+pub(crate) async fn put_entities(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    entities: Vec<DirectoryEntity>,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    for e in &entities {
+        sqlx::query(
+            "INSERT INTO directory_entities (tenant_id, entity_type, entity_id, attrs, parents, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, entity_type, entity_id) DO UPDATE SET \
+             attrs = excluded.attrs, parents = excluded.parents, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id.to_string())
+        .bind(e.uid.type_name.clone())
+        .bind(e.uid.id.clone())
+        .bind(to_json(&e.attrs))
+        .bind(to_json(&e.parents))
+        .bind(now.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    }
+    bump_rev(conn, tenant_id).await?;
+    let uids: Vec<&EntityRef> = entities.iter().take(100).map(|e| &e.uid).collect();
+    let ev = with_details(
+        draft(
+            ctx,
+            tenant_id,
+            "directory.put",
+            "directory",
+            format!("{} entities", entities.len()),
+        ),
+        json!({ "count": entities.len(), "entities": uids }),
+    );
+    Ok((Applied::Done, vec![ev]))
+}
+
+pub(crate) async fn delete_entity(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    uid: EntityRef,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM directory_entities WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3")
+            .bind(tenant_id.to_string())
+            .bind(uid.type_name.clone())
+            .bind(uid.id.clone())
+            .execute(&mut *conn)
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            what: "entity",
+            id: format!("{}::{}", uid.type_name, uid.id),
+        });
+    }
+    bump_rev(conn, tenant_id).await?;
+    Ok((
+        Applied::Done,
+        vec![draft(
+            ctx,
+            tenant_id,
+            "directory.delete",
+            "directory",
+            format!("{}::{}", uid.type_name, uid.id),
+        )],
+    ))
+}
+
+pub(crate) const APPROVAL_COLS: &str = "id, tenant_id, agent_id, subject_type, subject_id, action, resource_type, \
+     resource_id, context, fingerprint, reasons, assignee, status, created_at, expires_at, decided_at, decided_by, comment";
+
+pub(crate) fn approval(r: &AnyRow) -> Result<Approval, StoreError> {
+    let status: String = r.try_get("status")?;
+    let agent: Option<String> = r.try_get("agent_id")?;
+    Ok(Approval {
+        id: row::uuid(r, "id")?,
+        tenant_id: row::uuid(r, "tenant_id")?,
+        agent_id: agent
+            .map(|a| Uuid::parse_str(&a).map_err(|e| StoreError::Corrupt(format!("agent_id: {e}"))))
+            .transpose()?,
+        subject: EntityRef {
+            type_name: r.try_get("subject_type")?,
+            id: r.try_get("subject_id")?,
+        },
+        action: r.try_get("action")?,
+        resource: EntityRef {
+            type_name: r.try_get("resource_type")?,
+            id: r.try_get("resource_id")?,
+        },
+        context: row::json(r, "context")?,
+        fingerprint: r.try_get("fingerprint")?,
+        reasons: row::json(r, "reasons")?,
+        assignee: r.try_get("assignee")?,
+        status: ApprovalStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("approval status `{status}`")))?,
+        created_at: row::ts(r, "created_at")?,
+        expires_at: row::ts(r, "expires_at")?,
+        decided_at: row::opt_ts(r, "decided_at")?,
+        decided_by: r.try_get("decided_by")?,
+        comment: r.try_get("comment")?,
+    })
+}
+
+async fn save_approval(conn: &mut AnyConnection, a: &Approval) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE approvals SET status = $1, expires_at = $2, decided_at = $3, decided_by = $4, comment = $5 \
+         WHERE id = $6",
+    )
+    .bind(a.status.as_str())
+    .bind(a.expires_at.as_micros())
+    .bind(a.decided_at.map(Timestamp::as_micros))
+    .bind(a.decided_by.clone())
+    .bind(a.comment.clone())
+    .bind(a.id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn load_approval(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Approval, StoreError> {
+    crate::command::load_one(conn, ("approvals", APPROVAL_COLS, "approval"), tenant_id, id, approval).await
+}
+
+/// A decision: its event, and any approval step (in a savepoint; usage and
+/// edges of plain decisions are folded into the batch by the writer).
+pub(crate) async fn decide(
+    conn: &mut AnyConnection,
+    rec: DecisionRecord,
+    now: Timestamp,
+) -> Result<Outcome2, StoreError> {
+    let mut event = rec.event;
+    let applied = match rec.approval {
+        None => Applied::Done,
+        Some(ApprovalStep::Consume { tenant_id, id }) => {
+            let mut a = load_approval(conn, tenant_id, id).await?;
+            a.consume(now)
+                .map_err(|_| StoreError::Conflict(format!("approval `{id}` was already used or has expired")))?;
+            save_approval(conn, &a).await?;
+            event = with_details(event, json!({ "approval": { "id": id, "used": true } }));
+            Applied::Approval(Box::new(a))
+        }
+        Some(ApprovalStep::Request(a)) => {
+            let pending = sqlx::query(&format!(
+                "SELECT {APPROVAL_COLS} FROM approvals WHERE tenant_id = $1 AND fingerprint = $2 \
+                 AND status = 'pending' AND expires_at > $3 LIMIT 1"
+            ))
+            .bind(a.tenant_id.to_string())
+            .bind(a.fingerprint.clone())
+            .bind(now.as_micros())
+            .fetch_optional(&mut *conn)
+            .await?;
+            let a = match pending {
+                Some(r) => approval(&r)?,
+                None => {
+                    insert_approval(conn, &a).await?;
+                    *a
+                }
+            };
+            event = with_details(
+                event,
+                json!({ "approval": { "id": a.id, "status": a.status.as_str(), "assignee": a.assignee } }),
+            );
+            Applied::Approval(Box::new(a))
+        }
+    };
+    Ok((applied, vec![event]))
+}
+
+async fn insert_approval(conn: &mut AnyConnection, a: &Approval) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    ))
+    .bind(a.id.to_string())
+    .bind(a.tenant_id.to_string())
+    .bind(a.agent_id.map(|x| x.to_string()))
+    .bind(a.subject.type_name.clone())
+    .bind(a.subject.id.clone())
+    .bind(a.action.clone())
+    .bind(a.resource.type_name.clone())
+    .bind(a.resource.id.clone())
+    .bind(to_json(&a.context))
+    .bind(a.fingerprint.clone())
+    .bind(to_json(&a.reasons))
+    .bind(a.assignee.clone())
+    .bind(a.status.as_str())
+    .bind(a.created_at.as_micros())
+    .bind(a.expires_at.as_micros())
+    .bind(a.decided_at.map(Timestamp::as_micros))
+    .bind(a.decided_by.clone())
+    .bind(a.comment.clone())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn decide_approval(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    approve: bool,
+    comment: Option<String>,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let mut a = load_approval(conn, tenant_id, id).await?;
+    a.decide(approve, &ctx.actor.name, comment, now)
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    save_approval(conn, &a).await?;
+    let ev = with_details(
+        draft(
+            ctx,
+            tenant_id,
+            if approve { "approval.approve" } else { "approval.reject" },
+            "approval",
+            id.to_string(),
+        ),
+        json!({
+            "subject": a.subject, "action": a.action, "resource": a.resource, "assignee": a.assignee,
+            "comment": a.comment,
+        }),
+    );
+    Ok((Applied::Approval(Box::new(a)), vec![ev]))
+}
+
+/// Usage and edges of a batch's plain decisions, summed, written once per
+/// key at the end of the batch.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    usage: HashMap<Usage, i64>,
+    edges: HashMap<(Uuid, Uuid, Uuid, String), (i64, i64)>,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, rec: &DecisionRecord) {
+        if let Some(u) = &rec.usage {
+            *self.usage.entry(u.clone()).or_default() += 1;
+        }
+        if let Some(e) = &rec.edge {
+            let n = self
+                .edges
+                .entry((e.tenant_id, e.caller, e.callee, e.action.clone()))
+                .or_default();
+            if e.allowed {
+                n.0 += 1;
+            } else {
+                n.1 += 1;
+            }
+        }
+    }
+
+    /// Writes the sums; returns events for edges never seen before.
+    pub(crate) async fn flush(self, conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<Draft>, StoreError> {
+        let t = now.as_micros();
+        for (u, n) in self.usage {
+            sqlx::query(
+                "INSERT INTO agent_usage (tenant_id, agent_id, action, resource_type, count, first_used, last_used) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (tenant_id, agent_id, action, resource_type) \
+                 DO UPDATE SET count = agent_usage.count + excluded.count, last_used = excluded.last_used",
+            )
+            .bind(u.tenant_id.to_string())
+            .bind(u.agent_id.to_string())
+            .bind(u.action)
+            .bind(u.resource_type)
+            .bind(n)
+            .bind(t)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let mut events = Vec::new();
+        for ((tenant_id, caller, callee, action), (allowed, denied)) in self.edges {
+            let inserted = sqlx::query(
+                "INSERT INTO agent_edges (tenant_id, caller_id, callee_id, action, allowed, denied, first_seen, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (tenant_id, caller_id, callee_id, action) DO NOTHING",
+            )
+            .bind(tenant_id.to_string())
+            .bind(caller.to_string())
+            .bind(callee.to_string())
+            .bind(action.clone())
+            .bind(allowed)
+            .bind(denied)
+            .bind(t)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                let mut d = draft(
+                    &Context {
+                        actor: idv_core::audit::Actor::system("pdp"),
+                        request_id: None,
+                        note: None,
+                    },
+                    tenant_id,
+                    "agent.edge.first_seen",
+                    "agent",
+                    caller.to_string(),
+                );
+                d.details = json!({ "caller": caller, "callee": callee, "action": action });
+                events.push(d);
+                continue;
+            }
+            sqlx::query(
+                "UPDATE agent_edges SET allowed = allowed + $1, denied = denied + $2, last_seen = $3 \
+                 WHERE tenant_id = $4 AND caller_id = $5 AND callee_id = $6 AND action = $7",
+            )
+            .bind(allowed)
+            .bind(denied)
+            .bind(t)
+            .bind(tenant_id.to_string())
+            .bind(caller.to_string())
+            .bind(callee.to_string())
+            .bind(action)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(events)
+    }
+}
+
+fn edge(r: &AnyRow) -> Result<Edge, StoreError> {
+    Ok(Edge {
+        caller: row::uuid(r, "caller_id")?,
+        callee: row::uuid(r, "callee_id")?,
+        action: r.try_get("action")?,
+        allowed: r.try_get("allowed")?,
+        denied: r.try_get("denied")?,
+        first_seen: row::ts(r, "first_seen")?,
+        last_seen: row::ts(r, "last_seen")?,
+    })
+}
+
+/// Filter for [`Store::approvals`].
+#[derive(Clone, Debug, Default)]
+pub struct ApprovalFilter {
+    /// Only this status.
+    pub status: Option<ApprovalStatus>,
+    /// Only those assigned to this owner.
+    pub assignee: Option<String>,
+    /// At most this many (newest first).
+    pub limit: i64,
+}
+
+impl Store {
+    /// A tenant's active version (if any) and policy revision.
+    pub async fn policy_state(&self, tenant_id: Uuid) -> Result<(Option<i64>, i64), StoreError> {
+        let r = sqlx::query("SELECT active_version, rev FROM policy_state WHERE tenant_id = $1")
+            .bind(tenant_id.to_string())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        match r {
+            None => Ok((None, 0)),
+            Some(r) => Ok((r.try_get("active_version")?, r.try_get("rev")?)),
+        }
+    }
+
+    /// One policy version.
+    pub async fn policy_version(&self, tenant_id: Uuid, v: i64) -> Result<Option<PolicyVersion>, StoreError> {
+        let sql = format!("SELECT {VERSION_COLS} FROM {VERSION_FROM} WHERE v.tenant_id = $1 AND v.version = $2");
+        let r = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(v)
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(version).transpose()
+    }
+
+    /// A tenant's policy versions, newest first.
+    pub async fn policy_versions(&self, tenant_id: Uuid) -> Result<Vec<PolicyVersion>, StoreError> {
+        let sql = format!("SELECT {VERSION_COLS} FROM {VERSION_FROM} WHERE v.tenant_id = $1 ORDER BY v.version DESC");
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(version).collect()
+    }
+
+    /// A tenant's roles, by name.
+    pub async fn roles(&self, tenant_id: Uuid) -> Result<Vec<Role>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, name, description, actions, updated_at FROM roles WHERE tenant_id = $1 ORDER BY name",
+        )
+        .bind(tenant_id.to_string())
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Role {
+                    tenant_id: row::uuid(r, "tenant_id")?,
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    actions: row::json(r, "actions")?,
+                    updated_at: row::ts(r, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A tenant's grants (`subject`: only those to it), oldest first.
+    pub async fn role_grants(
+        &self,
+        tenant_id: Uuid,
+        subject: Option<&GrantSubject>,
+    ) -> Result<Vec<RoleGrant>, StoreError> {
+        let rows = match subject {
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {GRANT_COLS} FROM role_grants WHERE tenant_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(tenant_id.to_string())
+                .fetch_all(&self.inner.read)
+                .await?
+            }
+            Some(s) => {
+                sqlx::query(&format!(
+                    "SELECT {GRANT_COLS} FROM role_grants WHERE tenant_id = $1 AND subject_type = $2 \
+                     AND subject_id = $3 ORDER BY created_at, id"
+                ))
+                .bind(tenant_id.to_string())
+                .bind(s.kind())
+                .bind(s.id())
+                .fetch_all(&self.inner.read)
+                .await?
+            }
+        };
+        rows.iter().map(grant).collect()
+    }
+
+    /// A tenant's directory entities.
+    pub async fn directory(&self, tenant_id: Uuid) -> Result<Vec<DirectoryEntity>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT entity_type, entity_id, attrs, parents FROM directory_entities WHERE tenant_id = $1 \
+             ORDER BY entity_type, entity_id",
+        )
+        .bind(tenant_id.to_string())
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DirectoryEntity {
+                    tenant_id,
+                    uid: EntityRef {
+                        type_name: r.try_get("entity_type")?,
+                        id: r.try_get("entity_id")?,
+                    },
+                    attrs: row::json(r, "attrs")?,
+                    parents: row::json(r, "parents")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One approval.
+    pub async fn approval(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Approval>, StoreError> {
+        let r = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.inner.read)
+        .await?;
+        r.as_ref().map(approval).transpose()
+    }
+
+    /// The approved, unexpired approval for a request, if any.
+    pub async fn usable_approval(
+        &self,
+        tenant_id: Uuid,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Option<Approval>, StoreError> {
+        let r = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE tenant_id = $1 AND fingerprint = $2 \
+             AND status = 'approved' AND expires_at > $3 ORDER BY created_at LIMIT 1"
+        ))
+        .bind(tenant_id.to_string())
+        .bind(fingerprint)
+        .bind(now.as_micros())
+        .fetch_optional(&self.inner.read)
+        .await?;
+        r.as_ref().map(approval).transpose()
+    }
+
+    /// A tenant's approvals, newest first.
+    pub async fn approvals(&self, tenant_id: Uuid, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        let mut sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE tenant_id = $1");
+        let mut n = 1;
+        if f.status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND status = ${n}"));
+        }
+        if f.assignee.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND assignee = ${n}"));
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", n + 1));
+        let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
+        if let Some(s) = f.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(a) = &f.assignee {
+            q = q.bind(a.clone());
+        }
+        let rows = q.bind(f.limit).fetch_all(&self.inner.read).await?;
+        rows.iter().map(approval).collect()
+    }
+
+    /// The communication edges an agent is on (as caller or callee).
+    pub async fn agent_edges(&self, tenant_id: Uuid, agent_id: Uuid) -> Result<Vec<Edge>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT caller_id, callee_id, action, allowed, denied, first_seen, last_seen FROM agent_edges \
+             WHERE tenant_id = $1 AND (caller_id = $2 OR callee_id = $2) ORDER BY last_seen DESC",
+        )
+        .bind(tenant_id.to_string())
+        .bind(agent_id.to_string())
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter().map(edge).collect()
+    }
+
+    /// What an agent has used, most recent first.
+    pub async fn agent_usage(&self, tenant_id: Uuid, agent_id: Uuid) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT action, resource_type, count, first_used, last_used FROM agent_usage \
+             WHERE tenant_id = $1 AND agent_id = $2 ORDER BY last_used DESC, action",
+        )
+        .bind(tenant_id.to_string())
+        .bind(agent_id.to_string())
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    action: r.try_get("action")?,
+                    resource_type: r.try_get("resource_type")?,
+                    count: r.try_get("count")?,
+                    first_used: row::ts(r, "first_used")?,
+                    last_used: row::ts(r, "last_used")?,
+                })
+            })
+            .collect()
+    }
+}
