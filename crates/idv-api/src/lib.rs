@@ -916,6 +916,15 @@ pub struct UsageView {
     pub last_used: String,
 }
 
+/// `POST /v1/entities`: entities to create or replace, all or nothing.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntitiesPut {
+    /// Cedar entity JSON: `{"uid": {"type", "id"}, "attrs": {…}, "parents": [{"type", "id"}]}`.
+    #[schema(value_type = Vec<Object>)]
+    pub entities: Vec<serde_json::Value>,
+}
+
 /// A directory entity (Cedar's entity shape).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntityView {

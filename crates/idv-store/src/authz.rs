@@ -568,7 +568,7 @@ pub(crate) async fn decide(
             a.consume(now)
                 .map_err(|_| StoreError::Conflict(format!("approval `{id}` was already used or has expired")))?;
             save_approval(conn, &a).await?;
-            event = with_details(event, json!({ "approval": { "id": id, "used": true } }));
+            event = with_details(event, json!({ "approval": { "id": id, "status": "used" } }));
             Applied::Approval(Box::new(a))
         }
         Some(ApprovalStep::Request(a)) => {

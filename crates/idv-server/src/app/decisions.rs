@@ -164,14 +164,14 @@ fn run(
     now: Timestamp,
     source_ip: Option<IpAddr>,
 ) -> Result<Decision, AppError> {
+    if let Some(reason) = r.refused {
+        return Ok(refusal(reason));
+    }
     let actor = match (&r.actor, &r.entity) {
         (Some(a), _) => Party::Agent(a),
         (None, Some(e)) => Party::Entity(e),
         (None, None) => return Ok(refusal("unknown_subject")),
     };
-    if let Some(reason) = r.refused {
-        return Ok(refusal(reason));
-    }
     let resource_ref = EntityRef {
         type_name: ask.resource.type_name.clone(),
         id: ask.resource.id.clone(),

@@ -4,7 +4,7 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use idv_api::{
-    AgentPermissions, EntityView, EvaluationRequest, GrantCreate, GrantSubjectRef, GrantView, PolicyTest,
+    AgentPermissions, EntitiesPut, EntityView, EvaluationRequest, GrantCreate, GrantSubjectRef, GrantView, PolicyTest,
     PolicyTestReport, PolicyTestResult, PolicyUpload, PolicyValidation, PolicyVersionView, PolicyVersions, RolePut,
     RoleView, UsageView,
 };
@@ -389,15 +389,15 @@ fn entity_view(e: DirectoryEntity) -> EntityView {
 
 /// Create or replace directory entities (Cedar's entity JSON: `uid`,
 /// `attrs`, `parents`), all or nothing.
-#[utoipa::path(post, path = "/v1/entities", tag = "policies", request_body = Vec<EntityView>,
+#[utoipa::path(post, path = "/v1/entities", tag = "policies", request_body = EntitiesPut,
     responses((status = 200, body = Object), (status = 422, body = idv_api::Problem)), security(("bearer" = [])))]
 pub async fn put_entities(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<Vec<Value>>,
+    Json(body): Json<EntitiesPut>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut entities = Vec::with_capacity(body.len());
-    for (i, v) in body.into_iter().enumerate() {
+    let mut entities = Vec::with_capacity(body.entities.len());
+    for (i, v) in body.entities.into_iter().enumerate() {
         let e: DirectoryEntity = serde_json::from_value(v).map_err(|e| {
             invalid(
                 &format!("entities[{i}]"),

@@ -17,16 +17,16 @@ backend_tests!(
 );
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const IDP: &str = "https://idp.bank.example";
 
-struct Agent {
-    id: String,
-    secret: String,
+pub(crate) struct Agent {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
-async fn agent(s: &TestServer, name: &str, scopes: &[&str]) -> Agent {
+pub(crate) async fn agent(s: &TestServer, name: &str, scopes: &[&str]) -> Agent {
     let a = json_ok(
         s.req(Method::POST, "/v1/agents")
             .json(&json!({
@@ -59,7 +59,7 @@ async fn agent(s: &TestServer, name: &str, scopes: &[&str]) -> Agent {
     }
 }
 
-async fn delegate(s: &TestServer, delegator: Value, to: &Agent, scopes: &[&str], max_depth: u32) -> String {
+pub(crate) async fn delegate(s: &TestServer, delegator: Value, to: &Agent, scopes: &[&str], max_depth: u32) -> String {
     json_ok(
         s.req(Method::POST, "/v1/delegations")
             .json(&json!({
@@ -77,11 +77,11 @@ async fn delegate(s: &TestServer, delegator: Value, to: &Agent, scopes: &[&str],
         .to_owned()
 }
 
-fn by_agent(a: &Agent) -> Value {
+pub(crate) fn by_agent(a: &Agent) -> Value {
     json!({"type": "agent", "id": a.id})
 }
 
-async fn own_token(s: &TestServer, a: &Agent) -> String {
+pub(crate) async fn own_token(s: &TestServer, a: &Agent) -> String {
     let r = s
         .http
         .post(s.url("/oauth2/token"))
@@ -118,7 +118,13 @@ async fn exchange(
         .unwrap()
 }
 
-async fn exchanged(s: &TestServer, actor: &Agent, subject: &str, subject_type: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) async fn exchanged(
+    s: &TestServer,
+    actor: &Agent,
+    subject: &str,
+    subject_type: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let body = json_ok(exchange(s, actor, subject, subject_type, extra).await, StatusCode::OK).await;
     assert_eq!(body["issued_token_type"], ACCESS);
     assert_eq!(body["token_type"], "Bearer");

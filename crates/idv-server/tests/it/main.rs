@@ -16,6 +16,7 @@
 
 mod agents;
 mod audit;
+mod authz;
 mod concurrency;
 mod delegation;
 mod errors;
