@@ -106,6 +106,18 @@ impl Client {
         decode(res).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let res = self.send(self.request(Method::PUT, path).json(body)).await?;
+        decode(res).await
+    }
+
+    /// `DELETE path`, answered with no content.
+    pub async fn delete_empty(&self, path: &str) -> anyhow::Result<()> {
+        self.send(self.request(Method::DELETE, path)).await?;
+        Ok(())
+    }
+
     /// `DELETE path`, answered with JSON.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let res = self.send(self.request(Method::DELETE, path)).await?;
@@ -139,6 +151,19 @@ async fn problem_error(res: Response) -> anyhow::Error {
         }
         if let Some(v) = p.current_version {
             line.push_str(&format!(" [current version: {v}]"));
+        }
+        // Policy compile problems, one per line, compiler style.
+        for e in p.errors.iter().flatten() {
+            let at = match (e.line, e.column) {
+                (Some(l), Some(c)) => format!("{}:{l}:{c}", e.source),
+                _ => e.source.clone(),
+            };
+            let id = e
+                .policy_id
+                .as_deref()
+                .map(|i| format!(" [policy {i}]"))
+                .unwrap_or_default();
+            line.push_str(&format!("\n  {at}: {}{id}", e.message));
         }
         return anyhow!(line);
     }

@@ -72,7 +72,7 @@ struct Resolved {
 }
 
 enum Delegator {
-    Agent(Agent),
+    Agent(Box<Agent>),
     Entity(EntityRef),
 }
 
@@ -118,13 +118,13 @@ async fn resolve(state: &AppState, tenant: &idv_core::tenant::Tenant, ask: &Ask)
                 let actors = delegation::actors(t.checked.act.as_ref()).unwrap_or_default();
                 for prior in actors.iter().skip(1) {
                     match load_agent(state, tenant.id, prior).await? {
-                        Some(a) => r.delegators.push(Delegator::Agent(a)),
+                        Some(a) => r.delegators.push(Delegator::Agent(Box::new(a))),
                         None => r.refused = Some("unknown_delegator"),
                     }
                 }
                 if t.checked.sub != t.checked.client_id {
                     match load_agent(state, tenant.id, &t.checked.sub).await? {
-                        Some(a) => r.delegators.push(Delegator::Agent(a)),
+                        Some(a) => r.delegators.push(Delegator::Agent(Box::new(a))),
                         None => r.delegators.push(Delegator::Entity(EntityRef {
                             type_name: "Human".into(),
                             id: t.checked.sub.clone(),

@@ -182,11 +182,13 @@ async fn openapi_documents_every_route(backend: Backend) {
                 op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                 "{method} {path}"
             );
-            // Every admin API operation needs the bearer token; ops endpoints do not.
+            // Every admin API and AuthZEN operation needs the bearer token;
+            // ops and discovery endpoints do not.
             let secured = op["security"]
                 .as_array()
                 .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
-            assert_eq!(secured, path.starts_with("/v1/"), "{method} {path}");
+            let needs = path.starts_with("/v1/") || path.starts_with("/access/");
+            assert_eq!(secured, needs, "{method} {path}");
             // Path parameters are declared.
             for seg in path.split('/').filter(|s| s.starts_with('{')) {
                 let name = seg.trim_matches(|c| c == '{' || c == '}');

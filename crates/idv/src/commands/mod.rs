@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod authz;
 mod credential;
 mod tenant;
 
@@ -20,6 +21,12 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Agent(c) => agent::run(c).await,
         Command::Credential(c) => credential::run(c).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Policy(c) => authz::policy(c).await,
+        Command::Role(c) => authz::role(c).await,
+        Command::Grant(c) => authz::grant(c).await,
+        Command::Entity(c) => authz::entity(c).await,
+        Command::Decide(a) => authz::decide(a).await,
+        Command::Approval(c) => authz::approval(c).await,
     }
 }
 

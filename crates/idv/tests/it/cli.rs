@@ -12,7 +12,149 @@ backend_tests!(
     audit_verify_points_at_a_tampered_event,
     client_mistakes_are_one_line_errors,
     credential_commands,
+    policy_decide_and_approval_commands,
 );
+
+async fn policy_decide_and_approval_commands(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let bad = write("bad.cedar", "permit(principal,\n  action resource);");
+    let out = idv(&s, &["policy", "validate", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!("{bad}:2:10: ")),
+        "compiler-style position: {err}"
+    );
+    assert!(err.trim_end().ends_with("error: 1 problem(s)"), "{err}");
+    let v1 = write(
+        "v1.cedar",
+        "@id(\"payers\") permit(principal in Role::\"payer\", action == Action::\"transfer\", resource)\n  when { context has amount && context.amount <= 100 };\n@id(\"big\") @requires_approval(\"large transfer\")\npermit(principal in Role::\"payer\", action == Action::\"transfer\", resource)\n  when { context has amount && context.amount > 100 };",
+    );
+    assert!(ok(idv(&s, &["policy", "validate", &v1])).contains("valid (2 policies"));
+    let up = json(idv(
+        &s,
+        &[
+            "policy",
+            "upload",
+            &v1,
+            "--activate",
+            "--description",
+            "first",
+            "--json",
+        ],
+    ));
+    assert_eq!(up["version"], 1);
+    assert_eq!(up["active"], true);
+    let agent = json(idv(
+        &s,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "payer-bot",
+            "--owner",
+            "treasury@bank.example",
+            "--purpose",
+            "p",
+            "--json",
+        ],
+    ));
+    let id = agent["id"].as_str().unwrap().to_owned();
+    ok(idv(&s, &["agent", "activate", &id, "--reason", "go"]));
+    // A role the policies refer to (no actions of its own).
+    assert!(ok(idv(&s, &["role", "put", "payer", "--description", "moves money"])).contains("Role payer"));
+    let g = json(idv(&s, &["grant", "create", "agent", &id, "--role", "payer", "--json"]));
+    assert_eq!(g["role"], "payer");
+    assert!(ok(idv(&s, &["grant", "list"])).contains("role payer"));
+    let subject = format!("agent:{id}");
+    let small = ok(idv(
+        &s,
+        &[
+            "decide",
+            "--subject",
+            &subject,
+            "--action",
+            "transfer",
+            "--resource",
+            "Resource:acct",
+            "--context",
+            "{\"amount\": 5}",
+        ],
+    ));
+    assert!(small.contains("allow") && small.contains("payers"), "{small}");
+    let big = json(idv(
+        &s,
+        &[
+            "decide",
+            "--subject",
+            &subject,
+            "--action",
+            "transfer",
+            "--resource",
+            "Resource:acct",
+            "--context",
+            "{\"amount\": 500}",
+            "--json",
+        ],
+    ));
+    assert_eq!(big["decision"], false);
+    let approval = big["context"]["approval"]["id"].as_str().unwrap().to_owned();
+    let pending = ok(idv(&s, &["approval", "list", "--status", "pending"]));
+    assert!(
+        pending.contains(&approval) && pending.contains("treasury@bank.example"),
+        "{pending}"
+    );
+    let approved = json(idv(
+        &s,
+        &["approval", "approve", &approval, "--comment", "ok", "--json"],
+    ));
+    assert_eq!(approved["status"], "approved");
+    let again = json(idv(
+        &s,
+        &[
+            "decide",
+            "--subject",
+            &subject,
+            "--action",
+            "transfer",
+            "--resource",
+            "Resource:acct",
+            "--context",
+            "{\"amount\": 500}",
+            "--json",
+        ],
+    ));
+    assert_eq!(again["decision"], true);
+    // What-if: a candidate that allows nothing changes the small transfer.
+    let requests = write(
+        "requests.json",
+        &serde_json::json!([
+            {"subject": {"type": "agent", "id": id}, "action": {"name": "transfer"}, "resource": {"type": "Resource", "id": "acct"}, "context": {"amount": 5}}
+        ])
+        .to_string(),
+    );
+    let empty = write("empty.cedar", "");
+    let report = ok(idv(&s, &["policy", "test", &requests, "--file", &empty]));
+    assert!(
+        report.contains("1 of 1 decisions would change") && report.contains("allow"),
+        "{report}"
+    );
+    let v2 = json(idv(&s, &["policy", "upload", &empty, "--json"]));
+    assert_eq!(v2["version"], 2);
+    assert!(ok(idv(&s, &["policy", "activate", "2"])).contains("Version 2 is active"));
+    let list = ok(idv(&s, &["policy", "list"]));
+    assert!(list.starts_with("VERSION") && list.contains("first"), "{list}");
+    assert!(ok(idv(&s, &["policy", "rollback"])).contains("version 1 is active"));
+    assert!(ok(idv(&s, &["policy", "get", "1"])).contains("@requires_approval"));
+    let err = fails(idv(&s, &["policy", "activate", "9"]));
+    assert!(err.contains("404"), "{err}");
+}
 
 async fn credential_commands(backend: Backend) {
     let s = TestServer::start(backend).await;
