@@ -9,6 +9,7 @@
 //! ```
 
 mod cpu;
+mod decisions;
 mod latency;
 mod load;
 mod memory;
@@ -95,6 +96,9 @@ enum Mode {
     /// OAuth: token issuance, introspection and exchange, against the
     /// oidc-provider baseline.
     Tokens(tokens::TokensArgs),
+    /// Authorization decisions: in process against plain cedar-policy, and
+    /// AuthZEN over HTTP with every decision audited.
+    Decisions(decisions::DecisionsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,6 +120,34 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut machine = Machine::probe(server_threads, client_threads);
 
+    if let Some(Mode::Decisions(d)) = &args.mode {
+        let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
+        let server = if d.no_http {
+            None
+        } else {
+            say(&format!("starting the server in-process over {}", db.kind()));
+            Some(Arc::new(server_rt.block_on(Server::start(&db))?))
+        };
+        let measured = client_rt.block_on(decisions::run(d, server.as_ref()));
+        if let Some(server) = server {
+            let server = Arc::try_unwrap(server).map_err(|_| anyhow!("the server is still in use"))?;
+            server_rt.block_on(server.stop())?;
+        }
+        if !args.keep {
+            client_rt.block_on(db.remove())?;
+        }
+        let report = measured?;
+        machine.load_at_end = report::load_average();
+        if args.json {
+            let out = serde_json::json!({ "machine": machine, "decisions": report });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            report.print_table();
+        }
+        client_rt.shutdown_timeout(Duration::from_secs(5));
+        server_rt.shutdown_timeout(Duration::from_secs(5));
+        return Ok(());
+    }
     if let Some(Mode::Tokens(t)) = &args.mode {
         let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
         say(&format!("starting the server in-process over {}", db.kind()));

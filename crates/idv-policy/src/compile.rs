@@ -114,6 +114,8 @@ pub struct Compiled {
     pub(crate) actions: HashMap<EntityUid, HashSet<EntityUid>>,
     /// The action entities, one cloned into each request.
     pub(crate) action_entities: HashMap<EntityUid, Entity>,
+    /// Declared entity type names.
+    entity_types: HashSet<String>,
 }
 
 impl Compiled {
@@ -129,7 +131,7 @@ impl Compiled {
 
     /// Whether `name` is a declared entity type.
     pub fn has_entity_type(&self, name: &str) -> bool {
-        self.schema.entity_types().any(|t| t.to_string() == name)
+        self.entity_types.contains(name)
     }
 
     /// Names of the declared actions, sorted.
@@ -262,7 +264,9 @@ pub fn compile(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled
         return Err(problems);
     }
     let (actions, action_entities) = action_hierarchy(&schema)?;
+    let entity_types = schema.entity_types().map(ToString::to_string).collect();
     Ok(Compiled {
+        entity_types,
         schema,
         policies: set,
         approvals,

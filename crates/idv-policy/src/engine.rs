@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet,
-    Request, RestrictedExpression,
+    PrincipalConstraint, Request, RestrictedExpression,
 };
 use idv_core::Timestamp;
 use idv_core::agent::Agent;
@@ -142,8 +142,11 @@ pub struct Engine {
     compiled: Arc<Compiled>,
     version: i64,
     authorizer: Authorizer,
-    /// Policies that may apply, by action.
-    slices: HashMap<EntityUid, PolicySet>,
+    /// Policies that may apply, by action, indexed by principal scope.
+    slices: HashMap<EntityUid, Slice>,
+    /// Policy sets by action and the indexed principal scopes a principal
+    /// hits: built on first use (most principals share a handful).
+    sets: RwLock<HashMap<SetKey, Arc<PolicySet>>>,
     /// Every entity's ancestors (directory memberships and grants), flattened.
     ancestors: HashMap<EntityUid, HashSet<EntityUid>>,
     /// Directory entities: attributes as given, for overlaying request properties.
@@ -153,6 +156,22 @@ pub struct Engine {
     valid_until: Option<Timestamp>,
     warnings: Vec<String>,
 }
+
+/// The policies of one action: those any principal may match, and those
+/// whose principal scope names an entity (`principal in Role::"x"`,
+/// `principal == Agent::"y"`), by that entity. A principal can only match
+/// the latter through itself or one of its ancestors.
+#[derive(Debug, Default)]
+struct Slice {
+    generic: Vec<Policy>,
+    by_principal: HashMap<EntityUid, Vec<Policy>>,
+}
+
+/// An action and the indexed principal scopes a principal hits.
+type SetKey = (EntityUid, Vec<EntityUid>);
+
+/// Most cached policy sets per engine.
+const SET_CACHE: usize = 100_000;
 
 /// What an engine is built from.
 #[derive(Debug)]
@@ -305,19 +324,23 @@ impl Engine {
         }
         let mut slices = HashMap::new();
         for (action, groups) in &compiled.actions {
-            let mut set = PolicySet::new();
+            let mut slice = Slice::default();
             for p in policies.iter().filter(|p| may_apply(&p.action_constraint(), groups)) {
-                if let Err(e) = set.add(p.clone()) {
-                    warnings.push(e.to_string());
+                match p.principal_constraint() {
+                    PrincipalConstraint::Any | PrincipalConstraint::Is(_) => slice.generic.push(p.clone()),
+                    PrincipalConstraint::In(u) | PrincipalConstraint::Eq(u) | PrincipalConstraint::IsIn(_, u) => {
+                        slice.by_principal.entry(u).or_default().push(p.clone());
+                    }
                 }
             }
-            slices.insert(action.clone(), set);
+            slices.insert(action.clone(), slice);
         }
         Engine {
             compiled,
             version,
             authorizer: Authorizer::new(),
             slices,
+            sets: RwLock::new(HashMap::new()),
             ancestors: flatten(&edges),
             directory: attrs,
             role_actions,
@@ -387,7 +410,7 @@ impl Engine {
         out
     }
 
-    fn agent_entity(&self, a: &Agent) -> Option<Entity> {
+    fn agent_entity(&self, a: &Agent, parents: HashSet<EntityUid>) -> Option<Entity> {
         let uid = entity_uid("Agent", &a.id.to_string())?;
         let mut attrs: HashMap<String, RestrictedExpression> = HashMap::from([
             ("name".to_owned(), RestrictedExpression::new_string(a.name.clone())),
@@ -421,7 +444,7 @@ impl Engine {
         if let Some(t) = &a.team {
             attrs.insert("team".into(), RestrictedExpression::new_string(t.clone()));
         }
-        Entity::new(uid, attrs, self.agent_parents(a)).ok()
+        Entity::new(uid, attrs, parents).ok()
     }
 
     /// A directory entity (or a bare one), with `properties` over its stored attributes.
@@ -489,7 +512,7 @@ impl Engine {
             base.push(("token".into(), token));
         }
         let resource = match q.resource {
-            Target::Agent(a) => self.agent_entity(a),
+            Target::Agent(a) => self.agent_entity(a, self.agent_parents(a)),
             Target::Entity { uid, properties } => {
                 if self.compiled.has_entity_type(&uid.type_name) {
                     self.other_entity(uid, properties, "resource.properties")?
@@ -542,18 +565,22 @@ impl Engine {
         q: &Query<'_>,
     ) -> Result<PartyDecision, QueryError> {
         let name = party_name(party);
-        let principal = match party {
+        let (principal, ancestors) = match party {
             Party::Agent(a) => {
                 if a.status != Status::Active {
                     return Ok(refused(name, "agent_not_active"));
                 }
-                self.agent_entity(a)
+                let parents = self.agent_parents(a);
+                (self.agent_entity(a, parents.clone()), parents)
             }
             Party::Entity(r) => {
                 if !self.known(r) {
                     return Ok(refused(name, "unknown_subject"));
                 }
-                self.other_entity(r, None, "subject")?
+                let ancestors = ref_uid(r)
+                    .and_then(|u| self.ancestors.get(&u).cloned())
+                    .unwrap_or_default();
+                (self.other_entity(r, None, "subject")?, ancestors)
             }
         };
         let Some(principal) = principal else {
@@ -575,9 +602,10 @@ impl Engine {
             path: "context".into(),
             reason: e.to_string(),
         })?;
-        let Some(slice) = self.slices.get(action) else {
+        let Some(slice) = self.policy_set(action, &principal.uid(), &ancestors) else {
             return Ok(refused(name, "unknown_action"));
         };
+        let slice = &*slice;
         let Ok(request) = Request::new(principal.uid(), action.clone(), resource.uid(), context, None) else {
             return Ok(refused(name, "invalid_request"));
         };
@@ -634,6 +662,45 @@ impl Engine {
             errors,
             reason: None,
         })
+    }
+}
+
+impl Engine {
+    /// The policies of `action` that `principal` can match: the action's
+    /// generic ones and those scoped to the principal or an ancestor.
+    fn policy_set(
+        &self,
+        action: &EntityUid,
+        uid: &EntityUid,
+        ancestors: &HashSet<EntityUid>,
+    ) -> Option<Arc<PolicySet>> {
+        let slice = self.slices.get(action)?;
+        let mut hits: Vec<EntityUid> = std::iter::once(uid)
+            .chain(ancestors.iter())
+            .filter(|u| slice.by_principal.contains_key(*u))
+            .cloned()
+            .collect();
+        hits.sort();
+        let key = (action.clone(), hits);
+        if let Ok(m) = self.sets.read()
+            && let Some(s) = m.get(&key)
+        {
+            return Some(s.clone());
+        }
+        let policies = slice
+            .generic
+            .iter()
+            .chain(key.1.iter().filter_map(|u| slice.by_principal.get(u)).flatten())
+            .cloned();
+        // Ids are unique within an engine, so this cannot fail; an empty set
+        // (deny) is the safe answer if it somehow did.
+        let set = Arc::new(PolicySet::from_policies(policies).unwrap_or_else(|_| PolicySet::new()));
+        if let Ok(mut m) = self.sets.write()
+            && m.len() < SET_CACHE
+        {
+            m.insert(key, set.clone());
+        }
+        Some(set)
     }
 }
 

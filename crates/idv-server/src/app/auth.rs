@@ -23,9 +23,7 @@ pub async fn authenticate(
         admin_token::check_format(bearer).map_err(|e| AppError::Unauthenticated(e.to_string()))?;
     }
     let hash = state.token_hasher.hash(bearer);
-    let token = state
-        .store
-        .admin_token_by_hash(&hash)
+    let token = super::cache::admin_token(state, &hash)
         .await?
         .filter(|t| t.is_usable(state.clock.now()))
         .ok_or_else(|| AppError::Unauthenticated("the admin token is unknown, expired or revoked".into()))?;

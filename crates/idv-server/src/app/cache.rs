@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::RwLock;
 
+use idv_core::admin_token::AdminToken;
 use idv_core::agent::Agent;
 use idv_core::credential::Credential;
 use uuid::Uuid;
@@ -61,6 +62,8 @@ pub struct Caches {
     pub agents: GenCache<(Uuid, Uuid), Agent>,
     /// Token lifetime settings by tenant.
     pub token_ttls: GenCache<Uuid, Vec<(String, i64)>>,
+    /// Admin tokens by the keyed hash of their secret.
+    pub admin_tokens: GenCache<[u8; 32], AdminToken>,
     /// Policy engines by tenant.
     pub engines: super::policies::Engines,
 }
@@ -78,6 +81,19 @@ pub async fn credential(state: &AppState, hash: &[u8; 32]) -> Result<Option<Cred
         state.caches.credentials.put(*hash, generation, c.clone());
     }
     Ok(c)
+}
+
+/// The admin token whose secret hashes to `hash`.
+pub async fn admin_token(state: &AppState, hash: &[u8; 32]) -> Result<Option<AdminToken>, AppError> {
+    let generation = state.store.changes().current();
+    if let Some(t) = state.caches.admin_tokens.get(hash, generation) {
+        return Ok(Some(t));
+    }
+    let t = state.store.admin_token_by_hash(hash).await?;
+    if let Some(t) = &t {
+        state.caches.admin_tokens.put(*hash, generation, t.clone());
+    }
+    Ok(t)
 }
 
 /// Agent `id` of tenant `tenant_id`.

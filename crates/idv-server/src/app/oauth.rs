@@ -567,7 +567,8 @@ async fn client_credentials(
         resources: req.resources.iter().chain(&req.audiences).cloned().collect(),
         authorization_details: requested_details(req)?,
     };
-    let granted = grant::decide(&asked, &client.agent.grants, &issuer.url)?;
+    let grants = grants_of(state, issuer, &client.agent).await?;
+    let granted = grant::decide(&asked, &grants, &issuer.url)?;
     let now = state.clock.now();
     let token = AccessToken {
         issuer: issuer.url.clone(),
@@ -916,18 +917,14 @@ async fn exchange(
     }
     let requested = req.scope.as_deref().map(grant::parse_scope).transpose()?;
     let subject_scopes = subject.scopes.clone().unwrap_or_else(|| dlg.scopes.clone());
-    let scopes = delegation::narrow(
-        requested.as_ref(),
-        &subject_scopes,
-        &client.agent.grants.scopes,
-        &dlg.scopes,
-    )
-    .map_err(|beyond| {
-        OAuthError::InvalidScope(format!(
-            "beyond the subject token, this agent's grants and the delegation: {}",
-            beyond.into_iter().collect::<Vec<_>>().join(" ")
-        ))
-    })?;
+    let grants = grants_of(state, issuer, &client.agent).await?;
+    let scopes =
+        delegation::narrow(requested.as_ref(), &subject_scopes, &grants.scopes, &dlg.scopes).map_err(|beyond| {
+            OAuthError::InvalidScope(format!(
+                "beyond the subject token, this agent's grants and the delegation: {}",
+                beyond.into_iter().collect::<Vec<_>>().join(" ")
+            ))
+        })?;
     if scopes.is_empty() {
         return Err(OAuthError::InvalidScope(
             "no scope is left within the subject token, this agent's grants and the delegation".into(),
@@ -950,7 +947,7 @@ async fn exchange(
         resources,
         authorization_details: requested_details(req)?,
     };
-    let granted = grant::decide(&asked, &client.agent.grants, &issuer.url)?;
+    let granted = grant::decide(&asked, &grants, &issuer.url)?;
     let ttl = lifetimes::lifetime(state, issuer.tenant.id, client.agent.class.as_deref()).await?;
     let expires_at = [now.plus_secs(ttl), dlg.expires_at, subject.expires_at]
         .into_iter()
@@ -1112,6 +1109,18 @@ async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<boo
         }
     }
     Ok(true)
+}
+
+/// What an agent may ask for in a token: its own `allowed_scopes` and the
+/// actions its roles and grants give (scopes name actions: one source of
+/// truth with the policy engine's grants).
+async fn grants_of(state: &AppState, issuer: &Issuer, agent: &Agent) -> Result<grant::Grants, OAuthError> {
+    let engine = super::policies::engine(state, issuer.tenant.id)
+        .await
+        .map_err(OAuthError::Server)?;
+    let mut grants = agent.grants.clone();
+    grants.scopes.extend(engine.granted(agent).1);
+    Ok(grants)
 }
 
 /// An active access token of ours, presented as the subject of a decision.

@@ -31,18 +31,31 @@ pub struct Engines {
     compiled: RwLock<HashMap<(Uuid, i64), Arc<Compiled>>>,
 }
 
-/// The engine for `tenant_id`, rebuilt if anything it depends on changed.
-pub async fn engine(state: &AppState, tenant_id: Uuid) -> Result<Arc<Engine>, AppError> {
+/// The tenant's active version and policy revision.
+async fn policy_state(state: &AppState, tenant_id: Uuid) -> Result<(Option<i64>, i64), AppError> {
     let cache = &state.caches.engines;
     let generation = state.store.changes().current();
-    let (active, rev) = match cache.states.get(&tenant_id, generation) {
+    Ok(match cache.states.get(&tenant_id, generation) {
         Some(s) => s,
         None => {
             let s = state.store.policy_state(tenant_id).await?;
             cache.states.put(tenant_id, generation, s);
             s
         }
-    };
+    })
+}
+
+/// The tenant's active version, compiled (what new roles, grants and
+/// entities are checked against), without building an engine.
+pub async fn active(state: &AppState, tenant_id: Uuid) -> Result<Arc<Compiled>, AppError> {
+    let (active, _) = policy_state(state, tenant_id).await?;
+    compiled(state, tenant_id, active).await
+}
+
+/// The engine for `tenant_id`, rebuilt if anything it depends on changed.
+pub async fn engine(state: &AppState, tenant_id: Uuid) -> Result<Arc<Engine>, AppError> {
+    let cache = &state.caches.engines;
+    let (active, rev) = policy_state(state, tenant_id).await?;
     let now = state.clock.now();
     if let Ok(m) = cache.built.read()
         && let Some((at, e)) = m.get(&tenant_id)
@@ -229,13 +242,13 @@ pub async fn put_role(
         updated_at: state.clock.now(),
     };
     role.validate()?;
-    let engine = engine(state, caller.tenant.id).await?;
-    if let Some(a) = role.actions.iter().find(|a| !engine.compiled().has_action(a)) {
+    let compiled = active(state, caller.tenant.id).await?;
+    if let Some(a) = role.actions.iter().find(|a| !compiled.has_action(a)) {
         return Err(AppError::BadParameter {
             field: "actions".into(),
             detail: format!(
                 "`actions`: `{a}` is not an action of the active policy schema (declared: {})",
-                engine.compiled().action_names().join(", ")
+                compiled.action_names().join(", ")
             ),
         });
     }
@@ -290,9 +303,9 @@ pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<R
         created_by: caller.principal.token_name.clone(),
     };
     g.validate()?;
-    let engine = engine(state, caller.tenant.id).await?;
+    let compiled = active(state, caller.tenant.id).await?;
     if let Granted::Action(a) = &g.permission
-        && !engine.compiled().has_action(a)
+        && !compiled.has_action(a)
     {
         return Err(AppError::BadParameter {
             field: "action".into(),
@@ -302,8 +315,7 @@ pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<R
     if g.condition.is_some() {
         let roles = state.store.roles(caller.tenant.id).await?;
         if let Some(text) = idv_policy::engine::grant_policy(&g, &roles) {
-            engine
-                .compiled()
+            compiled
                 .validate_extra(&format!("grant:{}", g.id), &text)
                 .map_err(AppError::PolicyInvalid)?;
         }
@@ -352,7 +364,7 @@ pub async fn put_entities(
             ),
         });
     }
-    let engine = engine(state, caller.tenant.id).await?;
+    let compiled = active(state, caller.tenant.id).await?;
     for (i, e) in entities.iter_mut().enumerate() {
         e.tenant_id = caller.tenant.id;
         let at = |detail: String| AppError::BadParameter {
@@ -361,7 +373,7 @@ pub async fn put_entities(
         };
         e.validate().map_err(|err| at(err.to_string()))?;
         for r in std::iter::once(&e.uid).chain(&e.parents) {
-            if !engine.compiled().has_entity_type(&r.type_name) {
+            if !compiled.has_entity_type(&r.type_name) {
                 return Err(at(format!(
                     "`{}` is not an entity type of the active policy schema",
                     r.type_name

@@ -413,6 +413,23 @@ async fn roles_and_grants_decide_for_agents_and_are_visible_as_data(backend: Bac
         .map(|u| u["action"].as_str().unwrap())
         .collect();
     assert!(used.contains(&"transfer") && used.contains(&"write"), "{perms}");
+    // Scopes are a view of the same grants: the agent may ask for the
+    // actions its roles give, and nothing else.
+    let token = |scope: &'static str| {
+        let (s, a) = (&s, &a);
+        async move {
+            s.http
+                .post(s.url("/oauth2/token"))
+                .basic_auth(&a.id, Some(&a.secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let t = json_ok(token("transfer write").await, StatusCode::OK).await;
+    assert_eq!(t["scope"], "transfer write");
+    assert_eq!(token("invoke").await.status(), StatusCode::BAD_REQUEST);
     // The single-action grant lapses.
     clock.advance_secs(3601);
     assert_eq!(
