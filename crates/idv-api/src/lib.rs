@@ -1050,6 +1050,17 @@ pub struct EvaluationsResponse {
     pub evaluations: Vec<EvaluationResponse>,
 }
 
+/// The answer of `POST /access/v1/evaluations`: many decisions, or (AuthZEN
+/// 1.0 §7.1: a request without `evaluations`) a single one.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EvaluationsAnswer {
+    /// One decision per evaluation.
+    Many(EvaluationsResponse),
+    /// The defaults as one evaluation.
+    One(EvaluationResponse),
+}
+
 /// AuthZEN 1.0 §9: the PDP's metadata.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuthzenConfiguration {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use idv_api::{
-    AuthzenConfiguration, EvaluationItem, EvaluationRequest, EvaluationResponse, EvaluationsRequest,
+    AuthzenConfiguration, EvaluationItem, EvaluationRequest, EvaluationResponse, EvaluationsAnswer, EvaluationsRequest,
     EvaluationsResponse,
 };
 use serde_json::json;
@@ -87,7 +87,7 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, Str
 /// permit. Without `evaluations`, the defaults are one evaluation and the
 /// answer is a single decision (§7.1).
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen", request_body = EvaluationsRequest,
-    responses((status = 200, body = EvaluationsResponse), (status = 400, body = idv_api::Problem),
+    responses((status = 200, body = EvaluationsAnswer), (status = 400, body = idv_api::Problem),
         (status = 401, body = idv_api::Problem), (status = 403, body = idv_api::Problem)),
     security(("bearer" = [])))]
 pub async fn evaluations(
@@ -95,8 +95,7 @@ pub async fn evaluations(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Caller,
     Json(mut body): Json<EvaluationsRequest>,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+) -> Result<axum::Json<EvaluationsAnswer>, ApiError> {
     let semantic = match body.options.as_ref().and_then(|o| o.evaluations_semantic.as_deref()) {
         None | Some("execute_all") => Semantic::ExecuteAll,
         Some("deny_on_first_deny") => Semantic::DenyOnFirstDeny,
@@ -114,7 +113,7 @@ pub async fn evaluations(
     if items.is_empty() {
         let one = merge(&body, EvaluationItem::default()).map_err(|d| ApiError::bad_request("invalid-body", d))?;
         let a = app::decisions::evaluate(&state, &caller, &one, Some(peer.ip())).await?;
-        return Ok(axum::Json(response(a)).into_response());
+        return Ok(axum::Json(EvaluationsAnswer::One(response(a))));
     }
     if items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
@@ -135,7 +134,7 @@ pub async fn evaluations(
             },
         })
         .collect();
-    Ok(axum::Json(EvaluationsResponse { evaluations }).into_response())
+    Ok(axum::Json(EvaluationsAnswer::Many(EvaluationsResponse { evaluations })))
 }
 
 /// Most evaluations in one request.

@@ -109,7 +109,7 @@ impl utoipa::Modify for Problems {
             ("422", "A field breaks a rule"),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let admin_api = path.starts_with("/v1/");
+            let admin_api = path.starts_with("/v1/") || path.starts_with("/access/");
             let ops = [
                 &mut item.get,
                 &mut item.post,
