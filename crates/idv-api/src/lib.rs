@@ -943,6 +943,7 @@ pub struct EntityView {
 
 /// An AuthZEN subject or resource.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "JsonObject")]
 pub struct AzEntity {
     /// Its type: `agent`, `token` (subject only: `id` is an access token we
     /// issued), or a type of the tenant's schema.
@@ -958,6 +959,7 @@ pub struct AzEntity {
 
 /// An AuthZEN action.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "JsonObject")]
 pub struct AzAction {
     /// Its name.
     pub name: String,
@@ -995,6 +997,7 @@ pub struct EvaluationResponse {
 
 /// One item of an AuthZEN evaluations request: overrides of the defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "JsonObject")]
 pub struct EvaluationItem {
     /// Subject.
     #[serde(default)]
@@ -1145,4 +1148,76 @@ pub struct AgentGraph {
     pub calls: Vec<EdgeView>,
     /// Agents that call it.
     pub called_by: Vec<EdgeView>,
+}
+
+/// A JSON object, as nested request parts must be: serde would otherwise
+/// also accept an array as a struct's fields in order.
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// Implements `TryFrom<JsonObject>` for a request part through a private
+/// mirror struct with the same fields (so arrays are refused).
+macro_rules! from_object {
+    ($ty:ident, $mirror:ident { $($(#[$attr:meta])* $field:ident : $fty:ty),* $(,)? }) => {
+        #[derive(Deserialize)]
+        struct $mirror {
+            $($(#[$attr])* $field: $fty,)*
+        }
+        impl TryFrom<JsonObject> for $ty {
+            type Error = serde_json::Error;
+            fn try_from(m: JsonObject) -> Result<Self, Self::Error> {
+                let f: $mirror = serde_json::from_value(serde_json::Value::Object(m))?;
+                Ok($ty { $($field: f.$field,)* })
+            }
+        }
+    };
+}
+
+from_object!(AzEntity, AzEntityFields {
+    #[serde(rename = "type")]
+    type_: String,
+    id: String,
+    #[serde(default)]
+    properties: Option<JsonObject>,
+});
+
+from_object!(AzAction, AzActionFields {
+    name: String,
+    #[serde(default)]
+    properties: Option<JsonObject>,
+});
+
+from_object!(EvaluationItem, EvaluationItemFields {
+    #[serde(default)]
+    subject: Option<AzEntity>,
+    #[serde(default)]
+    action: Option<AzAction>,
+    #[serde(default)]
+    resource: Option<AzEntity>,
+    #[serde(default)]
+    context: Option<JsonObject>,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_request_parts_must_be_objects() {
+        let ok: EvaluationsRequest =
+            serde_json::from_str(r#"{"evaluations": [{"subject": {"type": "agent", "id": "a"}}]}"#).unwrap();
+        assert_eq!(ok.evaluations.unwrap()[0].subject.as_ref().unwrap().id, "a");
+        assert!(serde_json::from_str::<EvaluationsRequest>(r#"{"evaluations": [[null, null]]}"#).is_err());
+        assert!(
+            serde_json::from_str::<EvaluationRequest>(
+                r#"{"subject": ["agent", "a"], "action": {"name": "x"}, "resource": {"type": "t", "id": "i"}}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<EvaluationRequest>(
+                r#"{"subject": {"type": "agent", "id": "a"}, "action": ["x"], "resource": {"type": "t", "id": "i"}}"#
+            )
+            .is_err()
+        );
+    }
 }
