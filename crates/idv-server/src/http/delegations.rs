@@ -17,23 +17,14 @@ use crate::AppState;
 use crate::app::delegations::NewDelegation;
 use crate::app::{self, Caller};
 
-fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-field",
-        "Invalid field",
-        detail,
-    )
-    .with_field(field)
-}
-
 fn delegator(r: DelegatorRef) -> Result<Delegator, ApiError> {
     match (r.type_.as_str(), r.id, r.issuer, r.sub) {
         ("agent", Some(id), None, None) => Ok(Delegator::Agent {
-            id: Uuid::parse_str(&id).map_err(|_| invalid("delegator.id", format!("`{id}` is not an agent id")))?,
+            id: Uuid::parse_str(&id)
+                .map_err(|_| ApiError::invalid_field("delegator.id", format!("`{id}` is not an agent id")))?,
         }),
         ("human", None, Some(issuer), Some(sub)) => Ok(Delegator::Human { issuer, sub }),
-        _ => Err(invalid(
+        _ => Err(ApiError::invalid_field(
             "delegator",
             "`delegator` is `{\"type\":\"agent\",\"id\":…}` or `{\"type\":\"human\",\"issuer\":…,\"sub\":…}`",
         )),
@@ -95,7 +86,7 @@ pub async fn create(
     let ttl_seconds = match body.ttl {
         DurationValue::Seconds(s) => s,
         DurationValue::Text(t) => {
-            idv_core::duration::parse_seconds(&t).map_err(|e| invalid("ttl", format!("`ttl`: {e}")))?
+            idv_core::duration::parse_seconds(&t).map_err(|e| ApiError::invalid_field("ttl", format!("`ttl`: {e}")))?
         }
     };
     let req = NewDelegation {
@@ -186,7 +177,12 @@ pub async fn trust(
 ) -> Result<impl IntoResponse, ApiError> {
     let keys = match body.jwks.get("keys") {
         Some(Value::Array(k)) => k.clone(),
-        _ => return Err(invalid("jwks", "`jwks` must be a JWK set: `{\"keys\": [...]}`")),
+        _ => {
+            return Err(ApiError::invalid_field(
+                "jwks",
+                "`jwks` must be a JWK set: `{\"keys\": [...]}`",
+            ));
+        }
     };
     let t = app::delegations::trust(&state, &caller, body.issuer, keys, body.audience).await?;
     Ok((StatusCode::CREATED, axum::Json(issuer_view(&t))))

@@ -49,6 +49,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, slug, "Bad request", detail)
     }
 
+    /// 422 `invalid-field`: a body field or parameter breaks a rule.
+    pub fn invalid_field(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "Invalid field",
+            detail,
+        )
+        .with_field(field)
+    }
+
     /// Names the offending field.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.0.field = Some(field.into());
@@ -95,13 +106,7 @@ impl From<AppError> for ApiError {
                 format!("`{field}`: {reason}"),
             )
             .with_field(field),
-            AppError::BadParameter { field, detail } => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                "Invalid field",
-                detail,
-            )
-            .with_field(field),
+            AppError::BadParameter { field, detail } => Self::invalid_field(&field, detail),
             AppError::Store(s) => s.into(),
             AppError::PolicyInvalid(problems) => {
                 let list = policy_problems(&problems);

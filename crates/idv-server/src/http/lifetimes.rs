@@ -38,15 +38,9 @@ pub async fn set(
 ) -> Result<axum::Json<TokenTtlView>, ApiError> {
     let secs = match body.ttl {
         DurationValue::Seconds(s) => s,
-        DurationValue::Text(t) => idv_core::duration::parse_seconds(&t).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                "Invalid field",
-                format!("`ttl`: {e}"),
-            )
-            .with_field("ttl")
-        })?,
+        DurationValue::Text(t) => {
+            idv_core::duration::parse_seconds(&t).map_err(|e| ApiError::invalid_field("ttl", format!("`ttl`: {e}")))?
+        }
     };
     app::lifetimes::set(&state, &caller, &class, Some(secs)).await?;
     Ok(axum::Json(TokenTtlView {

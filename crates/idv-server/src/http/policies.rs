@@ -21,16 +21,6 @@ use crate::app::decisions::{Ask, Thing};
 use crate::app::policies::NewGrant;
 use crate::app::{self, AppError, Caller};
 
-fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-field",
-        "Invalid field",
-        detail,
-    )
-    .with_field(field)
-}
-
 fn version_view(v: PolicyVersion, full: bool) -> PolicyVersionView {
     PolicyVersionView {
         version: v.version,
@@ -184,7 +174,7 @@ pub async fn test(
     Json(body): Json<PolicyTest>,
 ) -> Result<axum::Json<PolicyTestReport>, ApiError> {
     if body.requests.len() > 10_000 {
-        return Err(invalid("requests", "`requests`: at most 10000"));
+        return Err(ApiError::invalid_field("requests", "`requests`: at most 10000"));
     }
     let text = body.policies.as_deref().map(|p| (p, body.schema.as_deref()));
     let candidate = app::policies::candidate(&state, &caller, body.version, text).await?;
@@ -268,7 +258,7 @@ fn subject_ref(s: &GrantSubject) -> GrantSubjectRef {
 
 fn subject(r: &GrantSubjectRef, field: &str) -> Result<GrantSubject, ApiError> {
     GrantSubject::from_parts(&r.type_, &r.id).ok_or_else(|| {
-        invalid(
+        ApiError::invalid_field(
             field,
             format!("`{field}`: `{{\"type\": \"agent\"|\"class\"|\"group\", \"id\": …}}` with an agent id, class or group name"),
         )
@@ -306,7 +296,12 @@ pub async fn grant(
     let permission = match (body.role, body.action) {
         (Some(r), None) => Permission::Role(r),
         (None, Some(a)) => Permission::Action(a),
-        _ => return Err(invalid("role", "give exactly one of `role` and `action`")),
+        _ => {
+            return Err(ApiError::invalid_field(
+                "role",
+                "give exactly one of `role` and `action`",
+            ));
+        }
     };
     let now = state.clock.now();
     let expires_at = match body.expires.as_deref() {
@@ -315,7 +310,7 @@ pub async fn grant(
             Ok(t) => t,
             Err(_) => {
                 let secs = idv_core::duration::parse_seconds(text).map_err(|_| {
-                    invalid(
+                    ApiError::invalid_field(
                         "expires",
                         format!("`expires`: `{text}` is neither an RFC 3339 time nor a duration like `30m` or `7d`"),
                     )
@@ -399,7 +394,7 @@ pub async fn put_entities(
     let mut entities = Vec::with_capacity(body.entities.len());
     for (i, v) in body.entities.into_iter().enumerate() {
         let e: DirectoryEntity = serde_json::from_value(v).map_err(|e| {
-            invalid(
+            ApiError::invalid_field(
                 &format!("entities[{i}]"),
                 format!("`entities[{i}]`: {e} (expected `{{\"uid\": {{\"type\", \"id\"}}, \"attrs\": {{…}}, \"parents\": [{{\"type\", \"id\"}}]}}`)"),
             )
