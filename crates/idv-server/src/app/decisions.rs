@@ -575,7 +575,7 @@ pub async fn decide_approval(
     };
     match state.store.execute(cmd, caller.context()).await? {
         Applied::Approval(a) => Ok(*a),
-        other => Err(AppError::Internal(format!("unexpected store result {other:?}"))),
+        _ => Err(super::tenants::unexpected()),
     }
 }
 

@@ -17,6 +17,7 @@ use idv_store::{Applied, Command, StoreError};
 use uuid::Uuid;
 
 use super::cache::GenCache;
+use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -154,7 +155,7 @@ pub async fn upload(
             }
             Ok(*v)
         }
-        other => Err(unexpected(&other)),
+        _ => Err(unexpected()),
     }
 }
 
@@ -169,7 +170,7 @@ pub async fn activate(state: &AppState, caller: &Caller, version: Option<i64>) -
     };
     match state.store.execute(cmd, caller.context()).await? {
         Applied::PolicyVersion(v) => Ok(*v),
-        other => Err(unexpected(&other)),
+        _ => Err(unexpected()),
     }
 }
 
@@ -254,7 +255,7 @@ pub async fn put_role(
     }
     match state.store.execute(Command::PutRole(role), caller.context()).await? {
         Applied::Role(r) => Ok(*r),
-        other => Err(unexpected(&other)),
+        _ => Err(unexpected()),
     }
 }
 
@@ -322,7 +323,7 @@ pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<R
     }
     match state.store.execute(Command::CreateGrant(g), caller.context()).await? {
         Applied::Grant(g) => Ok(*g),
-        other => Err(unexpected(&other)),
+        _ => Err(unexpected()),
     }
 }
 
@@ -416,8 +417,4 @@ pub async fn directory(state: &AppState, caller: &Caller) -> Result<Vec<Director
 
 fn not_found(what: &'static str, id: String) -> AppError {
     AppError::Store(StoreError::NotFound { what, id })
-}
-
-fn unexpected(a: &Applied) -> AppError {
-    AppError::Internal(format!("unexpected store result {a:?}"))
 }
