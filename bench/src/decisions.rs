@@ -121,6 +121,11 @@ pub struct Http {
     pub evaluation: Latency,
     /// Audit events written during the phase (every decision is one).
     pub audit_events: i64,
+    /// Writer batches (group commits) during the phase.
+    pub batches: u64,
+    /// The floor: `GET /healthz` (no work, no audit) with the same client
+    /// and connections, for what HTTP alone costs on this machine.
+    pub floor: Latency,
 }
 
 const SERVICES: usize = 50;
@@ -494,6 +499,15 @@ async fn admin(server: &Server, method: reqwest::Method, path: &str, body: Value
     Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// Group commits so far, from the server's `/metrics`.
+async fn batches(server: &Server) -> anyhow::Result<u64> {
+    let text = String::from_utf8(server.get("/metrics").await?)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("idv_audit_batches_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no idv_audit_batches_total in /metrics"))
+}
+
 async fn head_seq(server: &Server) -> anyhow::Result<i64> {
     let v: Value = serde_json::from_slice(&server.get("/v1/audit/head").await?)?;
     v.get("seq")
@@ -596,6 +610,7 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
             .to_owned(),
     );
     let before = head_seq(server).await?;
+    let batches_before = batches(server).await?;
     crate::say(&format!("AuthZEN evaluations, {} clients", args.clients));
     let url = Arc::new(format!("{}/access/v1/evaluation", server.base));
     let http = server.http().clone();
@@ -635,10 +650,37 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
     )
     .await?;
     let audit_events = head_seq(server).await? - before;
+    let batches = batches(server).await? - batches_before;
+    crate::say(&format!("HTTP floor: GET /healthz, {} clients", args.clients));
+    let url = Arc::new(format!("{}/healthz", server.base));
+    let http = server.http().clone();
+    let floor = drive(
+        Budget {
+            requests: args.requests,
+            time: Some(Duration::from_secs(args.secs.min(5))),
+        },
+        args.clients,
+        crate::bar(args.requests, "healthz"),
+        move |_| {
+            let (h, u) = (http.clone(), url.clone());
+            async move {
+                let res = h.get(u.as_str()).send().await?;
+                let status = res.status();
+                res.bytes().await?;
+                if status != reqwest::StatusCode::OK {
+                    bail!("healthz: {status}");
+                }
+                Ok(())
+            }
+        },
+    )
+    .await?;
     Ok(Http {
         setup_secs,
         evaluation,
         audit_events,
+        batches,
+        floor,
     })
 }
 
@@ -680,8 +722,21 @@ impl DecisionsReport {
         if let Some(h) = &self.http {
             let e = &h.evaluation;
             println!(
-                "HTTP AuthZEN evaluation ({} clients): {:.0} /s, p50 {} us, p99 {} us, max {} us; {} audit events; setup {:.1} s",
-                e.clients, e.per_sec, e.p50_us, e.p99_us, e.max_us, h.audit_events, h.setup_secs
+                "HTTP AuthZEN evaluation ({} clients): {:.0} /s, p50 {} us, p99 {} us, max {} us; {} audit events in {} group commits ({:.1} per commit); setup {:.1} s",
+                e.clients,
+                e.per_sec,
+                e.p50_us,
+                e.p99_us,
+                e.max_us,
+                h.audit_events,
+                h.batches,
+                h.audit_events as f64 / h.batches.max(1) as f64,
+                h.setup_secs
+            );
+            let f = &h.floor;
+            println!(
+                "HTTP floor, GET /healthz ({} clients): {:.0} /s, p50 {} us, p99 {} us",
+                f.clients, f.per_sec, f.p50_us, f.p99_us
             );
         }
     }

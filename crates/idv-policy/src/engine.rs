@@ -153,6 +153,10 @@ pub struct Engine {
     directory: HashMap<EntityUid, Map<String, Value>>,
     /// Actions of each role (generated roles for single permissions included).
     role_actions: HashMap<String, BTreeSet<String>>,
+    /// Attribute names some policy reads (`.name`, `has name`); stored
+    /// attributes outside it are left off the entities a decision builds.
+    /// `None`: keep every attribute.
+    read_attrs: Option<HashSet<String>>,
     valid_until: Option<Timestamp>,
     warnings: Vec<String>,
 }
@@ -322,6 +326,7 @@ impl Engine {
                 policies.push(p);
             }
         }
+        let read_attrs = read_attributes(&policies);
         let mut slices = HashMap::new();
         for (action, groups) in &compiled.actions {
             let mut slice = Slice::default();
@@ -344,6 +349,7 @@ impl Engine {
             ancestors: flatten(&edges),
             directory: attrs,
             role_actions,
+            read_attrs,
             valid_until,
             warnings,
         }
@@ -376,7 +382,10 @@ impl Engine {
     pub fn granted(&self, agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
         let mut roles = BTreeSet::new();
         let mut actions = BTreeSet::new();
-        for p in self.agent_parents(agent) {
+        let Some(uid) = entity_uid("Agent", &agent.id.to_string()) else {
+            return (roles, actions);
+        };
+        for p in self.agent_parents(agent, &uid) {
             if p.type_name().to_string() != "Role" {
                 continue;
             }
@@ -391,60 +400,56 @@ impl Engine {
         (roles, actions)
     }
 
-    fn agent_parents(&self, a: &Agent) -> HashSet<EntityUid> {
-        let mut direct: Vec<EntityUid> = Vec::new();
-        if let Some(uid) = entity_uid("Agent", &a.id.to_string()) {
-            direct.push(uid);
-        }
-        if let Some(c) = a.class.as_deref().and_then(|c| entity_uid("Class", c)) {
-            direct.push(c);
-        }
-        let mut out = HashSet::new();
-        for d in &direct {
+    fn agent_parents(&self, a: &Agent, uid: &EntityUid) -> HashSet<EntityUid> {
+        let class = a.class.as_deref().and_then(|c| entity_uid("Class", c));
+        let mut parents = HashSet::new();
+        for d in std::iter::once(uid).chain(&class) {
             if let Some(up) = self.ancestors.get(d) {
-                out.extend(up.iter().cloned());
+                parents.extend(up.iter().cloned());
             }
         }
         // The class itself is a parent; the agent is not its own.
-        out.extend(direct.into_iter().skip(1));
-        out
+        parents.extend(class);
+        parents
     }
 
-    fn agent_entity(&self, a: &Agent, parents: HashSet<EntityUid>) -> Option<Entity> {
+    /// Whether some policy reads an attribute (or context key) of this name:
+    /// one no policy reads cannot change a decision, so it is left off.
+    fn reads(&self, name: &str) -> bool {
+        self.read_attrs.as_ref().is_none_or(|r| r.contains(name))
+    }
+
+    /// An agent as a Cedar entity, and its ancestors.
+    fn agent(&self, a: &Agent) -> Option<(Entity, HashSet<EntityUid>)> {
         let uid = entity_uid("Agent", &a.id.to_string())?;
-        let mut attrs: HashMap<String, RestrictedExpression> = HashMap::from([
-            ("name".to_owned(), RestrictedExpression::new_string(a.name.clone())),
-            (
-                "status".to_owned(),
-                RestrictedExpression::new_string(a.status.as_str().to_owned()),
-            ),
-            ("owner".to_owned(), RestrictedExpression::new_string(a.owner.clone())),
-            (
-                "labels".to_owned(),
-                RestrictedExpression::new_set(
-                    a.labels
-                        .iter()
-                        .map(|(k, v)| RestrictedExpression::new_string(format!("{k}={v}"))),
-                ),
-            ),
-            (
-                "capabilities".to_owned(),
-                RestrictedExpression::new_set(a.capabilities.iter().cloned().map(RestrictedExpression::new_string)),
-            ),
-        ]);
-        if let Some(e) = a.environment {
-            attrs.insert(
-                "environment".into(),
-                RestrictedExpression::new_string(e.as_str().to_owned()),
-            );
+        let parents = self.agent_parents(a, &uid);
+        let read = |name: &str| self.reads(name);
+        let string =
+            |name: &str, v: &str| read(name).then(|| (name.to_owned(), RestrictedExpression::new_string(v.to_owned())));
+        let mut attrs: HashMap<String, RestrictedExpression> = [
+            string("name", &a.name),
+            string("status", a.status.as_str()),
+            string("owner", &a.owner),
+            a.environment.and_then(|e| string("environment", e.as_str())),
+            a.class.as_deref().and_then(|c| string("class", c)),
+            a.team.as_deref().and_then(|t| string("team", t)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if read("labels") {
+            let labels = a
+                .labels
+                .iter()
+                .map(|(k, v)| RestrictedExpression::new_string(format!("{k}={v}")));
+            attrs.insert("labels".to_owned(), RestrictedExpression::new_set(labels));
         }
-        if let Some(c) = &a.class {
-            attrs.insert("class".into(), RestrictedExpression::new_string(c.clone()));
+        if read("capabilities") {
+            let caps = a.capabilities.iter().cloned().map(RestrictedExpression::new_string);
+            attrs.insert("capabilities".to_owned(), RestrictedExpression::new_set(caps));
         }
-        if let Some(t) = &a.team {
-            attrs.insert("team".into(), RestrictedExpression::new_string(t.clone()));
-        }
-        Entity::new(uid, attrs, parents).ok()
+        let entity = Entity::new(uid, attrs, parents.clone()).ok()?;
+        Some((entity, parents))
     }
 
     /// A directory entity (or a bare one), with `properties` over its stored attributes.
@@ -455,13 +460,16 @@ impl Engine {
         path: &str,
     ) -> Result<Option<Entity>, QueryError> {
         let Some(uid) = ref_uid(r) else { return Ok(None) };
-        let mut json = self.directory.get(&uid).cloned().unwrap_or_default();
-        if let Some(p) = properties {
-            json.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut attrs = HashMap::new();
+        // Stored attributes were checked when they were put; only those a
+        // policy reads are needed. Request properties are all checked.
+        for (k, v) in self.directory.get(&uid).into_iter().flatten() {
+            if self.reads(k) {
+                attrs.insert(k.clone(), to_cedar(v, || format!("{path}.{k}"))?);
+            }
         }
-        let mut attrs = HashMap::with_capacity(json.len());
-        for (k, v) in &json {
-            attrs.insert(k.clone(), to_cedar(v, &format!("{path}.{k}"))?);
+        for (k, v) in properties.into_iter().flatten() {
+            attrs.insert(k.clone(), to_cedar(v, || format!("{path}.{k}"))?);
         }
         let parents = self.ancestors.get(&uid).cloned().unwrap_or_default();
         Ok(Entity::new(uid, attrs, parents).ok())
@@ -480,23 +488,37 @@ impl Engine {
             if RESERVED_CONTEXT.contains(&k.as_str()) {
                 return Err(QueryError::Reserved(k.clone()));
             }
-            base.push((k.clone(), to_cedar(v, &format!("context.{k}"))?));
+            // Checked even when no policy reads it: bad input is refused alike.
+            let v = to_cedar(v, || format!("context.{k}"))?;
+            if self.reads(k) {
+                base.push((k.clone(), v));
+            }
         }
         let secs = q.now.as_micros().div_euclid(1_000_000);
-        base.push(("now".into(), RestrictedExpression::new_long(secs)));
-        base.push((
-            "hour".into(),
-            RestrictedExpression::new_long(secs.rem_euclid(86_400) / 3_600),
-        ));
-        // 1970-01-01 was a Thursday (ISO weekday 4).
-        base.push((
-            "weekday".into(),
-            RestrictedExpression::new_long((secs.div_euclid(86_400) + 3).rem_euclid(7) + 1),
-        ));
-        if let Some(ip) = q.source_ip {
+        if self.reads("now") {
+            base.push(("now".into(), RestrictedExpression::new_long(secs)));
+        }
+        if self.reads("hour") {
+            base.push((
+                "hour".into(),
+                RestrictedExpression::new_long(secs.rem_euclid(86_400) / 3_600),
+            ));
+        }
+        if self.reads("weekday") {
+            // 1970-01-01 was a Thursday (ISO weekday 4).
+            base.push((
+                "weekday".into(),
+                RestrictedExpression::new_long((secs.div_euclid(86_400) + 3).rem_euclid(7) + 1),
+            ));
+        }
+        if let Some(ip) = q.source_ip
+            && self.reads("source_ip")
+        {
             base.push(("source_ip".into(), RestrictedExpression::new_ip(ip.to_string())));
         }
-        if let Some(t) = q.token {
+        if let Some(t) = q.token
+            && self.reads("token")
+        {
             let set = |s: &BTreeSet<String>| {
                 RestrictedExpression::new_set(s.iter().cloned().map(RestrictedExpression::new_string))
             };
@@ -512,7 +534,7 @@ impl Engine {
             base.push(("token".into(), token));
         }
         let resource = match q.resource {
-            Target::Agent(a) => self.agent_entity(a, self.agent_parents(a)),
+            Target::Agent(a) => self.agent(a).map(|(e, _)| e),
             Target::Entity { uid, properties } => {
                 if self.compiled.has_entity_type(&uid.type_name) {
                     self.other_entity(uid, properties, "resource.properties")?
@@ -570,8 +592,10 @@ impl Engine {
                 if a.status != Status::Active {
                     return Ok(refused(name, "agent_not_active"));
                 }
-                let parents = self.agent_parents(a);
-                (self.agent_entity(a, parents.clone()), parents)
+                match self.agent(a) {
+                    Some((e, parents)) => (Some(e), parents),
+                    None => (None, HashSet::new()),
+                }
             }
             Party::Entity(r) => {
                 if !self.known(r) {
@@ -597,7 +621,9 @@ impl Engine {
             return Ok(refused(name, "scope"));
         }
         let mut ctx = base.to_vec();
-        ctx.push(("role".into(), RestrictedExpression::new_string(role.to_owned())));
+        if self.reads("role") {
+            ctx.push(("role".into(), RestrictedExpression::new_string(role.to_owned())));
+        }
         let context = Context::from_pairs(ctx).map_err(|e| ValueError {
             path: "context".into(),
             reason: e.to_string(),
@@ -721,6 +747,47 @@ fn refused(party: String, reason: &str) -> PartyDecision {
     }
 }
 
+/// Every attribute name the policies read (`.name`, `has name`, in their
+/// JSON form), or `None` (nothing is left off) if some policy has no JSON
+/// form or uses `context` as a whole (`context == {…}` sees every key).
+fn read_attributes(policies: &[Policy]) -> Option<HashSet<String>> {
+    /// `false` if `context` is used other than through `.name` or `has name`.
+    fn walk(v: &Value, out: &mut HashSet<String>) -> bool {
+        match v {
+            Value::Object(m) => {
+                if m.get("Var").and_then(Value::as_str) == Some("context") {
+                    return false;
+                }
+                for (k, x) in m {
+                    if let ("." | "has", Some(access)) = (k.as_str(), x.as_object())
+                        && let Some(Value::String(name)) = access.get("attr")
+                    {
+                        out.insert(name.clone());
+                        let left = access.get("left").unwrap_or(&Value::Null);
+                        if left.get("Var").and_then(Value::as_str) != Some("context") && !walk(left, out) {
+                            return false;
+                        }
+                        continue;
+                    }
+                    if !walk(x, out) {
+                        return false;
+                    }
+                }
+                true
+            }
+            Value::Array(items) => items.iter().all(|x| walk(x, out)),
+            _ => true,
+        }
+    }
+    let mut out = HashSet::new();
+    for p in policies {
+        if !walk(&p.to_json().ok()?, &mut out) {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// Every node's ancestors, transitively (cycles are harmless).
 fn flatten(edges: &HashMap<EntityUid, HashSet<EntityUid>>) -> HashMap<EntityUid, HashSet<EntityUid>> {
     let mut out = HashMap::with_capacity(edges.len());
@@ -738,4 +805,27 @@ fn flatten(edges: &HashMap<EntityUid, HashSet<EntityUid>>) -> HashMap<EntityUid,
         out.insert(start.clone(), seen);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_attributes_are_those_accessed_or_tested() {
+        let text = r#"
+            permit(principal, action, resource) when { principal has team && resource.owner == principal.owner };
+            forbid(principal, action, resource) when { context.risk.level > 3 };
+        "#;
+        let set: cedar_policy::PolicySet = text.parse().expect("policies parse");
+        let policies: Vec<Policy> = set.policies().cloned().collect();
+        let read = read_attributes(&policies).expect("every policy has a JSON form");
+        let want: HashSet<String> = ["team", "owner", "risk", "level"].map(String::from).into();
+        assert_eq!(read, want);
+        // `context` as a whole sees every key: nothing may be left off.
+        let whole: cedar_policy::PolicySet = r#"permit(principal, action, resource) when { context == {"a": 1} };"#
+            .parse()
+            .expect("policy parses");
+        assert_eq!(read_attributes(&whole.policies().cloned().collect::<Vec<_>>()), None);
+    }
 }

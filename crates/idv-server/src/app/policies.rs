@@ -30,6 +30,19 @@ pub struct Engines {
     built: RwLock<HashMap<Uuid, (i64, Arc<Engine>)>>,
     /// Compiled versions (immutable once stored).
     compiled: RwLock<HashMap<(Uuid, i64), Arc<Compiled>>>,
+    /// Held while an engine is built: requests that find theirs stale wait
+    /// for the build in progress rather than each building it (builds are
+    /// rare, so one at a time per node is enough).
+    building: tokio::sync::Mutex<()>,
+}
+
+impl Engines {
+    /// The tenant's engine if it was built at `rev` and no grant in it expired.
+    fn fresh(&self, tenant_id: Uuid, rev: i64, now: Timestamp) -> Option<Arc<Engine>> {
+        let m = self.built.read().ok()?;
+        let (at, e) = m.get(&tenant_id)?;
+        (*at == rev && e.valid_until().is_none_or(|u| now < u)).then(|| e.clone())
+    }
 }
 
 /// The tenant's active version and policy revision.
@@ -58,25 +71,31 @@ pub async fn engine(state: &AppState, tenant_id: Uuid) -> Result<Arc<Engine>, Ap
     let cache = &state.caches.engines;
     let (active, rev) = policy_state(state, tenant_id).await?;
     let now = state.clock.now();
-    if let Ok(m) = cache.built.read()
-        && let Some((at, e)) = m.get(&tenant_id)
-        && *at == rev
-        && e.valid_until().is_none_or(|u| now < u)
-    {
-        return Ok(e.clone());
+    if let Some(e) = cache.fresh(tenant_id, rev, now) {
+        return Ok(e);
+    }
+    let _building = cache.building.lock().await;
+    if let Some(e) = cache.fresh(tenant_id, rev, now) {
+        return Ok(e);
     }
     let compiled = compiled(state, tenant_id, active).await?;
     let roles = state.store.roles(tenant_id).await?;
     let grants = state.store.role_grants(tenant_id, None).await?;
     let directory = state.store.directory(tenant_id).await?;
-    let engine = Arc::new(Engine::build(Inputs {
-        compiled,
-        version: active.unwrap_or(0),
-        roles: &roles,
-        grants: &grants,
-        directory: &directory,
-        now,
-    }));
+    // Building is CPU work (hundreds of milliseconds for large tenants):
+    // off the request threads.
+    let engine = tokio::task::spawn_blocking(move || {
+        Arc::new(Engine::build(Inputs {
+            compiled,
+            version: active.unwrap_or(0),
+            roles: &roles,
+            grants: &grants,
+            directory: &directory,
+            now,
+        }))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("building the policy engine failed: {e}")))?;
     for w in engine.warnings() {
         tracing::warn!(tenant = %tenant_id, warning = %w, "policy engine");
     }
@@ -382,7 +401,7 @@ pub async fn put_entities(
             }
         }
         for (k, v) in &e.attrs {
-            idv_policy::value::to_cedar(v, &format!("attrs.{k}")).map_err(|err| at(err.to_string()))?;
+            idv_policy::value::to_cedar(v, || format!("attrs.{k}")).map_err(|err| at(err.to_string()))?;
         }
     }
     let n = entities.len();
