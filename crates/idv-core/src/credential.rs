@@ -115,6 +115,18 @@ pub struct Credential {
     pub revoked_at: Option<Timestamp>,
     /// When it last authenticated (API keys).
     pub last_used_at: Option<Timestamp>,
+    /// Why it was revoked (see [`Revocation`]), if it was.
+    pub revoked_reason: Option<String>,
+    /// The credential it replaced, if it came from a rotation.
+    pub predecessor_id: Option<Uuid>,
+    /// The credential that replaced it, if it was rotated.
+    pub successor_id: Option<Uuid>,
+    /// On a successor: its predecessor is revoked the first time it
+    /// authenticates (rather than only at the end of the overlap).
+    pub retire_on_use: bool,
+    /// On a successor made without the agent asking: its secret waits,
+    /// sealed, for the agent to collect it once with its current credential.
+    pub awaiting_pickup: bool,
 }
 
 impl Credential {
@@ -123,6 +135,196 @@ impl Credential {
     pub fn is_usable(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
+
+    /// Checks that it may be rotated at `now`: usable and not already
+    /// rotated (rotate its successor instead).
+    pub fn check_rotatable(&self, now: Timestamp) -> Result<(), RotationError> {
+        if !self.is_usable(now) {
+            return Err(RotationError::NotUsable);
+        }
+        if let Some(s) = self.successor_id {
+            return Err(RotationError::AlreadyRotated(s));
+        }
+        Ok(())
+    }
+
+    /// The credential that replaces this one: same agent, kind and scopes;
+    /// a credential that had a lifetime gets one as long from `now`. `jwk`
+    /// is the new public key for `private_key_jwt` (required there, refused
+    /// elsewhere).
+    pub fn successor(
+        &self,
+        id: Uuid,
+        hint: Option<String>,
+        jwk: Option<Value>,
+        rotation: &Rotation,
+        now: Timestamp,
+        created_by: &str,
+    ) -> Result<Credential, CredentialError> {
+        match (self.kind, &jwk) {
+            (Kind::PrivateKeyJwt, None) => {
+                return Err(invalid(
+                    "jwk",
+                    "rotating a `private_key_jwt` credential needs the new public key",
+                ));
+            }
+            (Kind::ClientSecret | Kind::ApiKey, Some(_)) => {
+                return Err(invalid("jwk", "is only for `private_key_jwt`"));
+            }
+            _ => {}
+        }
+        let lifetime = self
+            .expires_at
+            .map(|e| e.as_micros().saturating_sub(self.created_at.as_micros()));
+        Ok(Credential {
+            id,
+            tenant_id: self.tenant_id,
+            agent_id: self.agent_id,
+            kind: self.kind,
+            hint,
+            jwk,
+            scopes: self.scopes.clone(),
+            created_at: now,
+            created_by: created_by.to_owned(),
+            expires_at: lifetime.map(|l| Timestamp::from_micros(now.as_micros().saturating_add(l))),
+            revoked_at: None,
+            last_used_at: None,
+            revoked_reason: None,
+            predecessor_id: Some(self.id),
+            successor_id: None,
+            retire_on_use: rotation.retire == Retire::FirstUse && rotation.overlap_secs > 0,
+            awaiting_pickup: false,
+        })
+    }
+}
+
+/// Longest overlap a rotation may ask for (30 days).
+pub const MAX_OVERLAP_SECS: u64 = 30 * 24 * 3600;
+
+/// Overlap when a rotation names none: long enough for an agent polling its
+/// self-service endpoint every few minutes, short enough to bound exposure.
+pub const DEFAULT_OVERLAP_SECS: u64 = 3600;
+
+/// When the predecessor of a rotation stops working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retire {
+    /// At the end of the overlap.
+    OverlapEnd,
+    /// The first time the successor authenticates, or at the end of the
+    /// overlap if that comes first.
+    FirstUse,
+}
+
+impl Retire {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retire::OverlapEnd => "overlap_end",
+            Retire::FirstUse => "first_use",
+        }
+    }
+}
+
+impl FromStr for Retire {
+    type Err = CredentialError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "overlap_end" => Ok(Retire::OverlapEnd),
+            "first_use" => Ok(Retire::FirstUse),
+            _ => Err(invalid("retire", format!("`{s}` is not `overlap_end` or `first_use`"))),
+        }
+    }
+}
+
+/// Why a credential was revoked (`revoked_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked by an administrator.
+    Manual,
+    /// Its rotation's overlap ended, or its successor was used.
+    Rotated,
+    /// A security event: rotated with no overlap.
+    Compromised,
+    /// Its agent was retired.
+    AgentRetired,
+}
+
+impl Revocation {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::Manual => "manual",
+            Revocation::Rotated => "rotated",
+            Revocation::Compromised => "compromised",
+            Revocation::AgentRetired => "agent_retired",
+        }
+    }
+}
+
+/// How a credential is rotated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// How long predecessor and successor both work (0: the predecessor is
+    /// revoked at once).
+    pub overlap_secs: u64,
+    /// When the predecessor stops working within the overlap.
+    pub retire: Retire,
+}
+
+impl Rotation {
+    /// A rotation, its overlap checked (`None`: the default overlap).
+    pub fn new(overlap_secs: Option<u64>, retire: Retire) -> Result<Rotation, CredentialError> {
+        let overlap_secs = overlap_secs.unwrap_or(DEFAULT_OVERLAP_SECS);
+        if overlap_secs > MAX_OVERLAP_SECS {
+            return Err(invalid("overlap", "must be at most 30 days"));
+        }
+        Ok(Rotation { overlap_secs, retire })
+    }
+
+    /// A security event's rotation: the predecessor dies at once.
+    pub fn immediate() -> Rotation {
+        Rotation {
+            overlap_secs: 0,
+            retire: Retire::OverlapEnd,
+        }
+    }
+}
+
+/// Why a credential cannot be rotated.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    /// Revoked or expired.
+    #[error("the credential is revoked or expired; issue a new one instead")]
+    NotUsable,
+    /// Already has a successor.
+    #[error("the credential was already rotated; its successor is {0} (rotate that one)")]
+    AlreadyRotated(Uuid),
+}
+
+/// The rotation lineage `id` belongs to, oldest first: its predecessors and
+/// its successors, followed through `credentials` (an agent's credentials).
+pub fn lineage(credentials: &[Credential], id: Uuid) -> Vec<Credential> {
+    let by_id = |x: Uuid| credentials.iter().find(|c| c.id == x);
+    let Some(start) = by_id(id) else {
+        return Vec::new();
+    };
+    let mut back = vec![start.clone()];
+    // Bounded by the number of credentials: a corrupt cycle cannot loop.
+    while let Some(p) = back.last().and_then(|c| c.predecessor_id).and_then(by_id) {
+        if back.len() > credentials.len() || back.iter().any(|c| c.id == p.id) {
+            break;
+        }
+        back.push(p.clone());
+    }
+    back.reverse();
+    while let Some(n) = back.last().and_then(|c| c.successor_id).and_then(by_id) {
+        if back.len() > credentials.len() || back.iter().any(|c| c.id == n.id) {
+            break;
+        }
+        back.push(n.clone());
+    }
+    back
 }
 
 /// Why a credential request was refused.
@@ -216,6 +418,11 @@ impl NewCredential {
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            revoked_reason: None,
+            predecessor_id: None,
+            successor_id: None,
+            retire_on_use: false,
+            awaiting_pickup: false,
         })
     }
 }
@@ -274,6 +481,79 @@ mod tests {
         let mut n = new(Kind::ClientSecret);
         n.ttl_seconds = Some(60);
         assert_eq!(build(n).unwrap().expires_at, Some(Timestamp::from_micros(60_000_000)));
+    }
+
+    #[test]
+    fn successors_keep_kind_scopes_and_lifetime() {
+        let mut n = new(Kind::ApiKey);
+        n.ttl_seconds = Some(600);
+        let c = build(n).unwrap();
+        let now = Timestamp::from_micros(1_000_000_000);
+        let r = Rotation::new(Some(60), Retire::FirstUse).unwrap();
+        let s = c.successor(Uuid::from_u128(2), None, None, &r, now, "t").unwrap();
+        assert_eq!(
+            (s.kind, &s.scopes, s.predecessor_id),
+            (Kind::ApiKey, &c.scopes, Some(c.id))
+        );
+        assert_eq!(s.expires_at, Some(now.plus_secs(600)));
+        assert!(s.retire_on_use);
+        // No overlap: nothing to retire on first use.
+        assert!(
+            !c.successor(Uuid::from_u128(3), None, None, &Rotation::immediate(), now, "t")
+                .unwrap()
+                .retire_on_use
+        );
+        assert!(
+            c.successor(Uuid::from_u128(4), None, Some(serde_json::json!({})), &r, now, "t")
+                .is_err()
+        );
+        assert!(Rotation::new(Some(MAX_OVERLAP_SECS + 1), Retire::OverlapEnd).is_err());
+        assert_eq!("first_use".parse::<Retire>(), Ok(Retire::FirstUse));
+        assert!("soon".parse::<Retire>().is_err());
+    }
+
+    #[test]
+    fn rotatable_only_when_usable_and_not_yet_rotated() {
+        let mut c = build(new(Kind::ClientSecret)).unwrap();
+        let now = Timestamp::from_micros(1);
+        assert_eq!(c.check_rotatable(now), Ok(()));
+        c.successor_id = Some(Uuid::from_u128(9));
+        assert_eq!(
+            c.check_rotatable(now),
+            Err(RotationError::AlreadyRotated(Uuid::from_u128(9)))
+        );
+        c.successor_id = None;
+        c.revoked_at = Some(now);
+        assert_eq!(c.check_rotatable(now), Err(RotationError::NotUsable));
+    }
+
+    #[test]
+    fn lineage_runs_oldest_first_from_any_member() {
+        let base = build(new(Kind::ClientSecret)).unwrap();
+        let mk = |n: u128, p: Option<u128>, s: Option<u128>| Credential {
+            id: Uuid::from_u128(n),
+            predecessor_id: p.map(Uuid::from_u128),
+            successor_id: s.map(Uuid::from_u128),
+            ..base.clone()
+        };
+        let all = vec![
+            mk(3, Some(2), None),
+            mk(1, None, Some(2)),
+            mk(2, Some(1), Some(3)),
+            mk(7, None, None),
+        ];
+        for start in [1, 2, 3] {
+            let ids: Vec<u128> = lineage(&all, Uuid::from_u128(start))
+                .iter()
+                .map(|c| c.id.as_u128())
+                .collect();
+            assert_eq!(ids, vec![1, 2, 3]);
+        }
+        assert_eq!(lineage(&all, Uuid::from_u128(7)).len(), 1);
+        assert!(lineage(&all, Uuid::from_u128(8)).is_empty());
+        // A corrupt cycle ends.
+        let cycle = vec![mk(1, Some(2), Some(2)), mk(2, Some(1), Some(1))];
+        assert!(lineage(&cycle, Uuid::from_u128(1)).len() <= 2);
     }
 
     #[test]

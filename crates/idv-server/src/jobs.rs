@@ -73,6 +73,11 @@ async fn run_one(state: &AppState, job: Job) {
     let kind = job.kind.clone();
     let res = match kind.as_str() {
         idv_store::JOB_EXPIRE_AGENT => state.store.execute(Command::ExpireAgent(job), ctx()).await.map(|_| ()),
+        idv_store::JOB_RETIRE_CREDENTIAL => state
+            .store
+            .execute(Command::RetireCredential(job), ctx())
+            .await
+            .map(|_| ()),
         other => {
             tracing::error!(kind = other, "unknown job kind; it stays leased and will be retried");
             return;

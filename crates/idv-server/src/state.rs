@@ -25,6 +25,8 @@ pub struct AppState {
     pub credential_hasher: SecretHasher,
     /// Seals signing keys at rest.
     pub key_sealer: Arc<Sealer>,
+    /// Seals successor secrets waiting for their agent to collect them.
+    pub secret_sealer: Arc<Sealer>,
     /// Per-tenant signing key rings.
     pub keys: Arc<KeyCache>,
     /// Tenants by id and name.
@@ -66,6 +68,7 @@ impl AppState {
             token_hasher: SecretHasher::new(&setup.master_key, "admin-token"),
             credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
+            secret_sealer: Arc::new(Sealer::new(&setup.master_key, "credential-secret")),
             keys: Arc::new(KeyCache::default()),
             tenants: Arc::new(TenantCache::default()),
             caches: Arc::new(Caches::default()),

@@ -8,7 +8,7 @@ use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
 use idv_core::approval::Approval;
 use idv_core::audit::{Actor, Draft, Outcome};
-use idv_core::credential::Credential;
+use idv_core::credential::{Credential, Revocation, Rotation};
 use idv_core::delegation::Delegation;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::keyring::SigningKey;
@@ -58,6 +58,8 @@ pub struct Job {
 
 /// Retire an ephemeral agent whose TTL has ended.
 pub const JOB_EXPIRE_AGENT: &str = "agent.expire";
+/// Job kind: revoke a rotated credential at the end of its overlap.
+pub const JOB_RETIRE_CREDENTIAL: &str = "credential.retire";
 
 /// A change to make, with its audit events, in one transaction.
 #[derive(Clone, Debug)]
@@ -129,6 +131,48 @@ pub enum Command {
         tenant_id: Uuid,
         /// Credential id.
         id: Uuid,
+    },
+    /// Rotate a credential: `successor.predecessor_id` names the one it replaces.
+    RotateCredential {
+        /// The new credential.
+        successor: Credential,
+        /// HMAC of its secret, for kinds with one.
+        secret_hash: Option<[u8; 32]>,
+        /// Its secret sealed under the master key, when the agent is to
+        /// collect it (erased when collected).
+        sealed_secret: Option<Vec<u8>>,
+        /// Overlap and retirement.
+        rotation: Rotation,
+        /// Recorded on the predecessor when it is revoked.
+        why: Revocation,
+    },
+    /// Run a due [`JOB_RETIRE_CREDENTIAL`] job.
+    RetireCredential(Job),
+    /// A successor with `retire_on_use` authenticated: revoke its predecessor.
+    RetirePredecessor {
+        /// Tenant it belongs to.
+        tenant_id: Uuid,
+        /// The successor that was used.
+        successor_id: Uuid,
+    },
+    /// An agent collects the sealed secret of its credential's successor.
+    CollectSuccessor {
+        /// Tenant it belongs to.
+        tenant_id: Uuid,
+        /// The credential the agent authenticated with.
+        presenting: Uuid,
+    },
+    /// A security event: every live credential of the agent is revoked at
+    /// once; those with a successor here are rotated to it, no overlap.
+    CompromiseAgent {
+        /// Tenant it belongs to.
+        tenant_id: Uuid,
+        /// The agent.
+        agent_id: Uuid,
+        /// Why (required).
+        reason: String,
+        /// Successors with their secrets' hashes.
+        successors: Vec<(Credential, Option<[u8; 32]>)>,
     },
     /// Record that an API key authenticated (last-used time and an event).
     UseCredential {
@@ -269,6 +313,23 @@ pub enum Applied {
     Jobs(Vec<Job>),
     /// A credential after the change.
     Credential(Box<Credential>),
+    /// A rotation: the predecessor and the successor after the change.
+    Rotated(Box<(Credential, Credential)>),
+    /// A collected successor and its sealed secret.
+    Collected {
+        /// The successor.
+        credential: Box<Credential>,
+        /// Its secret, sealed under the master key.
+        sealed_secret: Vec<u8>,
+    },
+    /// A compromised agent's credentials after the change: those revoked
+    /// and the successors issued.
+    Compromised {
+        /// Revoked.
+        revoked: Vec<Credential>,
+        /// Issued.
+        successors: Vec<Credential>,
+    },
     /// A delegation after the change.
     Delegation(Box<Delegation>),
     /// A trusted issuer after the change.
@@ -381,6 +442,32 @@ impl Command {
             Command::RevokeCredential { tenant_id, id } => {
                 (*tenant_id, "credential.revoke", "credential", id.to_string(), None)
             }
+            Command::RotateCredential { successor, .. } => (
+                successor.tenant_id,
+                "credential.rotate",
+                "credential",
+                successor.predecessor_id.map(|p| p.to_string()).unwrap_or_default(),
+                None,
+            ),
+            Command::CollectSuccessor { tenant_id, presenting } => (
+                *tenant_id,
+                "credential.successor.collect",
+                "credential",
+                presenting.to_string(),
+                None,
+            ),
+            Command::CompromiseAgent {
+                tenant_id,
+                agent_id,
+                reason,
+                ..
+            } => (
+                *tenant_id,
+                "agent.compromised",
+                "agent",
+                agent_id.to_string(),
+                Some(reason.clone()),
+            ),
             Command::RevokeToken { tenant_id, jti, .. } => (*tenant_id, "token.revoke", "token", jti.clone(), None),
             Command::SetTokenTtl { tenant_id, class, .. } => {
                 (*tenant_id, "token_ttl.set", "token_ttl", class.clone(), None)
@@ -453,6 +540,8 @@ impl Command {
                 None,
             ),
             Command::ExpireAgent(_)
+            | Command::RetireCredential(_)
+            | Command::RetirePredecessor { .. }
             | Command::Decide(_)
             | Command::ClaimJobs { .. }
             | Command::Record(_)
@@ -517,6 +606,40 @@ pub(crate) async fn apply(
         } => credentials::create(conn, credential, secret_hash, ctx).await,
         Command::RevokeCredential { tenant_id, id } => credentials::revoke(conn, tenant_id, id, now, ctx).await,
         Command::UseCredential { tenant_id, id } => credentials::used(conn, tenant_id, id, now, ctx).await,
+        Command::RotateCredential {
+            successor,
+            secret_hash,
+            sealed_secret,
+            rotation,
+            why,
+        } => {
+            credentials::rotate(
+                conn,
+                successor,
+                secret_hash,
+                sealed_secret,
+                rotation,
+                why,
+                now,
+                clock,
+                ctx,
+            )
+            .await
+        }
+        Command::RetireCredential(job) => credentials::retire_job(conn, job, now, ctx).await,
+        Command::RetirePredecessor {
+            tenant_id,
+            successor_id,
+        } => credentials::retire_predecessor(conn, tenant_id, successor_id, now, ctx).await,
+        Command::CollectSuccessor { tenant_id, presenting } => {
+            credentials::collect_successor(conn, tenant_id, presenting, ctx).await
+        }
+        Command::CompromiseAgent {
+            tenant_id,
+            agent_id,
+            reason,
+            successors,
+        } => credentials::compromise(conn, tenant_id, agent_id, reason, successors, now, clock, ctx).await,
         Command::CreateSigningKey(key) => credentials::create_signing_key(conn, key, ctx).await,
         Command::RevokeToken {
             tenant_id,

@@ -1,16 +1,18 @@
 //! Commands on credentials, signing keys and revoked tokens.
 
-use idv_core::Timestamp;
 use idv_core::audit::Draft;
-use idv_core::credential::{Credential, Kind};
+use idv_core::credential::{Credential, Kind, Revocation, Rotation};
 use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
+use idv_core::{Clock, Timestamp};
 use serde_json::json;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::command::{Applied, Context, Outcome2, draft, load_agent, load_one, with_details};
+use crate::command::{
+    Applied, Context, JOB_RETIRE_CREDENTIAL, Job, Outcome2, draft, load_agent, load_one, with_details,
+};
 use crate::row::{self, CREDENTIAL_COLS, to_json};
 
 pub(crate) async fn create(
@@ -19,6 +21,29 @@ pub(crate) async fn create(
     secret_hash: Option<[u8; 32]>,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
+    insert(conn, &c, secret_hash, None).await?;
+    let d = created_event(ctx, &c);
+    Ok((Applied::Credential(Box::new(c)), vec![d]))
+}
+
+fn created_event(ctx: &Context, c: &Credential) -> Draft {
+    with_details(
+        draft(ctx, c.tenant_id, "credential.create", "credential", c.id.to_string()),
+        json!({
+            "agent_id": c.agent_id, "kind": c.kind.as_str(), "hint": c.hint,
+            "scopes": c.scopes, "expires_at": c.expires_at.map(Timestamp::to_rfc3339),
+            "predecessor_id": c.predecessor_id,
+        }),
+    )
+}
+
+/// Inserts a credential whose agent must exist and not be retired.
+async fn insert(
+    conn: &mut AnyConnection,
+    c: &Credential,
+    secret_hash: Option<[u8; 32]>,
+    sealed_secret: Option<Vec<u8>>,
+) -> Result<(), StoreError> {
     let agent = load_agent(conn, c.tenant_id, c.agent_id).await?;
     if agent.status == Status::Retired {
         return Err(StoreError::Conflict(
@@ -27,8 +52,8 @@ pub(crate) async fn create(
     }
     sqlx::query(
         "INSERT INTO credentials (id, tenant_id, agent_id, kind, hint, secret_hash, jwk, scopes, created_at, \
-         created_by, expires_at, revoked_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
+         created_by, expires_at, revoked_at, last_used_at, predecessor_id, retire_on_use, sealed_secret) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, $14)",
     )
     .bind(c.id.to_string())
     .bind(c.tenant_id.to_string())
@@ -41,16 +66,12 @@ pub(crate) async fn create(
     .bind(c.created_at.as_micros())
     .bind(c.created_by.clone())
     .bind(c.expires_at.map(Timestamp::as_micros))
+    .bind(c.predecessor_id.map(|p| p.to_string()))
+    .bind(i64::from(c.retire_on_use))
+    .bind(sealed_secret)
     .execute(&mut *conn)
     .await?;
-    let d = with_details(
-        draft(ctx, c.tenant_id, "credential.create", "credential", c.id.to_string()),
-        json!({
-            "agent_id": c.agent_id, "kind": c.kind.as_str(), "hint": c.hint,
-            "scopes": c.scopes, "expires_at": c.expires_at.map(Timestamp::to_rfc3339),
-        }),
-    );
-    Ok((Applied::Credential(Box::new(c)), vec![d]))
+    Ok(())
 }
 
 async fn load(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Credential, StoreError> {
@@ -75,17 +96,287 @@ pub(crate) async fn revoke(
     if c.revoked_at.is_some() {
         return Err(StoreError::Conflict("the credential is already revoked".into()));
     }
-    sqlx::query("UPDATE credentials SET revoked_at = $1 WHERE id = $2")
+    let d = mark_revoked(conn, &mut c, Revocation::Manual, None, now, ctx).await?;
+    Ok((Applied::Credential(Box::new(c)), vec![d]))
+}
+
+/// Revokes `c` (which is not revoked yet) and drafts its event. A successor
+/// waiting to retire it on first use no longer needs to.
+async fn mark_revoked(
+    conn: &mut AnyConnection,
+    c: &mut Credential,
+    why: Revocation,
+    cause: Option<&str>,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Draft, StoreError> {
+    sqlx::query("UPDATE credentials SET revoked_at = $1, revoked_reason = $2 WHERE id = $3")
         .bind(now.as_micros())
-        .bind(id.to_string())
+        .bind(why.as_str())
+        .bind(c.id.to_string())
         .execute(&mut *conn)
         .await?;
+    if let Some(s) = c.successor_id {
+        sqlx::query("UPDATE credentials SET retire_on_use = 0 WHERE id = $1")
+            .bind(s.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
     c.revoked_at = Some(now);
-    let d = with_details(
-        draft(ctx, tenant_id, "credential.revoke", "credential", id.to_string()),
-        json!({ "agent_id": c.agent_id, "kind": c.kind.as_str(), "hint": c.hint }),
-    );
+    c.revoked_reason = Some(why.as_str().to_owned());
+    Ok(with_details(
+        draft(ctx, c.tenant_id, "credential.revoke", "credential", c.id.to_string()),
+        json!({
+            "agent_id": c.agent_id, "kind": c.kind.as_str(), "hint": c.hint,
+            "reason": why.as_str(), "cause": cause, "successor_id": c.successor_id,
+        }),
+    ))
+}
+
+/// Rotates `successor.predecessor_id` to `successor`: the successor is
+/// stored (with its secret's hash, and the secret itself sealed if the agent
+/// is to collect it); the predecessor is revoked at once when the overlap is
+/// zero, else it expires at the end of the overlap and a job revokes it
+/// then. Refused if the predecessor is not usable or was already rotated.
+#[expect(clippy::too_many_arguments, reason = "one command's fields")]
+pub(crate) async fn rotate(
+    conn: &mut AnyConnection,
+    successor: Credential,
+    secret_hash: Option<[u8; 32]>,
+    sealed_secret: Option<Vec<u8>>,
+    rotation: Rotation,
+    why: Revocation,
+    now: Timestamp,
+    clock: &dyn Clock,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let predecessor_id = successor
+        .predecessor_id
+        .ok_or_else(|| StoreError::Corrupt("a successor without a predecessor".into()))?;
+    let mut old = load(conn, successor.tenant_id, predecessor_id).await?;
+    if old.agent_id != successor.agent_id {
+        return Err(StoreError::Corrupt("a successor for another agent".into()));
+    }
+    old.check_rotatable(now)
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let mut s = successor;
+    s.awaiting_pickup = sealed_secret.is_some();
+    insert(conn, &s, secret_hash, sealed_secret).await?;
+    sqlx::query("UPDATE credentials SET successor_id = $1 WHERE id = $2")
+        .bind(s.id.to_string())
+        .bind(old.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    old.successor_id = Some(s.id);
+    let mut drafts = vec![created_event(ctx, &s)];
+    let overlap_ends = now.plus_secs(i64::try_from(rotation.overlap_secs).unwrap_or(i64::MAX));
+    drafts.push(with_details(
+        draft(
+            ctx,
+            old.tenant_id,
+            "credential.rotate",
+            "credential",
+            old.id.to_string(),
+        ),
+        json!({
+            "agent_id": old.agent_id, "kind": old.kind.as_str(), "successor_id": s.id,
+            "overlap_secs": rotation.overlap_secs, "retire": rotation.retire.as_str(),
+            "reason": why.as_str(), "awaiting_pickup": s.awaiting_pickup,
+            "predecessor_ends_at": overlap_ends.to_rfc3339(),
+        }),
+    ));
+    if rotation.overlap_secs == 0 {
+        drafts.push(mark_revoked(conn, &mut old, why, Some("rotated_without_overlap"), now, ctx).await?);
+    } else {
+        // The expiry makes it stop on time even if the job runs late; the
+        // job records the revocation.
+        let ends = old.expires_at.map_or(overlap_ends, |e| e.min(overlap_ends));
+        sqlx::query("UPDATE credentials SET expires_at = $1 WHERE id = $2")
+            .bind(ends.as_micros())
+            .bind(old.id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        old.expires_at = Some(ends);
+        sqlx::query("INSERT INTO jobs (id, tenant_id, kind, target_id, run_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(clock.new_id().to_string())
+            .bind(old.tenant_id.to_string())
+            .bind(JOB_RETIRE_CREDENTIAL)
+            .bind(old.id.to_string())
+            .bind(ends.as_micros())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((Applied::Rotated(Box::new((old, s))), drafts))
+}
+
+/// The job at the end of a rotation's overlap: revokes the predecessor if
+/// nothing did before.
+pub(crate) async fn retire_job(
+    conn: &mut AnyConnection,
+    job: Job,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
+    let mut c = match load(conn, job.tenant_id, id).await {
+        Ok(c) => c,
+        Err(StoreError::NotFound { .. }) => return Ok((Applied::Done, vec![])),
+        Err(e) => return Err(e),
+    };
+    if c.revoked_at.is_some() {
+        return Ok((Applied::Credential(Box::new(c)), vec![]));
+    }
+    let d = mark_revoked(conn, &mut c, Revocation::Rotated, Some("overlap_ended"), now, ctx).await?;
     Ok((Applied::Credential(Box::new(c)), vec![d]))
+}
+
+/// A successor with `retire_on_use` authenticated: its predecessor is revoked
+/// now (once; later uses find nothing to do).
+pub(crate) async fn retire_predecessor(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    successor_id: Uuid,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let s = load(conn, tenant_id, successor_id).await?;
+    let Some(p) = s.predecessor_id.filter(|_| s.retire_on_use) else {
+        return Ok((Applied::Done, vec![]));
+    };
+    let mut old = load(conn, tenant_id, p).await?;
+    if old.revoked_at.is_some() {
+        return Ok((Applied::Done, vec![]));
+    }
+    let d = mark_revoked(conn, &mut old, Revocation::Rotated, Some("successor_used"), now, ctx).await?;
+    Ok((Applied::Credential(Box::new(old)), vec![d]))
+}
+
+/// Hands the sealed secret of `presenting`'s successor to its agent, once:
+/// the sealed copy is erased in the same commit.
+pub(crate) async fn collect_successor(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    presenting: Uuid,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let c = load(conn, tenant_id, presenting).await?;
+    let none = || StoreError::NotFound {
+        what: "successor awaiting pick-up",
+        id: presenting.to_string(),
+    };
+    let successor_id = c.successor_id.ok_or_else(none)?;
+    let row = sqlx::query("SELECT sealed_secret FROM credentials WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id.to_string())
+        .bind(successor_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let sealed: Vec<u8> = match row {
+        Some(r) => r.try_get::<Option<Vec<u8>>, _>("sealed_secret")?.ok_or_else(none)?,
+        None => return Err(none()),
+    };
+    sqlx::query("UPDATE credentials SET sealed_secret = NULL WHERE id = $1")
+        .bind(successor_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let mut s = load(conn, tenant_id, successor_id).await?;
+    s.awaiting_pickup = false;
+    let d = with_details(
+        draft(
+            ctx,
+            tenant_id,
+            "credential.successor.collect",
+            "credential",
+            successor_id.to_string(),
+        ),
+        json!({ "agent_id": s.agent_id, "predecessor_id": presenting, "kind": s.kind.as_str() }),
+    );
+    Ok((
+        Applied::Collected {
+            credential: Box::new(s),
+            sealed_secret: sealed,
+        },
+        vec![d],
+    ))
+}
+
+/// A security event on an agent: each live credential with a successor in
+/// `successors` is rotated to it with no overlap; every other live one is
+/// revoked. One commit, one `agent.compromised` event besides the others.
+#[expect(clippy::too_many_arguments, reason = "one command's fields")]
+pub(crate) async fn compromise(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    agent_id: Uuid,
+    reason: String,
+    successors: Vec<(Credential, Option<[u8; 32]>)>,
+    now: Timestamp,
+    clock: &dyn Clock,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    load_agent(conn, tenant_id, agent_id).await?;
+    let mut drafts = Vec::new();
+    let mut revoked = Vec::new();
+    let mut issued = Vec::new();
+    for (s, hash) in successors {
+        if s.agent_id != agent_id {
+            return Err(StoreError::Corrupt("a successor for another agent".into()));
+        }
+        let (applied, mut d) = rotate(
+            conn,
+            s,
+            hash,
+            None,
+            Rotation::immediate(),
+            Revocation::Compromised,
+            now,
+            clock,
+            ctx,
+        )
+        .await?;
+        drafts.append(&mut d);
+        if let Applied::Rotated(pair) = applied {
+            let (old, new) = *pair;
+            revoked.push(old);
+            issued.push(new);
+        }
+    }
+    let issued_ids: Vec<Uuid> = issued.iter().map(|c| c.id).collect();
+    let sql = format!(
+        "SELECT {CREDENTIAL_COLS} FROM credentials WHERE tenant_id = $1 AND agent_id = $2 AND revoked_at IS NULL"
+    );
+    let live = sqlx::query(&sql)
+        .bind(tenant_id.to_string())
+        .bind(agent_id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &live {
+        let mut c = row::credential(r)?;
+        if issued_ids.contains(&c.id) {
+            continue;
+        }
+        drafts.push(mark_revoked(conn, &mut c, Revocation::Compromised, Some("security_event"), now, ctx).await?);
+        revoked.push(c);
+    }
+    let mut d = with_details(
+        draft(ctx, tenant_id, "agent.compromised", "agent", agent_id.to_string()),
+        json!({
+            "credentials_revoked": revoked.iter().map(|c| c.id).collect::<Vec<_>>(),
+            "successors": issued_ids,
+        }),
+    );
+    d.reason = Some(reason);
+    drafts.push(d);
+    Ok((
+        Applied::Compromised {
+            revoked,
+            successors: issued,
+        },
+        drafts,
+    ))
 }
 
 /// Revokes every live credential of an agent (on retirement); returns how many.
@@ -96,9 +387,11 @@ pub(crate) async fn revoke_all(
     now: Timestamp,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE credentials SET revoked_at = $1 WHERE tenant_id = $2 AND agent_id = $3 AND revoked_at IS NULL",
+        "UPDATE credentials SET revoked_at = $1, revoked_reason = $2, sealed_secret = NULL \
+         WHERE tenant_id = $3 AND agent_id = $4 AND revoked_at IS NULL",
     )
     .bind(now.as_micros())
+    .bind(Revocation::AgentRetired.as_str())
     .bind(tenant_id.to_string())
     .bind(agent_id.to_string())
     .execute(&mut *conn)

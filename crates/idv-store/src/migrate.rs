@@ -41,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_authorization.sql"),
         postgres: include_str!("../migrations/postgres/0006_authorization.sql"),
     },
+    Migration {
+        version: 7,
+        sqlite: include_str!("../migrations/sqlite/0007_rotation.sql"),
+        postgres: include_str!("../migrations/postgres/0007_rotation.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

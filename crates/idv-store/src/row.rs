@@ -166,7 +166,8 @@ pub(crate) fn bind_agent<'q>(q: AnyQuery<'q>, a: &Agent) -> AnyQuery<'q> {
 }
 
 pub(crate) const CREDENTIAL_COLS: &str = "id, tenant_id, agent_id, kind, hint, jwk, scopes, created_at, \
-     created_by, expires_at, revoked_at, last_used_at";
+     created_by, expires_at, revoked_at, last_used_at, revoked_reason, predecessor_id, successor_id, \
+     retire_on_use, CAST(CASE WHEN sealed_secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS awaiting_pickup";
 
 pub(crate) fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -186,6 +187,11 @@ pub(crate) fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
         expires_at: opt_ts(row, "expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
         last_used_at: opt_ts(row, "last_used_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
+        predecessor_id: opt_uuid(row, "predecessor_id")?,
+        successor_id: opt_uuid(row, "successor_id")?,
+        retire_on_use: row.try_get::<i64, _>("retire_on_use")? != 0,
+        awaiting_pickup: row.try_get::<i64, _>("awaiting_pickup")? != 0,
     })
 }
 

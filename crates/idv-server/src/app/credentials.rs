@@ -1,14 +1,55 @@
-//! Agent credentials: issue (the secret is returned once), list, revoke.
+//! Agent credentials: issue (the secret is returned once), list, revoke,
+//! rotate (by an administrator or by the agent itself), lineage, security
+//! events, and the agent's self-service pick-up of a successor.
 
 use idv_core::admin_token::Permission;
-use idv_core::credential::{Credential, NewCredential};
+use idv_core::agent::Agent;
+use idv_core::audit::{Actor, ActorKind};
+use idv_core::credential::{self, API_KEY, CLIENT_SECRET, Credential, Kind, NewCredential, Revocation, Rotation};
 use idv_core::jose::{Jwk, PublicKey};
-use idv_store::{Applied, Command, StoreError};
+use idv_core::lifecycle::Status;
+use idv_store::{Applied, Command, Context, StoreError};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
+
+/// A checked public JWK for `private_key_jwt`: only public keys of the
+/// algorithms we verify; private members (`d`) are refused so a private key
+/// is never stored by mistake.
+fn public_jwk(v: &Value) -> Result<Value, AppError> {
+    if v.get("d").is_some() {
+        return Err(AppError::BadParameter {
+            field: "jwk".into(),
+            detail: "`jwk` must be a public key (it has a private `d` member)".into(),
+        });
+    }
+    let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| AppError::BadParameter {
+        field: "jwk".into(),
+        detail: format!("`jwk` is not a JWK: {e}"),
+    })?;
+    PublicKey::from_jwk(&jwk).map_err(|e| AppError::BadParameter {
+        field: "jwk".into(),
+        detail: format!("`jwk`: {e} (Ed25519 `OKP` or P-256 `EC` public keys)"),
+    })?;
+    serde_json::to_value(&jwk).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// A new secret for `kind`, if it has one: the secret and its hint.
+fn new_secret(kind: Kind) -> Option<(String, String)> {
+    kind.format().map(|f| {
+        let s = f.generate();
+        let hint = f.hint(&s);
+        (s, hint)
+    })
+}
+
+/// What identifies a sealed successor secret: its tenant and credential.
+fn sealing_aad(c: &Credential) -> Vec<u8> {
+    format!("{}/{}", c.tenant_id, c.id).into_bytes()
+}
 
 /// Issues a credential to agent `agent_id`; returns it and, for kinds with a
 /// secret, the secret (shown once, stored only as a keyed hash).
@@ -29,40 +70,12 @@ pub async fn create(
             what: "agent",
             id: agent_id.to_string(),
         })?;
-    let jwk = match &req.jwk {
-        Some(v) => {
-            // Only public keys of the algorithms we verify; private members
-            // (`d`) are refused so a private key is never stored by mistake.
-            if v.get("d").is_some() {
-                return Err(AppError::BadParameter {
-                    field: "jwk".into(),
-                    detail: "`jwk` must be a public key (it has a private `d` member)".into(),
-                });
-            }
-            let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| AppError::BadParameter {
-                field: "jwk".into(),
-                detail: format!("`jwk` is not a JWK: {e}"),
-            })?;
-            PublicKey::from_jwk(&jwk).map_err(|e| AppError::BadParameter {
-                field: "jwk".into(),
-                detail: format!("`jwk`: {e} (Ed25519 `OKP` or P-256 `EC` public keys)"),
-            })?;
-            Some(jwk)
-        }
-        None => None,
+    let jwk = req.jwk.as_ref().map(public_jwk).transpose()?;
+    let (secret, hint) = match new_secret(req.kind) {
+        Some((s, h)) => (Some(s), Some(h)),
+        None => (None, jwk.as_ref().and_then(thumbprint)),
     };
-    let secret = req.kind.format().map(|f| f.generate());
-    let hint = match (&secret, req.kind.format()) {
-        (Some(s), Some(f)) => Some(f.hint(s)),
-        _ => jwk.as_ref().and_then(|j| j.thumbprint().ok()),
-    };
-    let credential = NewCredential {
-        jwk: jwk
-            .map(|j| serde_json::to_value(j).map_err(|e| AppError::Internal(e.to_string())))
-            .transpose()?,
-        ..req
-    }
-    .into_credential(
+    let credential = NewCredential { jwk, ..req }.into_credential(
         state.clock.new_id(),
         &agent,
         hint,
@@ -135,4 +148,295 @@ pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<Crede
         Applied::Credential(c) => Ok(*c),
         _ => Err(unexpected()),
     }
+}
+
+/// The RFC 7638 thumbprint of a checked public JWK.
+fn thumbprint(v: &Value) -> Option<String> {
+    serde_json::from_value::<Jwk>(v.clone()).ok()?.thumbprint().ok()
+}
+
+/// A rotation as asked for.
+#[derive(Debug)]
+pub struct RotateRequest {
+    /// Overlap and retirement.
+    pub rotation: Rotation,
+    /// The successor's public JWK (`private_key_jwt`).
+    pub jwk: Option<Value>,
+    /// Seal the new secret for the agent instead of answering with it.
+    pub pickup: bool,
+}
+
+/// A rotation done: both credentials after it and, unless it waits for
+/// pick-up, the successor's secret (shown once).
+#[derive(Debug)]
+pub struct Rotated {
+    /// The predecessor (new expiry, or revoked).
+    pub predecessor: Credential,
+    /// The successor.
+    pub successor: Credential,
+    /// Its secret, if it has one and it was not sealed for pick-up.
+    pub secret: Option<String>,
+}
+
+/// Rotates credential `id` (administrators).
+pub async fn rotate(state: &AppState, caller: &Caller, id: Uuid, req: RotateRequest) -> Result<Rotated, AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "credential.rotate")
+        .await?;
+    let old = get_in(state, caller.tenant.id, id).await?;
+    rotate_as(state, caller.context(), &caller.actor().reference(), &old, req).await
+}
+
+async fn get_in(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Credential, AppError> {
+    state.store.credential(tenant_id, id).await?.ok_or_else(|| {
+        StoreError::NotFound {
+            what: "credential",
+            id: id.to_string(),
+        }
+        .into()
+    })
+}
+
+async fn rotate_as(
+    state: &AppState,
+    ctx: Context,
+    created_by: &str,
+    old: &Credential,
+    req: RotateRequest,
+) -> Result<Rotated, AppError> {
+    let now = state.clock.now();
+    old.check_rotatable(now)
+        .map_err(|e| AppError::Store(StoreError::Conflict(e.to_string())))?;
+    let jwk = req.jwk.as_ref().map(public_jwk).transpose()?;
+    let (secret, hint) = match new_secret(old.kind) {
+        Some((s, h)) => (Some(s), Some(h)),
+        None => (None, jwk.as_ref().and_then(thumbprint)),
+    };
+    let successor = old.successor(state.clock.new_id(), hint, jwk, &req.rotation, now, created_by)?;
+    if req.pickup && secret.is_none() {
+        return Err(AppError::BadParameter {
+            field: "pickup".into(),
+            detail: "a `private_key_jwt` successor has no secret to collect (the agent holds its private key)".into(),
+        });
+    }
+    let secret_hash = secret.as_deref().map(|s| state.credential_hasher.hash(s));
+    let sealed_secret = match (&secret, req.pickup) {
+        (Some(s), true) => Some(state.secret_sealer.seal(s.as_bytes(), &sealing_aad(&successor))),
+        _ => None,
+    };
+    let cmd = Command::RotateCredential {
+        successor,
+        secret_hash,
+        sealed_secret,
+        rotation: req.rotation,
+        why: Revocation::Rotated,
+    };
+    match state.store.execute(cmd, ctx).await? {
+        Applied::Rotated(pair) => {
+            let (predecessor, successor) = *pair;
+            Ok(Rotated {
+                predecessor,
+                successor,
+                secret: secret.filter(|_| !req.pickup),
+            })
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// The rotation lineage of credential `id`, oldest first.
+pub async fn history(state: &AppState, caller: &Caller, id: Uuid) -> Result<Vec<Credential>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, "credential.history")
+        .await?;
+    let c = get_in(state, caller.tenant.id, id).await?;
+    let all = state.store.credentials(caller.tenant.id, c.agent_id).await?;
+    Ok(credential::lineage(&all, id))
+}
+
+/// A security event on an agent: every live credential is revoked at once;
+/// client secrets and API keys get successors whose secrets go to the
+/// administrator (the agent's own credentials are not trusted now).
+pub async fn compromised(
+    state: &AppState,
+    caller: &Caller,
+    agent_id: Uuid,
+    reason: String,
+) -> Result<(Vec<Credential>, Vec<(Credential, Option<String>)>), AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "agent.compromised")
+        .await?;
+    if reason.trim().is_empty() {
+        return Err(AppError::BadParameter {
+            field: "reason".into(),
+            detail: "`reason` is required: say what happened".into(),
+        });
+    }
+    let now = state.clock.now();
+    let live: Vec<Credential> = state
+        .store
+        .credentials(caller.tenant.id, agent_id)
+        .await?
+        .into_iter()
+        .filter(|c| c.is_usable(now) && c.successor_id.is_none())
+        .collect();
+    let mut successors = Vec::new();
+    let mut secrets = Vec::new();
+    for old in live.iter().filter(|c| c.kind != Kind::PrivateKeyJwt) {
+        let Some((secret, hint)) = new_secret(old.kind) else {
+            continue;
+        };
+        let s = old.successor(
+            state.clock.new_id(),
+            Some(hint),
+            None,
+            &Rotation::immediate(),
+            now,
+            &caller.actor().reference(),
+        )?;
+        successors.push((s.clone(), Some(state.credential_hasher.hash(&secret))));
+        secrets.push((s.id, secret));
+    }
+    let cmd = Command::CompromiseAgent {
+        tenant_id: caller.tenant.id,
+        agent_id,
+        reason,
+        successors,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::Compromised { revoked, successors } => {
+            let with_secrets = successors
+                .into_iter()
+                .map(|c| {
+                    let secret = secrets.iter().find(|(id, _)| *id == c.id).map(|(_, s)| s.clone());
+                    (c, secret)
+                })
+                .collect();
+            Ok((revoked, with_secrets))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// How an agent authenticates to its self-service endpoints.
+#[derive(Debug)]
+pub enum Presented {
+    /// HTTP Basic with its `client_id` and a client secret.
+    ClientSecret {
+        /// The agent id.
+        client_id: String,
+        /// The secret.
+        secret: String,
+    },
+    /// `Bearer` with an API key.
+    ApiKey(String),
+}
+
+/// The agent and the credential it authenticated with; active agents and
+/// usable credentials only.
+async fn authenticate_self(state: &AppState, p: &Presented) -> Result<(Agent, Credential), AppError> {
+    let refused = || AppError::Unauthenticated("the agent credential is unknown, expired or revoked".into());
+    let (secret, kind, client_id) = match p {
+        Presented::ClientSecret { client_id, secret } => {
+            CLIENT_SECRET.check(secret).map_err(|_| refused())?;
+            (secret, Kind::ClientSecret, Some(client_id))
+        }
+        Presented::ApiKey(key) => {
+            API_KEY.check(key).map_err(|_| refused())?;
+            (key, Kind::ApiKey, None)
+        }
+    };
+    let c = super::cache::credential(state, &state.credential_hasher.hash(secret))
+        .await?
+        .filter(|c| c.kind == kind && c.is_usable(state.clock.now()))
+        .filter(|c| client_id.is_none_or(|id| *id == c.agent_id.to_string()))
+        .ok_or_else(refused)?;
+    let agent = super::cache::agent(state, c.tenant_id, c.agent_id)
+        .await?
+        .filter(|a| a.status == Status::Active)
+        .ok_or_else(|| AppError::Unauthenticated("the agent is not active".into()))?;
+    Ok((agent, c))
+}
+
+/// The agent as the audit actor, with the credential it presented.
+fn agent_context(agent: &Agent, c: &Credential, request_id: &str) -> Context {
+    Context {
+        actor: Actor {
+            kind: ActorKind::Agent,
+            name: agent.id.to_string(),
+            token_id: Some(c.id),
+        },
+        request_id: Some(request_id.to_owned()),
+        note: None,
+    }
+}
+
+/// The agent collects the successor of the credential it presents: the
+/// secret comes out of its seal once and the sealed copy is erased.
+pub async fn collect(state: &AppState, p: &Presented, request_id: &str) -> Result<(Credential, String), AppError> {
+    let (agent, c) = authenticate_self(state, p).await?;
+    let cmd = Command::CollectSuccessor {
+        tenant_id: c.tenant_id,
+        presenting: c.id,
+    };
+    match state.store.execute(cmd, agent_context(&agent, &c, request_id)).await? {
+        Applied::Collected {
+            credential,
+            sealed_secret,
+        } => {
+            let opened = state
+                .secret_sealer
+                .open(&sealed_secret, &sealing_aad(&credential))
+                .map_err(|e| AppError::Internal(format!("a successor secret does not open: {e}")))?;
+            let secret = String::from_utf8(opened.to_vec())
+                .map_err(|_| AppError::Internal("a successor secret is not text".into()))?;
+            Ok((*credential, secret))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// The agent rotates the credential it presents; the new secret is in the
+/// answer.
+pub async fn self_rotate(
+    state: &AppState,
+    p: &Presented,
+    req: RotateRequest,
+    request_id: &str,
+) -> Result<Rotated, AppError> {
+    if req.pickup {
+        return Err(AppError::BadParameter {
+            field: "pickup".into(),
+            detail: "`pickup` is for administrators; an agent rotating itself gets its secret now".into(),
+        });
+    }
+    let (agent, c) = authenticate_self(state, p).await?;
+    let ctx = agent_context(&agent, &c, request_id);
+    let by = ctx.actor.reference();
+    rotate_as(state, ctx, &by, &c, req).await
+}
+
+/// A successor with `retire_on_use` authenticated: its predecessor is
+/// revoked now (the caller only asks when the flag is set, so this write
+/// happens once per rotation).
+pub async fn successor_used(state: &AppState, c: &Credential, request_id: Option<String>) -> Result<(), AppError> {
+    if !c.retire_on_use {
+        return Ok(());
+    }
+    let ctx = Context {
+        actor: Actor::system("rotation"),
+        request_id,
+        note: None,
+    };
+    state
+        .store
+        .execute(
+            Command::RetirePredecessor {
+                tenant_id: c.tenant_id,
+                successor_id: c.id,
+            },
+            ctx,
+        )
+        .await?;
+    Ok(())
 }

@@ -256,7 +256,15 @@ fn require_active(agent: &Agent) -> Result<(), OAuthError> {
 }
 
 /// Authenticates the client of a token, introspection or revocation request.
+/// A rotation successor set to retire its predecessor on first use does so
+/// now, in its own commit, before the request goes on.
 pub async fn authenticate(state: &AppState, issuer: &Issuer, auth: &ClientAuth) -> Result<Client, OAuthError> {
+    let client = authenticate_method(state, issuer, auth).await?;
+    super::credentials::successor_used(state, &client.credential, None).await?;
+    Ok(client)
+}
+
+async fn authenticate_method(state: &AppState, issuer: &Issuer, auth: &ClientAuth) -> Result<Client, OAuthError> {
     match auth {
         ClientAuth::Basic { client_id, secret } | ClientAuth::Post { client_id, secret } => {
             let id = parse_client_id(client_id)?;
@@ -1219,6 +1227,7 @@ pub async fn introspect(
                     ctx,
                 )
                 .await?;
+            super::credentials::successor_used(state, &c, Some(request_id.to_owned())).await?;
             let scope: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
             let mut out = json!({
                 "active": true,

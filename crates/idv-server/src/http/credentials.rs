@@ -1,43 +1,94 @@
-//! `/v1/agents/{id}/credentials` and `/v1/credentials/{id}`.
+//! `/v1/agents/{id}/credentials`, `/v1/credentials/{id}` (rotation and its
+//! lineage), `/v1/agents/{id}/compromised`, and the agents' own
+//! `/v1/self/credential/…` endpoints.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use idv_api::{CredentialCreate, CredentialCreated, CredentialView, DurationValue, Page};
-use idv_core::credential::{Kind, NewCredential};
+use idv_api::{
+    CompromiseAnswer, CompromiseReport, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated,
+    CredentialView, DurationValue, Page,
+};
+use idv_core::Timestamp;
+use idv_core::credential::{Credential, Kind, NewCredential, Retire, Rotation};
 
 use super::error::ApiError;
-use super::extract::{Json, Path, parse_id};
+use super::extract::{Json, Path, RequestId, parse_id};
+use super::oauth::{HeaderAuth, header_auth};
 use super::views;
 use crate::AppState;
+use crate::app::credentials::{Presented, RotateRequest};
 use crate::app::{self, Caller};
 
-fn new_credential(body: CredentialCreate) -> Result<NewCredential, ApiError> {
-    let invalid = |field: &str, detail: String| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            "Invalid field",
-            detail,
-        )
-        .with_field(field)
+fn invalid(field: &str, detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+        "Invalid field",
+        detail,
+    )
+    .with_field(field)
+}
+
+fn seconds(v: Option<DurationValue>, field: &str) -> Result<Option<u64>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(DurationValue::Seconds(s)) => Ok(Some(s)),
+        Some(DurationValue::Text(t)) => idv_core::duration::parse_seconds(&t)
+            .map(Some)
+            .map_err(|e| invalid(field, format!("`{field}`: {e}"))),
+    }
+}
+
+fn rotate_request(body: CredentialRotate) -> Result<RotateRequest, ApiError> {
+    let retire = match body.retire.as_deref() {
+        None => Retire::OverlapEnd,
+        Some(r) => r
+            .parse()
+            .map_err(|e: idv_core::credential::CredentialError| invalid("retire", e.to_string()))?,
     };
+    let rotation =
+        Rotation::new(seconds(body.overlap, "overlap")?, retire).map_err(|e| invalid("overlap", e.to_string()))?;
+    Ok(RotateRequest {
+        rotation,
+        jwk: body.jwk,
+        pickup: body.pickup,
+    })
+}
+
+/// A credential and its secret, as answered once.
+fn created(c: &Credential, secret: Option<String>, now: Timestamp) -> CredentialCreated {
+    let (client_secret, api_key) = match c.kind {
+        Kind::ClientSecret => (secret, None),
+        Kind::ApiKey => (None, secret),
+        Kind::PrivateKeyJwt => (None, None),
+    };
+    CredentialCreated {
+        client_id: c.agent_id.to_string(),
+        credential: views::credential(c, now),
+        client_secret,
+        api_key,
+    }
+}
+
+fn rotated(r: app::credentials::Rotated, now: Timestamp) -> CredentialRotated {
+    CredentialRotated {
+        predecessor: views::credential(&r.predecessor, now),
+        successor: created(&r.successor, r.secret, now),
+    }
+}
+
+fn new_credential(body: CredentialCreate) -> Result<NewCredential, ApiError> {
     let kind: Kind = body
         .type_
         .parse()
         .map_err(|e: idv_core::credential::UnknownKind| invalid("type", e.to_string()))?;
-    let ttl_seconds = match body.ttl {
-        None => None,
-        Some(DurationValue::Seconds(s)) => Some(s),
-        Some(DurationValue::Text(t)) => {
-            Some(idv_core::duration::parse_seconds(&t).map_err(|e| invalid("ttl", format!("`ttl`: {e}")))?)
-        }
-    };
     Ok(NewCredential {
         kind,
         jwk: body.jwk,
         scopes: body.scopes,
-        ttl_seconds,
+        ttl_seconds: seconds(body.ttl, "ttl")?,
     })
 }
 
@@ -56,20 +107,7 @@ pub async fn create(
     let agent_id = parse_id(&id, "agent")?;
     let req = new_credential(body)?;
     let (c, secret) = app::credentials::create(&state, &caller, agent_id, req).await?;
-    let (client_secret, api_key) = match c.kind {
-        Kind::ClientSecret => (secret, None),
-        Kind::ApiKey => (None, secret),
-        Kind::PrivateKeyJwt => (None, None),
-    };
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CredentialCreated {
-            client_id: c.agent_id.to_string(),
-            credential: views::credential(&c, state.clock.now()),
-            client_secret,
-            api_key,
-        }),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(created(&c, secret, state.clock.now()))))
 }
 
 /// An agent's credentials (revoked and expired ones included).
@@ -116,4 +154,115 @@ pub async fn revoke(
     let id = parse_id(&id, "credential")?;
     let c = app::credentials::revoke(&state, &caller, id).await?;
     Ok(axum::Json(views::credential(&c, state.clock.now())))
+}
+
+/// Rotate a credential: the successor works at once, the predecessor until
+/// the end of the overlap (or its successor's first use); the successor's
+/// secret is in the answer, once, unless `pickup` seals it for the agent.
+#[utoipa::path(post, path = "/v1/credentials/{id}/rotate", tag = "credentials", params(("id" = String, Path)),
+    request_body = CredentialRotate,
+    responses((status = 201, body = CredentialRotated), (status = 404, body = idv_api::Problem),
+        (status = 409, body = idv_api::Problem), (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<CredentialRotate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id, "credential")?;
+    let req = rotate_request(body)?;
+    let r = app::credentials::rotate(&state, &caller, id, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(rotated(r, state.clock.now()))))
+}
+
+/// The rotation lineage of a credential, oldest first.
+#[utoipa::path(get, path = "/v1/credentials/{id}/history", tag = "credentials", params(("id" = String, Path)),
+    responses((status = 200, body = Page<CredentialView>), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Page<CredentialView>>, ApiError> {
+    let id = parse_id(&id, "credential")?;
+    let items = app::credentials::history(&state, &caller, id).await?;
+    let now = state.clock.now();
+    Ok(axum::Json(Page {
+        items: items.iter().map(|c| views::credential(c, now)).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// A security event: every live credential of the agent is revoked at once
+/// (no overlap); client secrets and API keys get successors, whose secrets
+/// are in this answer only.
+#[utoipa::path(post, path = "/v1/agents/{id}/compromised", tag = "credentials", params(("id" = String, Path)),
+    request_body = CompromiseReport,
+    responses((status = 200, body = CompromiseAnswer), (status = 404, body = idv_api::Problem),
+        (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn compromised(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<CompromiseReport>,
+) -> Result<axum::Json<CompromiseAnswer>, ApiError> {
+    let agent_id = parse_id(&id, "agent")?;
+    let (revoked, successors) = app::credentials::compromised(&state, &caller, agent_id, body.reason).await?;
+    let now = state.clock.now();
+    Ok(axum::Json(CompromiseAnswer {
+        revoked: revoked.iter().map(|c| views::credential(c, now)).collect(),
+        successors: successors.into_iter().map(|(c, s)| created(&c, s, now)).collect(),
+    }))
+}
+
+/// The agent's own credential from `Authorization`: `Basic` with its
+/// `client_id` and client secret, or `Bearer` with an API key.
+fn presented(headers: &HeaderMap) -> Result<Presented, ApiError> {
+    let unauthorized = |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail);
+    match header_auth(headers) {
+        Ok(HeaderAuth::Basic(client_id, secret)) => Ok(Presented::ClientSecret { client_id, secret }),
+        Ok(HeaderAuth::Bearer(key)) => Ok(Presented::ApiKey(key)),
+        Ok(HeaderAuth::None) => Err(unauthorized(
+            "authenticate as the agent: HTTP Basic with its client_id and client secret, or Bearer with an API key",
+        )),
+        Err(_) => Err(unauthorized("the Authorization header is malformed")),
+    }
+}
+
+/// The agent collects the successor of the credential it authenticates
+/// with (after a rotation with `pickup`): the secret is answered once and
+/// its sealed copy erased.
+#[utoipa::path(post, path = "/v1/self/credential/successor", tag = "credentials",
+    responses((status = 200, body = CredentialCreated), (status = 401, body = idv_api::Problem),
+        (status = 404, body = idv_api::Problem)),
+    security(("agent_basic" = []), ("bearer" = [])))]
+pub async fn collect(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<axum::Json<CredentialCreated>, ApiError> {
+    let p = presented(&headers)?;
+    let (c, secret) = app::credentials::collect(&state, &p, &request_id).await?;
+    Ok(axum::Json(created(&c, Some(secret), state.clock.now())))
+}
+
+/// The agent rotates the credential it authenticates with; the new secret
+/// is in the answer, once.
+#[utoipa::path(post, path = "/v1/self/credential/rotate", tag = "credentials",
+    request_body = CredentialRotate,
+    responses((status = 201, body = CredentialRotated), (status = 401, body = idv_api::Problem),
+        (status = 409, body = idv_api::Problem), (status = 422, body = idv_api::Problem)),
+    security(("agent_basic" = []), ("bearer" = [])))]
+pub async fn self_rotate(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(body): Json<CredentialRotate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = presented(&headers)?;
+    let req = rotate_request(body)?;
+    let r = app::credentials::self_rotate(&state, &p, req, &request_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(rotated(r, state.clock.now()))))
 }

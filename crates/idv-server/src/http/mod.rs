@@ -44,7 +44,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         tenants::create, tenants::list, tenants::get,
         tokens::create, tokens::list, tokens::current, tokens::get, tokens::revoke,
         agents::create, agents::bulk_create, agents::list, agents::export, agents::get, agents::update, agents::transition,
-        credentials::create, credentials::list, credentials::get, credentials::revoke,
+        credentials::create, credentials::list, credentials::get, credentials::revoke, credentials::rotate,
+        credentials::history, credentials::compromised, credentials::collect, credentials::self_rotate,
         delegations::create, delegations::list, delegations::get, delegations::revoke,
         delegations::trust, delegations::issuers, delegations::distrust,
         lifetimes::list, lifetimes::set, lifetimes::remove,
@@ -71,6 +72,11 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // Agents on their self-service endpoints: `client_id` and client secret.
+        components.add_security_scheme(
+            "agent_basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }
@@ -171,6 +177,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/credentials/{id}",
             get(credentials::get).delete(credentials::revoke),
         )
+        .route("/v1/credentials/{id}/rotate", post(credentials::rotate))
+        .route("/v1/credentials/{id}/history", get(credentials::history))
+        .route("/v1/agents/{id}/compromised", post(credentials::compromised))
+        .route("/v1/self/credential/successor", post(credentials::collect))
+        .route("/v1/self/credential/rotate", post(credentials::self_rotate))
         .route("/v1/delegations", post(delegations::create).get(delegations::list))
         .route(
             "/v1/delegations/{id}",

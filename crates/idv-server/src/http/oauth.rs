@@ -66,13 +66,13 @@ impl Form {
 }
 
 /// The credentials in the `Authorization` header.
-enum HeaderAuth {
+pub(super) enum HeaderAuth {
     None,
     Basic(String, String),
     Bearer(String),
 }
 
-fn header_auth(headers: &HeaderMap) -> Result<HeaderAuth, OAuthError> {
+pub(super) fn header_auth(headers: &HeaderMap) -> Result<HeaderAuth, OAuthError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(HeaderAuth::None);
     };

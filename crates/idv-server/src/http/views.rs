@@ -57,6 +57,11 @@ pub fn credential(c: &Credential, now: Timestamp) -> CredentialView {
         expires_at: c.expires_at.map(|e| e.to_rfc3339()),
         revoked_at: c.revoked_at.map(|e| e.to_rfc3339()),
         last_used_at: c.last_used_at.map(|e| e.to_rfc3339()),
+        revoked_reason: c.revoked_reason.clone(),
+        predecessor_id: c.predecessor_id,
+        successor_id: c.successor_id,
+        retire_on_use: c.retire_on_use,
+        awaiting_pickup: c.awaiting_pickup,
     }
 }
 

@@ -24,6 +24,7 @@ mod isolation;
 mod lifecycle;
 mod oauth;
 mod ops;
+mod rotation;
 mod tenants;
 mod tokens;
 mod ttl;

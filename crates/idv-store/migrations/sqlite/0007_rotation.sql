@@ -1,0 +1,9 @@
+-- 0007: credential rotation lineage and successor pick-up (SQLite)
+-- A successor names its predecessor and the predecessor its successor; the
+-- successor's secret waits for the agent sealed under the master key (for
+-- rotations the agent did not ask for) and is erased when collected.
+ALTER TABLE credentials ADD COLUMN predecessor_id TEXT;
+ALTER TABLE credentials ADD COLUMN successor_id TEXT;
+ALTER TABLE credentials ADD COLUMN retire_on_use INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE credentials ADD COLUMN revoked_reason TEXT;
+ALTER TABLE credentials ADD COLUMN sealed_secret BLOB;
