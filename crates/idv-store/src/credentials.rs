@@ -265,7 +265,7 @@ pub(crate) async fn collect_successor(
 ) -> Result<Outcome2, StoreError> {
     let c = load(conn, tenant_id, presenting).await?;
     let none = || StoreError::NotFound {
-        what: "successor awaiting pick-up",
+        what: "successor awaiting pick-up for credential",
         id: presenting.to_string(),
     };
     let successor_id = c.successor_id.ok_or_else(none)?;

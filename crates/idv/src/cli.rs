@@ -338,6 +338,44 @@ pub enum CredentialCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Rotate a credential: the successor works at once, the predecessor
+    /// until the end of the overlap (or the successor's first use).
+    Rotate {
+        /// Credential id.
+        id: String,
+        /// How long both work, e.g. `1h` (default 1h; `0`: revoke the old one now).
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Revoke the predecessor on the successor's first use instead of at the overlap's end.
+        #[arg(long)]
+        retire_on_first_use: bool,
+        /// Seal the new secret for the agent to collect instead of printing it.
+        #[arg(long)]
+        pickup: bool,
+        /// File holding the successor's public JWK (for `private_key_jwt`).
+        #[arg(long)]
+        jwk_file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// A credential's rotation lineage, oldest first.
+    History {
+        /// Credential id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// A security event: revoke every credential of an agent at once and
+    /// print the successors' secrets.
+    Compromised {
+        /// Agent id.
+        agent: String,
+        /// What happened.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 /// `idv serve`.

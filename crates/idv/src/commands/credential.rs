@@ -1,7 +1,10 @@
 //! `idv credential …`.
 
 use anyhow::Context as _;
-use idv_api::{CredentialCreate, CredentialCreated, CredentialView, DurationValue, Page};
+use idv_api::{
+    CompromiseAnswer, CompromiseReport, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated,
+    CredentialView, DurationValue, Page,
+};
 
 use crate::cli::{CredentialCommand, CredentialType};
 use crate::client::{Client, encode};
@@ -19,14 +22,7 @@ pub async fn run(cmd: CredentialCommand) -> anyhow::Result<()> {
             conn,
         } => {
             let c = Client::new(&conn)?;
-            let jwk = match &jwk_file {
-                Some(path) => {
-                    let text =
-                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                    Some(serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?)
-                }
-                None => None,
-            };
+            let jwk = read_jwk(jwk_file.as_deref())?;
             let body = CredentialCreate {
                 type_: match type_ {
                     CredentialType::ClientSecret => "client_secret",
@@ -44,14 +40,7 @@ pub async fn run(cmd: CredentialCommand) -> anyhow::Result<()> {
             if conn.json {
                 return output::json(&created);
             }
-            if let Some(s) = &created.client_secret {
-                println!("Client secret (shown once, store it now): {s}");
-            }
-            if let Some(k) = &created.api_key {
-                println!("API key (shown once, store it now): {k}");
-            }
-            println!("client_id: {}", created.client_id);
-            show(&created.credential);
+            show_created(&created);
         }
         CredentialCommand::List { agent, conn } => {
             let c = Client::new(&conn)?;
@@ -88,8 +77,99 @@ pub async fn run(cmd: CredentialCommand) -> anyhow::Result<()> {
             }
             println!("Revoked credential {} of agent {}", x.id, x.agent_id);
         }
+        CredentialCommand::Rotate {
+            id,
+            overlap,
+            retire_on_first_use,
+            pickup,
+            jwk_file,
+            conn,
+        } => {
+            let c = Client::new(&conn)?;
+            let body = CredentialRotate {
+                overlap: overlap.map(DurationValue::Text),
+                retire: retire_on_first_use.then(|| "first_use".to_owned()),
+                jwk: read_jwk(jwk_file.as_deref())?,
+                pickup,
+            };
+            let r: CredentialRotated = c
+                .post(&format!("/v1/credentials/{}/rotate", encode(&id)), &body)
+                .await?;
+            if conn.json {
+                return output::json(&r);
+            }
+            println!(
+                "Rotated {} -> {}; the predecessor is {} (until {})",
+                r.predecessor.id,
+                r.successor.credential.id,
+                r.predecessor.status,
+                opt(&r.predecessor.expires_at)
+            );
+            if r.successor.credential.awaiting_pickup {
+                println!(
+                    "The new secret is sealed for the agent: it collects it with POST /v1/self/credential/successor."
+                );
+            }
+            show_created(&r.successor);
+        }
+        CredentialCommand::History { id, conn } => {
+            let c = Client::new(&conn)?;
+            let items: Page<CredentialView> = c.get(&format!("/v1/credentials/{}/history", encode(&id))).await?;
+            if conn.json {
+                return output::json(&items);
+            }
+            let mut t = Table::new(&["ID", "TYPE", "HINT", "STATUS", "CREATED", "REVOKED", "REASON"]);
+            for x in &items.items {
+                t.row(vec![
+                    x.id.to_string(),
+                    x.type_.clone(),
+                    opt(&x.hint),
+                    x.status.clone(),
+                    x.created_at.clone(),
+                    opt(&x.revoked_at),
+                    opt(&x.revoked_reason),
+                ]);
+            }
+            t.print();
+        }
+        CredentialCommand::Compromised { agent, reason, conn } => {
+            let c = Client::new(&conn)?;
+            let a: CompromiseAnswer = c
+                .post(
+                    &format!("/v1/agents/{}/compromised", encode(&agent)),
+                    &CompromiseReport { reason },
+                )
+                .await?;
+            if conn.json {
+                return output::json(&a);
+            }
+            println!("Revoked {} credential(s) of agent {agent}.", a.revoked.len());
+            for s in &a.successors {
+                println!();
+                show_created(s);
+            }
+        }
     }
     Ok(())
+}
+
+fn read_jwk(path: Option<&std::path::Path>) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?,
+    ))
+}
+
+fn show_created(created: &CredentialCreated) {
+    if let Some(s) = &created.client_secret {
+        println!("Client secret (shown once, store it now): {s}");
+    }
+    if let Some(k) = &created.api_key {
+        println!("API key (shown once, store it now): {k}");
+    }
+    println!("client_id: {}", created.client_id);
+    show(&created.credential);
 }
 
 fn show(x: &CredentialView) {
@@ -106,5 +186,14 @@ fn show(x: &CredentialView) {
         ("expires_at", opt(&x.expires_at)),
         ("revoked_at", opt(&x.revoked_at)),
         ("last_used_at", opt(&x.last_used_at)),
+        ("revoked_reason", opt(&x.revoked_reason)),
+        (
+            "predecessor_id",
+            x.predecessor_id.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        (
+            "successor_id",
+            x.successor_id.map(|p| p.to_string()).unwrap_or_default(),
+        ),
     ]);
 }

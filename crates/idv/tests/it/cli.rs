@@ -231,6 +231,57 @@ async fn credential_commands(backend: Backend) {
         ],
     ));
     assert!(err.contains("422"), "{err}");
+
+    // Rotation, lineage and the security event.
+    let first = json(idv(
+        &s,
+        &["credential", "create", &id, "--type", "client-secret", "--json"],
+    ));
+    let first_id = first["credential"]["id"].as_str().unwrap();
+    let r = json(idv(
+        &s,
+        &[
+            "credential",
+            "rotate",
+            first_id,
+            "--overlap",
+            "10m",
+            "--retire-on-first-use",
+            "--json",
+        ],
+    ));
+    assert!(r["successor"]["client_secret"].as_str().unwrap().starts_with("idvcs_"));
+    assert_eq!(r["successor"]["credential"]["retire_on_use"], true);
+    let second_id = r["successor"]["credential"]["id"].as_str().unwrap();
+    let sealed = ok(idv(&s, &["credential", "rotate", second_id, "--pickup"]));
+    assert!(
+        sealed.contains("sealed for the agent") && !sealed.contains("shown once"),
+        "{sealed}"
+    );
+    let history = ok(idv(&s, &["credential", "history", first_id]));
+    assert_eq!(history.lines().count(), 4, "{history}");
+    assert!(history.contains(first_id) && history.contains(second_id), "{history}");
+    let err = fails(idv(&s, &["credential", "rotate", first_id]));
+    assert!(err.contains("409") && err.contains("already rotated"), "{err}");
+    let c = json(idv(
+        &s,
+        &[
+            "credential",
+            "compromised",
+            &id,
+            "--reason",
+            "leaked in a log",
+            "--json",
+        ],
+    ));
+    assert!(!c["revoked"].as_array().unwrap().is_empty());
+    assert!(
+        c["revoked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["status"] == "revoked")
+    );
 }
 
 async fn agent_commands_cover_the_lifecycle(backend: Backend) {
