@@ -70,26 +70,51 @@ pub async fn run_due(state: &AppState) -> Result<usize, idv_store::StoreError> {
 }
 
 async fn run_one(state: &AppState, job: Job) {
-    let kind = job.kind.clone();
-    let res = match kind.as_str() {
-        idv_store::JOB_EXPIRE_AGENT => state.store.execute(Command::ExpireAgent(job), ctx()).await.map(|_| ()),
-        idv_store::JOB_RETIRE_CREDENTIAL => state
+    let cmd = match job.kind.as_str() {
+        idv_store::JOB_EXPIRE_AGENT => Some(Command::ExpireAgent(job.clone())),
+        idv_store::JOB_RETIRE_CREDENTIAL => Some(Command::RetireCredential(job.clone())),
+        _ => None,
+    };
+    let res = match cmd {
+        Some(cmd) => state
             .store
-            .execute(Command::RetireCredential(job), ctx())
+            .execute(cmd, ctx())
             .await
-            .map(|_| ()),
-        other => {
-            tracing::error!(kind = other, "unknown job kind; it stays leased and will be retried");
-            return;
-        }
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => Err(format!("unknown job kind `{}` (a newer node's job?)", job.kind)),
     };
     match res {
         Ok(()) => {
             state.metrics.jobs_run.fetch_add(1, Ordering::Relaxed);
         }
-        Err(e) => {
+        Err(error) => {
             state.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(kind, error = %e, "job failed; it will be retried when its lease ends");
+            let run_at = state.clock.now().plus_secs(backoff_secs(job.attempts));
+            tracing::warn!(kind = %job.kind, job = %job.id, attempts = job.attempts, %error, "job failed; retrying later");
+            let retry = Command::RetryJob { job, run_at, error };
+            // If even this fails, the lease runs out and the job is claimed again.
+            if let Err(e) = state.store.execute(retry, ctx()).await {
+                tracing::warn!(error = %e, "could not reschedule a failed job; its lease will expire");
+            }
         }
+    }
+}
+
+/// Seconds before a job that failed `attempts` times runs again: 5 s,
+/// doubling, at most an hour.
+fn backoff_secs(attempts: i64) -> i64 {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    (5_i64 << doublings).min(3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let got: Vec<i64> = [0, 1, 2, 3, 4, 10, 1_000].map(backoff_secs).to_vec();
+        assert_eq!(got, vec![5, 5, 10, 20, 40, 2560, 3600]);
     }
 }

@@ -111,6 +111,16 @@ pub enum Command {
     },
     /// Run a due [`JOB_EXPIRE_AGENT`] job.
     ExpireAgent(Job),
+    /// A job failed: it runs again at `run_at` (the runner's backoff), with
+    /// the error kept on the row and in an event.
+    RetryJob {
+        /// The job as claimed.
+        job: Job,
+        /// When to try again.
+        run_at: Timestamp,
+        /// What went wrong (no secrets: store and domain errors only).
+        error: String,
+    },
     /// Lease due jobs to this node (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
     ClaimJobs {
         /// How long the lease lasts.
@@ -540,6 +550,7 @@ impl Command {
                 None,
             ),
             Command::ExpireAgent(_)
+            | Command::RetryJob { .. }
             | Command::RetireCredential(_)
             | Command::RetirePredecessor { .. }
             | Command::Decide(_)
@@ -600,6 +611,7 @@ pub(crate) async fn apply(
         } => transition_agent(conn, tenant_id, id, transition, reason, now, ctx, None).await,
         Command::ExpireAgent(job) => expire_agent(conn, job, now, ctx).await,
         Command::ClaimJobs { lease_secs, limit } => claim_jobs(conn, dialect, now, lease_secs, limit).await,
+        Command::RetryJob { job, run_at, error } => retry_job(conn, job, run_at, error, ctx).await,
         Command::CreateCredential {
             credential,
             secret_hash,
@@ -1188,6 +1200,34 @@ async fn expire_agent(
         Some("ttl"),
     )
     .await
+}
+
+async fn retry_job(
+    conn: &mut AnyConnection,
+    job: Job,
+    run_at: Timestamp,
+    error: String,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
+    let done = sqlx::query("UPDATE jobs SET run_at = $1, locked_until = NULL, last_error = $2 WHERE id = $3")
+        .bind(run_at.as_micros())
+        .bind(error.clone())
+        .bind(job.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        // Finished meanwhile (another node, or the target went away).
+        return Ok((Applied::Done, vec![]));
+    }
+    let mut d = with_details(
+        draft(ctx, job.tenant_id, "job.retry", "job", job.id.to_string()),
+        json!({
+            "kind": job.kind, "target_id": job.target_id, "attempts": job.attempts,
+            "error": error, "next_run_at": run_at.to_rfc3339(),
+        }),
+    );
+    d.outcome = Outcome::Failure;
+    Ok((Applied::Done, vec![d]))
 }
 
 async fn claim_jobs(

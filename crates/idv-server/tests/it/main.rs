@@ -21,6 +21,7 @@ mod concurrency;
 mod delegation;
 mod errors;
 mod isolation;
+mod jobs;
 mod lifecycle;
 mod oauth;
 mod ops;

@@ -4,46 +4,15 @@
 //! chain must verify.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use idv_testkit::{Backend, Database, backend_tests};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::support::IDV;
+use crate::support::{IDV, serve};
 
 backend_tests!(sigkill_mid_load_loses_no_acknowledged_write);
-
-/// Starts `idv serve` on `db` and returns it with its base URL.
-async fn serve(db: &Database, token: &str) -> (Child, String) {
-    let mut child = Command::new(IDV)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(db.dir.path())
-        .env("IDV_DATABASE_URL", &db.url)
-        .env("IDV_BOOTSTRAP_TOKEN", token)
-        .env("IDV_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start idv serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("IdentityVault listening on ") {
-                return rest.trim().to_owned();
-            }
-        }
-        panic!("idv serve exited before listening");
-    })
-    .await
-    .expect("idv serve did not start in time");
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
-}
 
 async fn sigkill_mid_load_loses_no_acknowledged_write(backend: Backend) {
     let db = Database::fresh(backend).await.unwrap();

@@ -11,4 +11,5 @@
 
 mod cli;
 mod crash;
+mod jobs;
 mod support;

@@ -1,8 +1,11 @@
 //! Running the `idv` binary.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use idv_testkit::TestServer;
+use idv_testkit::{Database, TestServer};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::Child;
 
 /// The binary under test.
 pub const IDV: &str = env!("CARGO_BIN_EXE_idv");
@@ -53,4 +56,32 @@ pub fn fails(out: Output) -> String {
     assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
     err
+}
+
+/// Starts `idv serve` on `db` and returns it with its base URL.
+pub async fn serve(db: &Database, token: &str) -> (Child, String) {
+    let mut child = tokio::process::Command::new(IDV)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(db.dir.path())
+        .env("IDV_DATABASE_URL", &db.url)
+        .env("IDV_BOOTSTRAP_TOKEN", token)
+        .env("IDV_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start idv serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("IdentityVault listening on ") {
+                return rest.trim().to_owned();
+            }
+        }
+        panic!("idv serve exited before listening");
+    })
+    .await
+    .expect("idv serve did not start in time");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
 }
