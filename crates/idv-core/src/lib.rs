@@ -20,6 +20,7 @@ pub mod keyring;
 pub mod lifecycle;
 pub mod policy_version;
 pub mod role;
+pub mod rotation;
 pub mod seal;
 pub mod secret;
 pub mod tenant;

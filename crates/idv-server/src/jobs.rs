@@ -75,14 +75,17 @@ async fn run_one(state: &AppState, job: Job) {
         idv_store::JOB_RETIRE_CREDENTIAL => Some(Command::RetireCredential(job.clone())),
         _ => None,
     };
-    let res = match cmd {
-        Some(cmd) => state
+    let res = match (cmd, job.kind.as_str()) {
+        (Some(cmd), _) => state
             .store
             .execute(cmd, ctx())
             .await
             .map(drop)
             .map_err(|e| e.to_string()),
-        None => Err(format!("unknown job kind `{}` (a newer node's job?)", job.kind)),
+        (None, idv_store::JOB_ROTATE_CREDENTIAL) => crate::app::rotation::rotate_due(state, job.clone(), ctx())
+            .await
+            .map_err(|e| e.to_string()),
+        (None, kind) => Err(format!("unknown job kind `{kind}` (a newer node's job?)")),
     };
     match res {
         Ok(()) => {

@@ -15,6 +15,7 @@ use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::{Status, Transition};
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{Role, RoleGrant};
+use idv_core::rotation::{RotationPolicy, Scope};
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::TrustedIssuer;
 use idv_core::{Clock, Timestamp};
@@ -25,7 +26,7 @@ use uuid::Uuid;
 use crate::authz::{self, DecisionRecord};
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
-use crate::{credentials, delegations};
+use crate::{credentials, delegations, rotation};
 
 /// Who asked, for the audit trail.
 #[derive(Clone, Debug)]
@@ -60,6 +61,8 @@ pub struct Job {
 pub const JOB_EXPIRE_AGENT: &str = "agent.expire";
 /// Job kind: revoke a rotated credential at the end of its overlap.
 pub const JOB_RETIRE_CREDENTIAL: &str = "credential.retire";
+/// Job kind: rotate a credential because its rotation policy says so.
+pub const JOB_ROTATE_CREDENTIAL: &str = "credential.rotate";
 
 /// A change to make, with its audit events, in one transaction.
 #[derive(Clone, Debug)]
@@ -155,6 +158,20 @@ pub enum Command {
         rotation: Rotation,
         /// Recorded on the predecessor when it is revoked.
         why: Revocation,
+        /// The [`JOB_ROTATE_CREDENTIAL`] job this runs, finished in the same
+        /// commit (a credential no longer rotatable just finishes it).
+        job: Option<Job>,
+    },
+    /// Finish a job that has nothing (left) to do.
+    FinishJob(Job),
+    /// Set a rotation policy; the rotations it covers are rescheduled.
+    PutRotationPolicy(RotationPolicy),
+    /// Remove a rotation policy; what it covered is rescheduled.
+    DeleteRotationPolicy {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Which one.
+        scope: Scope,
     },
     /// Run a due [`JOB_RETIRE_CREDENTIAL`] job.
     RetireCredential(Job),
@@ -352,6 +369,11 @@ pub enum Applied {
     Grant(Box<RoleGrant>),
     /// An approval after the change.
     Approval(Box<Approval>),
+    /// A rotation policy after the change, and how many credentials it
+    /// scheduled.
+    RotationPolicy(Box<RotationPolicy>, usize),
+    /// How many records it touched.
+    Count(usize),
     /// Nothing to return.
     Done,
 }
@@ -459,6 +481,20 @@ impl Command {
                 successor.predecessor_id.map(|p| p.to_string()).unwrap_or_default(),
                 None,
             ),
+            Command::PutRotationPolicy(p) => (
+                p.tenant_id,
+                "rotation_policy.put",
+                "rotation_policy",
+                p.scope.to_string(),
+                None,
+            ),
+            Command::DeleteRotationPolicy { tenant_id, scope } => (
+                *tenant_id,
+                "rotation_policy.delete",
+                "rotation_policy",
+                scope.to_string(),
+                None,
+            ),
             Command::CollectSuccessor { tenant_id, presenting } => (
                 *tenant_id,
                 "credential.successor.collect",
@@ -551,6 +587,7 @@ impl Command {
             ),
             Command::ExpireAgent(_)
             | Command::RetryJob { .. }
+            | Command::FinishJob(_)
             | Command::RetireCredential(_)
             | Command::RetirePredecessor { .. }
             | Command::Decide(_)
@@ -615,7 +652,7 @@ pub(crate) async fn apply(
         Command::CreateCredential {
             credential,
             secret_hash,
-        } => credentials::create(conn, credential, secret_hash, ctx).await,
+        } => credentials::create(conn, credential, secret_hash, clock, ctx).await,
         Command::RevokeCredential { tenant_id, id } => credentials::revoke(conn, tenant_id, id, now, ctx).await,
         Command::UseCredential { tenant_id, id } => credentials::used(conn, tenant_id, id, now, ctx).await,
         Command::RotateCredential {
@@ -624,8 +661,12 @@ pub(crate) async fn apply(
             sealed_secret,
             rotation,
             why,
+            job,
         } => {
-            credentials::rotate(
+            if let Some(job) = &job {
+                finish_job(conn, job).await?;
+            }
+            let res = credentials::rotate(
                 conn,
                 successor,
                 secret_hash,
@@ -636,7 +677,18 @@ pub(crate) async fn apply(
                 clock,
                 ctx,
             )
-            .await
+            .await;
+            match res {
+                // A scheduled rotation of a credential rotated or revoked
+                // meanwhile has nothing left to do.
+                Err(StoreError::Conflict(_)) if job.is_some() => Ok((Applied::Done, vec![])),
+                other => other,
+            }
+        }
+        Command::FinishJob(job) => finish_job(conn, &job).await.map(|()| (Applied::Done, vec![])),
+        Command::PutRotationPolicy(p) => rotation::put(conn, dialect, p, clock, ctx).await,
+        Command::DeleteRotationPolicy { tenant_id, scope } => {
+            rotation::delete(conn, dialect, tenant_id, scope, clock, ctx).await
         }
         Command::RetireCredential(job) => credentials::retire_job(conn, job, now, ctx).await,
         Command::RetirePredecessor {
@@ -1200,6 +1252,14 @@ async fn expire_agent(
         Some("ttl"),
     )
     .await
+}
+
+async fn finish_job(conn: &mut AnyConnection, job: &Job) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn retry_job(

@@ -11,17 +11,20 @@ use uuid::Uuid;
 
 use crate::StoreError;
 use crate::command::{
-    Applied, Context, JOB_RETIRE_CREDENTIAL, Job, Outcome2, draft, load_agent, load_one, with_details,
+    Applied, Context, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job, Outcome2, draft, load_agent, load_one,
+    with_details,
 };
+use crate::rotation;
 use crate::row::{self, CREDENTIAL_COLS, to_json};
 
 pub(crate) async fn create(
     conn: &mut AnyConnection,
     c: Credential,
     secret_hash: Option<[u8; 32]>,
+    clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    insert(conn, &c, secret_hash, None).await?;
+    insert(conn, &c, secret_hash, None, clock).await?;
     let d = created_event(ctx, &c);
     Ok((Applied::Credential(Box::new(c)), vec![d]))
 }
@@ -37,12 +40,14 @@ fn created_event(ctx: &Context, c: &Credential) -> Draft {
     )
 }
 
-/// Inserts a credential whose agent must exist and not be retired.
+/// Inserts a credential whose agent must exist and not be retired, and
+/// schedules its rotation if a policy covers it.
 async fn insert(
     conn: &mut AnyConnection,
     c: &Credential,
     secret_hash: Option<[u8; 32]>,
     sealed_secret: Option<Vec<u8>>,
+    clock: &dyn Clock,
 ) -> Result<(), StoreError> {
     let agent = load_agent(conn, c.tenant_id, c.agent_id).await?;
     if agent.status == Status::Retired {
@@ -71,7 +76,7 @@ async fn insert(
     .bind(sealed_secret)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    rotation::schedule(conn, c, agent.class.as_deref(), clock).await
 }
 
 async fn load(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Credential, StoreError> {
@@ -122,6 +127,7 @@ async fn mark_revoked(
             .execute(&mut *conn)
             .await?;
     }
+    rotation::unschedule(conn, c.id).await?;
     c.revoked_at = Some(now);
     c.revoked_reason = Some(why.as_str().to_owned());
     Ok(with_details(
@@ -161,7 +167,9 @@ pub(crate) async fn rotate(
         .map_err(|e| StoreError::Conflict(e.to_string()))?;
     let mut s = successor;
     s.awaiting_pickup = sealed_secret.is_some();
-    insert(conn, &s, secret_hash, sealed_secret).await?;
+    insert(conn, &s, secret_hash, sealed_secret, clock).await?;
+    // Its successor carries the schedule on.
+    rotation::unschedule(conn, old.id).await?;
     sqlx::query("UPDATE credentials SET successor_id = $1 WHERE id = $2")
         .bind(s.id.to_string())
         .bind(old.id.to_string())
@@ -386,6 +394,15 @@ pub(crate) async fn revoke_all(
     agent_id: Uuid,
     now: Timestamp,
 ) -> Result<u64, StoreError> {
+    sqlx::query(
+        "DELETE FROM jobs WHERE kind = $1 AND target_id IN \
+         (SELECT id FROM credentials WHERE tenant_id = $2 AND agent_id = $3)",
+    )
+    .bind(JOB_ROTATE_CREDENTIAL)
+    .bind(tenant_id.to_string())
+    .bind(agent_id.to_string())
+    .execute(&mut *conn)
+    .await?;
     let done = sqlx::query(
         "UPDATE credentials SET revoked_at = $1, revoked_reason = $2, sealed_secret = NULL \
          WHERE tenant_id = $3 AND agent_id = $4 AND revoked_at IS NULL",

@@ -15,6 +15,7 @@ mod delegations;
 mod error;
 mod migrate;
 mod read;
+mod rotation;
 mod row;
 mod writer;
 
@@ -28,7 +29,7 @@ use tokio::sync::mpsc;
 
 pub use authz::{ApprovalFilter, ApprovalStep, DecisionRecord, Edge, EdgeUse, Usage, UsageRow};
 pub use changes::Changes;
-pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, Job};
+pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job};
 pub use error::StoreError;
 pub use read::{AgentFilter, AuditFilter};
 pub use writer::WriterStats;

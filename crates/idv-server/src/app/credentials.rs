@@ -38,7 +38,7 @@ fn public_jwk(v: &Value) -> Result<Value, AppError> {
 }
 
 /// A new secret for `kind`, if it has one: the secret and its hint.
-fn new_secret(kind: Kind) -> Option<(String, String)> {
+pub(super) fn new_secret(kind: Kind) -> Option<(String, String)> {
     kind.format().map(|f| {
         let s = f.generate();
         let hint = f.hint(&s);
@@ -47,7 +47,7 @@ fn new_secret(kind: Kind) -> Option<(String, String)> {
 }
 
 /// What identifies a sealed successor secret: its tenant and credential.
-fn sealing_aad(c: &Credential) -> Vec<u8> {
+pub(super) fn sealing_aad(c: &Credential) -> Vec<u8> {
     format!("{}/{}", c.tenant_id, c.id).into_bytes()
 }
 
@@ -230,6 +230,7 @@ async fn rotate_as(
         sealed_secret,
         rotation: req.rotation,
         why: Revocation::Rotated,
+        job: None,
     };
     match state.store.execute(cmd, ctx).await? {
         Applied::Rotated(pair) => {

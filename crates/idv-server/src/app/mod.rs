@@ -14,6 +14,7 @@ pub mod keys;
 pub mod lifetimes;
 pub mod oauth;
 pub mod policies;
+pub mod rotation;
 pub mod tenants;
 pub mod tokens;
 

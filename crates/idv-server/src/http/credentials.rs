@@ -31,7 +31,8 @@ fn invalid(field: &str, detail: String) -> ApiError {
     .with_field(field)
 }
 
-fn seconds(v: Option<DurationValue>, field: &str) -> Result<Option<u64>, ApiError> {
+/// A duration field in seconds (a number, or text like `90d`).
+pub(super) fn seconds(v: Option<DurationValue>, field: &str) -> Result<Option<u64>, ApiError> {
     match v {
         None => Ok(None),
         Some(DurationValue::Seconds(s)) => Ok(Some(s)),

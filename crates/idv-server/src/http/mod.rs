@@ -13,6 +13,7 @@ pub mod lifetimes;
 pub mod oauth;
 pub mod ops;
 pub mod policies;
+pub mod rotation;
 pub mod tenants;
 pub mod tokens;
 pub mod views;
@@ -46,6 +47,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         agents::create, agents::bulk_create, agents::list, agents::export, agents::get, agents::update, agents::transition,
         credentials::create, credentials::list, credentials::get, credentials::revoke, credentials::rotate,
         credentials::history, credentials::compromised, credentials::collect, credentials::self_rotate,
+        rotation::list, rotation::put_tenant, rotation::put_scoped, rotation::get_tenant, rotation::get_scoped,
+        rotation::delete_tenant, rotation::delete_scoped,
         delegations::create, delegations::list, delegations::get, delegations::revoke,
         delegations::trust, delegations::issuers, delegations::distrust,
         lifetimes::list, lifetimes::set, lifetimes::remove,
@@ -182,6 +185,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}/compromised", post(credentials::compromised))
         .route("/v1/self/credential/successor", post(credentials::collect))
         .route("/v1/self/credential/rotate", post(credentials::self_rotate))
+        .route("/v1/rotation-policies", get(rotation::list))
+        .route(
+            "/v1/rotation-policies/{scope}",
+            put(rotation::put_tenant)
+                .get(rotation::get_tenant)
+                .delete(rotation::delete_tenant),
+        )
+        .route(
+            "/v1/rotation-policies/{scope}/{id}",
+            put(rotation::put_scoped)
+                .get(rotation::get_scoped)
+                .delete(rotation::delete_scoped),
+        )
         .route("/v1/delegations", post(delegations::create).get(delegations::list))
         .route(
             "/v1/delegations/{id}",

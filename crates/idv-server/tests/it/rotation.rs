@@ -16,6 +16,8 @@ backend_tests!(
     agents_collect_successors_and_rotate_themselves,
     a_compromised_agent_loses_every_credential_at_once,
     rotation_input_is_checked,
+    rotation_policies_rotate_on_schedule,
+    rotation_policy_input_is_checked,
 );
 
 /// Registers and activates an agent; its id.
@@ -420,4 +422,202 @@ async fn rotation_input_is_checked(backend: Backend) {
         StatusCode::NOT_FOUND,
     )
     .await;
+}
+
+async fn put_policy(s: &TestServer, scope: &str, body: Value) -> Response {
+    s.req(Method::PUT, &format!("/v1/rotation-policies/{scope}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Registers and activates an agent of `class`; its id.
+async fn agent_in(s: &TestServer, name: &str, class: &str) -> String {
+    let body = json!({"name": name, "owner": "o", "purpose": "rotation tests", "class": class});
+    let a = json_ok(
+        s.req(Method::POST, "/v1/agents").json(&body).send().await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert_eq!(transition(s, &s.token, &id, "activate", "test").await.status(), 200);
+    id
+}
+
+async fn rotation_policies_rotate_on_schedule(backend: Backend) {
+    let s = start_manual(backend).await;
+    let clock = s.clock.clone().unwrap();
+    let a = agent_in(&s, "scheduled", "payments").await;
+    let other = agent_in(&s, "unscheduled", "reporting").await;
+    let c = issue(&s, &a, "client_secret").await;
+    let first_id = str_of(&c, &["credential", "id"]).to_owned();
+    let first_secret = str_of(&c, &["client_secret"]).to_owned();
+    let o = issue(&s, &other, "client_secret").await;
+
+    let p = json_ok(
+        put_policy(&s, "class/payments", json!({"every": "1h", "overlap": "10m"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (p["every_secs"].as_u64(), p["overlap_secs"].as_u64()),
+        (Some(3600), Some(600))
+    );
+    assert_eq!(p["scope"], json!({"type": "class", "id": "payments"}));
+    assert_eq!(p["credentials_scheduled"], 1);
+
+    // Due an hour after the credential was made.
+    clock.advance_secs(3590);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(credential(&s, &first_id).await.get("successor_id").is_none());
+    clock.advance_secs(20);
+    eventually("the scheduled rotation", || async {
+        credential(&s, &first_id).await.get("successor_id").is_some()
+    })
+    .await;
+    let first = credential(&s, &first_id).await;
+    let second_id = first["successor_id"].as_str().unwrap().to_owned();
+    let second = credential(&s, &second_id).await;
+    assert_eq!(second["awaiting_pickup"], true);
+    assert_eq!(second["created_by"], "system:jobs");
+    // The other class has no policy: untouched.
+    assert!(
+        credential(&s, str_of(&o, &["credential", "id"]))
+            .await
+            .get("successor_id")
+            .is_none()
+    );
+
+    // The agent collects its successor with the credential it has.
+    let got = json_ok(
+        s.http
+            .post(s.url("/v1/self/credential/successor"))
+            .basic_auth(&a, Some(&first_secret))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let second_secret = str_of(&got, &["client_secret"]).to_owned();
+    assert_eq!(token_status(&s, &a, &second_secret).await, StatusCode::OK);
+    assert_eq!(token_status(&s, &a, &first_secret).await, StatusCode::OK);
+    // The overlap ends: the first is revoked; the schedule goes on with the second.
+    clock.advance_secs(601);
+    eventually("the overlap to end", || async {
+        credential(&s, &first_id).await["status"] == "revoked"
+    })
+    .await;
+    assert_eq!(token_status(&s, &a, &first_secret).await, StatusCode::UNAUTHORIZED);
+    clock.advance_secs(3000);
+    eventually("the second scheduled rotation", || async {
+        credential(&s, &second_id).await.get("successor_id").is_some()
+    })
+    .await;
+    let h = get(&s, &format!("/v1/credentials/{first_id}/history")).await;
+    assert_eq!(h["items"].as_array().unwrap().len(), 3);
+
+    // The agent's own policy wins over its class's; removing it falls back.
+    let p = json_ok(
+        put_policy(
+            &s,
+            &format!("agent/{a}"),
+            json!({"max_age": "1d", "overlap": "1h", "retire": "first_use"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(p["credentials_scheduled"], 1);
+    let list = get(&s, "/v1/rotation-policies").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let del = s
+        .req(Method::DELETE, &format!("/v1/rotation-policies/agent/{a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    let del = s
+        .req(Method::DELETE, "/v1/rotation-policies/class/payments")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    assert!(
+        get(&s, "/v1/rotation-policies").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing is scheduled any more.
+    let third_id = credential(&s, &second_id).await["successor_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    clock.advance_secs(10 * 24 * 3600);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(credential(&s, &third_id).await.get("successor_id").is_none());
+
+    let events = all_events(&s).await;
+    let puts: Vec<&Value> = events.iter().filter(|e| e["action"] == "rotation_policy.put").collect();
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0]["target_id"], "class:payments");
+    assert_not_logged(&s, &[&first_secret, &second_secret]).await;
+}
+
+async fn rotation_policy_input_is_checked(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for (body, field) in [
+        (json!({}), "every"),
+        (json!({"every": "30s"}), "every"),
+        (json!({"max_age": "1h", "overlap": "1h"}), "max_age"),
+        (json!({"every": "1d", "overlap": "31d"}), "overlap"),
+        (json!({"every": "1d", "retire": "later"}), "retire"),
+        (json!({"every": "soon"}), "every"),
+    ] {
+        let p = problem(
+            put_policy(&s, "tenant", body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(p["field"], field, "{body}: {p}");
+    }
+    problem(
+        put_policy(&s, "team/x", json!({"every": "1d"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        put_policy(&s, "agent/nope", json!({"every": "1d"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        put_policy(&s, "class", json!({"every": "1d"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        put_policy(&s, &format!("agent/{}", crate::ghost_id()), json!({"every": "1d"})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        s.req(Method::DELETE, "/v1/rotation-policies/tenant")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        s.req(Method::GET, "/v1/rotation-policies/tenant").send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let ok = json_ok(put_policy(&s, "tenant", json!({"every": 86400})).await, StatusCode::OK).await;
+    assert_eq!(ok["scope"], json!({"type": "tenant"}));
+    assert_eq!(ok["credentials_scheduled"], 0);
+    assert_eq!(get(&s, "/v1/rotation-policies/tenant").await["every_secs"], 86400);
 }

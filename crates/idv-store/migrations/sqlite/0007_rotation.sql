@@ -7,3 +7,17 @@ ALTER TABLE credentials ADD COLUMN successor_id TEXT;
 ALTER TABLE credentials ADD COLUMN retire_on_use INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE credentials ADD COLUMN revoked_reason TEXT;
 ALTER TABLE credentials ADD COLUMN sealed_secret BLOB;
+
+-- Rotation policies: for the whole tenant (scope_id ''), a class or an agent.
+CREATE TABLE rotation_policies (
+    tenant_id    TEXT NOT NULL REFERENCES tenants (id),
+    scope_type   TEXT NOT NULL,
+    scope_id     TEXT NOT NULL,
+    every_secs   INTEGER,
+    max_age_secs INTEGER,
+    overlap_secs INTEGER NOT NULL,
+    retire       TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    updated_by   TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, scope_type, scope_id)
+);

@@ -1,0 +1,154 @@
+//! Rotation policies (tenant, class or agent) and the scheduled rotations
+//! they drive: each due credential is rotated with the policy's overlap and
+//! its new secret sealed for the agent to collect.
+
+use idv_core::admin_token::Permission;
+use idv_core::credential::{Kind, Revocation, Rotation};
+use idv_core::rotation::{self, RotationPolicy, Scope};
+use idv_store::{Applied, Command, Context, Job, StoreError};
+use uuid::Uuid;
+
+use super::credentials::{new_secret, sealing_aad};
+use super::tenants::unexpected;
+use super::{AppError, Caller};
+use crate::AppState;
+
+/// A policy as asked for.
+#[derive(Debug)]
+pub struct PolicyRequest {
+    /// Rotate this long after a credential was made.
+    pub every_secs: Option<u64>,
+    /// No credential works longer than this.
+    pub max_age_secs: Option<u64>,
+    /// Overlap and retirement of each rotation.
+    pub rotation: Rotation,
+}
+
+fn invalid(e: &rotation::PolicyError) -> AppError {
+    let field = match e {
+        rotation::PolicyError::Invalid { field, .. } => *field,
+        rotation::PolicyError::Scope(_) => "scope",
+    };
+    AppError::BadParameter {
+        field: field.into(),
+        detail: e.to_string(),
+    }
+}
+
+/// Parses a scope from its path parts.
+pub fn scope(type_name: &str, id: &str) -> Result<Scope, AppError> {
+    Scope::parse(type_name, id).map_err(|e| invalid(&e))
+}
+
+/// Sets the policy of `scope`; returns it and how many credentials are now
+/// scheduled under it.
+pub async fn put(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    req: PolicyRequest,
+) -> Result<(RotationPolicy, usize), AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "rotation_policy.put")
+        .await?;
+    let p = RotationPolicy {
+        tenant_id: caller.tenant.id,
+        scope,
+        every_secs: req.every_secs,
+        max_age_secs: req.max_age_secs,
+        overlap_secs: req.rotation.overlap_secs,
+        retire: req.rotation.retire,
+        updated_at: state.clock.now(),
+        updated_by: caller.actor().reference(),
+    };
+    p.check().map_err(|e| invalid(&e))?;
+    match state
+        .store
+        .execute(Command::PutRotationPolicy(p), caller.context())
+        .await?
+    {
+        Applied::RotationPolicy(p, n) => Ok((*p, n)),
+        _ => Err(unexpected()),
+    }
+}
+
+/// The tenant's policies.
+pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<RotationPolicy>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, "rotation_policy.list")
+        .await?;
+    Ok(state.store.rotation_policies(caller.tenant.id).await?)
+}
+
+/// One policy.
+pub async fn get(state: &AppState, caller: &Caller, scope: &Scope) -> Result<RotationPolicy, AppError> {
+    list(state, caller)
+        .await?
+        .into_iter()
+        .find(|p| &p.scope == scope)
+        .ok_or_else(|| {
+            StoreError::NotFound {
+                what: "rotation policy",
+                id: scope.to_string(),
+            }
+            .into()
+        })
+}
+
+/// Removes the policy of `scope`; returns how many credentials are now
+/// scheduled under the broader policies that apply instead.
+pub async fn delete(state: &AppState, caller: &Caller, scope: Scope) -> Result<usize, AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "rotation_policy.delete")
+        .await?;
+    let cmd = Command::DeleteRotationPolicy {
+        tenant_id: caller.tenant.id,
+        scope,
+    };
+    match state.store.execute(cmd, caller.context()).await? {
+        Applied::Count(n) => Ok(n),
+        _ => Err(unexpected()),
+    }
+}
+
+/// Runs a due [`idv_store::JOB_ROTATE_CREDENTIAL`] job: rotates the
+/// credential under its policy, the new secret sealed for the agent to
+/// collect. A credential already rotated or revoked, or no longer under a
+/// policy, just finishes the job.
+pub async fn rotate_due(state: &AppState, job: Job, ctx: Context) -> Result<(), StoreError> {
+    let finish = |job: Job| Command::FinishJob(job);
+    let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
+    let now = state.clock.now();
+    let Some(old) = state.store.credential(job.tenant_id, id).await? else {
+        return state.store.execute(finish(job), ctx).await.map(drop);
+    };
+    let agent = state.store.agent(job.tenant_id, old.agent_id).await?;
+    let policies = state.store.rotation_policies(job.tenant_id).await?;
+    let policy = agent.as_ref().and_then(|a| rotation::effective(&policies, a));
+    let (Some(policy), Some((secret, hint))) = (policy, new_secret(old.kind)) else {
+        return state.store.execute(finish(job), ctx).await.map(drop);
+    };
+    if old.check_rotatable(now).is_err() || old.kind == Kind::PrivateKeyJwt {
+        return state.store.execute(finish(job), ctx).await.map(drop);
+    }
+    let successor = old
+        .successor(
+            state.clock.new_id(),
+            Some(hint),
+            None,
+            &policy.rotation(),
+            now,
+            &ctx.actor.reference(),
+        )
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sealed = state.secret_sealer.seal(secret.as_bytes(), &sealing_aad(&successor));
+    let cmd = Command::RotateCredential {
+        secret_hash: Some(state.credential_hasher.hash(&secret)),
+        successor,
+        sealed_secret: Some(sealed),
+        rotation: policy.rotation(),
+        why: Revocation::Rotated,
+        job: Some(job),
+    };
+    state.store.execute(cmd, ctx).await.map(drop)
+}

@@ -1,0 +1,168 @@
+//! `/v1/rotation-policies`: credential rotation by schedule, for the tenant
+//! (`/v1/rotation-policies/tenant`), a class (`…/class/{name}`) or an agent
+//! (`…/agent/{id}`).
+
+use axum::extract::State;
+use idv_api::{Page, RotationPolicyPut, RotationPolicyView, RotationScopeView};
+use idv_core::credential::{Retire, Rotation};
+use idv_core::rotation::{RotationPolicy, Scope};
+
+use super::credentials::seconds;
+use super::error::ApiError;
+use super::extract::{Json, Path};
+use crate::AppState;
+use crate::app::rotation::PolicyRequest;
+use crate::app::{self, Caller};
+
+fn view(p: &RotationPolicy, scheduled: Option<usize>) -> RotationPolicyView {
+    RotationPolicyView {
+        scope: RotationScopeView {
+            type_: p.scope.type_name().to_owned(),
+            id: (p.scope != Scope::Tenant).then(|| p.scope.id()),
+        },
+        every_secs: p.every_secs,
+        max_age_secs: p.max_age_secs,
+        overlap_secs: p.overlap_secs,
+        retire: p.retire.as_str().to_owned(),
+        updated_at: p.updated_at.to_rfc3339(),
+        updated_by: p.updated_by.clone(),
+        credentials_scheduled: scheduled,
+    }
+}
+
+fn request(body: RotationPolicyPut) -> Result<PolicyRequest, ApiError> {
+    let retire = match body.retire.as_deref() {
+        None => Retire::OverlapEnd,
+        Some(r) => r
+            .parse()
+            .map_err(|e: idv_core::credential::CredentialError| ApiError::invalid_field("retire", e.to_string()))?,
+    };
+    let rotation = Rotation::new(seconds(body.overlap, "overlap")?, retire)
+        .map_err(|e| ApiError::invalid_field("overlap", e.to_string()))?;
+    Ok(PolicyRequest {
+        every_secs: seconds(body.every, "every")?,
+        max_age_secs: seconds(body.max_age, "max_age")?,
+        rotation,
+    })
+}
+
+/// `(type, id)` from the path: `tenant` alone, or `class`/`agent` with an id.
+fn scope_of(parts: &[&str]) -> Result<Scope, ApiError> {
+    match parts {
+        [t] => Ok(app::rotation::scope(t, "")?),
+        [t, id] => Ok(app::rotation::scope(t, id)?),
+        _ => Err(ApiError::bad_request(
+            "invalid-scope",
+            "the scope is `tenant`, `class/{name}` or `agent/{id}`",
+        )),
+    }
+}
+
+/// The tenant's rotation policies.
+#[utoipa::path(get, path = "/v1/rotation-policies", tag = "credentials",
+    responses((status = 200, body = Page<RotationPolicyView>)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Page<RotationPolicyView>>, ApiError> {
+    let items = app::rotation::list(&state, &caller).await?;
+    Ok(axum::Json(Page {
+        items: items.iter().map(|p| view(p, None)).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Set the tenant-wide policy.
+#[utoipa::path(put, path = "/v1/rotation-policies/{scope}", tag = "credentials",
+    params(("scope" = String, Path, description = "`tenant`")),
+    request_body = RotationPolicyPut,
+    responses((status = 200, body = RotationPolicyView), (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(kind): Path<String>,
+    Json(body): Json<RotationPolicyPut>,
+) -> Result<axum::Json<RotationPolicyView>, ApiError> {
+    put(&state, &caller, scope_of(&[&kind])?, body).await
+}
+
+/// Set the policy of a class or an agent.
+#[utoipa::path(put, path = "/v1/rotation-policies/{scope}/{id}", tag = "credentials",
+    params(("scope" = String, Path, description = "`class` or `agent`"), ("id" = String, Path)),
+    request_body = RotationPolicyPut,
+    responses((status = 200, body = RotationPolicyView), (status = 404, body = idv_api::Problem),
+        (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_scoped(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((kind, id)): Path<(String, String)>,
+    Json(body): Json<RotationPolicyPut>,
+) -> Result<axum::Json<RotationPolicyView>, ApiError> {
+    put(&state, &caller, scope_of(&[&kind, &id])?, body).await
+}
+
+async fn put(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    body: RotationPolicyPut,
+) -> Result<axum::Json<RotationPolicyView>, ApiError> {
+    let (p, n) = app::rotation::put(state, caller, scope, request(body)?).await?;
+    Ok(axum::Json(view(&p, Some(n))))
+}
+
+/// The tenant-wide policy.
+#[utoipa::path(get, path = "/v1/rotation-policies/{scope}", tag = "credentials",
+    params(("scope" = String, Path, description = "`tenant`")),
+    responses((status = 200, body = RotationPolicyView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(kind): Path<String>,
+) -> Result<axum::Json<RotationPolicyView>, ApiError> {
+    let p = app::rotation::get(&state, &caller, &scope_of(&[&kind])?).await?;
+    Ok(axum::Json(view(&p, None)))
+}
+
+/// The policy of a class or an agent.
+#[utoipa::path(get, path = "/v1/rotation-policies/{scope}/{id}", tag = "credentials",
+    params(("scope" = String, Path, description = "`class` or `agent`"), ("id" = String, Path)),
+    responses((status = 200, body = RotationPolicyView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_scoped(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<axum::Json<RotationPolicyView>, ApiError> {
+    let p = app::rotation::get(&state, &caller, &scope_of(&[&kind, &id])?).await?;
+    Ok(axum::Json(view(&p, None)))
+}
+
+/// Remove the tenant-wide policy.
+#[utoipa::path(delete, path = "/v1/rotation-policies/{scope}", tag = "credentials",
+    params(("scope" = String, Path, description = "`tenant`")),
+    responses((status = 204), (status = 404, body = idv_api::Problem)), security(("bearer" = [])))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(kind): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    app::rotation::delete(&state, &caller, scope_of(&[&kind])?).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Remove the policy of a class or an agent (the broader one applies again).
+#[utoipa::path(delete, path = "/v1/rotation-policies/{scope}/{id}", tag = "credentials",
+    params(("scope" = String, Path, description = "`class` or `agent`"), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = idv_api::Problem)), security(("bearer" = [])))]
+pub async fn delete_scoped(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    app::rotation::delete(&state, &caller, scope_of(&[&kind, &id])?).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
