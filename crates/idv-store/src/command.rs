@@ -639,7 +639,7 @@ pub(crate) async fn apply(
             id,
             if_match,
             changes,
-        } => update_agent(conn, dialect, tenant_id, id, if_match, changes, now, ctx).await,
+        } => update_agent(conn, dialect, tenant_id, id, if_match, changes, now, clock, ctx).await,
         Command::TransitionAgent {
             tenant_id,
             id,
@@ -1111,9 +1111,11 @@ async fn update_agent(
     if_match: Option<i64>,
     changes: AgentChanges,
     now: Timestamp,
+    clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
     let mut agent = load_agent(conn, tenant_id, id).await?;
+    let old_class = agent.class.clone();
     if let Some(v) = if_match
         && v != agent.version
     {
@@ -1147,6 +1149,10 @@ async fn update_agent(
             .execute(&mut *conn)
             .await?;
         insert_labels(conn, dialect, std::slice::from_ref(&agent)).await?;
+    }
+    if agent.class != old_class {
+        // Another class may mean another rotation policy.
+        rotation::reschedule(conn, dialect, tenant_id, &Scope::Agent(id), clock).await?;
     }
     let d = with_details(
         draft(ctx, tenant_id, "agent.update", "agent", id.to_string()),

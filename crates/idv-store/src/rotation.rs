@@ -94,7 +94,7 @@ pub(crate) async fn schedule(
 /// Drops and remakes the rotation jobs of every live credential `scope`
 /// covers, under the tenant's policies as they are now. Returns how many
 /// are scheduled.
-async fn reschedule(
+pub(crate) async fn reschedule(
     conn: &mut AnyConnection,
     dialect: Dialect,
     tenant_id: Uuid,

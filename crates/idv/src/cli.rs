@@ -51,6 +51,60 @@ pub enum Command {
     /// Human approval of actions a policy marked as needing it.
     #[command(subcommand)]
     Approval(ApprovalCommand),
+    /// Scheduled credential rotation for the tenant, a class or an agent.
+    #[command(subcommand)]
+    RotationPolicy(RotationPolicyCommand),
+}
+
+/// Which agents a rotation policy covers.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RotationScopeArgs {
+    /// Every agent of the tenant.
+    #[arg(long)]
+    pub tenant_wide: bool,
+    /// Agents of this class.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// One agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+/// `idv rotation-policy …`.
+#[derive(Debug, Subcommand)]
+pub enum RotationPolicyCommand {
+    /// Set (create or replace) a policy; the credentials it covers are rescheduled.
+    Set {
+        #[command(flatten)]
+        scope: RotationScopeArgs,
+        /// Rotate each credential this long after it was made, e.g. `30d`.
+        #[arg(long)]
+        every: Option<String>,
+        /// No credential works longer than this, e.g. `90d`.
+        #[arg(long)]
+        max_age: Option<String>,
+        /// Overlap of each rotation (default 1h).
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Revoke the predecessor on the successor's first use.
+        #[arg(long)]
+        retire_on_first_use: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The tenant's policies.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a policy (the broader one applies again).
+    Delete {
+        #[command(flatten)]
+        scope: RotationScopeArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 /// `idv policy …`.

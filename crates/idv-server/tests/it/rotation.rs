@@ -18,6 +18,7 @@ backend_tests!(
     rotation_input_is_checked,
     rotation_policies_rotate_on_schedule,
     rotation_policy_input_is_checked,
+    a_class_change_moves_an_agent_between_policies,
 );
 
 /// Registers and activates an agent; its id.
@@ -620,4 +621,40 @@ async fn rotation_policy_input_is_checked(backend: Backend) {
     assert_eq!(ok["scope"], json!({"type": "tenant"}));
     assert_eq!(ok["credentials_scheduled"], 0);
     assert_eq!(get(&s, "/v1/rotation-policies/tenant").await["every_secs"], 86400);
+}
+
+async fn a_class_change_moves_an_agent_between_policies(backend: Backend) {
+    let s = start_manual(backend).await;
+    let clock = s.clock.clone().unwrap();
+    let a = agent_in(&s, "mover", "payments").await;
+    let c = issue(&s, &a, "api_key").await;
+    let id = str_of(&c, &["credential", "id"]).to_owned();
+    json_ok(
+        put_policy(&s, "class/payments", json!({"every": "1h"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    json_ok(
+        put_policy(&s, "class/reporting", json!({"every": "1d"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let res = s
+        .req(Method::PATCH, &format!("/v1/agents/{a}"))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"class": "reporting"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The payments schedule (1 h) no longer applies…
+    clock.advance_secs(3700);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(credential(&s, &id).await.get("successor_id").is_none());
+    // …the reporting one (1 d) does.
+    clock.advance_secs(24 * 3600);
+    eventually("the reporting schedule", || async {
+        credential(&s, &id).await.get("successor_id").is_some()
+    })
+    .await;
 }

@@ -3,10 +3,10 @@
 use anyhow::Context as _;
 use idv_api::{
     CompromiseAnswer, CompromiseReport, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated,
-    CredentialView, DurationValue, Page,
+    CredentialView, DurationValue, Page, RotationPolicyPut, RotationPolicyView,
 };
 
-use crate::cli::{CredentialCommand, CredentialType};
+use crate::cli::{CredentialCommand, CredentialType, RotationPolicyCommand, RotationScopeArgs};
 use crate::client::{Client, encode};
 use crate::output::{self, Table, fields, opt};
 
@@ -196,4 +196,81 @@ fn show(x: &CredentialView) {
             x.successor_id.map(|p| p.to_string()).unwrap_or_default(),
         ),
     ]);
+}
+
+fn scope_path(s: &RotationScopeArgs) -> String {
+    match (&s.class, &s.agent) {
+        (Some(c), _) => format!("/v1/rotation-policies/class/{}", encode(c)),
+        (_, Some(a)) => format!("/v1/rotation-policies/agent/{}", encode(a)),
+        _ => "/v1/rotation-policies/tenant".to_owned(),
+    }
+}
+
+fn period(secs: Option<u64>) -> String {
+    secs.map_or_else(|| "-".to_owned(), |s| format!("{s}s"))
+}
+
+/// Runs `idv rotation-policy …`.
+pub async fn rotation_policy(cmd: RotationPolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        RotationPolicyCommand::Set {
+            scope,
+            every,
+            max_age,
+            overlap,
+            retire_on_first_use,
+            conn,
+        } => {
+            let c = Client::new(&conn)?;
+            let body = RotationPolicyPut {
+                every: every.map(DurationValue::Text),
+                max_age: max_age.map(DurationValue::Text),
+                overlap: overlap.map(DurationValue::Text),
+                retire: retire_on_first_use.then(|| "first_use".to_owned()),
+            };
+            let p: RotationPolicyView = c.put(&scope_path(&scope), &body).await?;
+            if conn.json {
+                return output::json(&p);
+            }
+            println!(
+                "Rotation policy for {}{} set: every {}, max age {}, overlap {}s, retire at {}; {} credential(s) scheduled.",
+                p.scope.type_,
+                p.scope.id.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
+                period(p.every_secs),
+                period(p.max_age_secs),
+                p.overlap_secs,
+                p.retire,
+                p.credentials_scheduled.unwrap_or_default()
+            );
+        }
+        RotationPolicyCommand::List { conn } => {
+            let c = Client::new(&conn)?;
+            let items: Page<RotationPolicyView> = c.get("/v1/rotation-policies").await?;
+            if conn.json {
+                return output::json(&items);
+            }
+            let mut t = Table::new(&["SCOPE", "ID", "EVERY", "MAX AGE", "OVERLAP", "RETIRE", "UPDATED"]);
+            for p in &items.items {
+                t.row(vec![
+                    p.scope.type_.clone(),
+                    opt(&p.scope.id),
+                    period(p.every_secs),
+                    period(p.max_age_secs),
+                    format!("{}s", p.overlap_secs),
+                    p.retire.clone(),
+                    p.updated_at.clone(),
+                ]);
+            }
+            t.print();
+        }
+        RotationPolicyCommand::Delete { scope, conn } => {
+            let c = Client::new(&conn)?;
+            c.delete_empty(&scope_path(&scope)).await?;
+            if conn.json {
+                return output::json(&serde_json::json!({ "deleted": true }));
+            }
+            println!("Rotation policy removed.");
+        }
+    }
+    Ok(())
 }

@@ -27,6 +27,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Entity(c) => authz::entity(c).await,
         Command::Decide(a) => authz::decide(a).await,
         Command::Approval(c) => authz::approval(c).await,
+        Command::RotationPolicy(c) => credential::rotation_policy(c).await,
     }
 }
 

@@ -282,6 +282,43 @@ async fn credential_commands(backend: Backend) {
             .iter()
             .all(|x| x["status"] == "revoked")
     );
+
+    // Rotation policies.
+    let set = ok(idv(
+        &s,
+        &[
+            "rotation-policy",
+            "set",
+            "--tenant-wide",
+            "--every",
+            "30d",
+            "--overlap",
+            "1d",
+        ],
+    ));
+    assert!(set.contains("every 2592000s") && set.contains("scheduled"), "{set}");
+    let p = json(idv(
+        &s,
+        &[
+            "rotation-policy",
+            "set",
+            "--agent",
+            &id,
+            "--max-age",
+            "90d",
+            "--retire-on-first-use",
+            "--json",
+        ],
+    ));
+    assert_eq!(p["scope"]["id"], id.as_str());
+    assert_eq!(p["retire"], "first_use");
+    let list = ok(idv(&s, &["rotation-policy", "list"]));
+    assert_eq!(list.lines().count(), 3, "{list}");
+    ok(idv(&s, &["rotation-policy", "delete", "--agent", &id]));
+    let err = fails(idv(&s, &["rotation-policy", "delete", "--agent", &id]));
+    assert!(err.contains("404"), "{err}");
+    let err = fails(idv(&s, &["rotation-policy", "set", "--tenant-wide", "--every", "10s"]));
+    assert!(err.contains("422"), "{err}");
 }
 
 async fn agent_commands_cover_the_lifecycle(backend: Backend) {
