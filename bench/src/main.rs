@@ -14,6 +14,7 @@ mod latency;
 mod load;
 mod memory;
 mod report;
+mod rotation;
 mod server;
 mod tokens;
 mod verify;
@@ -99,6 +100,37 @@ enum Mode {
     /// Authorization decisions: in process against plain cedar-policy, and
     /// AuthZEN over HTTP with every decision audited.
     Decisions(decisions::DecisionsArgs),
+    /// Scheduled credential rotation of many agents, and token issuance
+    /// while it runs.
+    Rotation(rotation::RotationArgs),
+}
+
+/// Runs `measure` against a fresh database and (if `start`) a server on
+/// it, in process; stops the server and removes the database (unless
+/// `--keep`) whatever the outcome.
+fn with_server<R>(
+    args: &Args,
+    server_rt: &tokio::runtime::Runtime,
+    client_rt: &tokio::runtime::Runtime,
+    start: bool,
+    measure: impl AsyncFnOnce(Option<&Arc<Server>>) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
+    let server = if start {
+        say(&format!("starting the server in-process over {}", db.kind()));
+        Some(Arc::new(server_rt.block_on(Server::start(&db))?))
+    } else {
+        None
+    };
+    let measured = client_rt.block_on(measure(server.as_ref()));
+    if let Some(server) = server {
+        let server = Arc::try_unwrap(server).map_err(|_| anyhow!("the server is still in use"))?;
+        server_rt.block_on(server.stop())?;
+    }
+    if !args.keep {
+        client_rt.block_on(db.remove())?;
+    }
+    measured
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,50 +152,41 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut machine = Machine::probe(server_threads, client_threads);
 
-    if let Some(Mode::Decisions(d)) = &args.mode {
-        let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
-        let server = if d.no_http {
-            None
-        } else {
-            say(&format!("starting the server in-process over {}", db.kind()));
-            Some(Arc::new(server_rt.block_on(Server::start(&db))?))
+    if let Some(mode) = &args.mode {
+        let out = match mode {
+            Mode::Decisions(d) => {
+                let report = with_server(&args, &server_rt, &client_rt, !d.no_http, async |s| {
+                    decisions::run(d, s).await
+                })?;
+                machine.load_at_end = report::load_average();
+                if !args.json {
+                    report.print_table();
+                }
+                serde_json::json!({ "machine": machine, "decisions": report })
+            }
+            Mode::Rotation(r) => {
+                let report = with_server(&args, &server_rt, &client_rt, true, async |s| {
+                    rotation::run(r, s.ok_or_else(|| anyhow!("no server"))?).await
+                })?;
+                machine.load_at_end = report::load_average();
+                if !args.json {
+                    report.print_table();
+                }
+                serde_json::json!({ "machine": machine, "rotation": report })
+            }
+            Mode::Tokens(t) => {
+                let report = with_server(&args, &server_rt, &client_rt, true, async |s| {
+                    tokens::run(t, s.ok_or_else(|| anyhow!("no server"))?).await
+                })?;
+                machine.load_at_end = report::load_average();
+                if !args.json {
+                    report.print_table();
+                }
+                json_report(&machine, &report)
+            }
         };
-        let measured = client_rt.block_on(decisions::run(d, server.as_ref()));
-        if let Some(server) = server {
-            let server = Arc::try_unwrap(server).map_err(|_| anyhow!("the server is still in use"))?;
-            server_rt.block_on(server.stop())?;
-        }
-        if !args.keep {
-            client_rt.block_on(db.remove())?;
-        }
-        let report = measured?;
-        machine.load_at_end = report::load_average();
         if args.json {
-            let out = serde_json::json!({ "machine": machine, "decisions": report });
             println!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
-            report.print_table();
-        }
-        client_rt.shutdown_timeout(Duration::from_secs(5));
-        server_rt.shutdown_timeout(Duration::from_secs(5));
-        return Ok(());
-    }
-    if let Some(Mode::Tokens(t)) = &args.mode {
-        let db = client_rt.block_on(Database::fresh(args.database_url.as_deref(), args.data_dir.as_deref()))?;
-        say(&format!("starting the server in-process over {}", db.kind()));
-        let server = Arc::new(server_rt.block_on(Server::start(&db))?);
-        let measured = client_rt.block_on(tokens::run(t, &server));
-        let server = Arc::try_unwrap(server).map_err(|_| anyhow!("the server is still in use"))?;
-        server_rt.block_on(server.stop())?;
-        if !args.keep {
-            client_rt.block_on(db.remove())?;
-        }
-        let report = measured?;
-        machine.load_at_end = report::load_average();
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&json_report(&machine, &report))?);
-        } else {
-            report.print_table();
         }
         client_rt.shutdown_timeout(Duration::from_secs(5));
         server_rt.shutdown_timeout(Duration::from_secs(5));

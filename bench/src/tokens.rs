@@ -63,24 +63,24 @@ pub struct Baseline {
     pub ratio: f64,
 }
 
-struct Agent {
-    id: String,
-    secret: String,
+pub(crate) struct Agent {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
 /// A string member of a JSON object.
-fn text<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
+pub(crate) fn text<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
     v.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("no `{key}` in {v}"))
 }
 
-async fn admin(server: &Server, path: &str, body: Value) -> anyhow::Result<Value> {
+pub(crate) async fn admin(server: &Server, path: &str, body: Value) -> anyhow::Result<Value> {
     let res = server.post(path, serde_json::to_vec(&body)?).await?;
     Ok(serde_json::from_slice(&res)?)
 }
 
-async fn agent(server: &Server, name: &str) -> anyhow::Result<Agent> {
+pub(crate) async fn agent(server: &Server, name: &str) -> anyhow::Result<Agent> {
     let a = admin(
         server,
         "/v1/agents",
@@ -110,7 +110,7 @@ async fn agent(server: &Server, name: &str) -> anyhow::Result<Agent> {
 }
 
 /// POSTs a form with Basic auth; fails unless 200. Returns the JSON body.
-async fn form(
+pub(crate) async fn form(
     http: &reqwest::Client,
     url: &str,
     user: &str,

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use idv_core::audit::Actor;
 use idv_store::{Applied, Command, Context, Job};
 use tokio::sync::watch;
@@ -16,6 +17,8 @@ use crate::AppState;
 const LEASE_SECS: i64 = 60;
 /// Most jobs leased per poll.
 const BATCH: i64 = 500;
+/// Jobs of a lease run at once.
+const CONCURRENCY: usize = 8;
 
 fn ctx() -> Context {
     Context {
@@ -28,7 +31,7 @@ fn ctx() -> Context {
 /// Runs until `stop` turns true.
 pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = run_due(&state).await {
+        if let Err(e) = run_due(&state, &stop).await {
             tracing::warn!(error = %e, "job poll failed; retrying");
         }
         tokio::select! {
@@ -38,11 +41,14 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
     }
 }
 
-/// Leases and runs every due job once. Returns how many ran.
-pub async fn run_due(state: &AppState) -> Result<usize, idv_store::StoreError> {
+/// Leases and runs due jobs, batch after batch, until none is due or `stop`
+/// turns true (jobs keep coming due under load, so shutdown must not wait
+/// for the table to empty; leased jobs not run go back when their lease
+/// ends). Returns how many ran.
+async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize, idv_store::StoreError> {
     let mut ran = 0;
     loop {
-        if !state.store.has_due_jobs(state.clock.now()).await? {
+        if *stop.borrow() || !state.store.has_due_jobs(state.clock.now()).await? {
             return Ok(ran);
         }
         let jobs = match state
@@ -62,10 +68,12 @@ pub async fn run_due(state: &AppState) -> Result<usize, idv_store::StoreError> {
         if jobs.is_empty() {
             return Ok(ran);
         }
-        for job in jobs {
-            ran += 1;
-            run_one(state, job).await;
-        }
+        ran += jobs.len();
+        // Concurrently, so their writes share group commits; each job is
+        // its own unit of work and fails alone.
+        futures_util::stream::iter(jobs)
+            .for_each_concurrent(CONCURRENCY, |job| run_one(state, job))
+            .await;
     }
 }
 

@@ -166,7 +166,11 @@ async fn run_batch(
         // are read from the store, not from caches.
         let changes_state = !matches!(
             cmd,
-            Command::ClaimJobs { .. } | Command::RetryJob { .. } | Command::IssueToken { .. } | Command::Decide(_)
+            Command::ClaimJobs { .. }
+                | Command::RetryJob { .. }
+                | Command::FinishJob(_)
+                | Command::IssueToken { .. }
+                | Command::Decide(_)
         );
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
