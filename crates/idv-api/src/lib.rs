@@ -373,7 +373,9 @@ pub struct AgentPatch {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionRequest {
-    /// Why; recorded on the agent and in the audit log.
+    /// Why; recorded on the agent (for lifecycle transitions) and in the
+    /// audit log. Also the body of `POST /v1/agents/{id}/compromised` and
+    /// `POST /v1/agents/{id}/rotate-credentials`.
     pub reason: String,
 }
 
@@ -525,14 +527,6 @@ pub struct RotationPolicyView {
     /// After a change: how many live credentials it now schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_scheduled: Option<usize>,
-}
-
-/// `POST /v1/agents/{id}/compromised`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompromiseReport {
-    /// What happened (required; recorded in the audit log).
-    pub reason: String,
 }
 
 /// The answer to `POST /v1/agents/{id}/compromised`.

@@ -177,7 +177,11 @@ pub(crate) async fn rotate(
         .await?;
     old.successor_id = Some(s.id);
     let mut drafts = vec![created_event(ctx, &s)];
-    let overlap_ends = now.plus_secs(i64::try_from(rotation.overlap_secs).unwrap_or(i64::MAX));
+    // The overlap counts from the successor's creation, the instant the
+    // rotation reports.
+    let overlap_ends = s
+        .created_at
+        .plus_secs(i64::try_from(rotation.overlap_secs).unwrap_or(i64::MAX));
     drafts.push(with_details(
         draft(
             ctx,

@@ -419,6 +419,17 @@ pub enum CredentialCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Rotate every client secret and API key of an agent now (its policy's
+    /// overlap); the new secrets are sealed for the agent to collect.
+    RotateAgent {
+        /// Agent id.
+        agent: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// A security event: revoke every credential of an agent at once and
     /// print the successors' secrets.
     Compromised {

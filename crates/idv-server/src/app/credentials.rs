@@ -197,7 +197,7 @@ async fn get_in(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Credentia
     })
 }
 
-async fn rotate_as(
+pub(super) async fn rotate_as(
     state: &AppState,
     ctx: Context,
     created_by: &str,

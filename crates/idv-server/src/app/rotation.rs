@@ -3,12 +3,12 @@
 //! its new secret sealed for the agent to collect.
 
 use idv_core::admin_token::Permission;
-use idv_core::credential::{Kind, Revocation, Rotation};
+use idv_core::credential::{Kind, Retire, Revocation, Rotation};
 use idv_core::rotation::{self, RotationPolicy, Scope};
 use idv_store::{Applied, Command, Context, Job, StoreError};
 use uuid::Uuid;
 
-use super::credentials::{new_secret, sealing_aad};
+use super::credentials::{RotateRequest, Rotated, new_secret, rotate_as, sealing_aad};
 use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
@@ -151,4 +151,64 @@ pub async fn rotate_due(state: &AppState, job: Job, ctx: Context) -> Result<(), 
         job: Some(job),
     };
     state.store.execute(cmd, ctx).await.map(drop)
+}
+
+/// Rotates every live client secret and API key of an agent now, with its
+/// rotation policy's overlap (the default without one), the successors
+/// sealed for the agent to collect: for signals that call for fresh
+/// credentials without cutting the agent off (an administrator's, or the
+/// risk engine's). Credentials rotated meanwhile are skipped; a
+/// `private_key_jwt` key is the agent's to replace.
+pub async fn rotate_agent(
+    state: &AppState,
+    caller: &Caller,
+    agent_id: Uuid,
+    reason: String,
+) -> Result<Vec<Rotated>, AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, "agent.rotate_credentials")
+        .await?;
+    if reason.trim().is_empty() {
+        return Err(AppError::BadParameter {
+            field: "reason".into(),
+            detail: "`reason` is required: say why the credentials are rotated".into(),
+        });
+    }
+    let agent = state
+        .store
+        .agent(caller.tenant.id, agent_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "agent",
+            id: agent_id.to_string(),
+        })?;
+    let policies = state.store.rotation_policies(caller.tenant.id).await?;
+    let rotation = rotation::effective(&policies, &agent)
+        .map_or_else(|| Rotation::new(None, Retire::OverlapEnd), |p| Ok(p.rotation()))?;
+    let now = state.clock.now();
+    let mut ctx = caller.context();
+    let mut note = ctx.note.take().unwrap_or_else(|| serde_json::json!({}));
+    if let Some(m) = note.as_object_mut() {
+        m.insert("cause".into(), "rotate_credentials".into());
+        m.insert("reason".into(), reason.into());
+    }
+    ctx.note = Some(note);
+    let mut done = Vec::new();
+    for c in state.store.credentials(caller.tenant.id, agent_id).await? {
+        if c.kind == Kind::PrivateKeyJwt || c.check_rotatable(now).is_err() {
+            continue;
+        }
+        let req = RotateRequest {
+            rotation: rotation.clone(),
+            jwk: None,
+            pickup: true,
+        };
+        match rotate_as(state, ctx.clone(), &caller.actor().reference(), &c, req).await {
+            Ok(r) => done.push(r),
+            // Rotated by someone else meanwhile: it is fresh already.
+            Err(AppError::Store(StoreError::Conflict(_))) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }

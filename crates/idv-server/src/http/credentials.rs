@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use idv_api::{
-    CompromiseAnswer, CompromiseReport, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated,
-    CredentialView, DurationValue, Page,
+    CompromiseAnswer, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated, CredentialView,
+    DurationValue, Page, TransitionRequest,
 };
 use idv_core::Timestamp;
 use idv_core::credential::{Credential, Kind, NewCredential, Retire, Rotation};
@@ -199,7 +199,7 @@ pub async fn history(
 /// (no overlap); client secrets and API keys get successors, whose secrets
 /// are in this answer only.
 #[utoipa::path(post, path = "/v1/agents/{id}/compromised", tag = "credentials", params(("id" = String, Path)),
-    request_body = CompromiseReport,
+    request_body = TransitionRequest,
     responses((status = 200, body = CompromiseAnswer), (status = 404, body = idv_api::Problem),
         (status = 422, body = idv_api::Problem)),
     security(("bearer" = [])))]
@@ -207,7 +207,7 @@ pub async fn compromised(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<CompromiseReport>,
+    Json(body): Json<TransitionRequest>,
 ) -> Result<axum::Json<CompromiseAnswer>, ApiError> {
     let agent_id = parse_id(&id, "agent")?;
     let (revoked, successors) = app::credentials::compromised(&state, &caller, agent_id, body.reason).await?;
@@ -266,4 +266,28 @@ pub async fn self_rotate(
     let req = rotate_request(body)?;
     let r = app::credentials::self_rotate(&state, &p, req, &request_id).await?;
     Ok((StatusCode::CREATED, axum::Json(rotated(r, state.clock.now()))))
+}
+
+/// Rotate every client secret and API key of an agent now (its rotation
+/// policy's overlap, or the default), the new secrets sealed for the agent
+/// to collect: for signals that call for fresh credentials without cutting
+/// the agent off. `private_key_jwt` keys are left to the agent.
+#[utoipa::path(post, path = "/v1/agents/{id}/rotate-credentials", tag = "credentials", params(("id" = String, Path)),
+    request_body = TransitionRequest,
+    responses((status = 200, body = Page<CredentialRotated>), (status = 404, body = idv_api::Problem),
+        (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn rotate_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<TransitionRequest>,
+) -> Result<axum::Json<Page<CredentialRotated>>, ApiError> {
+    let agent_id = parse_id(&id, "agent")?;
+    let done = app::rotation::rotate_agent(&state, &caller, agent_id, body.reason).await?;
+    let now = state.clock.now();
+    Ok(axum::Json(Page {
+        items: done.into_iter().map(|r| rotated(r, now)).collect(),
+        next_cursor: None,
+    }))
 }

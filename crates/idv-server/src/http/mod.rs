@@ -46,7 +46,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         tokens::create, tokens::list, tokens::current, tokens::get, tokens::revoke,
         agents::create, agents::bulk_create, agents::list, agents::export, agents::get, agents::update, agents::transition,
         credentials::create, credentials::list, credentials::get, credentials::revoke, credentials::rotate,
-        credentials::history, credentials::compromised, credentials::collect, credentials::self_rotate,
+        credentials::history, credentials::compromised, credentials::rotate_agent, credentials::collect,
+        credentials::self_rotate,
         rotation::list, rotation::put_tenant, rotation::put_scoped, rotation::get_tenant, rotation::get_scoped,
         rotation::delete_tenant, rotation::delete_scoped,
         delegations::create, delegations::list, delegations::get, delegations::revoke,
@@ -183,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/credentials/{id}/rotate", post(credentials::rotate))
         .route("/v1/credentials/{id}/history", get(credentials::history))
         .route("/v1/agents/{id}/compromised", post(credentials::compromised))
+        .route("/v1/agents/{id}/rotate-credentials", post(credentials::rotate_agent))
         .route("/v1/self/credential/successor", post(credentials::collect))
         .route("/v1/self/credential/rotate", post(credentials::self_rotate))
         .route("/v1/rotation-policies", get(rotation::list))

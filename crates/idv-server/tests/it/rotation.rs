@@ -19,6 +19,7 @@ backend_tests!(
     rotation_policies_rotate_on_schedule,
     rotation_policy_input_is_checked,
     a_class_change_moves_an_agent_between_policies,
+    all_credentials_of_an_agent_rotate_on_a_signal,
 );
 
 /// Registers and activates an agent; its id.
@@ -657,4 +658,87 @@ async fn a_class_change_moves_an_agent_between_policies(backend: Backend) {
         credential(&s, &id).await.get("successor_id").is_some()
     })
     .await;
+}
+
+async fn all_credentials_of_an_agent_rotate_on_a_signal(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let a = agent_in(&s, "risky", "payments").await;
+    let c = issue(&s, &a, "client_secret").await;
+    let k = issue(&s, &a, "api_key").await;
+    let secret = str_of(&c, &["client_secret"]).to_owned();
+    json_ok(
+        put_policy(&s, "class/payments", json!({"every": "30d", "overlap": "10m"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let path = format!("/v1/agents/{a}/rotate-credentials");
+    problem(
+        s.req(Method::POST, &path)
+            .json(&json!({"reason": ""}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let done = json_ok(
+        s.req(Method::POST, &path)
+            .json(&json!({"reason": "risk score 0.92"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let items = done["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{done}");
+    for r in items {
+        assert_eq!(r["successor"]["credential"]["awaiting_pickup"], true);
+        assert!(r["successor"].get("client_secret").is_none() && r["successor"].get("api_key").is_none());
+        assert_eq!(r["predecessor"]["status"], "active");
+        let ends = idv_core::Timestamp::parse(str_of(r, &["predecessor", "expires_at"])).unwrap();
+        let made = idv_core::Timestamp::parse(str_of(r, &["successor", "credential", "created_at"])).unwrap();
+        assert_eq!(ends.as_micros() - made.as_micros(), 600_000_000);
+    }
+    // The agent keeps working and collects its new secret.
+    assert_eq!(token_status(&s, &a, &secret).await, StatusCode::OK);
+    let got = json_ok(
+        s.http
+            .post(s.url("/v1/self/credential/successor"))
+            .basic_auth(&a, Some(&secret))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        token_status(&s, &a, str_of(&got, &["client_secret"])).await,
+        StatusCode::OK
+    );
+    // Again: the successors rotate (the predecessors are rotated already).
+    let again = json_ok(
+        s.req(Method::POST, &path)
+            .json(&json!({"reason": "still risky"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again["items"].as_array().unwrap().len(), 2);
+    let h = get(
+        &s,
+        &format!("/v1/credentials/{}/history", str_of(&k, &["credential", "id"])),
+    )
+    .await;
+    assert_eq!(h["items"].as_array().unwrap().len(), 3);
+    let why: Vec<Value> = all_events(&s)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "credential.rotate")
+        .map(|e| e["details"]["request"]["reason"].clone())
+        .collect();
+    assert_eq!(why.len(), 4);
+    assert!(why[..2].iter().all(|r| r == "risk score 0.92"), "{why:?}");
 }

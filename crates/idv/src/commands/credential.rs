@@ -2,8 +2,8 @@
 
 use anyhow::Context as _;
 use idv_api::{
-    CompromiseAnswer, CompromiseReport, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated,
-    CredentialView, DurationValue, Page, RotationPolicyPut, RotationPolicyView,
+    CompromiseAnswer, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated, CredentialView,
+    DurationValue, Page, RotationPolicyPut, RotationPolicyView, TransitionRequest,
 };
 
 use crate::cli::{CredentialCommand, CredentialType, RotationPolicyCommand, RotationScopeArgs};
@@ -132,12 +132,37 @@ pub async fn run(cmd: CredentialCommand) -> anyhow::Result<()> {
             }
             t.print();
         }
+        CredentialCommand::RotateAgent { agent, reason, conn } => {
+            let c = Client::new(&conn)?;
+            let done: Page<CredentialRotated> = c
+                .post(
+                    &format!("/v1/agents/{}/rotate-credentials", encode(&agent)),
+                    &TransitionRequest { reason },
+                )
+                .await?;
+            if conn.json {
+                return output::json(&done);
+            }
+            let mut t = Table::new(&["PREDECESSOR", "SUCCESSOR", "TYPE", "PREDECESSOR UNTIL"]);
+            for r in &done.items {
+                t.row(vec![
+                    r.predecessor.id.to_string(),
+                    r.successor.credential.id.to_string(),
+                    r.predecessor.type_.clone(),
+                    opt(&r.predecessor.expires_at),
+                ]);
+            }
+            t.print();
+            println!(
+                "The new secrets are sealed for the agent: it collects them with POST /v1/self/credential/successor."
+            );
+        }
         CredentialCommand::Compromised { agent, reason, conn } => {
             let c = Client::new(&conn)?;
             let a: CompromiseAnswer = c
                 .post(
                     &format!("/v1/agents/{}/compromised", encode(&agent)),
-                    &CompromiseReport { reason },
+                    &TransitionRequest { reason },
                 )
                 .await?;
             if conn.json {

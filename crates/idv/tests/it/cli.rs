@@ -263,6 +263,14 @@ async fn credential_commands(backend: Backend) {
     assert!(history.contains(first_id) && history.contains(second_id), "{history}");
     let err = fails(idv(&s, &["credential", "rotate", first_id]));
     assert!(err.contains("409") && err.contains("already rotated"), "{err}");
+    let rotated = ok(idv(
+        &s,
+        &["credential", "rotate-agent", &id, "--reason", "risk score 0.9"],
+    ));
+    assert!(
+        rotated.starts_with("PREDECESSOR") && rotated.contains("sealed"),
+        "{rotated}"
+    );
     let c = json(idv(
         &s,
         &[
