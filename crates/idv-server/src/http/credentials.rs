@@ -218,10 +218,15 @@ pub async fn compromised(
     }))
 }
 
+/// What an agent's self-service endpoint accepts (RFC 9110 §11.6.1).
+const AGENT_CHALLENGE: &str = "Basic realm=\"idv-agent\", Bearer realm=\"idv-agent\"";
+
 /// The agent's own credential from `Authorization`: `Basic` with its
 /// `client_id` and client secret, or `Bearer` with an API key.
 fn presented(headers: &HeaderMap) -> Result<Presented, ApiError> {
-    let unauthorized = |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail);
+    let unauthorized = |detail: &str| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail).with_challenge(AGENT_CHALLENGE)
+    };
     match header_auth(headers) {
         Ok(HeaderAuth::Basic(client_id, secret)) => Ok(Presented::ClientSecret { client_id, secret }),
         Ok(HeaderAuth::Bearer(key)) => Ok(Presented::ApiKey(key)),
@@ -245,7 +250,9 @@ pub async fn collect(
     headers: HeaderMap,
 ) -> Result<axum::Json<CredentialCreated>, ApiError> {
     let p = presented(&headers)?;
-    let (c, secret) = app::credentials::collect(&state, &p, &request_id).await?;
+    let (c, secret) = app::credentials::collect(&state, &p, &request_id)
+        .await
+        .map_err(|e| ApiError::from(e).with_challenge(AGENT_CHALLENGE))?;
     Ok(axum::Json(created(&c, Some(secret), state.clock.now())))
 }
 
@@ -264,7 +271,9 @@ pub async fn self_rotate(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = presented(&headers)?;
     let req = rotate_request(body)?;
-    let r = app::credentials::self_rotate(&state, &p, req, &request_id).await?;
+    let r = app::credentials::self_rotate(&state, &p, req, &request_id)
+        .await
+        .map_err(|e| ApiError::from(e).with_challenge(AGENT_CHALLENGE))?;
     Ok((StatusCode::CREATED, axum::Json(rotated(r, state.clock.now()))))
 }
 

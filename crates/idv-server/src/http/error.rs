@@ -26,6 +26,9 @@ struct Details {
     errors: Option<Vec<PolicyProblem>>,
     /// For internal errors: what to log (never sent).
     internal: Option<String>,
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 9110 §11.6.1), when
+    /// not the admin API's.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -41,7 +44,14 @@ impl ApiError {
             current_version: None,
             errors: None,
             internal: None,
+            challenge: None,
         }))
+    }
+
+    /// The challenge a 401 carries (the admin API's `Bearer` by default).
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.0.challenge = Some(challenge);
+        self
     }
 
     /// 400 for a malformed request part.
@@ -191,7 +201,7 @@ impl IntoResponse for ApiError {
         if d.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"idv-admin\""),
+                HeaderValue::from_static(d.challenge.unwrap_or("Bearer realm=\"idv-admin\"")),
             );
         }
         res

@@ -241,16 +241,19 @@ async fn agents_collect_successors_and_rotate_themselves(backend: Backend) {
     // Nothing waits for the new credential.
     problem(collect(new_secret.clone()).await, StatusCode::NOT_FOUND).await;
     // Not without the agent's own credential.
-    problem(collect("idvcs_nope".into()).await, StatusCode::UNAUTHORIZED).await;
-    problem(
+    for res in [
+        collect("idvcs_nope".into()).await,
         s.http
             .post(s.url("/v1/self/credential/successor"))
             .send()
             .await
             .unwrap(),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    ] {
+        // RFC 9110 §11.6.1: the challenge names what this endpoint takes.
+        let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.starts_with("Basic realm=\"idv-agent\""), "{challenge}");
+        problem(res, StatusCode::UNAUTHORIZED).await;
+    }
 
     // The agent rotates its own credential and gets the secret at once.
     let r = json_ok(
