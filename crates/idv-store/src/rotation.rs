@@ -4,7 +4,7 @@
 
 use idv_core::credential::{Credential, Kind, Retire};
 use idv_core::rotation::{self, RotationPolicy, Scope};
-use idv_core::{Clock, Timestamp};
+use idv_core::Clock;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -253,16 +253,4 @@ pub(crate) async fn unschedule(conn: &mut AnyConnection, credential_id: Uuid) ->
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-impl Store {
-    /// The due time of `credential_id`'s scheduled rotation.
-    pub async fn rotation_due(&self, credential_id: Uuid) -> Result<Option<Timestamp>, StoreError> {
-        let r = sqlx::query("SELECT MIN(run_at) AS at FROM jobs WHERE kind = $1 AND target_id = $2")
-            .bind(JOB_ROTATE_CREDENTIAL)
-            .bind(credential_id.to_string())
-            .fetch_one(&self.inner.read)
-            .await?;
-        Ok(r.try_get::<Option<i64>, _>("at")?.map(Timestamp::from_micros))
-    }
 }

@@ -116,21 +116,19 @@ pub async fn delete(state: &AppState, caller: &Caller, scope: Scope) -> Result<u
 /// collect. A credential already rotated or revoked, or no longer under a
 /// policy, just finishes the job.
 pub async fn rotate_due(state: &AppState, job: Job, ctx: Context) -> Result<(), StoreError> {
-    let finish = |job: Job| Command::FinishJob(job);
     let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
     let now = state.clock.now();
     let Some(old) = state.store.credential(job.tenant_id, id).await? else {
-        return state.store.execute(finish(job), ctx).await.map(drop);
+        return state.store.execute(Command::FinishJob(job), ctx).await.map(drop);
     };
     let agent = state.store.agent(job.tenant_id, old.agent_id).await?;
     let policies = state.store.rotation_policies(job.tenant_id).await?;
     let policy = agent.as_ref().and_then(|a| rotation::effective(&policies, a));
-    let (Some(policy), Some((secret, hint))) = (policy, new_secret(old.kind)) else {
-        return state.store.execute(finish(job), ctx).await.map(drop);
+    // No policy any more, a `private_key_jwt` key (no secret of ours), or
+    // rotated or revoked meanwhile: nothing to do.
+    let (Some(policy), Some((secret, hint)), Ok(())) = (policy, new_secret(old.kind), old.check_rotatable(now)) else {
+        return state.store.execute(Command::FinishJob(job), ctx).await.map(drop);
     };
-    if old.check_rotatable(now).is_err() || old.kind == Kind::PrivateKeyJwt {
-        return state.store.execute(finish(job), ctx).await.map(drop);
-    }
     let successor = old
         .successor(
             state.clock.new_id(),
