@@ -2,9 +2,9 @@
 //! [`JOB_ROTATE_CREDENTIAL`] job per live client secret or API key under a
 //! policy, due when the policy says, rescheduled whenever a policy changes.
 
+use idv_core::Clock;
 use idv_core::credential::{Credential, Kind, Retire};
 use idv_core::rotation::{self, RotationPolicy, Scope};
-use idv_core::Clock;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
