@@ -58,6 +58,19 @@ fn scope_of(parts: &[&str]) -> Result<Scope, ApiError> {
     }
 }
 
+/// The scope of an existing policy: a path that names no scope names no
+/// policy (404; only setting one answers 422 for a bad scope).
+fn existing(parts: &[&str]) -> Result<Scope, ApiError> {
+    scope_of(parts).map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            format!("rotation policy `{}` not found", parts.join("/")),
+        )
+    })
+}
+
 /// The tenant's rotation policies.
 #[utoipa::path(get, path = "/v1/rotation-policies", tag = "credentials",
     responses((status = 200, body = Page<RotationPolicyView>)), security(("bearer" = [])))]
@@ -123,7 +136,7 @@ pub async fn get_tenant(
     caller: Caller,
     Path(kind): Path<String>,
 ) -> Result<axum::Json<RotationPolicyView>, ApiError> {
-    let p = app::rotation::get(&state, &caller, &scope_of(&[&kind])?).await?;
+    let p = app::rotation::get(&state, &caller, &existing(&[&kind])?).await?;
     Ok(axum::Json(view(&p, None)))
 }
 
@@ -137,7 +150,7 @@ pub async fn get_scoped(
     caller: Caller,
     Path((kind, id)): Path<(String, String)>,
 ) -> Result<axum::Json<RotationPolicyView>, ApiError> {
-    let p = app::rotation::get(&state, &caller, &scope_of(&[&kind, &id])?).await?;
+    let p = app::rotation::get(&state, &caller, &existing(&[&kind, &id])?).await?;
     Ok(axum::Json(view(&p, None)))
 }
 
@@ -150,7 +163,7 @@ pub async fn delete_tenant(
     caller: Caller,
     Path(kind): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    app::rotation::delete(&state, &caller, scope_of(&[&kind])?).await?;
+    app::rotation::delete(&state, &caller, existing(&[&kind])?).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -163,6 +176,6 @@ pub async fn delete_scoped(
     caller: Caller,
     Path((kind, id)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    app::rotation::delete(&state, &caller, scope_of(&[&kind, &id])?).await?;
+    app::rotation::delete(&state, &caller, existing(&[&kind, &id])?).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

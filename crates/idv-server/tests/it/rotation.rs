@@ -616,6 +616,16 @@ async fn rotation_policy_input_is_checked(backend: Backend) {
         StatusCode::NOT_FOUND,
     )
     .await;
+    // A path that names no scope names no policy.
+    for path in [
+        "/v1/rotation-policies/0",
+        "/v1/rotation-policies/0/0",
+        "/v1/rotation-policies/agent/x",
+    ] {
+        for m in [Method::GET, Method::DELETE] {
+            problem(s.req(m, path).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+        }
+    }
     problem(
         s.req(Method::GET, "/v1/rotation-policies/tenant").send().await.unwrap(),
         StatusCode::NOT_FOUND,
