@@ -119,13 +119,7 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Credenti
     caller
         .require(state, Permission::ReadRegistry, "credential.read")
         .await?;
-    state.store.credential(caller.tenant.id, id).await?.ok_or_else(|| {
-        StoreError::NotFound {
-            what: "credential",
-            id: id.to_string(),
-        }
-        .into()
-    })
+    get_in(state, caller.tenant.id, id).await
 }
 
 /// Revokes one credential; it stops working at once on every node (each
