@@ -1234,11 +1234,7 @@ async fn expire_agent(
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    sqlx::query("DELETE FROM jobs WHERE id = $1")
-        .bind(job.id.to_string())
-        .execute(&mut *conn)
-        .await?;
-    let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
+    let id = take_job(conn, &job).await?;
     let agent = match load_agent(conn, job.tenant_id, id).await {
         Ok(a) => a,
         Err(StoreError::NotFound { .. }) => return Ok((Applied::Done, vec![])),
@@ -1258,6 +1254,13 @@ async fn expire_agent(
         Some("ttl"),
     )
     .await
+}
+
+/// Finishes a job that is about to run (in the transaction of its work)
+/// and returns the id it targets.
+pub(crate) async fn take_job(conn: &mut AnyConnection, job: &Job) -> Result<Uuid, StoreError> {
+    finish_job(conn, job).await?;
+    Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))
 }
 
 async fn finish_job(conn: &mut AnyConnection, job: &Job) -> Result<(), StoreError> {

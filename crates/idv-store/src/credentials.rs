@@ -229,11 +229,7 @@ pub(crate) async fn retire_job(
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    sqlx::query("DELETE FROM jobs WHERE id = $1")
-        .bind(job.id.to_string())
-        .execute(&mut *conn)
-        .await?;
-    let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
+    let id = crate::command::take_job(conn, &job).await?;
     let mut c = match load(conn, job.tenant_id, id).await {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => return Ok((Applied::Done, vec![])),

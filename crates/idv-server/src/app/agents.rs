@@ -65,7 +65,13 @@ pub async fn create(
 /// One agent of the caller's tenant.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
     caller.require(state, Permission::ReadRegistry, "agent.read").await?;
-    state.store.agent(caller.tenant.id, id).await?.ok_or_else(|| {
+    existing(state, caller.tenant.id, id).await
+}
+
+/// Agent `id` of `tenant_id`, or 404 (no permission check: for use cases
+/// that checked their own).
+pub async fn existing(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Agent, AppError> {
+    state.store.agent(tenant_id, id).await?.ok_or_else(|| {
         StoreError::NotFound {
             what: "agent",
             id: id.to_string(),

@@ -62,14 +62,7 @@ pub async fn create(
     caller
         .require(state, Permission::WriteRegistry, "credential.create")
         .await?;
-    let agent = state
-        .store
-        .agent(caller.tenant.id, agent_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "agent",
-            id: agent_id.to_string(),
-        })?;
+    let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let jwk = req.jwk.as_ref().map(public_jwk).transpose()?;
     let (secret, hint) = match new_secret(req.kind) {
         Some((s, h)) => (Some(s), Some(h)),
@@ -104,13 +97,7 @@ pub async fn list(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<V
     caller
         .require(state, Permission::ReadRegistry, "credential.list")
         .await?;
-    if state.store.agent(caller.tenant.id, agent_id).await?.is_none() {
-        return Err(StoreError::NotFound {
-            what: "agent",
-            id: agent_id.to_string(),
-        }
-        .into());
-    }
+    super::agents::existing(state, caller.tenant.id, agent_id).await?;
     Ok(state.store.credentials(caller.tenant.id, agent_id).await?)
 }
 

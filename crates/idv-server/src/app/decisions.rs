@@ -582,7 +582,7 @@ pub async fn decide_approval(
 /// An agent's communication edges (`calls`, `called_by`).
 pub async fn graph(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<(Vec<Edge>, Vec<Edge>), AppError> {
     caller.require(state, Permission::ReadRegistry, "agent.graph").await?;
-    require_agent(state, caller, agent_id).await?;
+    super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let edges = state.store.agent_edges(caller.tenant.id, agent_id).await?;
     Ok(edges.into_iter().partition(|e| e.caller == agent_id))
 }
@@ -605,7 +605,7 @@ pub async fn permissions(
     caller
         .require(state, Permission::ReadRegistry, "agent.permissions")
         .await?;
-    let agent = require_agent(state, caller, agent_id).await?;
+    let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
     let (roles, actions) = engine.granted(&agent);
     let grants = state
@@ -614,13 +614,4 @@ pub async fn permissions(
         .await?;
     let usage = state.store.agent_usage(caller.tenant.id, agent_id).await?;
     Ok((roles, actions, grants, usage))
-}
-
-async fn require_agent(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
-    state.store.agent(caller.tenant.id, id).await?.ok_or_else(|| {
-        AppError::Store(StoreError::NotFound {
-            what: "agent",
-            id: id.to_string(),
-        })
-    })
 }

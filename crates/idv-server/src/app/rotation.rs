@@ -172,14 +172,7 @@ pub async fn rotate_agent(
             detail: "`reason` is required: say why the credentials are rotated".into(),
         });
     }
-    let agent = state
-        .store
-        .agent(caller.tenant.id, agent_id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "agent",
-            id: agent_id.to_string(),
-        })?;
+    let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let policies = state.store.rotation_policies(caller.tenant.id).await?;
     let rotation = rotation::effective(&policies, &agent)
         .map_or_else(|| Rotation::new(None, Retire::OverlapEnd), |p| Ok(p.rotation()))?;

@@ -21,16 +21,6 @@ use crate::AppState;
 use crate::app::credentials::{Presented, RotateRequest};
 use crate::app::{self, Caller};
 
-fn invalid(field: &str, detail: String) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-field",
-        "Invalid field",
-        detail,
-    )
-    .with_field(field)
-}
-
 /// A duration field in seconds (a number, or text like `90d`).
 pub(super) fn seconds(v: Option<DurationValue>, field: &str) -> Result<Option<u64>, ApiError> {
     match v {
@@ -38,21 +28,24 @@ pub(super) fn seconds(v: Option<DurationValue>, field: &str) -> Result<Option<u6
         Some(DurationValue::Seconds(s)) => Ok(Some(s)),
         Some(DurationValue::Text(t)) => idv_core::duration::parse_seconds(&t)
             .map(Some)
-            .map_err(|e| invalid(field, format!("`{field}`: {e}"))),
+            .map_err(|e| ApiError::invalid_field(field, format!("`{field}`: {e}"))),
     }
 }
 
-fn rotate_request(body: CredentialRotate) -> Result<RotateRequest, ApiError> {
-    let retire = match body.retire.as_deref() {
+/// A rotation's `overlap` and `retire` fields, checked.
+pub(super) fn rotation(overlap: Option<DurationValue>, retire: Option<&str>) -> Result<Rotation, ApiError> {
+    let retire = match retire {
         None => Retire::OverlapEnd,
         Some(r) => r
             .parse()
-            .map_err(|e: idv_core::credential::CredentialError| invalid("retire", e.to_string()))?,
+            .map_err(|e: idv_core::credential::CredentialError| ApiError::invalid_field("retire", e.to_string()))?,
     };
-    let rotation =
-        Rotation::new(seconds(body.overlap, "overlap")?, retire).map_err(|e| invalid("overlap", e.to_string()))?;
+    Rotation::new(seconds(overlap, "overlap")?, retire).map_err(|e| ApiError::invalid_field("overlap", e.to_string()))
+}
+
+fn rotate_request(body: CredentialRotate) -> Result<RotateRequest, ApiError> {
     Ok(RotateRequest {
-        rotation,
+        rotation: rotation(body.overlap, body.retire.as_deref())?,
         jwk: body.jwk,
         pickup: body.pickup,
     })
@@ -84,7 +77,7 @@ fn new_credential(body: CredentialCreate) -> Result<NewCredential, ApiError> {
     let kind: Kind = body
         .type_
         .parse()
-        .map_err(|e: idv_core::credential::UnknownKind| invalid("type", e.to_string()))?;
+        .map_err(|e: idv_core::credential::UnknownKind| ApiError::invalid_field("type", e.to_string()))?;
     Ok(NewCredential {
         kind,
         jwk: body.jwk,

@@ -4,10 +4,9 @@
 
 use axum::extract::State;
 use idv_api::{Page, RotationPolicyPut, RotationPolicyView, RotationScopeView};
-use idv_core::credential::{Retire, Rotation};
 use idv_core::rotation::{RotationPolicy, Scope};
 
-use super::credentials::seconds;
+use super::credentials::{rotation, seconds};
 use super::error::ApiError;
 use super::extract::{Json, Path};
 use crate::AppState;
@@ -31,18 +30,10 @@ fn view(p: &RotationPolicy, scheduled: Option<usize>) -> RotationPolicyView {
 }
 
 fn request(body: RotationPolicyPut) -> Result<PolicyRequest, ApiError> {
-    let retire = match body.retire.as_deref() {
-        None => Retire::OverlapEnd,
-        Some(r) => r
-            .parse()
-            .map_err(|e: idv_core::credential::CredentialError| ApiError::invalid_field("retire", e.to_string()))?,
-    };
-    let rotation = Rotation::new(seconds(body.overlap, "overlap")?, retire)
-        .map_err(|e| ApiError::invalid_field("overlap", e.to_string()))?;
     Ok(PolicyRequest {
         every_secs: seconds(body.every, "every")?,
         max_age_secs: seconds(body.max_age, "max_age")?,
-        rotation,
+        rotation: rotation(body.overlap, body.retire.as_deref())?,
     })
 }
 
