@@ -93,6 +93,10 @@ async fn run_one(state: &AppState, job: Job) {
         (None, idv_store::JOB_ROTATE_CREDENTIAL) => crate::app::rotation::rotate_due(state, job.clone(), ctx())
             .await
             .map_err(|e| e.to_string()),
+        (None, idv_store::JOB_REVOKE_LEASE) => crate::app::leases::revoke_due(state, job.clone())
+            .await
+            .map_err(|e| e.to_string()),
+        (None, idv_store::JOB_SWEEP_TARGET) => sweep(state, job.clone()).await,
         (None, kind) => Err(format!("unknown job kind `{kind}` (a newer node's job?)")),
     };
     match res {
@@ -110,6 +114,30 @@ async fn run_one(state: &AppState, job: Job) {
             }
         }
     }
+}
+
+/// Sweeps a target for orphaned roles and comes back later; a target
+/// deleted meanwhile ends the job.
+async fn sweep(state: &AppState, job: Job) -> Result<(), String> {
+    match crate::app::leases::sweep(state, job.tenant_id, &job.target_id, ctx()).await {
+        Ok(_) => {}
+        Err(crate::app::AppError::Store(idv_store::StoreError::NotFound { .. })) => {
+            return state
+                .store
+                .execute(Command::FinishJob(job), ctx())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string());
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let run_at = state.clock.now().plus_secs(idv_store::SWEEP_EVERY_SECS);
+    state
+        .store
+        .execute(Command::RescheduleJob { job, run_at }, ctx())
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Seconds before a job that failed `attempts` times runs again: 5 s,

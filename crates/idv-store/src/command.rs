@@ -9,9 +9,11 @@ use idv_core::agent::{Agent, AgentChanges, AgentError, Parent};
 use idv_core::approval::Approval;
 use idv_core::audit::{Actor, Draft, Outcome};
 use idv_core::credential::{Credential, Revocation, Rotation};
+use idv_core::db_template::{DbTarget, DbTemplate};
 use idv_core::delegation::Delegation;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::keyring::SigningKey;
+use idv_core::lease::{EndReason, Lease};
 use idv_core::lifecycle::{Status, Transition};
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{Role, RoleGrant};
@@ -26,7 +28,7 @@ use uuid::Uuid;
 use crate::authz::{self, DecisionRecord};
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
-use crate::{credentials, delegations, rotation};
+use crate::{credentials, delegations, leases, rotation};
 
 /// Who asked, for the audit trail.
 #[derive(Clone, Debug)]
@@ -321,6 +323,71 @@ pub enum Command {
         /// The approver's comment.
         comment: Option<String>,
     },
+    /// Register or replace a target database.
+    PutDbTarget {
+        /// What may be shown of it.
+        target: DbTarget,
+        /// Its admin connection string, sealed under the master key.
+        sealed_url: Vec<u8>,
+    },
+    /// Remove a target no template or live lease uses.
+    DeleteDbTarget {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Its name.
+        name: String,
+    },
+    /// Create or replace a role template (checked; its target must exist).
+    PutDbTemplate(DbTemplate),
+    /// Remove a role template no live lease uses.
+    DeleteDbTemplate {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Its name.
+        name: String,
+    },
+    /// Record a lease, `pending`, before its role is made (its agent must be
+    /// active).
+    BeginLease(Box<Lease>),
+    /// The lease's role exists: make it active.
+    ActivateLease {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Lease id.
+        id: Uuid,
+    },
+    /// Extend an active lease (its role's `VALID UNTIL` was moved first).
+    RenewLease {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Lease id.
+        id: Uuid,
+        /// The end asked for (capped by the lease's maximum).
+        expires_at: Timestamp,
+    },
+    /// Start revoking a lease: `revocation_pending`, its job due now.
+    RevokeLease {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Lease id.
+        id: Uuid,
+        /// Why.
+        reason: EndReason,
+    },
+    /// The target confirmed a lease's role is gone (finishes its job).
+    FinishLeaseRevocation {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Lease id.
+        id: Uuid,
+    },
+    /// Run a recurring job again at `run_at` (bookkeeping, no event).
+    RescheduleJob {
+        /// The job as claimed.
+        job: Job,
+        /// When.
+        run_at: Timestamp,
+    },
     /// Only record an event (e.g. a refused request).
     Record(Draft),
 }
@@ -372,6 +439,12 @@ pub enum Applied {
     /// A rotation policy after the change, and how many credentials it
     /// scheduled.
     RotationPolicy(Box<RotationPolicy>, usize),
+    /// A target database after the change.
+    DbTarget(Box<DbTarget>),
+    /// A role template after the change.
+    DbTemplate(Box<DbTemplate>),
+    /// A lease after the change.
+    Lease(Box<Lease>),
     /// How many records it touched.
     Count(usize),
     /// Nothing to return.
@@ -514,6 +587,23 @@ impl Command {
                 agent_id.to_string(),
                 Some(reason.clone()),
             ),
+            Command::PutDbTarget { target, .. } => (
+                target.tenant_id,
+                "db.target.put",
+                "db_target",
+                target.name.clone(),
+                None,
+            ),
+            Command::DeleteDbTarget { tenant_id, name } => {
+                (*tenant_id, "db.target.delete", "db_target", name.clone(), None)
+            }
+            Command::PutDbTemplate(t) => (t.tenant_id, "db.template.put", "db_template", t.name.clone(), None),
+            Command::DeleteDbTemplate { tenant_id, name } => {
+                (*tenant_id, "db.template.delete", "db_template", name.clone(), None)
+            }
+            Command::BeginLease(l) => (l.tenant_id, "lease.request", "agent", l.agent_id.to_string(), None),
+            Command::RenewLease { tenant_id, id, .. } => (*tenant_id, "lease.renew", "lease", id.to_string(), None),
+            Command::RevokeLease { tenant_id, id, .. } => (*tenant_id, "lease.revoke", "lease", id.to_string(), None),
             Command::RevokeToken { tenant_id, jti, .. } => (*tenant_id, "token.revoke", "token", jti.clone(), None),
             Command::SetTokenTtl { tenant_id, class, .. } => {
                 (*tenant_id, "token_ttl.set", "token_ttl", class.clone(), None)
@@ -595,6 +685,9 @@ impl Command {
             | Command::Record(_)
             | Command::IssueToken { .. }
             | Command::UseCredential { .. }
+            | Command::ActivateLease { .. }
+            | Command::FinishLeaseRevocation { .. }
+            | Command::RescheduleJob { .. }
             | Command::CreateSigningKey(_) => return None,
         };
         Some(Attempt {
@@ -645,8 +738,8 @@ pub(crate) async fn apply(
             id,
             transition,
             reason,
-        } => transition_agent(conn, tenant_id, id, transition, reason, now, ctx, None).await,
-        Command::ExpireAgent(job) => expire_agent(conn, job, now, ctx).await,
+        } => transition_agent(conn, tenant_id, id, transition, reason, now, clock, ctx, None).await,
+        Command::ExpireAgent(job) => expire_agent(conn, job, now, clock, ctx).await,
         Command::ClaimJobs { lease_secs, limit } => claim_jobs(conn, dialect, now, lease_secs, limit).await,
         Command::RetryJob { job, run_at, error } => retry_job(conn, job, run_at, error, ctx).await,
         Command::CreateCredential {
@@ -686,6 +779,33 @@ pub(crate) async fn apply(
             }
         }
         Command::FinishJob(job) => finish_job(conn, &job).await.map(|()| (Applied::Done, vec![])),
+        Command::PutDbTarget { target, sealed_url } => leases::put_target(conn, target, sealed_url, clock, ctx).await,
+        Command::DeleteDbTarget { tenant_id, name } => leases::delete_target(conn, tenant_id, name, ctx).await,
+        Command::PutDbTemplate(t) => leases::put_template(conn, t, ctx).await,
+        Command::DeleteDbTemplate { tenant_id, name } => leases::delete_template(conn, tenant_id, name, ctx).await,
+        Command::BeginLease(l) => leases::begin(conn, *l, clock, ctx).await,
+        Command::ActivateLease { tenant_id, id } => leases::activate(conn, tenant_id, id, clock, ctx).await,
+        Command::RenewLease {
+            tenant_id,
+            id,
+            expires_at,
+        } => leases::renew(conn, tenant_id, id, expires_at, now, clock, ctx).await,
+        Command::RevokeLease { tenant_id, id, reason } => {
+            leases::revoke(conn, tenant_id, id, reason, now, clock, ctx).await
+        }
+        Command::FinishLeaseRevocation { tenant_id, id } => {
+            leases::finish_revocation(conn, tenant_id, id, now, ctx).await
+        }
+        Command::RescheduleJob { job, run_at } => {
+            sqlx::query(
+                "UPDATE jobs SET run_at = $1, locked_until = NULL, attempts = 0, last_error = NULL WHERE id = $2",
+            )
+            .bind(run_at.as_micros())
+            .bind(job.id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            Ok((Applied::Done, vec![]))
+        }
         Command::PutRotationPolicy(p) => rotation::put(conn, dialect, p, clock, ctx).await,
         Command::DeleteRotationPolicy { tenant_id, scope } => {
             rotation::delete(conn, dialect, tenant_id, scope, clock, ctx).await
@@ -1191,6 +1311,7 @@ async fn transition_agent(
     transition: Transition,
     reason: String,
     now: Timestamp,
+    clock: &dyn Clock,
     ctx: &Context,
     cause: Option<&str>,
 ) -> Result<Outcome2, StoreError> {
@@ -1220,18 +1341,28 @@ async fn transition_agent(
     } else {
         0
     };
+    // Neither may use a database role: its leases start their revocation.
+    let leases = if matches!(to, Status::Suspended | Status::Retired) {
+        leases::revoke_for_agent(conn, tenant_id, id, now, clock, ctx).await?
+    } else {
+        vec![]
+    };
     let mut d = with_details(
         draft(ctx, tenant_id, transition_action(transition), "agent", id.to_string()),
-        json!({ "from": from.as_str(), "to": to.as_str(), "cause": cause, "credentials_revoked": revoked }),
+        json!({ "from": from.as_str(), "to": to.as_str(), "cause": cause, "credentials_revoked": revoked,
+                "leases_revoked": leases.len() }),
     );
     d.reason = Some(reason);
-    Ok((Applied::Agent(Box::new(agent)), vec![d]))
+    let mut drafts = vec![d];
+    drafts.extend(leases);
+    Ok((Applied::Agent(Box::new(agent)), drafts))
 }
 
 async fn expire_agent(
     conn: &mut AnyConnection,
     job: Job,
     now: Timestamp,
+    clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
     let id = take_job(conn, &job).await?;
@@ -1250,6 +1381,7 @@ async fn expire_agent(
         Transition::Retire,
         "time to live ended".into(),
         now,
+        clock,
         ctx,
         Some("ttl"),
     )

@@ -369,6 +369,8 @@ pub(crate) async fn compromise(
         drafts.push(mark_revoked(conn, &mut c, Revocation::Compromised, Some("security_event"), now, ctx).await?);
         revoked.push(c);
     }
+    // Its database roles go too (their revocation jobs are due now).
+    drafts.extend(crate::leases::revoke_for_agent(conn, tenant_id, agent_id, now, clock, ctx).await?);
     let mut d = with_details(
         draft(ctx, tenant_id, "agent.compromised", "agent", agent_id.to_string()),
         json!({

@@ -13,6 +13,7 @@ mod command;
 mod credentials;
 mod delegations;
 mod error;
+mod leases;
 mod migrate;
 mod read;
 mod rotation;
@@ -31,6 +32,7 @@ pub use authz::{ApprovalFilter, ApprovalStep, DecisionRecord, Edge, EdgeUse, Usa
 pub use changes::Changes;
 pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job};
 pub use error::StoreError;
+pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};
 pub use read::{AgentFilter, AuditFilter};
 pub use writer::WriterStats;
 

@@ -46,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_rotation.sql"),
         postgres: include_str!("../migrations/postgres/0007_rotation.sql"),
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("../migrations/sqlite/0008_leases.sql"),
+        postgres: include_str!("../migrations/postgres/0008_leases.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -171,6 +171,12 @@ async fn run_batch(
                 | Command::FinishJob(_)
                 | Command::IssueToken { .. }
                 | Command::Decide(_)
+                | Command::BeginLease(_)
+                | Command::ActivateLease { .. }
+                | Command::RenewLease { .. }
+                | Command::RevokeLease { .. }
+                | Command::FinishLeaseRevocation { .. }
+                | Command::RescheduleJob { .. }
         );
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;

@@ -316,7 +316,7 @@ pub enum Presented {
 
 /// The agent and the credential it authenticated with; active agents and
 /// usable credentials only.
-async fn authenticate_self(state: &AppState, p: &Presented) -> Result<(Agent, Credential), AppError> {
+pub(super) async fn authenticate_self(state: &AppState, p: &Presented) -> Result<(Agent, Credential), AppError> {
     let refused = || AppError::Unauthenticated("the agent credential is unknown, expired or revoked".into());
     let (secret, kind, client_id) = match p {
         Presented::ClientSecret { client_id, secret } => {
@@ -341,7 +341,7 @@ async fn authenticate_self(state: &AppState, p: &Presented) -> Result<(Agent, Cr
 }
 
 /// The agent as the audit actor, with the credential it presented.
-fn agent_context(agent: &Agent, c: &Credential, request_id: &str) -> Context {
+pub(super) fn agent_context(agent: &Agent, c: &Credential, request_id: &str) -> Context {
     Context {
         actor: Actor {
             kind: ActorKind::Agent,

@@ -15,7 +15,7 @@ use idv_core::delegation;
 use idv_core::directory::EntityRef;
 use idv_policy::{Decision, Engine, Outcome, Party, Query, Target, TokenFacts};
 use idv_store::{
-    Applied, ApprovalFilter, ApprovalStep, Command, DecisionRecord, Edge, EdgeUse, StoreError, Usage, UsageRow,
+    Applied, ApprovalFilter, ApprovalStep, Command, Context, DecisionRecord, Edge, EdgeUse, StoreError, Usage, UsageRow,
 };
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -247,25 +247,26 @@ struct Pending {
 
 async fn prepare(
     state: &AppState,
-    caller: &Caller,
+    tenant: &idv_core::tenant::Tenant,
+    ctx: &Context,
     engine: &Engine,
     ask: &Ask,
     source_ip: Option<IpAddr>,
 ) -> Result<Pending, AppError> {
     let now = state.clock.now();
-    let r = resolve(state, &caller.tenant, ask).await?;
+    let r = resolve(state, tenant, ask).await?;
     let decision = run(engine, &r, ask, now, source_ip)?;
     let mut outcome = decision.outcome.clone();
     let mut step = None;
     let mut approval_note = Value::Null;
     if let Outcome::RequiresApproval(reasons) = &decision.outcome {
         let fp = fingerprint(ask);
-        match state.store.usable_approval(caller.tenant.id, &fp, now).await? {
+        match state.store.usable_approval(tenant.id, &fp, now).await? {
             Some(a) => {
                 outcome = Outcome::Allow;
                 approval_note = json!({ "id": a.id, "status": "used" });
                 step = Some(ApprovalStep::Consume {
-                    tenant_id: caller.tenant.id,
+                    tenant_id: tenant.id,
                     id: a.id,
                 });
             }
@@ -276,7 +277,7 @@ async fn prepare(
                     .map_or_else(|| ask.subject.id.clone(), |a| a.owner.clone());
                 step = Some(ApprovalStep::Request(Box::new(Approval {
                     id: state.clock.new_id(),
-                    tenant_id: caller.tenant.id,
+                    tenant_id: tenant.id,
                     agent_id: r.actor.as_ref().map(|a| a.id),
                     subject: EntityRef {
                         type_name: ask.subject.type_name.clone(),
@@ -313,9 +314,9 @@ async fn prepare(
         Some(a) => ("agent".to_owned(), a.id.to_string()),
         None => (ask.subject.type_name.clone(), ask.subject.id.clone()),
     };
-    let ctx = caller.context();
+    let ctx = ctx.clone();
     let event = Draft {
-        tenant_id: caller.tenant.id,
+        tenant_id: tenant.id,
         actor: ctx.actor,
         action: "authz.decision".into(),
         target_type,
@@ -340,7 +341,7 @@ async fn prepare(
     };
     let usage = match (&r.actor, allowed) {
         (Some(a), true) => Some(Usage {
-            tenant_id: caller.tenant.id,
+            tenant_id: tenant.id,
             agent_id: a.id,
             action: ask.action.clone(),
             resource_type: ask.resource.type_name.clone(),
@@ -354,7 +355,7 @@ async fn prepare(
         .any(|a| a == "invoke");
     let edge = match (&r.actor, &r.callee) {
         (Some(a), Some(b)) if invoke => Some(EdgeUse {
-            tenant_id: caller.tenant.id,
+            tenant_id: tenant.id,
             caller: a.id,
             callee: b.id,
             action: ask.action.clone(),
@@ -397,13 +398,9 @@ async fn prepare(
 }
 
 /// Records a prepared decision; the answer goes out only once it is durable.
-async fn commit(state: &AppState, caller: &Caller, p: Pending) -> Result<Answer, AppError> {
+async fn commit(state: &AppState, ctx: Context, p: Pending) -> Result<Answer, AppError> {
     let Pending { mut answer, record } = p;
-    match state
-        .store
-        .execute(Command::Decide(Box::new(record)), caller.context())
-        .await
-    {
+    match state.store.execute(Command::Decide(Box::new(record)), ctx).await {
         Ok(Applied::Approval(a)) => {
             if a.status == ApprovalStatus::Pending
                 && let Value::Object(m) = &mut answer.context
@@ -441,8 +438,22 @@ pub async fn evaluate(
 ) -> Result<Answer, AppError> {
     caller.require(state, Permission::Decide, "authz.decision").await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
-    let p = prepare(state, caller, &engine, ask, source_ip).await?;
-    commit(state, caller, p).await
+    let p = prepare(state, &caller.tenant, &caller.context(), &engine, ask, source_ip).await?;
+    commit(state, caller.context(), p).await
+}
+
+/// Decides a request the server asks itself on an agent's behalf (e.g.
+/// whether it may have a database credential), recorded like any decision.
+pub(crate) async fn decide_for(
+    state: &AppState,
+    tenant: &idv_core::tenant::Tenant,
+    ctx: &Context,
+    ask: &Ask,
+    source_ip: Option<IpAddr>,
+) -> Result<Answer, AppError> {
+    let engine = super::policies::engine(state, tenant.id).await?;
+    let p = prepare(state, tenant, ctx, &engine, ask, source_ip).await?;
+    commit(state, ctx.clone(), p).await
 }
 
 /// AuthZEN 1.0 §7.1.2.1 evaluation semantics.
@@ -472,7 +483,7 @@ pub async fn evaluate_many(
     for ask in asks {
         let p = match ask {
             Err(e) => Err(e),
-            Ok(a) => match prepare(state, caller, &engine, &a, source_ip).await {
+            Ok(a) => match prepare(state, &caller.tenant, &caller.context(), &engine, &a, source_ip).await {
                 Ok(p) => Ok(p),
                 Err(AppError::BadParameter { detail, .. }) => Err(detail),
                 Err(e) => return Err(e),
@@ -493,7 +504,7 @@ pub async fn evaluate_many(
     let commits = prepared.into_iter().map(|p| async move {
         match p {
             Err(e) => Ok(Err(e)),
-            Ok(p) => commit(state, caller, p).await.map(Ok),
+            Ok(p) => commit(state, caller.context(), p).await.map(Ok),
         }
     });
     futures_util::future::join_all(commits).await.into_iter().collect()

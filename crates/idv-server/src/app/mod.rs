@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod decisions;
 pub mod delegations;
 pub mod keys;
+pub mod leases;
 pub mod lifetimes;
 pub mod oauth;
 pub mod policies;
@@ -56,6 +57,10 @@ pub enum AppError {
     /// A policy version (or grant condition) that does not compile.
     #[error("the policies do not compile ({} problem(s))", .0.len())]
     PolicyInvalid(Vec<idv_policy::Problem>),
+    /// A system we depend on (a target database) failed or refused; the
+    /// message is safe to show (it never holds a secret).
+    #[error("{0}")]
+    Upstream(String),
     /// A fault inside the server (logged, never echoed).
     #[error("{0}")]
     Internal(String),

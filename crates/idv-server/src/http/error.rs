@@ -133,6 +133,12 @@ impl From<AppError> for ApiError {
                 e.0.errors = Some(list);
                 e
             }
+            AppError::Upstream(d) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unavailable",
+                "Upstream unavailable",
+                d,
+            ),
             AppError::Internal(d) => Self::internal(&d),
         }
     }
