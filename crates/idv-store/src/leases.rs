@@ -24,6 +24,9 @@ pub const JOB_REVOKE_LEASE: &str = "lease.revoke";
 /// Job kind: drop the orphaned roles on a target (recurring; `target_id` is
 /// the target's name).
 pub const JOB_SWEEP_TARGET: &str = "db.sweep";
+/// How long a revocation's starter has to drop the role before the job
+/// tries (and retries, with backoff, while the target is down).
+pub const REVOKE_GRACE_SECS: i64 = 30;
 /// How often each target is swept.
 pub const SWEEP_EVERY_SECS: i64 = 600;
 
@@ -538,8 +541,10 @@ pub(crate) async fn renew(
     Ok((Applied::Lease(Box::new(l)), vec![d]))
 }
 
-/// Starts a revocation: the lease is `revocation_pending` and its job is due
-/// now. Only [`finish_revocation`] (after the target confirms) ends it.
+/// Starts a revocation: the lease is `revocation_pending`, and its job comes
+/// due after [`REVOKE_GRACE_SECS`]: whoever starts a revocation drops the
+/// role right after, and a job due at once would race it for the same
+/// role. Only [`finish_revocation`] (after the target confirms) ends it.
 pub(crate) async fn revoke(
     conn: &mut AnyConnection,
     tenant_id: Uuid,
@@ -549,13 +554,35 @@ pub(crate) async fn revoke(
     clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
+    revoke_with_job_at(
+        conn,
+        tenant_id,
+        id,
+        reason,
+        now.plus_secs(REVOKE_GRACE_SECS),
+        clock,
+        ctx,
+    )
+    .await
+}
+
+/// Starts a revocation whose role the job drops at `job_at`.
+async fn revoke_with_job_at(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    reason: EndReason,
+    job_at: Timestamp,
+    clock: &dyn Clock,
+    ctx: &Context,
+) -> Result<Outcome2, StoreError> {
     let mut l = load(conn, tenant_id, id).await?;
     l.check_revocable().map_err(|e| StoreError::Conflict(e.to_string()))?;
     let from = l.state;
     l.state = LeaseState::RevocationPending;
     l.end_reason = Some(reason);
     set_state(conn, &l, &[from]).await?;
-    schedule(conn, &l, now, clock).await?;
+    schedule(conn, &l, job_at, clock).await?;
     let d = lease_draft(ctx, &l, "lease.revoke");
     Ok((Applied::Lease(Box::new(l)), vec![d]))
 }
@@ -588,7 +615,8 @@ pub(crate) async fn finish_revocation(
 }
 
 /// An agent was suspended, retired or reported compromised: each of its
-/// live leases starts its revocation now, in the same commit.
+/// live leases starts its revocation now, in the same commit, and the jobs
+/// (the only ones to drop these roles) are due at once.
 pub(crate) async fn revoke_for_agent(
     conn: &mut AnyConnection,
     tenant_id: Uuid,
@@ -608,7 +636,7 @@ pub(crate) async fn revoke_for_agent(
     let mut drafts = Vec::with_capacity(rows.len());
     for r in &rows {
         let l = lease(r)?;
-        let (_, mut d) = revoke(conn, tenant_id, l.id, EndReason::AgentDisabled, now, clock, ctx).await?;
+        let (_, mut d) = revoke_with_job_at(conn, tenant_id, l.id, EndReason::AgentDisabled, now, clock, ctx).await?;
         drafts.append(&mut d);
     }
     Ok(drafts)

@@ -1,4 +1,5 @@
-//! A small client of the admin API: adds the token and tenant, turns
+//! A small client of the admin API: adds the token and tenant (or, on the
+//! agents' self-service endpoints, the agent's own credential), turns
 //! problem+json answers into one-line errors.
 
 use anyhow::{Context as _, anyhow, bail};
@@ -8,7 +9,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cli::Connection;
+use crate::cli::{AgentAuth, Connection};
 
 /// The header a platform operator uses to pick a tenant.
 const TENANT_HEADER: &str = "x-idv-tenant";
@@ -17,9 +18,27 @@ const TENANT_HEADER: &str = "x-idv-tenant";
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
-    token: String,
+    auth: Auth,
     tenant: Option<String>,
     http: reqwest::Client,
+}
+
+/// How requests authenticate.
+#[derive(Clone)]
+enum Auth {
+    /// An admin token, or an agent's API key.
+    Bearer(String),
+    /// An agent's `client_id` and client secret.
+    Basic(String, String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Bearer(…)"),
+            Auth::Basic(id, _) => write!(f, "Basic({id}, …)"),
+        }
+    }
 }
 
 impl Client {
@@ -30,14 +49,32 @@ impl Client {
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| anyhow!("no admin token: set IDV_TOKEN or pass --token"))?;
+        Self::with(conn, Auth::Bearer(token), conn.tenant.clone())
+    }
+
+    /// A client that authenticates as an agent (its client secret or API
+    /// key), for the `/v1/self/…` endpoints.
+    pub fn agent(conn: &Connection, agent: &AgentAuth) -> anyhow::Result<Self> {
+        let auth = match (&agent.client_id, &agent.client_secret, &agent.api_key) {
+            (_, _, Some(key)) => Auth::Bearer(key.clone()),
+            (Some(id), Some(secret), None) => Auth::Basic(id.clone(), secret.clone()),
+            _ => bail!(
+                "authenticate as the agent: set IDV_CLIENT_ID and IDV_CLIENT_SECRET (or pass --client-id and \
+                 --client-secret), or IDV_API_KEY (--api-key)"
+            ),
+        };
+        Self::with(conn, auth, None)
+    }
+
+    fn with(conn: &Connection, auth: Auth, tenant: Option<String>) -> anyhow::Result<Self> {
         let base = conn.addr.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("IDV_ADDR must start with http:// or https://, not `{base}`");
         }
         Ok(Self {
             base,
-            token,
-            tenant: conn.tenant.clone(),
+            auth,
+            tenant,
             http: reqwest::Client::builder()
                 .build()
                 .context("cannot set up the HTTP client")?,
@@ -45,10 +82,11 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = match &self.auth {
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Basic(id, secret) => req.basic_auth(id, Some(secret)),
+        };
         if let Some(t) = &self.tenant {
             req = req.header(TENANT_HEADER, t);
         }

@@ -535,6 +535,13 @@ pub async fn list(state: &AppState, caller: &Caller, f: &LeaseFilter) -> Result<
     Ok(state.store.leases(caller.tenant.id, f).await?)
 }
 
+/// The leases of the agent that authenticates (its own only).
+pub async fn own(state: &AppState, p: &Presented, mut f: LeaseFilter) -> Result<Vec<Lease>, AppError> {
+    let (agent, _) = authenticate_self(state, p).await?;
+    f.agent_id = Some(agent.id);
+    Ok(state.store.leases(agent.tenant_id, &f).await?)
+}
+
 /// One lease.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Lease, AppError> {
     Ok(load_for(

@@ -128,6 +128,12 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Serialises our catalog changes on a target: concurrent `GRANT`s or
+/// `DROP OWNED`s touching the same object's ACL fail with "tuple
+/// concurrently updated" in PostgreSQL, so every role creation and drop
+/// takes this transaction-level advisory lock first (across all nodes).
+const CATALOG_LOCK: &str = "SELECT pg_advisory_xact_lock(7311000001)";
+
 /// The comment that marks a role as ours.
 pub fn tag(lease: Uuid, tenant: Uuid, target: &str) -> String {
     format!("{TAG} {lease} tenant {tenant} target {target}")
@@ -147,6 +153,7 @@ pub fn create_role<'a>(
     Box::pin(async move {
         let mut c = connect(url).await?;
         let mut sql = vec![
+            CATALOG_LOCK.to_owned(),
             format!(
                 "CREATE ROLE {r} LOGIN NOINHERIT PASSWORD {p} VALID UNTIL {u}",
                 r = quote_ident(role),
@@ -189,15 +196,19 @@ pub fn drop_role<'a>(url: &'a str, role: &'a str) -> Boxed<'a, Result<(), Target
     })
 }
 
-async fn drop_on(c: &mut PgConnection, role: &str) -> Result<(), TargetError> {
-    let exists = within(
+async fn exists(c: &mut PgConnection, role: &str) -> Result<bool, TargetError> {
+    let row = within(
         "looking up the role",
         sqlx::query("SELECT 1 FROM pg_roles WHERE rolname = $1")
             .bind(role)
             .fetch_optional(&mut *c),
     )
     .await?;
-    if exists.is_none() {
+    Ok(row.is_some())
+}
+
+async fn drop_on(c: &mut PgConnection, role: &str) -> Result<(), TargetError> {
+    if !exists(c, role).await? {
         return Ok(());
     }
     let r = quote_ident(role);
@@ -210,11 +221,16 @@ async fn drop_on(c: &mut PgConnection, role: &str) -> Result<(), TargetError> {
     )
     .await?;
     let sql = [
+        CATALOG_LOCK.to_owned(),
         format!("REASSIGN OWNED BY {r} TO CURRENT_USER"),
         format!("DROP OWNED BY {r}"),
         format!("DROP ROLE IF EXISTS {r}"),
     ];
-    in_transaction(c, "dropping the role", &sql).await
+    match in_transaction(c, "dropping the role", &sql).await {
+        // Another node (or a retry) dropped it first: gone is gone.
+        Err(_) if !exists(c, role).await? => Ok(()),
+        res => res,
+    }
 }
 
 /// Roles on the target that start with `prefix` and carry our comment for

@@ -212,11 +212,11 @@ pub async fn compromised(
 }
 
 /// What an agent's self-service endpoint accepts (RFC 9110 §11.6.1).
-const AGENT_CHALLENGE: &str = "Basic realm=\"idv-agent\", Bearer realm=\"idv-agent\"";
+pub(super) const AGENT_CHALLENGE: &str = "Basic realm=\"idv-agent\", Bearer realm=\"idv-agent\"";
 
 /// The agent's own credential from `Authorization`: `Basic` with its
 /// `client_id` and client secret, or `Bearer` with an API key.
-fn presented(headers: &HeaderMap) -> Result<Presented, ApiError> {
+pub(super) fn presented(headers: &HeaderMap) -> Result<Presented, ApiError> {
     let unauthorized = |detail: &str| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail).with_challenge(AGENT_CHALLENGE)
     };

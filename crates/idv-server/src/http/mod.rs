@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod delegations;
 pub mod error;
 pub mod extract;
+pub mod leases;
 pub mod lifetimes;
 pub mod oauth;
 pub mod ops;
@@ -61,6 +62,10 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         policies::revoke_grant, policies::put_entities, policies::entities, policies::delete_entity,
         policies::permissions, approvals::list, approvals::get, approvals::approve, approvals::reject, approvals::graph,
         authzen::configuration, authzen::evaluation, authzen::evaluations,
+        leases::put_target, leases::targets, leases::target, leases::delete_target, leases::sweep,
+        leases::put_template, leases::templates, leases::template, leases::delete_template,
+        leases::list, leases::get, leases::renew, leases::revoke, leases::issue, leases::own, leases::self_renew,
+        leases::self_revoke,
     ),
     components(schemas(idv_api::Problem)),
     modifiers(&BearerAuth, &Problems),
@@ -249,6 +254,29 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/authzen-configuration", get(authzen::configuration))
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/v1/db/targets", get(leases::targets))
+        .route(
+            "/v1/db/targets/{name}",
+            put(leases::put_target)
+                .get(leases::target)
+                .delete(leases::delete_target),
+        )
+        .route("/v1/db/targets/{name}/sweep", post(leases::sweep))
+        .route("/v1/db/templates", get(leases::templates))
+        .route(
+            "/v1/db/templates/{name}",
+            put(leases::put_template)
+                .get(leases::template)
+                .delete(leases::delete_template),
+        )
+        .route("/v1/leases", get(leases::list))
+        .route("/v1/leases/{id}", get(leases::get))
+        .route("/v1/leases/{id}/renew", post(leases::renew))
+        .route("/v1/leases/{id}/revoke", post(leases::revoke))
+        .route("/v1/self/db/creds/{template}", post(leases::issue))
+        .route("/v1/self/leases", get(leases::own))
+        .route("/v1/self/leases/{id}/renew", post(leases::self_renew))
+        .route("/v1/self/leases/{id}/revoke", post(leases::self_revoke))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/head", get(audit::head))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -4,6 +4,7 @@ mod agent;
 mod audit;
 mod authz;
 mod credential;
+mod db;
 mod tenant;
 
 use idv_api::Page;
@@ -28,6 +29,8 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Decide(a) => authz::decide(a).await,
         Command::Approval(c) => authz::approval(c).await,
         Command::RotationPolicy(c) => credential::rotation_policy(c).await,
+        Command::Db(c) => db::db(c).await,
+        Command::Lease(c) => db::lease(c).await,
     }
 }
 

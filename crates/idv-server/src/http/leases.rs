@@ -1,0 +1,432 @@
+//! Dynamic PostgreSQL credentials: `/v1/db/targets`, `/v1/db/templates`,
+//! the administrators' `/v1/leases`, and the agents' own
+//! `/v1/self/db/creds/{template}` and `/v1/self/leases/…`.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use idv_api::{
+    DbCredsIssued, DbCredsRequest, DbSweepView, DbTargetPut, DbTargetView, DbTemplatePut, DbTemplateView, LeaseRenew,
+    LeaseView, Page,
+};
+use idv_core::db_template::{DbTarget, DbTemplate};
+use idv_core::lease::{Lease, LeaseState};
+use idv_store::LeaseFilter;
+use uuid::Uuid;
+
+use super::credentials::{AGENT_CHALLENGE, presented, seconds};
+use super::error::ApiError;
+use super::extract::{Json, Path, QueryPairs, RequestId, page_size, parse_id};
+use crate::AppState;
+use crate::app::leases::{Holder, TemplateInput};
+use crate::app::{self, AppError, Caller};
+
+/// A template's lease time when it names none.
+const DEFAULT_TTL_SECS: i64 = 3_600;
+/// A template's longest lease when it names none.
+const DEFAULT_MAX_TTL_SECS: i64 = 86_400;
+
+fn target_view(t: &DbTarget) -> DbTargetView {
+    DbTargetView {
+        name: t.name.clone(),
+        host: t.host.clone(),
+        port: t.port,
+        database: t.database.clone(),
+        admin_user: t.admin_user.clone(),
+        role_prefix: t.role_prefix.clone(),
+        updated_at: t.updated_at.to_rfc3339(),
+        updated_by: t.updated_by.clone(),
+    }
+}
+
+fn template_view(t: &DbTemplate) -> DbTemplateView {
+    DbTemplateView {
+        name: t.name.clone(),
+        target: t.target.clone(),
+        statements: t.statements.clone(),
+        default_ttl_secs: t.default_ttl_secs,
+        max_ttl_secs: t.max_ttl_secs,
+        updated_at: t.updated_at.to_rfc3339(),
+        updated_by: t.updated_by.clone(),
+    }
+}
+
+fn lease_view(l: &Lease, state: &AppState) -> LeaseView {
+    let now = state.clock.now();
+    LeaseView {
+        id: l.id,
+        agent_id: l.agent_id,
+        template: l.template.clone(),
+        target: l.target.clone(),
+        username: l.username.clone(),
+        state: l.state.as_str().to_owned(),
+        issued_at: l.issued_at.to_rfc3339(),
+        expires_at: l.expires_at.to_rfc3339(),
+        max_expires_at: l.max_expires_at.to_rfc3339(),
+        ttl_secs: l.ttl_secs(now),
+        renewable: l.renewable(now),
+        revoked_at: l.revoked_at.map(|t| t.to_rfc3339()),
+        end_reason: l.end_reason.map(|r| r.as_str().to_owned()),
+        last_error: l.last_error.clone(),
+    }
+}
+
+/// Seconds as the store keeps them; a duration too long for that is out of
+/// every range anyway.
+fn secs(v: Option<idv_api::DurationValue>, field: &str) -> Result<Option<i64>, ApiError> {
+    seconds(v, field)?
+        .map(|s| i64::try_from(s).map_err(|_| ApiError::invalid_field(field, format!("`{field}`: too long"))))
+        .transpose()
+}
+
+/// An agent's own call: its errors carry the agent challenge (RFC 9110 §11.6.1).
+fn as_agent(e: AppError) -> ApiError {
+    ApiError::from(e).with_challenge(AGENT_CHALLENGE)
+}
+
+/// Register or replace a target database. The server connects with the
+/// given URL first and checks that the role there may create roles.
+#[utoipa::path(put, path = "/v1/db/targets/{name}", tag = "leases", params(("name" = String, Path)),
+    request_body = DbTargetPut,
+    responses((status = 200, body = DbTargetView), (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<DbTargetPut>,
+) -> Result<axum::Json<DbTargetView>, ApiError> {
+    let t = app::leases::put_target(&state, &caller, &name, &body.connection_url, body.role_prefix).await?;
+    Ok(axum::Json(target_view(&t)))
+}
+
+/// The tenant's target databases.
+#[utoipa::path(get, path = "/v1/db/targets", tag = "leases",
+    responses((status = 200, body = Page<DbTargetView>)), security(("bearer" = [])))]
+pub async fn targets(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Page<DbTargetView>>, ApiError> {
+    let items = app::leases::targets(&state, &caller).await?;
+    Ok(axum::Json(Page {
+        items: items.iter().map(target_view).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// One target database.
+#[utoipa::path(get, path = "/v1/db/targets/{name}", tag = "leases", params(("name" = String, Path)),
+    responses((status = 200, body = DbTargetView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<DbTargetView>, ApiError> {
+    Ok(axum::Json(target_view(
+        &app::leases::target(&state, &caller, &name).await?,
+    )))
+}
+
+/// Remove a target no template or live lease uses (409 otherwise).
+#[utoipa::path(delete, path = "/v1/db/targets/{name}", tag = "leases", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = idv_api::Problem), (status = 409, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app::leases::delete_target(&state, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drop, now, the roles on a target that carry our mark but have no live
+/// lease (the server also sweeps every target periodically).
+#[utoipa::path(post, path = "/v1/db/targets/{name}/sweep", tag = "leases", params(("name" = String, Path)),
+    responses((status = 200, body = DbSweepView), (status = 404, body = idv_api::Problem),
+        (status = 502, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn sweep(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<DbSweepView>, ApiError> {
+    let s = app::leases::sweep_now(&state, &caller, &name).await?;
+    Ok(axum::Json(DbSweepView {
+        found: s.found,
+        dropped: s.dropped,
+    }))
+}
+
+/// Create or replace a role template; its statements must all be on the
+/// allow-list (422 names the first that is not).
+#[utoipa::path(put, path = "/v1/db/templates/{name}", tag = "leases", params(("name" = String, Path)),
+    request_body = DbTemplatePut,
+    responses((status = 200, body = DbTemplateView), (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<DbTemplatePut>,
+) -> Result<axum::Json<DbTemplateView>, ApiError> {
+    let max_ttl_secs = secs(body.max_ttl, "max_ttl")?.unwrap_or(DEFAULT_MAX_TTL_SECS);
+    let default_ttl_secs = secs(body.default_ttl, "default_ttl")?.unwrap_or(DEFAULT_TTL_SECS.min(max_ttl_secs));
+    let input = TemplateInput {
+        target: body.target,
+        statements: body.statements,
+        default_ttl_secs,
+        max_ttl_secs,
+    };
+    let t = app::leases::put_template(&state, &caller, &name, input).await?;
+    Ok(axum::Json(template_view(&t)))
+}
+
+/// The tenant's role templates.
+#[utoipa::path(get, path = "/v1/db/templates", tag = "leases",
+    responses((status = 200, body = Page<DbTemplateView>)), security(("bearer" = [])))]
+pub async fn templates(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Page<DbTemplateView>>, ApiError> {
+    let items = app::leases::templates(&state, &caller).await?;
+    Ok(axum::Json(Page {
+        items: items.iter().map(template_view).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// One role template.
+#[utoipa::path(get, path = "/v1/db/templates/{name}", tag = "leases", params(("name" = String, Path)),
+    responses((status = 200, body = DbTemplateView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<DbTemplateView>, ApiError> {
+    Ok(axum::Json(template_view(
+        &app::leases::template(&state, &caller, &name).await?,
+    )))
+}
+
+/// Remove a template no live lease uses (409 otherwise).
+#[utoipa::path(delete, path = "/v1/db/templates/{name}", tag = "leases", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = idv_api::Problem), (status = 409, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app::leases::delete_template(&state, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The filter of a lease list from its query.
+fn filter(q: &QueryPairs, agent: Option<Uuid>) -> Result<LeaseFilter, ApiError> {
+    let state = q
+        .one("state")?
+        .map(|s| {
+            s.parse::<LeaseState>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid-query",
+                    format!("`state` is `pending`, `active`, `revocation_pending` or `revoked`, not `{s}`"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(LeaseFilter {
+        agent_id: agent,
+        state,
+        target: q.one("target")?.map(str::to_owned),
+        after: q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?,
+        limit: page_size(q.parsed("limit", "a number")?)?,
+    })
+}
+
+fn page(items: &[Lease], limit: i64, state: &AppState) -> Page<LeaseView> {
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|l| l.id.to_string()))
+        .flatten();
+    Page {
+        items: items.iter().map(|l| lease_view(l, state)).collect(),
+        next_cursor,
+    }
+}
+
+/// The tenant's leases (`agent`, `state` and `target` narrow the list).
+#[utoipa::path(get, path = "/v1/leases", tag = "leases",
+    params(("agent" = Option<String>, Query), ("state" = Option<String>, Query), ("target" = Option<String>, Query),
+        ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = Page<LeaseView>)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<axum::Json<Page<LeaseView>>, ApiError> {
+    let q = QueryPairs::parse(q.as_deref());
+    q.only(&["agent", "state", "target", "cursor", "limit"])?;
+    let agent = q.one("agent")?.map(|a| parse_id(a, "agent")).transpose()?;
+    let f = filter(&q, agent)?;
+    let items = app::leases::list(&state, &caller, &f).await?;
+    Ok(axum::Json(page(&items, f.limit, &state)))
+}
+
+/// One lease.
+#[utoipa::path(get, path = "/v1/leases/{id}", tag = "leases", params(("id" = String, Path)),
+    responses((status = 200, body = LeaseView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<LeaseView>, ApiError> {
+    let l = app::leases::get(&state, &caller, parse_id(&id, "lease")?).await?;
+    Ok(axum::Json(lease_view(&l, &state)))
+}
+
+/// Extend a lease (never past its maximum; 409 once it is not renewable).
+#[utoipa::path(post, path = "/v1/leases/{id}/renew", tag = "leases", params(("id" = String, Path)),
+    request_body = LeaseRenew,
+    responses((status = 200, body = LeaseView), (status = 404, body = idv_api::Problem),
+        (status = 409, body = idv_api::Problem), (status = 422, body = idv_api::Problem),
+        (status = 502, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(id): Path<String>,
+    Json(body): Json<LeaseRenew>,
+) -> Result<axum::Json<LeaseView>, ApiError> {
+    let id = parse_id(&id, "lease")?;
+    let increment = secs(body.increment, "increment")?;
+    let l = app::leases::renew(&state, Holder::Admin(&caller), id, increment, &request_id).await?;
+    Ok(axum::Json(lease_view(&l, &state)))
+}
+
+/// Revoke a lease: its role's sessions end and the role is dropped. If the
+/// target cannot be reached the answer is 202 with the lease
+/// `revocation_pending`, and the drop is retried until it succeeds.
+#[utoipa::path(post, path = "/v1/leases/{id}/revoke", tag = "leases", params(("id" = String, Path)),
+    responses((status = 200, body = LeaseView), (status = 202, body = LeaseView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id, "lease")?;
+    let l = app::leases::revoke(&state, Holder::Admin(&caller), id, &request_id).await?;
+    Ok(revoked(&l, &state))
+}
+
+fn revoked(l: &Lease, state: &AppState) -> (StatusCode, axum::Json<LeaseView>) {
+    let status = if l.state == LeaseState::Revoked {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, axum::Json(lease_view(l, state)))
+}
+
+/// The agent (authenticated as itself) asks for a database credential from
+/// a template: a new PostgreSQL role with a random name and password, valid
+/// until the lease ends. Policy must allow the agent `connect` on
+/// `DatabaseTemplate::"<template>"`; the password is in the answer, once.
+#[utoipa::path(post, path = "/v1/self/db/creds/{template}", tag = "leases", params(("template" = String, Path)),
+    request_body = DbCredsRequest,
+    responses((status = 201, body = DbCredsIssued), (status = 401, body = idv_api::Problem),
+        (status = 403, body = idv_api::Problem), (status = 404, body = idv_api::Problem),
+        (status = 422, body = idv_api::Problem), (status = 502, body = idv_api::Problem)),
+    security(("agent_basic" = []), ("bearer" = [])))]
+pub async fn issue(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(template): Path<String>,
+    Json(body): Json<DbCredsRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = presented(&headers)?;
+    let ttl = secs(body.ttl, "ttl")?;
+    let i = app::leases::issue(&state, &p, &template, ttl, &request_id, Some(peer.ip()))
+        .await
+        .map_err(as_agent)?;
+    let issued = DbCredsIssued {
+        lease: lease_view(&i.lease, &state),
+        username: i.lease.username.clone(),
+        password: i.password.to_string(),
+        host: i.target.host.clone(),
+        port: i.target.port,
+        database: i.target.database.clone(),
+    };
+    Ok((StatusCode::CREATED, axum::Json(issued)))
+}
+
+/// The agent's own leases.
+#[utoipa::path(get, path = "/v1/self/leases", tag = "leases",
+    params(("state" = Option<String>, Query), ("target" = Option<String>, Query),
+        ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = Page<LeaseView>), (status = 401, body = idv_api::Problem)),
+    security(("agent_basic" = []), ("bearer" = [])))]
+pub async fn own(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<axum::Json<Page<LeaseView>>, ApiError> {
+    let p = presented(&headers)?;
+    let q = QueryPairs::parse(q.as_deref());
+    q.only(&["state", "target", "cursor", "limit"])?;
+    let f = filter(&q, None)?;
+    let items = app::leases::own(&state, &p, f.clone()).await.map_err(as_agent)?;
+    Ok(axum::Json(page(&items, f.limit, &state)))
+}
+
+/// The agent extends one of its leases.
+#[utoipa::path(post, path = "/v1/self/leases/{id}/renew", tag = "leases", params(("id" = String, Path)),
+    request_body = LeaseRenew,
+    responses((status = 200, body = LeaseView), (status = 401, body = idv_api::Problem),
+        (status = 404, body = idv_api::Problem), (status = 409, body = idv_api::Problem),
+        (status = 422, body = idv_api::Problem), (status = 502, body = idv_api::Problem)),
+    security(("agent_basic" = []), ("bearer" = [])))]
+pub async fn self_renew(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<LeaseRenew>,
+) -> Result<axum::Json<LeaseView>, ApiError> {
+    let p = presented(&headers)?;
+    let id = parse_id(&id, "lease")?;
+    let increment = secs(body.increment, "increment")?;
+    let l = app::leases::renew(&state, Holder::Agent(&p), id, increment, &request_id)
+        .await
+        .map_err(as_agent)?;
+    Ok(axum::Json(lease_view(&l, &state)))
+}
+
+/// The agent gives one of its leases up (202 while the drop is pending).
+#[utoipa::path(post, path = "/v1/self/leases/{id}/revoke", tag = "leases", params(("id" = String, Path)),
+    responses((status = 200, body = LeaseView), (status = 202, body = LeaseView),
+        (status = 401, body = idv_api::Problem), (status = 404, body = idv_api::Problem)),
+    security(("agent_basic" = []), ("bearer" = [])))]
+pub async fn self_revoke(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = presented(&headers)?;
+    let id = parse_id(&id, "lease")?;
+    let l = app::leases::revoke(&state, Holder::Agent(&p), id, &request_id)
+        .await
+        .map_err(as_agent)?;
+    Ok(revoked(&l, &state))
+}
