@@ -11,5 +11,6 @@
 
 mod cli;
 mod crash;
+mod db;
 mod jobs;
 mod support;
