@@ -471,6 +471,14 @@ pub struct ServeArgs {
     /// Algorithm of new token signing keys: `EdDSA` or `ES256`.
     #[arg(long, env = "IDV_SIGNING_ALG", default_value = "EdDSA")]
     pub signing_alg: String,
+    /// How long each token signing key signs before the next takes over,
+    /// e.g. `30d`; `off` for manual rotation only (`idv key rotate`).
+    #[arg(long, env = "IDV_SIGNING_KEY_ROTATION", default_value = "30d")]
+    pub signing_key_rotation: String,
+    /// How long before it signs the next signing key is published in the
+    /// JWKS (1 minute to 30 days).
+    #[arg(long, env = "IDV_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h")]
+    pub signing_key_publish_ahead: String,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

@@ -527,7 +527,7 @@ async fn real_key(s: &TestServer, tenant: &str) -> (String, KeyPair) {
     let state = &s.running.state;
     let t = state.store.tenant_by_name(tenant).await.unwrap().unwrap();
     let ring = idv_server::app::keys::signing_ring(state, t.id).await.unwrap();
-    let (kid, key) = ring.signer().unwrap();
+    let (kid, key) = ring.signer(state.clock.now()).unwrap();
     (kid.to_owned(), key.clone())
 }
 
