@@ -22,6 +22,7 @@ mod delegation;
 mod errors;
 mod isolation;
 mod jobs;
+mod keys;
 mod lifecycle;
 mod oauth;
 mod ops;

@@ -4,6 +4,7 @@ mod agent;
 mod audit;
 mod authz;
 mod credential;
+mod key;
 mod tenant;
 
 use idv_api::Page;
@@ -28,6 +29,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Decide(a) => authz::decide(a).await,
         Command::Approval(c) => authz::approval(c).await,
         Command::RotationPolicy(c) => credential::rotation_policy(c).await,
+        Command::Key(c) => key::run(c).await,
     }
 }
 
