@@ -22,21 +22,16 @@ pub const JOB_ROTATE_SIGNING_KEYS: &str = "keys.rotate";
 impl Store {
     /// A tenant's signing keys (removed ones included), oldest first.
     pub async fn signing_keys(&self, tenant_id: Uuid) -> Result<Vec<SigningKey>, StoreError> {
-        let sql = format!("SELECT {SIGNING_KEY_COLS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
-            .bind(tenant_id.to_string())
-            .fetch_all(&self.inner.read)
-            .await?;
-        rows.iter().map(row::signing_key).collect()
+        load(&self.inner.read, tenant_id).await
     }
 }
 
-async fn load(conn: &mut AnyConnection, tenant_id: Uuid) -> Result<Vec<SigningKey>, StoreError> {
+async fn load<'e, E>(ex: E, tenant_id: Uuid) -> Result<Vec<SigningKey>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let sql = format!("SELECT {SIGNING_KEY_COLS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, id");
-    let rows = sqlx::query(&sql)
-        .bind(tenant_id.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(&sql).bind(tenant_id.to_string()).fetch_all(ex).await?;
     rows.iter().map(row::signing_key).collect()
 }
 
@@ -67,7 +62,7 @@ pub(crate) async fn advance(
     clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    let mut keys = load(conn, req.tenant_id).await?;
+    let mut keys = load(&mut *conn, req.tenant_id).await?;
     if req.candidate.tenant_id != req.tenant_id {
         return Err(StoreError::Corrupt("a signing key made for another tenant".into()));
     }
