@@ -9,6 +9,7 @@
 //! ```
 
 mod cpu;
+mod dbcreds;
 mod decisions;
 mod latency;
 mod load;
@@ -103,6 +104,9 @@ enum Mode {
     /// Scheduled credential rotation of many agents, and token issuance
     /// while it runs.
     Rotation(rotation::RotationArgs),
+    /// Dynamic PostgreSQL credentials: issue + revoke cycles against a
+    /// real PostgreSQL target.
+    Dbcreds(dbcreds::DbCredsArgs),
 }
 
 /// Runs `measure` against a fresh database and (if `start`) a server on
@@ -173,6 +177,16 @@ fn main() -> anyhow::Result<()> {
                     report.print_table();
                 }
                 serde_json::json!({ "machine": machine, "rotation": report })
+            }
+            Mode::Dbcreds(d) => {
+                let report = with_server(&args, &server_rt, &client_rt, true, async |s| {
+                    dbcreds::run(d, s.ok_or_else(|| anyhow!("no server"))?).await
+                })?;
+                machine.load_at_end = report::load_average();
+                if !args.json {
+                    report.print_table();
+                }
+                serde_json::json!({ "machine": machine, "dbcreds": report })
             }
             Mode::Tokens(t) => {
                 let report = with_server(&args, &server_rt, &client_rt, true, async |s| {

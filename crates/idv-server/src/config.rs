@@ -39,11 +39,56 @@ pub struct Config {
     /// Algorithm of newly created signing keys (`--signing-alg`,
     /// `IDV_SIGNING_ALG`: `EdDSA`, the default, or `ES256`).
     pub signing_alg: idv_core::jose::Alg,
+    /// How long each signing key signs before the next one takes over
+    /// (`--signing-key-rotation`, `IDV_SIGNING_KEY_ROTATION`; default 30
+    /// days; `None`: no scheduled rotation, manual only).
+    pub signing_key_rotation: Option<Duration>,
+    /// How long before it signs the next key is published in the JWKS
+    /// (`--signing-key-publish-ahead`, `IDV_SIGNING_KEY_PUBLISH_AHEAD`;
+    /// default 1 hour). The JWKS `Cache-Control: max-age` is derived from it
+    /// ([`jwks_max_age_secs`]).
+    pub signing_key_publish_ahead: Duration,
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
 /// recalled from resource servers that verify them locally, so they stay short.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Default signing key rotation period.
+pub const DEFAULT_KEY_ROTATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default lead with which a next signing key is published.
+pub const DEFAULT_KEY_PUBLISH_AHEAD: Duration = Duration::from_secs(3600);
+/// The shortest publication lead: longer than a node's cached ring lives
+/// (`app::keys::RING_MAX_AGE_SECS`), so every node has the next key before
+/// it signs even without change notifications.
+pub const MIN_KEY_PUBLISH_AHEAD: Duration = Duration::from_secs(60);
+/// The longest publication lead.
+pub const MAX_KEY_PUBLISH_AHEAD: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest JWKS `max-age`.
+pub const MAX_JWKS_MAX_AGE_SECS: u64 = 300;
+
+/// The JWKS `Cache-Control: max-age` for a publication lead: a tenth of the
+/// lead, at most five minutes, so a resource server that honours it fetches
+/// the JWKS about ten times between a next key's publication and its first
+/// token (and a revoked key leaves its cache within five minutes).
+pub fn jwks_max_age_secs(publish_ahead: Duration) -> u64 {
+    (publish_ahead.as_secs() / 10).clamp(1, MAX_JWKS_MAX_AGE_SECS)
+}
+
+/// The key lifecycle settings for a configuration: a retired key stays
+/// published for the longest access token lifetime, plus the verification
+/// leeway and how stale a node's cached ring may be (a node that missed an
+/// emergency rotation can sign with the old key that much later).
+pub fn key_policy(config: &Config) -> idv_core::keyring::KeyPolicy {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    idv_core::keyring::KeyPolicy {
+        rotate_every_secs: config.signing_key_rotation.map(secs),
+        publish_ahead_secs: secs(config.signing_key_publish_ahead),
+        publish_after_secs: secs(MAX_TOKEN_TTL)
+            + idv_core::access_token::LEEWAY_SECS
+            + crate::app::keys::RING_MAX_AGE_SECS,
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -60,6 +105,8 @@ impl Default for Config {
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: false,
             signing_alg: idv_core::jose::Alg::EdDSA,
+            signing_key_rotation: Some(DEFAULT_KEY_ROTATION),
+            signing_key_publish_ahead: DEFAULT_KEY_PUBLISH_AHEAD,
         }
     }
 }
@@ -94,6 +141,15 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
     if config.token_ttl.is_zero() || config.token_ttl > MAX_TOKEN_TTL {
         bail!("the access token lifetime must be between 1 second and 1 hour");
+    }
+    let ahead = config.signing_key_publish_ahead;
+    if !(MIN_KEY_PUBLISH_AHEAD..=MAX_KEY_PUBLISH_AHEAD).contains(&ahead) {
+        bail!("the signing key publication lead must be between 1 minute and 30 days");
+    }
+    if let Some(every) = config.signing_key_rotation
+        && (every < ahead.saturating_mul(2) || every < Duration::from_secs(3600))
+    {
+        bail!("the signing key rotation period must be at least 1 hour and twice the publication lead");
     }
     if let Some(url) = &config.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))

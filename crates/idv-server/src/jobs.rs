@@ -97,6 +97,9 @@ async fn run_one(state: &AppState, job: Job) {
             .await
             .map_err(|e| e.to_string()),
         (None, idv_store::JOB_SWEEP_TARGET) => sweep(state, job.clone()).await,
+        (None, idv_store::JOB_ROTATE_SIGNING_KEYS) => crate::app::keys::rotate_due(state, job.clone(), ctx())
+            .await
+            .map_err(|e| e.to_string()),
         (None, kind) => Err(format!("unknown job kind `{kind}` (a newer node's job?)")),
     };
     match res {

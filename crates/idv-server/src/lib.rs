@@ -69,6 +69,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, listener: TcpListener)
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let state = AppState::open(&config, &setup, clock, &public_url).await?;
     let boot = app::bootstrap::run(&state, config.bootstrap_token.as_deref()).await?;
+    app::keys::schedule_all(&state).await?;
     let (stop, stop_rx) = watch::channel(false);
     let router = http::router(state.clone());
     let mut server_stop = stop_rx.clone();

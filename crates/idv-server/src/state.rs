@@ -43,6 +43,10 @@ pub struct AppState {
     pub dpop_require_nonce: bool,
     /// Algorithm of new signing keys.
     pub signing_alg: idv_core::jose::Alg,
+    /// How signing keys rotate.
+    pub key_policy: idv_core::keyring::KeyPolicy,
+    /// The JWKS `Cache-Control: max-age`, in seconds.
+    pub jwks_max_age_secs: u64,
     /// SPIFFE trust domain.
     pub trust_domain: Arc<str>,
     /// Time and ids.
@@ -77,6 +81,8 @@ impl AppState {
             dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),
             dpop_require_nonce: config.dpop_require_nonce,
             signing_alg: config.signing_alg,
+            key_policy: crate::config::key_policy(config),
+            jwks_max_age_secs: crate::config::jwks_max_age_secs(config.signing_key_publish_ahead),
             trust_domain: config.trust_domain.as_str().into(),
             clock,
             metrics: Arc::new(Metrics::default()),

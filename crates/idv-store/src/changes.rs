@@ -13,11 +13,17 @@ use sqlx::postgres::PgListener;
 
 /// The channel name.
 pub(crate) const CHANNEL: &str = "idv_changes";
+/// The payload of a notification whose batch changed signing keys.
+pub(crate) const KEYS: &str = "keys";
 
 /// This node's view of how current its caches may be.
 #[derive(Debug, Default)]
 pub struct Changes {
     generation: AtomicU64,
+    /// Bumped only by changes to signing keys (and whenever the listener
+    /// (re)connects): key rings are on the token hot path and must not be
+    /// reloaded after every unrelated write.
+    keys: AtomicU64,
     /// PostgreSQL: whether the listener is connected (no listener, no cache).
     listening: AtomicBool,
     /// Whether changes by other nodes can go unseen without a listener
@@ -29,6 +35,7 @@ impl Changes {
     pub(crate) fn new(shared: bool) -> Self {
         Self {
             generation: AtomicU64::new(0),
+            keys: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             shared,
         }
@@ -37,6 +44,20 @@ impl Changes {
     /// Something changed: every cached entry is stale.
     pub(crate) fn bump(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Signing keys changed: cached key rings are stale.
+    pub(crate) fn bump_keys(&self) {
+        self.keys.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The current signing key generation, or `None` while this node cannot
+    /// hear other nodes' changes (see [`Changes::current`]).
+    pub fn keys(&self) -> Option<u64> {
+        if self.shared && !self.listening.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(self.keys.load(Ordering::SeqCst))
     }
 
     /// The current generation, or `None` while caching is unsafe (a shared
@@ -58,13 +79,18 @@ pub(crate) async fn listen(url: String, changes: Arc<Changes>) {
                 if l.listen(CHANNEL).await.is_ok() {
                     // Anything may have changed while nobody listened.
                     changes.bump();
+                    changes.bump_keys();
                     changes.listening.store(true, Ordering::SeqCst);
-                    while l.recv().await.is_ok() {
+                    while let Ok(n) = l.recv().await {
                         changes.bump();
+                        if n.payload() == KEYS {
+                            changes.bump_keys();
+                        }
                     }
                 }
                 changes.listening.store(false, Ordering::SeqCst);
                 changes.bump();
+                changes.bump_keys();
                 tracing::warn!("change listener disconnected; caches off until it reconnects");
             }
             Err(e) => tracing::warn!(error = %e, "change listener cannot connect"),
@@ -83,6 +109,9 @@ mod tests {
         assert_eq!(local.current(), Some(0));
         local.bump();
         assert_eq!(local.current(), Some(1));
+        assert_eq!(local.keys(), Some(0), "only key changes move the key generation");
+        local.bump_keys();
+        assert_eq!(local.keys(), Some(1));
         let shared = Changes::new(true);
         assert_eq!(shared.current(), None, "no listener yet: no caching");
         shared.listening.store(true, Ordering::SeqCst);

@@ -26,9 +26,10 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::authz::{self, DecisionRecord};
+use crate::keys::KeyRequest;
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
 use crate::{Dialect, StoreError};
-use crate::{credentials, delegations, leases, rotation};
+use crate::{credentials, delegations, keys, leases, rotation};
 
 /// Who asked, for the audit trail.
 #[derive(Clone, Debug)]
@@ -210,8 +211,13 @@ pub enum Command {
         /// Credential id.
         id: Uuid,
     },
-    /// Add a signing key to a tenant's key ring.
-    CreateSigningKey(SigningKey),
+    /// Record what is due on a tenant's signing key ring (its first key,
+    /// a next key published ahead, activations, retirements, removals), or
+    /// a manual rotation, and reschedule the tenant's key job.
+    SigningKeys(Box<KeyRequest>),
+    /// At start: a key job due now for every tenant with signing keys
+    /// (bookkeeping, no event).
+    ScheduleKeyRotations,
     /// Revoke an access token by its `jti` before it expires (RFC 7009).
     RevokeToken {
         /// Tenant (issuer) of the token.
@@ -445,6 +451,8 @@ pub enum Applied {
     DbTemplate(Box<DbTemplate>),
     /// A lease after the change.
     Lease(Box<Lease>),
+    /// A tenant's signing keys after the change.
+    SigningKeys(Vec<SigningKey>),
     /// How many records it touched.
     Count(usize),
     /// Nothing to return.
@@ -688,7 +696,18 @@ impl Command {
             | Command::ActivateLease { .. }
             | Command::FinishLeaseRevocation { .. }
             | Command::RescheduleJob { .. }
-            | Command::CreateSigningKey(_) => return None,
+            | Command::ScheduleKeyRotations => return None,
+            Command::SigningKeys(r) => {
+                // Only a manual rotation can be refused (a next key waits).
+                r.manual?;
+                (
+                    r.tenant_id,
+                    "signing_key.rotate",
+                    "signing_key",
+                    "ring".to_owned(),
+                    r.reason.clone(),
+                )
+            }
         };
         Some(Attempt {
             tenant_id,
@@ -824,7 +843,8 @@ pub(crate) async fn apply(
             reason,
             successors,
         } => credentials::compromise(conn, tenant_id, agent_id, reason, successors, now, clock, ctx).await,
-        Command::CreateSigningKey(key) => credentials::create_signing_key(conn, key, ctx).await,
+        Command::SigningKeys(req) => keys::advance(conn, *req, now, clock, ctx).await,
+        Command::ScheduleKeyRotations => keys::schedule_all(conn, now, clock).await,
         Command::RevokeToken {
             tenant_id,
             jti,

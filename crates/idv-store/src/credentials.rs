@@ -2,7 +2,6 @@
 
 use idv_core::audit::Draft;
 use idv_core::credential::{Credential, Kind, Revocation, Rotation};
-use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
 use idv_core::{Clock, Timestamp};
 use serde_json::json;
@@ -441,30 +440,6 @@ pub(crate) async fn used(
         json!({ "agent_id": c.agent_id, "hint": c.hint }),
     );
     Ok((Applied::Credential(Box::new(c)), vec![d]))
-}
-
-pub(crate) async fn create_signing_key(
-    conn: &mut AnyConnection,
-    k: SigningKey,
-    ctx: &Context,
-) -> Result<Outcome2, StoreError> {
-    sqlx::query(
-        "INSERT INTO signing_keys (id, tenant_id, alg, public_jwk, sealed_private, created_at, retired_at, \
-         publish_until) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)",
-    )
-    .bind(k.kid.clone())
-    .bind(k.tenant_id.to_string())
-    .bind(k.alg.clone())
-    .bind(to_json(&k.public_jwk))
-    .bind(k.sealed_private.clone())
-    .bind(k.created_at.as_micros())
-    .execute(&mut *conn)
-    .await?;
-    let d = with_details(
-        draft(ctx, k.tenant_id, "signing_key.create", "signing_key", k.kid.clone()),
-        json!({ "alg": k.alg }),
-    );
-    Ok((Applied::Done, vec![d]))
 }
 
 pub(crate) async fn revoke_token(

@@ -13,6 +13,7 @@ mod command;
 mod credentials;
 mod delegations;
 mod error;
+mod keys;
 mod leases;
 mod migrate;
 mod read;
@@ -32,6 +33,7 @@ pub use authz::{ApprovalFilter, ApprovalStep, DecisionRecord, Edge, EdgeUse, Usa
 pub use changes::Changes;
 pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job};
 pub use error::StoreError;
+pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};
 pub use read::{AgentFilter, AuditFilter};
 pub use writer::WriterStats;

@@ -6,7 +6,6 @@ use idv_core::agent::{Agent, Environment};
 use idv_core::audit::{Event, Head, Outcome};
 use idv_core::credential::Credential;
 use idv_core::delegation::{Delegation, Delegator};
-use idv_core::keyring::SigningKey;
 use idv_core::lifecycle::Status;
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::TrustedIssuer;
@@ -15,8 +14,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::row::{
-    self, AGENT_COLS, CREDENTIAL_COLS, DELEGATION_COLS, EVENT_COLS, ISSUER_COLS, SIGNING_KEY_COLS, TENANT_COLS,
-    TOKEN_COLS,
+    self, AGENT_COLS, CREDENTIAL_COLS, DELEGATION_COLS, EVENT_COLS, ISSUER_COLS, TENANT_COLS, TOKEN_COLS,
 };
 use crate::{Store, StoreError};
 
@@ -231,16 +229,6 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await?;
         rows.iter().map(row::credential).collect()
-    }
-
-    /// A tenant's signing keys, oldest first.
-    pub async fn signing_keys(&self, tenant_id: Uuid) -> Result<Vec<SigningKey>, StoreError> {
-        let sql = format!("SELECT {SIGNING_KEY_COLS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
-            .bind(tenant_id.to_string())
-            .fetch_all(&self.inner.read)
-            .await?;
-        rows.iter().map(row::signing_key).collect()
     }
 
     /// Whether the access token with this `jti` was revoked.

@@ -196,7 +196,7 @@ pub(crate) fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
 }
 
 pub(crate) const SIGNING_KEY_COLS: &str =
-    "id, tenant_id, alg, public_jwk, sealed_private, created_at, retired_at, publish_until";
+    "id, tenant_id, alg, public_jwk, sealed_private, created_at, activates_at, retired_at, publish_until, removed_at";
 
 pub(crate) fn signing_key(row: &AnyRow) -> Result<SigningKey, StoreError> {
     Ok(SigningKey {
@@ -206,8 +206,10 @@ pub(crate) fn signing_key(row: &AnyRow) -> Result<SigningKey, StoreError> {
         public_jwk: json(row, "public_jwk")?,
         sealed_private: row.try_get("sealed_private")?,
         created_at: ts(row, "created_at")?,
+        activates_at: ts(row, "activates_at")?,
         retired_at: opt_ts(row, "retired_at")?,
         publish_until: opt_ts(row, "publish_until")?,
+        removed_at: opt_ts(row, "removed_at")?,
     })
 }
 

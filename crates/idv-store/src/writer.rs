@@ -80,8 +80,11 @@ pub(crate) async fn run(
             Ok((results, events, changed)) => {
                 // Before anyone hears of the change: caches must not serve
                 // what it replaced.
-                if changed {
+                if changed.any {
                     changes.bump();
+                }
+                if changed.keys {
+                    changes.bump_keys();
                 }
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.units.fetch_add(n as u64, Ordering::Relaxed);
@@ -111,8 +114,17 @@ pub(crate) async fn run(
     let _ = conn.close().await;
 }
 
-/// Results, events appended, and whether any state changed.
-type BatchResult = (Vec<Result<Applied, StoreError>>, usize, bool);
+/// What a committed batch changed, for caches.
+#[derive(Clone, Copy, Debug, Default)]
+struct Changed {
+    /// Any state.
+    any: bool,
+    /// Signing keys (cached rings).
+    keys: bool,
+}
+
+/// Results, events appended, and what changed.
+type BatchResult = (Vec<Result<Applied, StoreError>>, usize, Changed);
 
 async fn run_batch(
     conn: &mut AnyConnection,
@@ -134,7 +146,7 @@ async fn run_batch(
     };
     let mut events: Vec<Event> = Vec::new();
     let mut results = Vec::with_capacity(work.len());
-    let mut changed = false;
+    let mut changed = Changed::default();
     let mut tally = Tally::default();
     for (cmd, ctx) in work {
         let now = clock.now();
@@ -178,12 +190,14 @@ async fn run_batch(
                 | Command::FinishLeaseRevocation { .. }
                 | Command::RescheduleJob { .. }
         );
+        let keys = matches!(cmd, Command::SigningKeys(_) | Command::ScheduleKeyRotations);
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
         match res {
             Ok((applied, drafts)) => {
                 sp.commit().await?;
-                changed |= changes_state;
+                changed.any |= changes_state;
+                changed.keys |= keys;
                 for d in drafts {
                     events.push(head.append(d, clock.new_id(), now));
                 }
@@ -205,10 +219,11 @@ async fn run_batch(
         events.push(head.append(d, clock.new_id(), now));
     }
     insert_events(&mut tx, dialect, &events).await?;
-    if changed && dialect == Dialect::Postgres {
+    if changed.any && dialect == Dialect::Postgres {
         // Delivered to every listening node when (and only if) this commits.
-        sqlx::query("SELECT pg_notify($1, '')")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::changes::CHANNEL)
+            .bind(if changed.keys { crate::changes::KEYS } else { "" })
             .execute(&mut *tx)
             .await?;
     }

@@ -99,6 +99,9 @@ pub struct Options {
     pub dpop_require_nonce: bool,
     /// Algorithm of new signing keys (default EdDSA).
     pub signing_alg: Option<idv_core::jose::Alg>,
+    /// Signing key rotation period and publication lead (default: the
+    /// server's defaults, 30 days and 1 hour).
+    pub key_rotation: Option<(Option<Duration>, Duration)>,
 }
 
 /// A running in-process server.
@@ -120,7 +123,8 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts another node on this server's database (PostgreSQL: the
-    /// scale-out deployment), with the same master key and bootstrap token.
+    /// scale-out deployment), with the same master key, bootstrap token and
+    /// clock.
     pub async fn second_node(&self) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
         std::fs::copy(
@@ -136,6 +140,7 @@ impl TestServer {
             Options {
                 database: Some(database),
                 token: Some(self.token.clone()),
+                clock: self.clock.clone(),
                 ..Options::default()
             },
         )
@@ -171,6 +176,12 @@ impl TestServer {
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: opts.dpop_require_nonce,
             signing_alg: opts.signing_alg.unwrap_or(idv_core::jose::Alg::EdDSA),
+            signing_key_rotation: opts
+                .key_rotation
+                .map_or(idv_server::config::DEFAULT_KEY_ROTATION.into(), |(every, _)| every),
+            signing_key_publish_ahead: opts
+                .key_rotation
+                .map_or(idv_server::config::DEFAULT_KEY_PUBLISH_AHEAD, |(_, ahead)| ahead),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

@@ -61,6 +61,9 @@ pub enum Command {
     /// Leases on dynamic database roles: list, renew, revoke.
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Token signing keys: list them, rotate now.
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 /// An agent's own credential, for the commands an agent runs for itself.
@@ -245,6 +248,35 @@ pub enum LeaseCommand {
         id: String,
         #[command(flatten)]
         agent: AgentAuth,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// The tenant's signing keys with their state (next, current, retired, removed).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rotate now: publish a next key ahead (default: the server's lead), or
+    /// with `--immediate` sign with a new key at once.
+    Rotate {
+        /// Publish the new key this long before it signs, e.g. `1h`.
+        #[arg(long, conflicts_with_all = ["immediate", "revoke_old"])]
+        publish_ahead: Option<String>,
+        /// The new key signs at once; the old one stays published until its tokens expire.
+        #[arg(long)]
+        immediate: bool,
+        /// Compromise: sign with a new key at once and remove the old one from
+        /// the JWKS now (every token it signed stops verifying).
+        #[arg(long)]
+        revoke_old: bool,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -665,6 +697,14 @@ pub struct ServeArgs {
     /// Algorithm of new token signing keys: `EdDSA` or `ES256`.
     #[arg(long, env = "IDV_SIGNING_ALG", default_value = "EdDSA")]
     pub signing_alg: String,
+    /// How long each token signing key signs before the next takes over,
+    /// e.g. `30d`; `off` for manual rotation only (`idv key rotate`).
+    #[arg(long, env = "IDV_SIGNING_KEY_ROTATION", default_value = "30d")]
+    pub signing_key_rotation: String,
+    /// How long before it signs the next signing key is published in the
+    /// JWKS (1 minute to 30 days).
+    #[arg(long, env = "IDV_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h")]
+    pub signing_key_publish_ahead: String,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

@@ -30,6 +30,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .signing_alg
             .parse()
             .map_err(|_| anyhow::anyhow!("--signing-alg / IDV_SIGNING_ALG must be `EdDSA` or `ES256`"))?,
+        signing_key_rotation: match args.signing_key_rotation.trim() {
+            "off" => None,
+            every => Some(std::time::Duration::from_secs(
+                idv_core::duration::parse_seconds(every).map_err(|e| {
+                    anyhow::anyhow!("--signing-key-rotation / IDV_SIGNING_KEY_ROTATION: {e} (or `off`)")
+                })?,
+            )),
+        },
+        signing_key_publish_ahead: std::time::Duration::from_secs(
+            idv_core::duration::parse_seconds(&args.signing_key_publish_ahead)
+                .map_err(|e| anyhow::anyhow!("--signing-key-publish-ahead / IDV_SIGNING_KEY_PUBLISH_AHEAD: {e}"))?,
+        ),
         ..Config::default()
     };
     idv_server::serve(config).await

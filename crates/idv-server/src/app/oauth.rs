@@ -633,7 +633,7 @@ async fn sign_and_record(
     };
     let ring = keys::signing_ring(state, issuer.tenant.id).await?;
     let (kid, key) = ring
-        .signer()
+        .signer(state.clock.now())
         .ok_or_else(|| AppError::Internal("the tenant has no signing key".into()))?;
     let jwt = key.sign(kid, access_token::TYP, &token.claims());
     let scope = (!token.scopes.is_empty()).then(|| token.scopes.iter().cloned().collect::<Vec<_>>().join(" "));

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod delegations;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod leases;
 pub mod lifetimes;
 pub mod oauth;
@@ -53,7 +54,7 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         rotation::delete_tenant, rotation::delete_scoped,
         delegations::create, delegations::list, delegations::get, delegations::revoke,
         delegations::trust, delegations::issuers, delegations::distrust,
-        lifetimes::list, lifetimes::set, lifetimes::remove,
+        lifetimes::list, lifetimes::set, lifetimes::remove, keys::list, keys::rotate,
         oauth::token, oauth::tenant_token, oauth::introspect, oauth::tenant_introspect, oauth::revoke,
         oauth::tenant_revoke, oauth::root_metadata, oauth::tenant_metadata, oauth::root_jwks, oauth::tenant_jwks,
         audit::events, audit::head,
@@ -217,6 +218,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/trusted-issuers/{id}", delete(delegations::distrust))
         .route("/v1/token-ttls", get(lifetimes::list))
         .route("/v1/token-ttls/{class}", put(lifetimes::set).delete(lifetimes::remove))
+        .route("/v1/keys", get(keys::list))
+        .route("/v1/keys/rotate", post(keys::rotate))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

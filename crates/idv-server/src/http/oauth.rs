@@ -550,9 +550,11 @@ async fn jwks_for(state: &AppState, tenant: Option<&str>) -> Response {
     // JWKS before any token exists still gets the key that will sign.
     match keys::signing_ring(state, issuer.tenant.id).await {
         Ok(ring) => {
-            let mut res = axum::Json(json!({ "keys": ring.jwks() })).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+            let mut res = axum::Json(json!({ "keys": ring.jwks(state.clock.now()) })).into_response();
+            // Shorter than the publication lead of a next key (config::jwks_max_age_secs).
+            if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", state.jwks_max_age_secs)) {
+                res.headers_mut().insert(header::CACHE_CONTROL, v);
+            }
             res
         }
         Err(e) => OAuthResponse(OAuthError::Server(e)).into_response(),

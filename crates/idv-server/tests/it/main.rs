@@ -22,6 +22,7 @@ mod delegation;
 mod errors;
 mod isolation;
 mod jobs;
+mod keys;
 mod leases;
 mod lifecycle;
 mod oauth;

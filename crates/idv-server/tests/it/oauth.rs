@@ -392,9 +392,9 @@ async fn dpop_replay_is_caught_across_nodes(backend: Backend) {
 }
 
 /// An active agent with a client secret.
-struct Client {
-    id: String,
-    secret: String,
+pub(crate) struct Client {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
 fn grants_body(name: &str) -> Value {
@@ -407,7 +407,7 @@ fn grants_body(name: &str) -> Value {
 }
 
 /// Registers and activates an agent with `token`, and gives it a client secret.
-async fn client(s: &TestServer, token: &str, name: &str) -> Client {
+pub(crate) async fn client(s: &TestServer, token: &str, name: &str) -> Client {
     let a = json_ok(
         s.req_as(token, Method::POST, "/v1/agents")
             .json(&grants_body(name))
@@ -461,7 +461,7 @@ async fn token(s: &TestServer, prefix: &str, c: &Client, form: &[(&str, &str)]) 
     .await
 }
 
-async fn access_token(s: &TestServer, c: &Client) -> String {
+pub(crate) async fn access_token(s: &TestServer, c: &Client) -> String {
     token(s, "", c, &[]).await["access_token"].as_str().unwrap().to_owned()
 }
 
@@ -496,12 +496,12 @@ async fn introspect_admin(s: &TestServer, prefix: &str, admin: &str, t: &str) ->
     .await
 }
 
-async fn active(s: &TestServer, t: &str) -> bool {
+pub(crate) async fn active(s: &TestServer, t: &str) -> bool {
     introspect_admin(s, "", &s.token, t).await["active"] == json!(true)
 }
 
 /// Verifies `t` with the JWKS the server publishes at `jwks_path`.
-async fn verify_with_jwks(s: &TestServer, jwks_path: &str, t: &str) -> Map<String, Value> {
+pub(crate) async fn verify_with_jwks(s: &TestServer, jwks_path: &str, t: &str) -> Map<String, Value> {
     let jwks = json_ok(s.http.get(s.url(jwks_path)).send().await.unwrap(), StatusCode::OK).await;
     let jws = jose::decode(t).unwrap();
     let kid = jws.header.kid.clone().unwrap();
@@ -527,7 +527,7 @@ async fn real_key(s: &TestServer, tenant: &str) -> (String, KeyPair) {
     let state = &s.running.state;
     let t = state.store.tenant_by_name(tenant).await.unwrap().unwrap();
     let ring = idv_server::app::keys::signing_ring(state, t.id).await.unwrap();
-    let (kid, key) = ring.signer().unwrap();
+    let (kid, key) = ring.signer(state.clock.now()).unwrap();
     (kid.to_owned(), key.clone())
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod authz;
 mod credential;
 mod db;
+mod key;
 mod tenant;
 
 use idv_api::Page;
@@ -31,6 +32,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::RotationPolicy(c) => credential::rotation_policy(c).await,
         Command::Db(c) => db::db(c).await,
         Command::Lease(c) => db::lease(c).await,
+        Command::Key(c) => key::run(c).await,
     }
 }
 

@@ -13,7 +13,47 @@ backend_tests!(
     client_mistakes_are_one_line_errors,
     credential_commands,
     policy_decide_and_approval_commands,
+    key_commands,
 );
+
+async fn key_commands(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    // The first key is made on first use (here: the JWKS).
+    let jwks: serde_json::Value = s
+        .http
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let k1 = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let list = ok(idv(&s, &["key", "list"]));
+    assert!(list.contains(&k1) && list.contains("current"), "{list}");
+    let out = ok(idv(
+        &s,
+        &["key", "rotate", "--publish-ahead", "2h", "--reason", "quarterly"],
+    ));
+    assert!(out.contains("Published key") && out.contains("next"), "{out}");
+    let err = fails(idv(&s, &["key", "rotate"]));
+    assert!(err.contains("409"), "{err}");
+    let r = json(idv(&s, &["key", "rotate", "--revoke-old", "--json"]));
+    let created = r["created"].as_str().unwrap();
+    let keys = json(idv(&s, &["key", "list", "--json"]));
+    let states: Vec<(&str, &str)> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kid"].as_str().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states.len(), 3);
+    assert_eq!(states[0], (k1.as_str(), "removed"), "revoked");
+    assert_eq!(states[1].1, "removed", "the waiting key never signed");
+    assert_eq!(states[2], (created, "current"));
+    let err = fails(idv(&s, &["key", "rotate", "--publish-ahead", "1s"]));
+    assert!(err.contains("422"), "{err}");
+}
 
 async fn policy_decide_and_approval_commands(backend: Backend) {
     let s = TestServer::start(backend).await;

@@ -165,7 +165,9 @@ async fn db_and_lease_commands(backend: Backend) {
         &["lease", "renew", &lease, "--increment", "1h"],
     ));
     assert!(renewed.contains("now ends at"), "{renewed}");
-    let ttl = json(idv(&s, &["lease", "get", &lease, "--json"]))["ttl_secs"].as_i64().unwrap();
+    let ttl = json(idv(&s, &["lease", "get", &lease, "--json"]))["ttl_secs"]
+        .as_i64()
+        .unwrap();
     assert!((3590..=3600).contains(&ttl), "{ttl}");
     assert!(ok(idv_agent(&s, &id, &secret, &["lease", "revoke", &lease])).contains("dropped"));
     assert!(c.execute("SELECT 1").await.is_err());
