@@ -1,6 +1,7 @@
 //! `idv db …` and `idv lease …` against a real server and a real target
 //! database on the test PostgreSQL (skipped without one).
 
+use idv_core::clock::Clock as _;
 use idv_testkit::{Backend, TestServer, backend_tests, postgres_url};
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
@@ -26,7 +27,7 @@ async fn db_and_lease_commands(backend: Backend) {
         eprintln!("SKIPPED: IDV_TEST_POSTGRES_URL not set; `db_and_lease_commands` needs a PostgreSQL target");
         return;
     };
-    let n = uuid::Uuid::now_v7().as_u128() as u32 ^ std::process::id();
+    let n = idv_core::clock::SystemClock::default().new_id().as_u128() as u32;
     let database = format!("idv_cli_target_{n:08x}");
     let prefix = format!("c{:06x}_", n & 0xff_ffff);
     let mut admin = PgConnection::connect(&base).await.unwrap();
