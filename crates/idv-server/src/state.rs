@@ -33,6 +33,8 @@ pub struct AppState {
     pub tenants: Arc<TenantCache>,
     /// Credentials and agents on the token hot path.
     pub caches: Arc<Caches>,
+    /// Connections to dynamic-credential target databases.
+    pub target_pools: Arc<crate::connectors::postgres::Pools>,
     /// Base URL clients reach us at (no trailing slash).
     pub public_url: Arc<str>,
     /// Access token lifetime in seconds.
@@ -76,6 +78,7 @@ impl AppState {
             keys: Arc::new(KeyCache::default()),
             tenants: Arc::new(TenantCache::default()),
             caches: Arc::new(Caches::default()),
+            target_pools: Arc::default(),
             public_url: public_url.trim_end_matches('/').into(),
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
             dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),

@@ -19,6 +19,7 @@ use idv_core::secret::random_base62;
 use idv_store::{Applied, Command, Context, Job, LeaseFilter};
 use rand::RngCore as _;
 use serde_json::{Map, Value, json};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::credentials::{Presented, agent_context, authenticate_self};
@@ -152,6 +153,13 @@ async fn target_with_url(
     let url = String::from_utf8(opened.to_vec())
         .map_err(|_| AppError::Internal("a target connection string is not text".into()))?;
     Ok((t, zeroize::Zeroizing::new(url)))
+}
+
+/// A target with the pool of connections to it.
+async fn target_with_pool(state: &AppState, tenant_id: Uuid, name: &str) -> Result<(DbTarget, PgPool), AppError> {
+    let (t, url) = target_with_url(state, tenant_id, name).await?;
+    let pool = state.target_pools.get(&url)?;
+    Ok((t, pool))
 }
 
 /// What an administrator sends for a template.
@@ -300,7 +308,7 @@ pub async fn issue(
             answer.outcome
         )));
     }
-    let (target, url) = target_with_url(state, agent.tenant_id, &template.target).await?;
+    let (target, pool) = target_with_pool(state, agent.tenant_id, &template.target).await?;
     let random = random_base62(ROLE_RANDOM).to_ascii_lowercase();
     let username = lease::role_name(&target.role_prefix, &template.name, &random);
     let now = state.clock.now();
@@ -327,7 +335,7 @@ pub async fn issue(
     let verifier = idv_core::scram::verifier(&password, &salt);
     let grants = template.render(&l.username).map_err(bad)?;
     let comment = target_db::tag(l.id, l.tenant_id, &target.name);
-    if let Err(e) = target_db::create_role(&url, &l.username, &verifier, l.expires_at, &comment, &grants).await {
+    if let Err(e) = target_db::create_role(&pool, &l.username, &verifier, l.expires_at, &comment, &grants).await {
         // Nothing was made (one transaction on the target); the lease ends
         // as incomplete and its job confirms the role is absent.
         let revoke = Command::RevokeLease {
@@ -354,7 +362,7 @@ pub async fn issue(
         Err(e) => {
             // Not recorded as active: the role must not outlive this answer.
             // If this drop fails too, the deadline job drops it.
-            if let Err(d) = target_db::drop_role(&url, &l.username).await {
+            if let Err(d) = target_db::drop_role(&pool, &l.username).await {
                 tracing::warn!(lease = %l.id, error = %d, "could not drop the role of a lease not activated");
             }
             Err(e.into())
@@ -430,8 +438,8 @@ pub async fn renew(
     let until = l
         .renew(now, increment)
         .map_err(|e| AppError::Store(idv_store::StoreError::Conflict(e.to_string())))?;
-    let (_, url) = target_with_url(state, l.tenant_id, &l.target).await?;
-    target_db::set_valid_until(&url, &l.username, until).await?;
+    let (_, pool) = target_with_pool(state, l.tenant_id, &l.target).await?;
+    target_db::set_valid_until(&pool, &l.username, until).await?;
     let cmd = Command::RenewLease {
         tenant_id: l.tenant_id,
         id,
@@ -467,8 +475,8 @@ pub async fn revoke(state: &AppState, who: Holder<'_>, id: Uuid, request_id: &st
 }
 
 async fn drop_and_finish(state: &AppState, l: &Lease) -> Result<Lease, AppError> {
-    let (_, url) = target_with_url(state, l.tenant_id, &l.target).await?;
-    target_db::drop_role(&url, &l.username).await?;
+    let (_, pool) = target_with_pool(state, l.tenant_id, &l.target).await?;
+    target_db::drop_role(&pool, &l.username).await?;
     let cmd = Command::FinishLeaseRevocation {
         tenant_id: l.tenant_id,
         id: l.id,
@@ -569,13 +577,13 @@ pub struct Swept {
 /// lease (e.g. left by a restored backup of the store). Roles that merely
 /// share the prefix are never touched.
 pub async fn sweep(state: &AppState, tenant_id: Uuid, name: &str, ctx: Context) -> Result<Swept, AppError> {
-    let (t, url) = target_with_url(state, tenant_id, name).await?;
-    let ours = target_db::tagged_roles(&url, &t.role_prefix, tenant_id, name).await?;
+    let (t, pool) = target_with_pool(state, tenant_id, name).await?;
+    let ours = target_db::tagged_roles(&pool, &t.role_prefix, tenant_id, name).await?;
     // Read after listing: a lease begun meanwhile is `pending` in the store
     // before its role exists, so it is never taken for an orphan.
     let live = state.store.live_lease_roles(tenant_id, name).await?;
     let orphans: Vec<String> = ours.iter().filter(|r| !live.contains(r)).cloned().collect();
-    target_db::drop_roles(&url, &orphans).await?;
+    target_db::drop_roles(&pool, &orphans).await?;
     let d = Draft {
         tenant_id,
         actor: ctx.actor.clone(),

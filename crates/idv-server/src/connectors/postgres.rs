@@ -5,17 +5,56 @@
 //! the target, so the orphan sweeper drops only roles that are ours for this
 //! target, never a role that merely shares the prefix.
 
+use std::collections::HashMap;
 use std::str::FromStr as _;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use idv_core::Timestamp;
 use idv_core::db_template::quote_ident;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Row as _};
+use sha2::{Digest as _, Sha256};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Postgres, Row as _};
 use uuid::Uuid;
 
 /// How long we wait for a target before calling it unreachable.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections kept open to one target at most (role changes on a target
+/// are serialised by [`CATALOG_LOCK`] anyway).
+const POOL_SIZE: u32 = 4;
+/// An idle target connection is closed after this long.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// Open connections to targets: a small pool per connection string, keyed
+/// by its SHA-256 so the map itself holds no password. A replaced or
+/// deleted target's pool closes its connections once they are idle.
+#[derive(Debug, Default)]
+pub struct Pools {
+    by_url: Mutex<HashMap<[u8; 32], PgPool>>,
+}
+
+impl Pools {
+    /// The pool for `url` (made on first use; it connects lazily).
+    pub fn get(&self, url: &str) -> Result<PgPool, TargetError> {
+        let key: [u8; 32] = Sha256::digest(url.as_bytes()).into();
+        let mut map = self
+            .by_url
+            .lock()
+            .map_err(|_| TargetError("the target pool map is poisoned".into()))?;
+        if let Some(p) = map.get(&key) {
+            return Ok(p.clone());
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .min_connections(0)
+            .idle_timeout(POOL_IDLE)
+            .acquire_timeout(TIMEOUT)
+            .connect_lazy_with(options(url)?);
+        map.insert(key, pool.clone());
+        Ok(pool)
+    }
+}
 
 /// The start of the comment on every role we make.
 const TAG: &str = "IdentityVault lease";
@@ -61,12 +100,21 @@ pub fn parse(url: &str) -> Result<Parsed, TargetError> {
     })
 }
 
-async fn connect(url: &str) -> Result<PgConnection, TargetError> {
-    let o = PgConnectOptions::from_str(url)
+fn options(url: &str) -> Result<PgConnectOptions, TargetError> {
+    Ok(PgConnectOptions::from_str(url)
         .map_err(|e| err("bad connection string", e))?
         .application_name("identityvault")
-        .disable_statement_logging();
-    match tokio::time::timeout(TIMEOUT, o.connect()).await {
+        .disable_statement_logging())
+}
+
+/// A connection from the target's pool (checked alive before use).
+async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, TargetError> {
+    pool.acquire().await.map_err(|e| err("target unreachable", e))
+}
+
+/// A connection of its own, for checking a connection string.
+async fn connect(url: &str) -> Result<PgConnection, TargetError> {
+    match tokio::time::timeout(TIMEOUT, options(url)?.connect()).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(err("target unreachable", e)),
         Err(_) => Err(TargetError(format!(
@@ -113,14 +161,13 @@ async fn run(c: &mut PgConnection, what: &str, sql: &str) -> Result<(), TargetEr
 
 /// Runs `statements` in one transaction: all of them take effect or none.
 async fn in_transaction(c: &mut PgConnection, what: &str, statements: &[String]) -> Result<(), TargetError> {
-    run(c, what, "BEGIN").await?;
+    // sqlx's transaction: if we stop part-way it is rolled back before the
+    // connection is used again (or goes back to its pool).
+    let mut tx = within(what, c.begin()).await?;
     for s in statements {
-        if let Err(e) = run(c, what, s).await {
-            let _ = run(c, what, "ROLLBACK").await;
-            return Err(e);
-        }
+        run(&mut tx, what, s).await?;
     }
-    run(c, what, "COMMIT").await
+    within(what, tx.commit()).await
 }
 
 /// A single-quoted SQL literal (for values we made ourselves).
@@ -143,7 +190,7 @@ pub fn tag(lease: Uuid, tenant: Uuid, target: &str) -> String {
 /// never reaches the target), its end and its grants in one transaction:
 /// either all of it exists afterwards or none of it does.
 pub fn create_role<'a>(
-    url: &'a str,
+    pool: &'a PgPool,
     role: &'a str,
     verifier: &'a str,
     valid_until: Timestamp,
@@ -151,7 +198,7 @@ pub fn create_role<'a>(
     grants: &'a [String],
 ) -> Boxed<'a, Result<(), TargetError>> {
     Box::pin(async move {
-        let mut c = connect(url).await?;
+        let mut c = acquire(pool).await?;
         let mut sql = vec![
             CATALOG_LOCK.to_owned(),
             format!(
@@ -163,36 +210,34 @@ pub fn create_role<'a>(
             format!("COMMENT ON ROLE {} IS {}", quote_ident(role), literal(comment)),
         ];
         sql.extend(grants.iter().cloned());
-        let res = in_transaction(&mut c, "creating the role", &sql).await;
-        let _ = c.close().await;
-        res.map(drop)
+        in_transaction(&mut c, "creating the role", &sql).await
     })
 }
 
 /// Moves the role's `VALID UNTIL`.
-pub fn set_valid_until<'a>(url: &'a str, role: &'a str, valid_until: Timestamp) -> Boxed<'a, Result<(), TargetError>> {
+pub fn set_valid_until<'a>(
+    pool: &'a PgPool,
+    role: &'a str,
+    valid_until: Timestamp,
+) -> Boxed<'a, Result<(), TargetError>> {
     Box::pin(async move {
-        let mut c = connect(url).await?;
+        let mut c = acquire(pool).await?;
         let sql = format!(
             "ALTER ROLE {} VALID UNTIL {}",
             quote_ident(role),
             literal(&valid_until.to_rfc3339())
         );
-        let res = within("extending the role", c.execute(sql.as_str())).await;
-        let _ = c.close().await;
-        res.map(drop)
+        within("extending the role", c.execute(sql.as_str())).await.map(drop)
     })
 }
 
 /// Drops the role: no new logins, its sessions ended, what it owns or was
 /// granted here dropped, then the role. A role that does not exist is
 /// already gone (revocation is idempotent, so retries are safe).
-pub fn drop_role<'a>(url: &'a str, role: &'a str) -> Boxed<'a, Result<(), TargetError>> {
+pub fn drop_role<'a>(pool: &'a PgPool, role: &'a str) -> Boxed<'a, Result<(), TargetError>> {
     Box::pin(async move {
-        let mut c = connect(url).await?;
-        let res = drop_on(&mut c, role).await;
-        let _ = c.close().await;
-        res
+        let mut c = acquire(pool).await?;
+        drop_on(&mut c, role).await
     })
 }
 
@@ -236,13 +281,13 @@ async fn drop_on(c: &mut PgConnection, role: &str) -> Result<(), TargetError> {
 /// Roles on the target that start with `prefix` and carry our comment for
 /// this tenant and target.
 pub fn tagged_roles<'a>(
-    url: &'a str,
+    pool: &'a PgPool,
     prefix: &'a str,
     tenant: Uuid,
     target: &'a str,
 ) -> Boxed<'a, Result<Vec<String>, TargetError>> {
     Box::pin(async move {
-        let mut c = connect(url).await?;
+        let mut c = acquire(pool).await?;
         let res = within(
             "listing roles",
             sqlx::query(
@@ -250,10 +295,10 @@ pub fn tagged_roles<'a>(
              WHERE left(rolname, length($1)) = $1",
             )
             .bind(prefix)
-            .fetch_all(&mut c),
+            .fetch_all(&mut *c),
         )
         .await;
-        let _ = c.close().await;
+        drop(c);
         let suffix = format!(" tenant {tenant} target {target}");
         let mut ours = Vec::new();
         for r in res? {
@@ -268,15 +313,14 @@ pub fn tagged_roles<'a>(
 }
 
 /// Drops each of `roles` (the sweeper's orphans); answers those dropped.
-pub fn drop_roles<'a>(url: &'a str, roles: &'a [String]) -> Boxed<'a, Result<usize, TargetError>> {
+pub fn drop_roles<'a>(pool: &'a PgPool, roles: &'a [String]) -> Boxed<'a, Result<usize, TargetError>> {
     Box::pin(async move {
-        let mut c = connect(url).await?;
+        let mut c = acquire(pool).await?;
         let mut n = 0;
         for r in roles {
             drop_on(&mut c, r).await?;
             n += 1;
         }
-        let _ = c.close().await;
         Ok(n)
     })
 }
