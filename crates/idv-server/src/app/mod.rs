@@ -182,5 +182,6 @@ fn describe(p: Permission) -> &'static str {
         Permission::ManagePolicy => "manage policies, roles, grants and the directory",
         Permission::Decide => "ask for authorization decisions",
         Permission::Approve => "approve or reject approval requests",
+        Permission::ManageWebhooks => "manage webhook subscriptions",
     }
 }
