@@ -39,6 +39,10 @@ pub struct Config {
     /// Algorithm of newly created signing keys (`--signing-alg`,
     /// `IDV_SIGNING_ALG`: `EdDSA`, the default, or `ES256`).
     pub signing_alg: idv_core::jose::Alg,
+    /// Which plain-`http://` webhook endpoints may be subscribed
+    /// (`--webhook-http`, `IDV_WEBHOOK_HTTP`: `never`, `loopback` (the
+    /// default) or `always`); `https://` always may.
+    pub webhook_http: idv_core::webhook::HttpPolicy,
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
@@ -60,6 +64,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: false,
             signing_alg: idv_core::jose::Alg::EdDSA,
+            webhook_http: idv_core::webhook::HttpPolicy::Loopback,
         }
     }
 }

@@ -51,6 +51,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For the startup banner: which store is in use (no credentials).
     pub store_description: String,
+    /// The client webhook deliveries are sent with.
+    pub webhook_http: reqwest::Client,
+    /// Which plain-HTTP endpoints may be subscribed.
+    pub webhook_http_policy: idv_core::webhook::HttpPolicy,
 }
 
 impl AppState {
@@ -81,6 +85,8 @@ impl AppState {
             clock,
             metrics: Arc::new(Metrics::default()),
             store_description,
+            webhook_http: crate::app::webhooks::http_client()?,
+            webhook_http_policy: config.webhook_http,
         })
     }
 }

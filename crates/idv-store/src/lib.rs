@@ -18,6 +18,7 @@ mod migrate;
 mod read;
 mod rotation;
 mod row;
+mod webhooks;
 mod writer;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDEN
 pub use error::StoreError;
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};
 pub use read::{AgentFilter, AuditFilter};
+pub use webhooks::{DISPATCH_WINDOW, DeliveryFilter, JOB_DELIVER_WEBHOOK, SealedSecrets, WebhookChanges};
 pub use writer::WriterStats;
 
 /// Which SQL dialect the store speaks.

@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_leases.sql"),
         postgres: include_str!("../migrations/postgres/0008_leases.sql"),
     },
+    Migration {
+        version: 9,
+        sqlite: include_str!("../migrations/sqlite/0009_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0009_webhooks.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -177,6 +177,14 @@ async fn run_batch(
                 | Command::RevokeLease { .. }
                 | Command::FinishLeaseRevocation { .. }
                 | Command::RescheduleJob { .. }
+                // Nothing cached depends on webhooks.
+                | Command::CreateWebhook { .. }
+                | Command::UpdateWebhook { .. }
+                | Command::DeleteWebhook { .. }
+                | Command::RotateWebhookSecret { .. }
+                | Command::TestWebhook(_)
+                | Command::DispatchWebhooks
+                | Command::RecordWebhookAttempt { .. }
         );
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;

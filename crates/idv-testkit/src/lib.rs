@@ -171,6 +171,7 @@ impl TestServer {
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: opts.dpop_require_nonce,
             signing_alg: opts.signing_alg.unwrap_or(idv_core::jose::Alg::EdDSA),
+            webhook_http: idv_core::webhook::HttpPolicy::Loopback,
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

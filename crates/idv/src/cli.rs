@@ -471,6 +471,10 @@ pub struct ServeArgs {
     /// Algorithm of new token signing keys: `EdDSA` or `ES256`.
     #[arg(long, env = "IDV_SIGNING_ALG", default_value = "EdDSA")]
     pub signing_alg: String,
+    /// Which plain-`http://` webhook endpoints may be subscribed: `never`,
+    /// `loopback` or `always` (`https://` always may).
+    #[arg(long, env = "IDV_WEBHOOK_HTTP", default_value = "loopback")]
+    pub webhook_http: String,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

@@ -30,6 +30,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .signing_alg
             .parse()
             .map_err(|_| anyhow::anyhow!("--signing-alg / IDV_SIGNING_ALG must be `EdDSA` or `ES256`"))?,
+        webhook_http: args
+            .webhook_http
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--webhook-http / IDV_WEBHOOK_HTTP: {e}"))?,
         ..Config::default()
     };
     idv_server::serve(config).await

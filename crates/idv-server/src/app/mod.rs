@@ -18,6 +18,7 @@ pub mod policies;
 pub mod rotation;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 use idv_core::admin_token::{Permission, Principal};
 use idv_core::agent::AgentError;

@@ -16,7 +16,7 @@ backend_tests!(
 );
 
 /// Every migration the store knows, as recorded in `idv_migrations`.
-const VERSIONS: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+const VERSIONS: [i64; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
 
 async fn versions(db: &Database) -> Vec<i64> {
     let mut conn = raw(db).await;
