@@ -455,7 +455,10 @@ pub fn check_url(raw: &str, policy: HttpPolicy) -> Result<(), WebhookError> {
         .host()
         .ok_or_else(|| invalid("url", format!("`{raw}` names no host")))?;
     if !u.username().is_empty() || u.password().is_some() {
-        return Err(invalid("url", "a URL must not carry credentials; the signature authenticates us"));
+        return Err(invalid(
+            "url",
+            "a URL must not carry credentials; the signature authenticates us",
+        ));
     }
     if u.fragment().is_some() {
         return Err(invalid("url", "a URL must not have a fragment (`#…`)"));
@@ -723,7 +726,14 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            verify(&s, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", &other, payload, now),
+            verify(
+                &s,
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                "1649367553",
+                &other,
+                payload,
+                now
+            ),
             Err(VerifyError::NoMatch)
         );
         // The reference's wrong signature.
@@ -784,7 +794,17 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["", "Agent.created", "agent.", ".agent", "a..b", "*.created", "agent.*.x", "a b", "agent**"] {
+        for bad in [
+            "",
+            "Agent.created",
+            "agent.",
+            ".agent",
+            "a..b",
+            "*.created",
+            "agent.*.x",
+            "a b",
+            "agent**",
+        ] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Filter::parse::<&str>(&[]).is_err());
@@ -814,7 +834,10 @@ mod tests {
         assert!(check_url("https://u:p@x.example/y", HttpPolicy::Always).is_err());
         assert!(check_url("https://x.example/y#f", HttpPolicy::Always).is_err());
         assert!(check_url("not a url", HttpPolicy::Always).is_err());
-        assert_eq!(url_origin("https://x.example:8443/secret/path?t=1"), "https://x.example:8443");
+        assert_eq!(
+            url_origin("https://x.example:8443/secret/path?t=1"),
+            "https://x.example:8443"
+        );
     }
 
     fn attempt(code: Option<u16>) -> AttemptResult {

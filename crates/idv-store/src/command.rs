@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use crate::authz::{self, DecisionRecord};
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
-use crate::{Dialect, StoreError};
 use crate::webhooks::{SealedSecrets, WebhookChanges};
+use crate::{Dialect, StoreError};
 use crate::{credentials, delegations, leases, rotation, webhooks};
 
 /// Who asked, for the audit trail.

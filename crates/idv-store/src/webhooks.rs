@@ -456,10 +456,7 @@ pub(crate) async fn test(
 ) -> Result<Outcome2, StoreError> {
     let w = load(conn, d.tenant_id, d.webhook_id).await?;
     insert_delivery(conn, &d, clock).await?;
-    let ev = with_details(
-        webhook_draft(ctx, &w, "webhook.test"),
-        json!({ "delivery_id": d.id }),
-    );
+    let ev = with_details(webhook_draft(ctx, &w, "webhook.test"), json!({ "delivery_id": d.id }));
     Ok((Applied::Delivery(Box::new(d)), vec![ev]))
 }
 
@@ -475,10 +472,12 @@ pub(crate) async fn dispatch(
     // INVARIANT: inside the writer's transaction no event can commit at or
     // below this head after it is read, so a cursor never skips one.
     let head = head_seq(conn).await?;
-    let rows = sqlx::query("SELECT id, tenant_id, events, cursor_seq FROM webhooks WHERE status = 'enabled' AND cursor_seq < $1")
-        .bind(head)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, events, cursor_seq FROM webhooks WHERE status = 'enabled' AND cursor_seq < $1",
+    )
+    .bind(head)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut made = 0;
     for r in &rows {
         let id = row::uuid(r, "id")?;
@@ -600,12 +599,19 @@ pub(crate) async fn record_attempt(
             w.failing_since = None;
             w.last_success_at = Some(now);
             drafts.push(with_details(
-                draft(ctx, d.tenant_id, "webhook.delivery.succeeded", "webhook_delivery", d.id.to_string()),
+                draft(
+                    ctx,
+                    d.tenant_id,
+                    "webhook.delivery.succeeded",
+                    "webhook_delivery",
+                    d.id.to_string(),
+                ),
                 details(&d),
             ));
         }
         Next::Retry(secs) => {
-            let at = now.plus_secs(secs);
+            // From the attempt, however long it took to be recorded.
+            let at = result.at.plus_secs(secs).max(now);
             d.next_attempt_at = Some(at);
             w.consecutive_failures += 1;
             w.failing_since = w.failing_since.or(Some(result.at));
@@ -616,7 +622,13 @@ pub(crate) async fn record_attempt(
                 .execute(&mut *conn)
                 .await?;
             let mut ev = with_details(
-                draft(ctx, d.tenant_id, "webhook.delivery.failed", "webhook_delivery", d.id.to_string()),
+                draft(
+                    ctx,
+                    d.tenant_id,
+                    "webhook.delivery.failed",
+                    "webhook_delivery",
+                    d.id.to_string(),
+                ),
                 details(&d),
             );
             ev = with_details(ev, json!({ "next_attempt_at": at.to_rfc3339() }));
@@ -629,7 +641,13 @@ pub(crate) async fn record_attempt(
             w.consecutive_failures += 1;
             w.failing_since = w.failing_since.or(Some(result.at));
             let mut ev = with_details(
-                draft(ctx, d.tenant_id, "webhook.delivery.failed", "webhook_delivery", d.id.to_string()),
+                draft(
+                    ctx,
+                    d.tenant_id,
+                    "webhook.delivery.failed",
+                    "webhook_delivery",
+                    d.id.to_string(),
+                ),
                 details(&d),
             );
             ev = with_details(ev, json!({ "gave_up": true }));

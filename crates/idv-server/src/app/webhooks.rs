@@ -327,7 +327,13 @@ pub async fn deliver(state: &AppState, job: Job) -> Result<(), AppError> {
 
 /// One attempt: the Standard Webhooks headers over the stored payload, a
 /// timeout, no redirects followed.
-async fn post(state: &AppState, w: &Webhook, d: &Delivery, secrets: &[Secret], now: idv_core::Timestamp) -> AttemptResult {
+async fn post(
+    state: &AppState,
+    w: &Webhook,
+    d: &Delivery,
+    secrets: &[Secret],
+    now: idv_core::Timestamp,
+) -> AttemptResult {
     let msg_id = webhook::message_id(d.id);
     let ts = now.as_micros().div_euclid(1_000_000);
     let refs: Vec<&Secret> = secrets.iter().collect();

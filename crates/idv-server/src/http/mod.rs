@@ -17,6 +17,7 @@ pub mod rotation;
 pub mod tenants;
 pub mod tokens;
 pub mod views;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -61,6 +62,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         policies::revoke_grant, policies::put_entities, policies::entities, policies::delete_entity,
         policies::permissions, approvals::list, approvals::get, approvals::approve, approvals::reject, approvals::graph,
         authzen::configuration, authzen::evaluation, authzen::evaluations,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries,
+        webhooks::test, webhooks::rotate_secret,
     ),
     components(schemas(idv_api::Problem)),
     modifiers(&BearerAuth, &Problems),
@@ -249,6 +252,14 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/authzen-configuration", get(authzen::configuration))
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/head", get(audit::head))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -29,6 +29,7 @@ mod rotation;
 mod tenants;
 mod tokens;
 mod ttl;
+mod webhooks;
 
 use std::time::Duration;
 
