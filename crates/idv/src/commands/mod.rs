@@ -5,6 +5,7 @@ mod audit;
 mod authz;
 mod credential;
 mod tenant;
+mod webhook;
 
 use idv_api::Page;
 use serde::de::DeserializeOwned;
@@ -28,6 +29,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Decide(a) => authz::decide(a).await,
         Command::Approval(c) => authz::approval(c).await,
         Command::RotationPolicy(c) => credential::rotation_policy(c).await,
+        Command::Webhook(c) => webhook::run(c).await,
     }
 }
 
