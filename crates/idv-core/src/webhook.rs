@@ -634,6 +634,35 @@ pub struct Delivery {
     pub delivered_at: Option<Timestamp>,
 }
 
+impl Delivery {
+    /// A delivery of `payload` not yet attempted, due at `now`.
+    pub fn pending(
+        (id, tenant_id, webhook_id): (Uuid, Uuid, Uuid),
+        event_type: &str,
+        event_id: Option<Uuid>,
+        payload: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id,
+            webhook_id,
+            event_type: event_type.to_owned(),
+            event_id,
+            payload,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            created_at: now,
+            last_attempt_at: None,
+            last_status_code: None,
+            last_error: None,
+            last_duration_ms: None,
+            delivered_at: None,
+        }
+    }
+}
+
 /// What one attempt got.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptResult {

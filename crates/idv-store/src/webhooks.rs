@@ -506,23 +506,13 @@ pub(crate) async fn dispatch(
                 let Some(t) = webhook::event_type(&e.action).filter(|t| filter.matches(t)) else {
                     continue;
                 };
-                let d = Delivery {
-                    id: clock.new_id(),
-                    tenant_id,
-                    webhook_id: id,
-                    event_type: t.to_owned(),
-                    event_id: Some(e.id),
-                    payload: webhook::payload(t, &e),
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_attempt_at: Some(now),
-                    created_at: now,
-                    last_attempt_at: None,
-                    last_status_code: None,
-                    last_error: None,
-                    last_duration_ms: None,
-                    delivered_at: None,
-                };
+                let d = Delivery::pending(
+                    (clock.new_id(), tenant_id, id),
+                    t,
+                    Some(e.id),
+                    webhook::payload(t, &e),
+                    now,
+                );
                 insert_delivery(conn, &d, clock).await?;
                 made += 1;
             }

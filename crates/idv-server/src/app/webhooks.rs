@@ -232,23 +232,13 @@ pub async fn test(state: &AppState, caller: &Caller, id: Uuid) -> Result<Deliver
         .require(state, Permission::ManageWebhooks, "webhook.test")
         .await?;
     let now = state.clock.now();
-    let d = Delivery {
-        id: state.clock.new_id(),
-        tenant_id: caller.tenant.id,
-        webhook_id: id,
-        event_type: webhook::TEST_EVENT.to_owned(),
-        event_id: None,
-        payload: webhook::test_payload(id, caller.tenant.id, now, &caller.actor().reference()),
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        next_attempt_at: Some(now),
-        created_at: now,
-        last_attempt_at: None,
-        last_status_code: None,
-        last_error: None,
-        last_duration_ms: None,
-        delivered_at: None,
-    };
+    let d = Delivery::pending(
+        (state.clock.new_id(), caller.tenant.id, id),
+        webhook::TEST_EVENT,
+        None,
+        webhook::test_payload(id, caller.tenant.id, now, &caller.actor().reference()),
+        now,
+    );
     match state
         .store
         .execute(Command::TestWebhook(Box::new(d)), caller.context())

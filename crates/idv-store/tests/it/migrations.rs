@@ -60,7 +60,7 @@ async fn a_missing_migration_is_applied_on_open(backend: Backend) {
         ],
     )
     .await;
-    assert_eq!(versions(&f.db).await, [1, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions(&f.db).await, [1, 3, 4, 5, 6, 7, 8, 9]);
     let index_sql = match backend {
         Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'agents_owner'",
         Backend::Postgres => {
