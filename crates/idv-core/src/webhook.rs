@@ -444,9 +444,61 @@ impl std::str::FromStr for HttpPolicy {
     }
 }
 
+/// Which endpoints may be subscribed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UrlPolicy {
+    /// Plain `http://`.
+    pub http: HttpPolicy,
+    /// If not empty, the only hosts allowed: a name or address (`hooks.example.com`,
+    /// `127.0.0.1`, `::1`) or every name under a domain (`*.example.com`).
+    pub hosts: Vec<String>,
+}
+
+impl UrlPolicy {
+    /// Checks the host patterns (`*.` may only lead; no scheme, port or path).
+    pub fn check(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            let name = h.strip_prefix("*.").unwrap_or(h);
+            if name.is_empty() || name.contains(['*', '/', ' ']) || h.contains("://") {
+                return Err(format!(
+                    "`{h}` is not a host pattern (a host name or address, or `*.domain`)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        self.hosts.is_empty()
+            || self.hosts.iter().any(|p| {
+                let p = p.to_ascii_lowercase();
+                match p.strip_prefix("*.") {
+                    Some(domain) => host.ends_with(&format!(".{domain}")),
+                    None => host == p.trim_start_matches('[').trim_end_matches(']'),
+                }
+            })
+    }
+}
+
 /// Checks an endpoint URL: absolute `https://` (or `http://` as `policy`
-/// allows), a host, no credentials, no fragment.
-pub fn check_url(raw: &str, policy: HttpPolicy) -> Result<(), WebhookError> {
+/// allows), a host the policy allows, no credentials, no fragment.
+pub fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), WebhookError> {
+    check_scheme(raw, policy.http)?;
+    let host = url::Url::parse(raw)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if !policy.allows_host(&host) {
+        return Err(invalid(
+            "url",
+            format!("this server sends webhooks only to {}", policy.hosts.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+fn check_scheme(raw: &str, policy: HttpPolicy) -> Result<(), WebhookError> {
     if raw.len() > MAX_URL_LEN {
         return Err(invalid("url", format!("a URL has at most {MAX_URL_LEN} characters")));
     }
@@ -850,19 +902,45 @@ mod tests {
         }
     }
 
+    fn http(p: HttpPolicy) -> UrlPolicy {
+        UrlPolicy { http: p, hosts: vec![] }
+    }
+
+    #[test]
+    fn hosts_can_be_restricted() {
+        let p = UrlPolicy {
+            http: HttpPolicy::Loopback,
+            hosts: vec!["127.0.0.1".into(), "*.bank.example".into(), "::1".into()],
+        };
+        assert_eq!(p.check(), Ok(()));
+        assert!(check_url("http://127.0.0.1:9/h", &p).is_ok());
+        assert!(check_url("http://[::1]:9/h", &p).is_ok());
+        assert!(check_url("https://hooks.BANK.example/h", &p).is_ok());
+        assert!(check_url("https://bank.example/h", &p).is_err());
+        assert!(check_url("https://evilbank.example/h", &p).is_err());
+        assert!(check_url("https://example.com/h", &p).is_err());
+        for bad in ["", "*", "https://x", "a/b", "*.*.x"] {
+            let p = UrlPolicy {
+                http: HttpPolicy::Never,
+                hosts: vec![bad.into()],
+            };
+            assert!(p.check().is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn urls_follow_the_policy() {
-        assert!(check_url("https://hooks.example.com/idv?x=1", HttpPolicy::Never).is_ok());
-        assert!(check_url("http://127.0.0.1:9000/h", HttpPolicy::Loopback).is_ok());
-        assert!(check_url("http://localhost/h", HttpPolicy::Loopback).is_ok());
-        assert!(check_url("http://[::1]:80/h", HttpPolicy::Loopback).is_ok());
-        assert!(check_url("http://10.0.0.1/h", HttpPolicy::Loopback).is_err());
-        assert!(check_url("http://127.0.0.1/h", HttpPolicy::Never).is_err());
-        assert!(check_url("http://hooks.example.com/h", HttpPolicy::Always).is_ok());
-        assert!(check_url("ftp://x/y", HttpPolicy::Always).is_err());
-        assert!(check_url("https://u:p@x.example/y", HttpPolicy::Always).is_err());
-        assert!(check_url("https://x.example/y#f", HttpPolicy::Always).is_err());
-        assert!(check_url("not a url", HttpPolicy::Always).is_err());
+        assert!(check_url("https://hooks.example.com/idv?x=1", &http(HttpPolicy::Never)).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/h", &http(HttpPolicy::Loopback)).is_ok());
+        assert!(check_url("http://localhost/h", &http(HttpPolicy::Loopback)).is_ok());
+        assert!(check_url("http://[::1]:80/h", &http(HttpPolicy::Loopback)).is_ok());
+        assert!(check_url("http://10.0.0.1/h", &http(HttpPolicy::Loopback)).is_err());
+        assert!(check_url("http://127.0.0.1/h", &http(HttpPolicy::Never)).is_err());
+        assert!(check_url("http://hooks.example.com/h", &http(HttpPolicy::Always)).is_ok());
+        assert!(check_url("ftp://x/y", &http(HttpPolicy::Always)).is_err());
+        assert!(check_url("https://u:p@x.example/y", &http(HttpPolicy::Always)).is_err());
+        assert!(check_url("https://x.example/y#f", &http(HttpPolicy::Always)).is_err());
+        assert!(check_url("not a url", &http(HttpPolicy::Always)).is_err());
         assert_eq!(
             url_origin("https://x.example:8443/secret/path?t=1"),
             "https://x.example:8443"

@@ -53,8 +53,8 @@ pub struct AppState {
     pub store_description: String,
     /// The client webhook deliveries are sent with.
     pub webhook_http: reqwest::Client,
-    /// Which plain-HTTP endpoints may be subscribed.
-    pub webhook_http_policy: idv_core::webhook::HttpPolicy,
+    /// Which endpoints may be subscribed.
+    pub webhook_urls: idv_core::webhook::UrlPolicy,
 }
 
 impl AppState {
@@ -86,7 +86,10 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             store_description,
             webhook_http: crate::app::webhooks::http_client()?,
-            webhook_http_policy: config.webhook_http,
+            webhook_urls: idv_core::webhook::UrlPolicy {
+                http: config.webhook_http,
+                hosts: config.webhook_hosts.clone(),
+            },
         })
     }
 }

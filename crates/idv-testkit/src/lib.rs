@@ -172,6 +172,7 @@ impl TestServer {
             dpop_require_nonce: opts.dpop_require_nonce,
             signing_alg: opts.signing_alg.unwrap_or(idv_core::jose::Alg::EdDSA),
             webhook_http: idv_core::webhook::HttpPolicy::Loopback,
+            webhook_hosts: Vec::new(),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

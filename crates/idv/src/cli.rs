@@ -589,6 +589,10 @@ pub struct ServeArgs {
     /// `loopback` or `always` (`https://` always may).
     #[arg(long, env = "IDV_WEBHOOK_HTTP", default_value = "loopback")]
     pub webhook_http: String,
+    /// The only hosts webhooks may be sent to, comma-separated: names,
+    /// addresses or `*.domain` (default: any).
+    #[arg(long, env = "IDV_WEBHOOK_HOSTS", value_delimiter = ',')]
+    pub webhook_hosts: Vec<String>,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

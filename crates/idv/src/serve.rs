@@ -34,6 +34,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .webhook_http
             .parse()
             .map_err(|e| anyhow::anyhow!("--webhook-http / IDV_WEBHOOK_HTTP: {e}"))?,
+        webhook_hosts: args
+            .webhook_hosts
+            .into_iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
         ..Config::default()
     };
     idv_server::serve(config).await

@@ -70,7 +70,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: NewWebhook) -> Resul
     caller
         .require(state, Permission::ManageWebhooks, "webhook.create")
         .await?;
-    webhook::check_url(&req.url, state.webhook_http_policy)?;
+    webhook::check_url(&req.url, &state.webhook_urls)?;
     let events = Filter::parse(&req.events)?;
     if let Some(d) = &req.description {
         webhook::check_description(d)?;
@@ -146,7 +146,7 @@ pub async fn update(state: &AppState, caller: &Caller, id: Uuid, p: Patch) -> Re
         .require(state, Permission::ManageWebhooks, "webhook.update")
         .await?;
     if let Some(u) = &p.url {
-        webhook::check_url(u, state.webhook_http_policy)?;
+        webhook::check_url(u, &state.webhook_urls)?;
     }
     if let Some(Some(d)) = &p.description {
         webhook::check_description(d)?;
@@ -301,7 +301,16 @@ pub async fn deliver(state: &AppState, job: Job) -> Result<(), AppError> {
     {
         secrets.push(open(state, w.tenant_id, w.id, "previous_secret", previous)?);
     }
-    let result = post(state, &w, &d, &secrets, now).await;
+    // The server's settings may have changed since the URL was accepted.
+    let result = match webhook::check_url(&w.url, &state.webhook_urls) {
+        Ok(()) => post(state, &w, &d, &secrets, now).await,
+        Err(e) => AttemptResult {
+            at: now,
+            status_code: None,
+            error: Some(format!("not sent: {e}")),
+            duration_ms: 0,
+        },
+    };
     if !result.succeeded() {
         tracing::info!(webhook = %w.id, delivery = %d.id, status = ?result.status_code,
             error = ?result.error, "webhook delivery attempt failed");
