@@ -189,6 +189,22 @@ impl Filter {
         self.0.iter().any(|p| p.matches(event_type))
     }
 
+    /// Refuses a pattern that selects no event type we send (a typo such as
+    /// `credential.rotatd` would otherwise never match). Stored filters are
+    /// not checked again, so a type removed later does not break them.
+    pub fn check_known(&self) -> Result<(), WebhookError> {
+        for p in &self.0 {
+            let known = EVENT_TYPES.iter().any(|(_, t)| p.matches(t)) || p.matches(TEST_EVENT);
+            if !known {
+                return Err(invalid(
+                    "events",
+                    format!("`{p}` selects no event type (the list is in docs/operations.md#webhooks)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The audit actions whose events the filter selects (what the
     /// dispatcher asks the audit log for).
     pub fn actions(&self) -> Vec<&'static str> {
@@ -871,6 +887,11 @@ mod tests {
         assert!(actions.contains(&"agent.suspend") && actions.contains(&"credential.rotate"));
         assert!(!actions.contains(&"credential.create"));
         assert!(!all.actions().contains(&"authz.decision"));
+        assert_eq!(f.check_known(), Ok(()));
+        assert_eq!(all.check_known(), Ok(()));
+        assert!(Filter::parse(&["credential.rotatd"]).unwrap().check_known().is_err());
+        assert!(Filter::parse(&["nothing.*"]).unwrap().check_known().is_err());
+        assert!(Filter::parse(&["webhook.test"]).unwrap().check_known().is_ok());
     }
 
     #[test]

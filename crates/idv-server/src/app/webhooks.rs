@@ -72,6 +72,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: NewWebhook) -> Resul
         .await?;
     webhook::check_url(&req.url, &state.webhook_urls)?;
     let events = Filter::parse(&req.events)?;
+    events.check_known()?;
     if let Some(d) = &req.description {
         webhook::check_description(d)?;
     }
@@ -153,7 +154,11 @@ pub async fn update(state: &AppState, caller: &Caller, id: Uuid, p: Patch) -> Re
     }
     let changes = WebhookChanges {
         url: p.url,
-        events: p.events.as_deref().map(Filter::parse).transpose()?,
+        events: p
+            .events
+            .as_deref()
+            .map(|e| Filter::parse(e).and_then(|f| f.check_known().map(|()| f)))
+            .transpose()?,
         description: p.description,
         enabled: p.enabled,
     };

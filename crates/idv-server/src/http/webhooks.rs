@@ -127,6 +127,12 @@ pub async fn update(
     Json(body): Json<WebhookPatch>,
 ) -> Result<axum::Json<WebhookView>, ApiError> {
     let id = parse_id(&id, "webhook")?;
+    if body.url.is_none() && body.events.is_none() && body.description.is_none() && body.enabled.is_none() {
+        return Err(ApiError::bad_request(
+            "empty-patch",
+            "the patch names no field to change (`url`, `events`, `description`, `enabled`)",
+        ));
+    }
     let p = Patch {
         url: body.url,
         events: body.events,

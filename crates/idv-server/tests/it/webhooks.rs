@@ -463,6 +463,7 @@ async fn tenants_are_isolated_and_input_is_checked(backend: Backend) {
         (json!({ "url": ra.url, "events": [] }), "events"),
         (json!({ "url": ra.url, "events": ["Agent.*"] }), "events"),
         (json!({ "url": ra.url, "events": ["agent.*.x"] }), "events"),
+        (json!({ "url": ra.url, "events": ["credential.rotatd"] }), "events"),
         (json!({ "url": "ftp://example.com/x", "events": ["*"] }), "url"),
         (json!({ "url": "http://192.0.2.1/x", "events": ["*"] }), "url"),
         (
@@ -526,6 +527,16 @@ async fn subscriptions_change_and_secrets_rotate(backend: Backend) {
         .await
         .unwrap();
     problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let res = s
+        .req(Method::PATCH, &format!("/v1/webhooks/{hook}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(res, StatusCode::BAD_REQUEST).await["type"],
+        "urn:idv:problem:empty-patch"
+    );
     // Disabled by hand: nothing is sent.
     let w = patch(&s, &hook, json!({ "enabled": false })).await;
     assert_eq!(w["status"], "disabled");
