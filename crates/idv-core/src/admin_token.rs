@@ -61,6 +61,9 @@ pub enum Permission {
     Decide,
     /// Approve or reject approval requests.
     Approve,
+    /// Subscribe endpoints to the tenant's events, change and remove the
+    /// subscriptions (webhooks send audit data out of the system).
+    ManageWebhooks,
 }
 
 impl Role {

@@ -29,6 +29,7 @@ pub mod secret;
 pub mod tenant;
 pub mod timestamp;
 pub mod trusted_issuer;
+pub mod webhook;
 
 pub use clock::Clock;
 pub use timestamp::Timestamp;

@@ -48,6 +48,13 @@ pub struct Config {
     /// default 1 hour). The JWKS `Cache-Control: max-age` is derived from it
     /// ([`jwks_max_age_secs`]).
     pub signing_key_publish_ahead: Duration,
+    /// Which plain-`http://` webhook endpoints may be subscribed
+    /// (`--webhook-http`, `IDV_WEBHOOK_HTTP`: `never`, `loopback` (the
+    /// default) or `always`); `https://` always may.
+    pub webhook_http: idv_core::webhook::HttpPolicy,
+    /// If not empty, the only hosts webhooks are sent to (`--webhook-hosts`,
+    /// `IDV_WEBHOOK_HOSTS`: names, addresses or `*.domain`, comma-separated).
+    pub webhook_hosts: Vec<String>,
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
@@ -107,6 +114,8 @@ impl Default for Config {
             signing_alg: idv_core::jose::Alg::EdDSA,
             signing_key_rotation: Some(DEFAULT_KEY_ROTATION),
             signing_key_publish_ahead: DEFAULT_KEY_PUBLISH_AHEAD,
+            webhook_http: idv_core::webhook::HttpPolicy::Loopback,
+            webhook_hosts: Vec::new(),
         }
     }
 }
@@ -156,6 +165,12 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     {
         bail!("the public URL must start with http:// or https://");
     }
+    idv_core::webhook::UrlPolicy {
+        http: config.webhook_http,
+        hosts: config.webhook_hosts.clone(),
+    }
+    .check()
+    .map_err(|e| anyhow::anyhow!("--webhook-hosts: {e}"))?;
     create_private_dir(&config.data_dir)?;
     let mut new_key_file = None;
     let master_key = match (&config.master_key, &config.master_key_file) {

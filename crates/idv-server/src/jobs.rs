@@ -31,6 +31,10 @@ fn ctx() -> Context {
 /// Runs until `stop` turns true.
 pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
+        // Webhook deliveries first, so those it makes run in this poll.
+        if let Err(e) = crate::app::webhooks::dispatch(&state).await {
+            tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+        }
         if let Err(e) = run_due(&state, &stop).await {
             tracing::warn!(error = %e, "job poll failed; retrying");
         }
@@ -98,6 +102,9 @@ async fn run_one(state: &AppState, job: Job) {
             .map_err(|e| e.to_string()),
         (None, idv_store::JOB_SWEEP_TARGET) => sweep(state, job.clone()).await,
         (None, idv_store::JOB_ROTATE_SIGNING_KEYS) => crate::app::keys::rotate_due(state, job.clone(), ctx())
+            .await
+            .map_err(|e| e.to_string()),
+        (None, idv_store::JOB_DELIVER_WEBHOOK) => crate::app::webhooks::deliver(state, job.clone())
             .await
             .map_err(|e| e.to_string()),
         (None, kind) => Err(format!("unknown job kind `{kind}` (a newer node's job?)")),

@@ -57,6 +57,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For the startup banner: which store is in use (no credentials).
     pub store_description: String,
+    /// The client webhook deliveries are sent with.
+    pub webhook_http: reqwest::Client,
+    /// Which endpoints may be subscribed.
+    pub webhook_urls: idv_core::webhook::UrlPolicy,
 }
 
 impl AppState {
@@ -90,6 +94,11 @@ impl AppState {
             clock,
             metrics: Arc::new(Metrics::default()),
             store_description,
+            webhook_http: crate::app::webhooks::http_client()?,
+            webhook_urls: idv_core::webhook::UrlPolicy {
+                http: config.webhook_http,
+                hosts: config.webhook_hosts.clone(),
+            },
         })
     }
 }

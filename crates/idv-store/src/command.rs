@@ -20,6 +20,7 @@ use idv_core::role::{Role, RoleGrant};
 use idv_core::rotation::{RotationPolicy, Scope};
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::TrustedIssuer;
+use idv_core::webhook::{AttemptResult, Delivery, Webhook};
 use idv_core::{Clock, Timestamp};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
@@ -28,8 +29,9 @@ use uuid::Uuid;
 use crate::authz::{self, DecisionRecord};
 use crate::keys::KeyRequest;
 use crate::row::{self, AGENT_COLS, AGENT_NCOLS, chunk_rows, in_list, marker, placeholders};
+use crate::webhooks::{SealedSecrets, WebhookChanges};
 use crate::{Dialect, StoreError};
-use crate::{credentials, delegations, keys, leases, rotation};
+use crate::{credentials, delegations, keys, leases, rotation, webhooks};
 
 /// Who asked, for the audit trail.
 #[derive(Clone, Debug)]
@@ -394,6 +396,53 @@ pub enum Command {
         /// When.
         run_at: Timestamp,
     },
+    /// Subscribe an endpoint (its secret sealed under the master key).
+    CreateWebhook {
+        /// The subscription (checked).
+        webhook: Box<Webhook>,
+        /// Its signing secret, sealed.
+        sealed_secret: Vec<u8>,
+    },
+    /// Change a subscription (enabling one resumes it where it stopped).
+    UpdateWebhook {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Its id.
+        id: Uuid,
+        /// What to change.
+        changes: WebhookChanges,
+    },
+    /// Remove a subscription and its delivery log.
+    DeleteWebhook {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Its id.
+        id: Uuid,
+    },
+    /// Replace a subscription's signing secret (the previous one keeps
+    /// signing for an overlap).
+    RotateWebhookSecret {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// Its id.
+        id: Uuid,
+        /// The new secret and the previous one, sealed.
+        secrets: SealedSecrets,
+    },
+    /// Queue a test event to one subscription.
+    TestWebhook(Box<Delivery>),
+    /// Turn the audit events after each subscription's cursor into
+    /// deliveries (bookkeeping, no event).
+    DispatchWebhooks,
+    /// Record one attempt of a [`crate::JOB_DELIVER_WEBHOOK`] job's delivery.
+    RecordWebhookAttempt {
+        /// The job as claimed.
+        job: Job,
+        /// What the attempt got.
+        result: AttemptResult,
+        /// In `[0, 1)`: spreads the retry.
+        jitter: f64,
+    },
     /// Only record an event (e.g. a refused request).
     Record(Draft),
 }
@@ -453,6 +502,10 @@ pub enum Applied {
     Lease(Box<Lease>),
     /// A tenant's signing keys after the change.
     SigningKeys(Vec<SigningKey>),
+    /// A webhook subscription after the change.
+    Webhook(Box<Webhook>),
+    /// A webhook delivery after the change.
+    Delivery(Box<Delivery>),
     /// How many records it touched.
     Count(usize),
     /// Nothing to return.
@@ -683,7 +736,24 @@ impl Command {
                 id.to_string(),
                 None,
             ),
+            Command::CreateWebhook { webhook, .. } => (
+                webhook.tenant_id,
+                "webhook.create",
+                "webhook",
+                webhook.id.to_string(),
+                None,
+            ),
+            Command::UpdateWebhook { tenant_id, id, .. } => {
+                (*tenant_id, "webhook.update", "webhook", id.to_string(), None)
+            }
+            Command::DeleteWebhook { tenant_id, id } => (*tenant_id, "webhook.delete", "webhook", id.to_string(), None),
+            Command::RotateWebhookSecret { tenant_id, id, .. } => {
+                (*tenant_id, "webhook.rotate_secret", "webhook", id.to_string(), None)
+            }
+            Command::TestWebhook(d) => (d.tenant_id, "webhook.test", "webhook", d.webhook_id.to_string(), None),
             Command::ExpireAgent(_)
+            | Command::DispatchWebhooks
+            | Command::RecordWebhookAttempt { .. }
             | Command::RetryJob { .. }
             | Command::FinishJob(_)
             | Command::RetireCredential(_)
@@ -880,6 +950,19 @@ pub(crate) async fn apply(
             approve,
             comment,
         } => authz::decide_approval(conn, tenant_id, id, approve, comment, now, ctx).await,
+        Command::CreateWebhook { webhook, sealed_secret } => webhooks::create(conn, *webhook, sealed_secret, ctx).await,
+        Command::UpdateWebhook { tenant_id, id, changes } => {
+            webhooks::update(conn, tenant_id, id, changes, now, clock, ctx).await
+        }
+        Command::DeleteWebhook { tenant_id, id } => webhooks::delete(conn, tenant_id, id, ctx).await,
+        Command::RotateWebhookSecret { tenant_id, id, secrets } => {
+            webhooks::rotate_secret(conn, tenant_id, id, secrets, now, ctx).await
+        }
+        Command::TestWebhook(d) => webhooks::test(conn, *d, clock, ctx).await,
+        Command::DispatchWebhooks => webhooks::dispatch(conn, now, clock).await,
+        Command::RecordWebhookAttempt { job, result, jitter } => {
+            webhooks::record_attempt(conn, job, result, jitter, now, ctx).await
+        }
         Command::Record(d) => Ok((Applied::Done, vec![d])),
     }
 }

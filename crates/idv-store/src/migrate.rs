@@ -51,7 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_leases.sql"),
         postgres: include_str!("../migrations/postgres/0008_leases.sql"),
     },
-    // 0009 is taken by the webhooks branch; versions need not be contiguous.
+    Migration {
+        version: 9,
+        sqlite: include_str!("../migrations/sqlite/0009_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0009_webhooks.sql"),
+    },
     Migration {
         version: 10,
         sqlite: include_str!("../migrations/sqlite/0010_key_rotation.sql"),

@@ -189,6 +189,14 @@ async fn run_batch(
                 | Command::RevokeLease { .. }
                 | Command::FinishLeaseRevocation { .. }
                 | Command::RescheduleJob { .. }
+                // Nothing cached depends on webhooks.
+                | Command::CreateWebhook { .. }
+                | Command::UpdateWebhook { .. }
+                | Command::DeleteWebhook { .. }
+                | Command::RotateWebhookSecret { .. }
+                | Command::TestWebhook(_)
+                | Command::DispatchWebhooks
+                | Command::RecordWebhookAttempt { .. }
         );
         let keys = matches!(cmd, Command::SigningKeys(_) | Command::ScheduleKeyRotations);
         let mut sp = tx.begin().await?;

@@ -182,6 +182,8 @@ impl TestServer {
             signing_key_publish_ahead: opts
                 .key_rotation
                 .map_or(idv_server::config::DEFAULT_KEY_PUBLISH_AHEAD, |(_, ahead)| ahead),
+            webhook_http: idv_core::webhook::HttpPolicy::Loopback,
+            webhook_hosts: Vec::new(),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

@@ -64,6 +64,120 @@ pub enum Command {
     /// Token signing keys: list them, rotate now.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Outbound webhooks: subscriptions to the tenant's events, signed per
+    /// Standard Webhooks, with a delivery log.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+/// `idv webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Subscribe an endpoint; prints its signing secret once.
+    Create {
+        /// Where to POST (`https://…`; `http://` to loopback by default).
+        #[arg(long)]
+        url: String,
+        /// Event pattern: a type (`credential.rotated`), a prefix
+        /// (`agent.*`) or `*` (repeatable).
+        #[arg(long = "event", value_name = "PATTERN", required = true)]
+        events: Vec<String>,
+        /// For people.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The tenant's subscriptions.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one subscription.
+    Get {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change a subscription.
+    Update {
+        /// Webhook id.
+        id: String,
+        /// A new endpoint.
+        #[arg(long)]
+        url: Option<String>,
+        /// Replacement event patterns (repeatable).
+        #[arg(long = "event", value_name = "PATTERN")]
+        events: Vec<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Enable it (a disabled one resumes where it stopped).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable it.
+        #[arg(long)]
+        disable: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a subscription and its delivery log.
+    Delete {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The delivery log of a subscription.
+    Deliveries {
+        /// Webhook id.
+        id: String,
+        /// Only `pending`, `delivered` or `failed`.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Send a `webhook.test` event now.
+    Test {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Replace the signing secret (printed once; the old one co-signs for 24 h).
+    RotateSecret {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Check a received webhook's signature offline, as a receiver would.
+    Verify {
+        /// The signing secret (`whsec_…`).
+        #[arg(long, env = "IDV_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The `webhook-id` header.
+        #[arg(long)]
+        id: String,
+        /// The `webhook-timestamp` header.
+        #[arg(long)]
+        timestamp: String,
+        /// The `webhook-signature` header.
+        #[arg(long)]
+        signature: String,
+        /// File holding the body exactly as received (`-` for stdin).
+        #[arg(long)]
+        payload_file: PathBuf,
+        /// Accept any timestamp (to check an old delivery).
+        #[arg(long)]
+        ignore_time: bool,
+    },
 }
 
 /// An agent's own credential, for the commands an agent runs for itself.
@@ -697,6 +811,14 @@ pub struct ServeArgs {
     /// Algorithm of new token signing keys: `EdDSA` or `ES256`.
     #[arg(long, env = "IDV_SIGNING_ALG", default_value = "EdDSA")]
     pub signing_alg: String,
+    /// Which plain-`http://` webhook endpoints may be subscribed: `never`,
+    /// `loopback` or `always` (`https://` always may).
+    #[arg(long, env = "IDV_WEBHOOK_HTTP", default_value = "loopback")]
+    pub webhook_http: String,
+    /// The only hosts webhooks may be sent to, comma-separated: names,
+    /// addresses or `*.domain` (default: any).
+    #[arg(long, env = "IDV_WEBHOOK_HOSTS", value_delimiter = ',')]
+    pub webhook_hosts: Vec<String>,
     /// How long each token signing key signs before the next takes over,
     /// e.g. `30d`; `off` for manual rotation only (`idv key rotate`).
     #[arg(long, env = "IDV_SIGNING_KEY_ROTATION", default_value = "30d")]

@@ -144,6 +144,12 @@ impl Client {
         decode(res).await
     }
 
+    /// `PATCH path` with a JSON body (no version check).
+    pub async fn patch_json<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let res = self.send(self.request(Method::PATCH, path).json(body)).await?;
+        decode(res).await
+    }
+
     /// `PUT path` with a JSON body.
     pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         let res = self.send(self.request(Method::PUT, path).json(body)).await?;

@@ -42,6 +42,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             idv_core::duration::parse_seconds(&args.signing_key_publish_ahead)
                 .map_err(|e| anyhow::anyhow!("--signing-key-publish-ahead / IDV_SIGNING_KEY_PUBLISH_AHEAD: {e}"))?,
         ),
+        webhook_http: args
+            .webhook_http
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--webhook-http / IDV_WEBHOOK_HTTP: {e}"))?,
+        webhook_hosts: args
+            .webhook_hosts
+            .into_iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
         ..Config::default()
     };
     idv_server::serve(config).await

@@ -18,6 +18,7 @@ pub mod policies;
 pub mod rotation;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 use idv_core::admin_token::{Permission, Principal};
 use idv_core::agent::AgentError;
@@ -182,5 +183,6 @@ fn describe(p: Permission) -> &'static str {
         Permission::ManagePolicy => "manage policies, roles, grants and the directory",
         Permission::Decide => "ask for authorization decisions",
         Permission::Approve => "approve or reject approval requests",
+        Permission::ManageWebhooks => "manage webhook subscriptions",
     }
 }

@@ -19,6 +19,7 @@ pub mod rotation;
 pub mod tenants;
 pub mod tokens;
 pub mod views;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -67,6 +68,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         leases::put_template, leases::templates, leases::template, leases::delete_template,
         leases::list, leases::get, leases::renew, leases::revoke, leases::issue, leases::own, leases::self_renew,
         leases::self_revoke,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries,
+        webhooks::test, webhooks::rotate_secret,
     ),
     components(schemas(idv_api::Problem)),
     modifiers(&BearerAuth, &Problems),
@@ -280,6 +283,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/self/leases", get(leases::own))
         .route("/v1/self/leases/{id}/renew", post(leases::self_renew))
         .route("/v1/self/leases/{id}/revoke", post(leases::self_revoke))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/head", get(audit::head))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

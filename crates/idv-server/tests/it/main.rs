@@ -31,6 +31,7 @@ mod rotation;
 mod tenants;
 mod tokens;
 mod ttl;
+mod webhooks;
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@ mod credential;
 mod db;
 mod key;
 mod tenant;
+mod webhook;
 
 use idv_api::Page;
 use serde::de::DeserializeOwned;
@@ -33,6 +34,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Db(c) => db::db(c).await,
         Command::Lease(c) => db::lease(c).await,
         Command::Key(c) => key::run(c).await,
+        Command::Webhook(c) => webhook::run(c).await,
     }
 }
 

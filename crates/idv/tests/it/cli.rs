@@ -14,7 +14,137 @@ backend_tests!(
     credential_commands,
     policy_decide_and_approval_commands,
     key_commands,
+    webhook_commands,
 );
+
+/// A one-request HTTP receiver on loopback: its URL, and the request's
+/// headers (lower-cased) and body once it came.
+async fn one_request() -> (String, tokio::sync::oneshot::Receiver<(Vec<(String, String)>, String)>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let headers: Vec<(String, String)> = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                if body.len() >= len || n == 0 {
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = tx.send((headers, body.to_owned()));
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+async fn webhook_commands(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, got) = one_request().await;
+    let out = ok(idv(
+        &s,
+        &[
+            "webhook",
+            "create",
+            "--url",
+            &url,
+            "--event",
+            "agent.*",
+            "--description",
+            "ops",
+        ],
+    ));
+    assert!(out.contains("Signing secret (shown once"), "{out}");
+    let secret = out
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap()
+        .to_owned();
+    let list = json(idv(&s, &["webhook", "list", "--json"]));
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    assert!(!list.to_string().contains(secret.trim_start_matches("whsec_")));
+    let table = ok(idv(&s, &["webhook", "list"]));
+    assert!(table.contains(&id) && table.contains("enabled"), "{table}");
+    let w = json(idv(
+        &s,
+        &[
+            "webhook",
+            "update",
+            &id,
+            "--event",
+            "agent.*",
+            "--event",
+            "credential.*",
+            "--json",
+        ],
+    ));
+    assert_eq!(w["events"], serde_json::json!(["agent.*", "credential.*"]));
+    assert!(ok(idv(&s, &["webhook", "get", &id])).contains("credential.*"));
+
+    // A test event reaches the receiver; the CLI verifies it as a receiver would.
+    let queued = json(idv(&s, &["webhook", "test", &id, "--json"]));
+    assert_eq!(queued["event_type"], "webhook.test");
+    let (headers, body) = tokio::time::timeout(std::time::Duration::from_secs(10), got)
+        .await
+        .unwrap()
+        .unwrap();
+    let h = |n: &str| headers.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, &body).unwrap();
+    let file = file.to_str().unwrap();
+    let (msg, ts, sig) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
+    let args = |secret: &str| {
+        vec![
+            "webhook".to_owned(),
+            "verify".to_owned(),
+            "--secret".to_owned(),
+            secret.to_owned(),
+            "--id".to_owned(),
+            msg.clone(),
+            "--timestamp".to_owned(),
+            ts.clone(),
+            "--signature".to_owned(),
+            sig.clone(),
+            "--payload-file".to_owned(),
+            file.to_owned(),
+        ]
+    };
+    let good = args(&secret);
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    assert!(ok(idv(&s, &good)).contains("valid"));
+    let other = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let bad = args(other);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    assert!(fails(idv(&s, &bad)).contains("no signature matches"));
+
+    let log = ok(idv(&s, &["webhook", "deliveries", &id]));
+    assert!(log.contains("webhook.test"), "{log}");
+    assert!(ok(idv(&s, &["webhook", "update", &id, "--disable"])).contains("disabled"));
+    let rotated = ok(idv(&s, &["webhook", "rotate-secret", &id]));
+    assert!(rotated.contains("whsec_") && !rotated.contains(&secret), "{rotated}");
+    assert!(ok(idv(&s, &["webhook", "delete", &id])).contains("Deleted"));
+    assert!(fails(idv(&s, &["webhook", "get", &id])).contains("(404)"));
+    assert!(fails(idv(&s, &["webhook", "create", "--url", "ftp://x", "--event", "*"])).contains("(422)"));
+}
 
 async fn key_commands(backend: Backend) {
     let s = TestServer::start(backend).await;
