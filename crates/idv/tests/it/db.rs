@@ -9,6 +9,43 @@ use crate::support::{IDV, fails, idv, json, ok};
 
 backend_tests!(db_and_lease_commands);
 
+/// Drops the scratch database and our roles however the test ends.
+struct Cleanup {
+    base: String,
+    database: String,
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (base, database, prefix) = (self.base.clone(), self.database.clone(), self.prefix.clone());
+        // A thread of its own: we may be inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(mut c) = PgConnection::connect(&base).await else {
+                    return;
+                };
+                let _ = c
+                    .execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
+                    .await;
+                let roles: Vec<String> =
+                    sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
+                        .bind(&prefix)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap_or_default();
+                for r in roles {
+                    let _ = c.execute(format!("DROP ROLE IF EXISTS \"{r}\"").as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// Runs `idv args…` as the agent (its client secret in the environment).
 fn idv_agent(s: &TestServer, id: &str, secret: &str, args: &[&str]) -> std::process::Output {
     eprintln!("$ idv {} (as agent {id})", args.join(" "));
@@ -35,6 +72,11 @@ async fn db_and_lease_commands(backend: Backend) {
         .execute(format!("CREATE DATABASE {database}").as_str())
         .await
         .unwrap();
+    let _cleanup = Cleanup {
+        base: base.clone(),
+        database: database.clone(),
+        prefix: prefix.clone(),
+    };
     let hostport = base
         .split_once("://")
         .map_or(base.as_str(), |(_, r)| r)
@@ -183,7 +225,5 @@ async fn db_and_lease_commands(backend: Backend) {
     ok(idv(&s, &["db", "template", "delete", "ro"]));
     assert!(ok(idv(&s, &["db", "target", "delete", "ledger"])).contains("Deleted target"));
     drop(target);
-    let _ = admin
-        .execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
-        .await;
+    drop(c);
 }
