@@ -1395,7 +1395,7 @@ mod tests {
 }
 
 /// `PUT /v1/db/targets/{name}`: a PostgreSQL database roles are issued on.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DbTargetPut {
     /// `postgres://admin:password@host:port/database` of a role that may
@@ -1484,7 +1484,7 @@ pub struct DbCredsRequest {
 }
 
 /// A database credential just issued: the password is shown only now.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct DbCredsIssued {
     /// The lease on the role.
     pub lease: LeaseView,
@@ -1617,7 +1617,7 @@ pub struct WebhookView {
 
 /// A new subscription (or a new secret) with its signing secret, shown
 /// only in this answer.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct WebhookCreated {
     /// The subscription.
     pub webhook: WebhookView,
@@ -1660,4 +1660,53 @@ pub struct WebhookDeliveryView {
     /// The body, exactly as signed and sent.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+}
+
+/// Redacting `Debug` for wire types that carry a secret: a stray `{:?}`
+/// must never print it.
+mod redacted {
+    use std::fmt;
+
+    impl fmt::Debug for super::DbTargetPut {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("DbTargetPut")
+                .field("connection_url", &"<redacted>")
+                .field("role_prefix", &self.role_prefix)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for super::DbCredsIssued {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("DbCredsIssued")
+                .field("lease", &self.lease)
+                .field("username", &self.username)
+                .field("password", &"<redacted>")
+                .field("host", &self.host)
+                .field("port", &self.port)
+                .field("database", &self.database)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for super::WebhookCreated {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("WebhookCreated")
+                .field("webhook", &self.webhook)
+                .field("secret", &"<redacted>")
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn secrets_do_not_show_in_debug() {
+            let t = super::super::DbTargetPut {
+                connection_url: "postgres://u:hunter2@h/db".into(),
+                role_prefix: None,
+            };
+            assert!(!format!("{t:?}").contains("hunter2"));
+        }
+    }
 }

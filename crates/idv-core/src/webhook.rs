@@ -429,7 +429,7 @@ pub fn verify(
     now: Timestamp,
 ) -> Result<(), VerifyError> {
     let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-    if (now.as_micros() / 1_000_000 - ts).abs() > TOLERANCE_SECS {
+    if (now.as_micros() / 1_000_000).abs_diff(ts) > TOLERANCE_SECS.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let expected = secret.mac(msg_id, ts, payload);
@@ -506,20 +506,72 @@ impl UrlPolicy {
 }
 
 /// Checks an endpoint URL: absolute `https://` (or `http://` as `policy`
-/// allows), a host the policy allows, no credentials, no fragment.
+/// allows), a host the policy allows, no credentials, no fragment, and
+/// (for an address) not an internal address ([`address_allowed`]).
 pub fn check_url(raw: &str, policy: &UrlPolicy) -> Result<(), WebhookError> {
     check_scheme(raw, policy.http)?;
-    let host = url::Url::parse(raw)
-        .ok()
+    let parsed = url::Url::parse(raw).ok();
+    let host = parsed
+        .as_ref()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
     if !policy.allows_host(&host) {
-        return Err(invalid(
-            "url",
-            format!("this server sends webhooks only to {}", policy.hosts.join(", ")),
-        ));
+        // Not the list itself: it describes the operator's network.
+        return Err(invalid("url", "this server does not send webhooks to that host"));
+    }
+    let literal = match parsed.as_ref().and_then(url::Url::host) {
+        Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+        _ => None,
+    };
+    if let Some(ip) = literal
+        && !address_allowed(ip, &host, policy)
+    {
+        return Err(invalid("url", "webhooks are not sent to internal addresses"));
     }
     Ok(())
+}
+
+/// Whether a receiver at `ip` (the host `host` resolved to, or named) may be
+/// sent to: a guard against server-side request forgery, applied to the URL
+/// and again to every address a name resolves to at delivery time (so DNS
+/// rebinding does not get around it). Public addresses may; loopback only
+/// while plain HTTP is not `never` (local receivers, development); private,
+/// link-local (cloud metadata), shared (CGNAT), unique-local, unspecified,
+/// multicast and broadcast addresses only when the operator listed the host
+/// in `--webhook-hosts`.
+pub fn address_allowed(ip: IpAddr, host: &str, policy: &UrlPolicy) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return policy.http != HttpPolicy::Never || listed(host, policy);
+    }
+    let internal = match ip {
+        IpAddr::V4(a) => {
+            let [o1, o2, ..] = a.octets();
+            a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || (o1 == 100 && (64..128).contains(&o2))
+                || o1 == 0
+                || o1 >= 240
+        }
+        IpAddr::V6(a) => {
+            let first = a.segments().first().copied().unwrap_or(0);
+            a.is_unspecified() || a.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    };
+    !internal || listed(host, policy)
+}
+
+/// Whether the operator named `host` in a non-empty allow-list.
+fn listed(host: &str, policy: &UrlPolicy) -> bool {
+    !policy.hosts.is_empty() && policy.allows_host(host)
 }
 
 fn check_scheme(raw: &str, policy: HttpPolicy) -> Result<(), WebhookError> {
@@ -974,6 +1026,43 @@ mod tests {
             url_origin("https://x.example:8443/secret/path?t=1"),
             "https://x.example:8443"
         );
+    }
+
+    #[test]
+    fn internal_addresses_are_refused_unless_listed() {
+        let open = http(HttpPolicy::Loopback);
+        for internal in [
+            "https://10.1.2.3/h",
+            "https://169.254.169.254/latest/meta-data",
+            "https://192.168.0.10/h",
+            "https://172.16.5.5/h",
+            "https://100.64.0.1/h",
+            "https://0.0.0.0/h",
+            "https://[fd00::1]/h",
+            "https://[fe80::1]/h",
+            "https://[::ffff:10.0.0.1]/h",
+        ] {
+            assert!(check_url(internal, &open).is_err(), "{internal}");
+        }
+        assert!(check_url("https://8.8.8.8/h", &open).is_ok());
+        assert!(check_url("https://[2001:4860::8888]/h", &open).is_ok());
+        // Loopback goes with plain HTTP's policy.
+        assert!(check_url("https://127.0.0.1/h", &open).is_ok());
+        assert!(check_url("https://127.0.0.1/h", &http(HttpPolicy::Never)).is_err());
+        // The operator may list an internal receiver.
+        let listed = UrlPolicy {
+            http: HttpPolicy::Never,
+            hosts: vec!["10.1.2.3".into(), "hooks.corp.example".into()],
+        };
+        assert!(check_url("https://10.1.2.3/h", &listed).is_ok());
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        assert!(address_allowed(ip, "hooks.corp.example", &listed));
+        assert!(!address_allowed(ip, "hooks.other.example", &open));
+        assert!(!address_allowed(
+            "127.0.0.1".parse().unwrap(),
+            "rebound.example",
+            &http(HttpPolicy::Never)
+        ));
     }
 
     fn attempt(code: Option<u16>) -> AttemptResult {

@@ -74,9 +74,18 @@ async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize
         }
         ran += jobs.len();
         // Concurrently, so their writes share group commits; each job is
-        // its own unit of work and fails alone.
+        // its own unit of work and fails alone. A job not started by half
+        // its lease is left alone: started later, it could still run when
+        // the lease ends and another node claims it (slow webhook
+        // receivers can hold a batch that long); it is claimed again then.
+        let claimed = tokio::time::Instant::now();
+        let fresh = Duration::from_secs(u64::try_from(LEASE_SECS / 2).unwrap_or(30));
         futures_util::stream::iter(jobs)
-            .for_each_concurrent(CONCURRENCY, |job| run_one(state, job))
+            .for_each_concurrent(CONCURRENCY, |job| async move {
+                if claimed.elapsed() < fresh {
+                    run_one(state, job).await;
+                }
+            })
             .await;
     }
 }

@@ -73,6 +73,10 @@ impl AppState {
             Dialect::Sqlite => format!("SQLite in {}", config.data_dir.display()),
             Dialect::Postgres => "PostgreSQL".to_owned(),
         };
+        let webhook_urls = idv_core::webhook::UrlPolicy {
+            http: config.webhook_http,
+            hosts: config.webhook_hosts.clone(),
+        };
         Ok(Self {
             store,
             token_hasher: SecretHasher::new(&setup.master_key, "admin-token"),
@@ -94,11 +98,8 @@ impl AppState {
             clock,
             metrics: Arc::new(Metrics::default()),
             store_description,
-            webhook_http: crate::app::webhooks::http_client()?,
-            webhook_urls: idv_core::webhook::UrlPolicy {
-                http: config.webhook_http,
-                hosts: config.webhook_hosts.clone(),
-            },
+            webhook_http: crate::app::webhooks::http_client(&webhook_urls)?,
+            webhook_urls,
         })
     }
 }

@@ -205,7 +205,9 @@ async fn run_batch(
             Ok((applied, drafts)) => {
                 sp.commit().await?;
                 changed.any |= changes_state;
-                changed.keys |= keys;
+                // Every key change records an event; a run that changed
+                // nothing must not make every node reload its rings.
+                changed.keys |= keys && !drafts.is_empty();
                 for d in drafts {
                     events.push(head.append(d, clock.new_id(), now));
                 }

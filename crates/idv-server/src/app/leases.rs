@@ -38,8 +38,12 @@ const ROLE_RANDOM: usize = 12;
 const PASSWORD_LEN: usize = 32;
 
 impl From<TargetError> for AppError {
+    /// The target's own message may name its schema, tables and roles: it
+    /// is logged (and kept on a pending lease for administrators), and the
+    /// caller gets a generic answer.
     fn from(e: TargetError) -> Self {
-        AppError::Upstream(format!("target database: {e}"))
+        tracing::warn!(error = %e, "target database failed");
+        AppError::Upstream("the target database could not be reached or refused the change; retry later".into())
     }
 }
 
@@ -86,17 +90,36 @@ pub async fn put_target(
         updated_at: state.clock.now(),
         updated_by: caller.actor().reference(),
     };
+    // Roles of live leases exist where the target points now: moving it
+    // elsewhere would leave them behind (revocations would find nothing to
+    // drop at the new place). Only the credentials may change meanwhile.
+    if let Some((old, _)) = state.store.db_target(t.tenant_id, name).await?
+        && (old.host, old.port, &old.database, &old.role_prefix)
+            != (t.host.clone(), t.port, &t.database, &t.role_prefix)
+        && !state.store.live_lease_roles(t.tenant_id, name).await?.is_empty()
+    {
+        return Err(AppError::Store(idv_store::StoreError::Conflict(format!(
+            "target `{name}` has live leases: its host, port, database and role prefix cannot change until they end"
+        ))));
+    }
     let sealed_url = state
         .secret_sealer
         .seal(connection_url.as_bytes(), &url_aad(t.tenant_id, name));
-    match state
+    let previous = target_with_url(state, caller.tenant.id, name).await.ok();
+    let stored = match state
         .store
         .execute(Command::PutDbTarget { target: t, sealed_url }, caller.context())
         .await?
     {
-        Applied::DbTarget(t) => Ok(*t),
-        _ => Err(unexpected()),
+        Applied::DbTarget(t) => *t,
+        _ => return Err(unexpected()),
+    };
+    if let Some((_, url)) = previous
+        && url.as_str() != connection_url
+    {
+        state.target_pools.forget(&url);
     }
+    Ok(stored)
 }
 
 fn bad(e: db_template::TemplateError) -> AppError {
@@ -125,11 +148,15 @@ pub async fn delete_target(state: &AppState, caller: &Caller, name: &str) -> Res
     caller
         .require(state, Permission::ManageTrust, "db.target.delete")
         .await?;
+    let previous = target_with_url(state, caller.tenant.id, name).await.ok();
     let cmd = Command::DeleteDbTarget {
         tenant_id: caller.tenant.id,
         name: name.to_owned(),
     };
     state.store.execute(cmd, caller.context()).await?;
+    if let Some((_, url)) = previous {
+        state.target_pools.forget(&url);
+    }
     Ok(())
 }
 

@@ -279,9 +279,10 @@ fn open(state: &AppState, tenant_id: Uuid, id: Uuid, column: &str, sealed: &[u8]
 }
 
 /// Runs a due [`idv_store::JOB_DELIVER_WEBHOOK`] job: signs and POSTs the
-/// delivery and records what came back. A delivery already settled, or of a
-/// subscription disabled meanwhile, just finishes the job (enabling the
-/// subscription schedules its pending deliveries again).
+/// delivery and records what came back. A delivery already settled, or
+/// (test events aside) of a subscription disabled meanwhile, just finishes
+/// the job (enabling the subscription schedules its pending deliveries
+/// again).
 pub async fn deliver(state: &AppState, job: Job) -> Result<(), AppError> {
     let id = Uuid::parse_str(&job.target_id).map_err(|e| AppError::Internal(format!("delivery job target: {e}")))?;
     let finish = |job: Job| async move { state.store.execute(Command::FinishJob(job), context()).await };
@@ -295,7 +296,8 @@ pub async fn deliver(state: &AppState, job: Job) -> Result<(), AppError> {
         finish(job).await?;
         return Ok(());
     };
-    if w.status == Status::Disabled {
+    // A test checks the endpoint, also while the subscription is disabled.
+    if w.status == Status::Disabled && d.event_type != webhook::TEST_EVENT {
         finish(job).await?;
         return Ok(());
     }
@@ -391,10 +393,36 @@ fn describe(e: reqwest::Error) -> String {
     }
 }
 
+/// Resolves receivers' names for deliveries and refuses any name that
+/// resolves to an address [`webhook::address_allowed`] refuses (checked at
+/// connection time, on the addresses actually used: no DNS rebinding).
+#[derive(Debug)]
+struct GuardedResolver(webhook::UrlPolicy);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(format!("`{host}` has no address").into());
+            }
+            if addrs.iter().any(|a| !webhook::address_allowed(a.ip(), &host, &policy)) {
+                return Err("the receiver resolves to an internal address; webhooks are not sent there".into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// The HTTP client deliveries use: a request timeout, no redirects
-/// (Standard Webhooks: a 3xx is a failure), no proxy from the environment.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
+/// (Standard Webhooks: a 3xx is a failure), no proxy from the environment,
+/// and names resolved through the address guard.
+pub fn http_client(policy: &webhook::UrlPolicy) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
+        .dns_resolver(std::sync::Arc::new(GuardedResolver(policy.clone())))
         .timeout(std::time::Duration::from_secs(webhook::TIMEOUT_SECS))
         .connect_timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())

@@ -27,8 +27,9 @@ const POOL_SIZE: u32 = 4;
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Open connections to targets: a small pool per connection string, keyed
-/// by its SHA-256 so the map itself holds no password. A replaced or
-/// deleted target's pool closes its connections once they are idle.
+/// by its SHA-256 (each pool keeps its connect options, password included,
+/// in memory, as any open connection must). A replaced or deleted target's
+/// pool is forgotten and closed.
 #[derive(Debug, Default)]
 pub struct Pools {
     by_url: Mutex<HashMap<[u8; 32], PgPool>>,
@@ -53,6 +54,16 @@ impl Pools {
             .connect_lazy_with(options(url)?);
         map.insert(key, pool.clone());
         Ok(pool)
+    }
+
+    /// Closes and forgets the pool for `url` (a target replaced or deleted).
+    pub fn forget(&self, url: &str) {
+        let key: [u8; 32] = Sha256::digest(url.as_bytes()).into();
+        let pool = self.by_url.lock().ok().and_then(|mut m| m.remove(&key));
+        if let Some(pool) = pool {
+            // Closing waits for connections in use; nobody waits for that.
+            tokio::spawn(async move { pool.close().await });
+        }
     }
 }
 

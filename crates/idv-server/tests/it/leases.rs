@@ -708,6 +708,16 @@ async fn targets_and_templates_are_checked_and_tenant_scoped(backend: Backend) {
     // A target in use cannot go.
     let bot = agent(&s, "scoped-bot").await;
     let issued = json_ok(creds(&s, &bot, json!({})).await, StatusCode::CREATED).await;
+    // Nor move while its leases' roles live where it points now; its
+    // credentials may change.
+    let r = put_target(json!({"connection_url": t.admin_url(), "role_prefix": "elsewhere_"}))
+        .await
+        .unwrap();
+    problem(r, StatusCode::CONFLICT).await;
+    let r = put_target(json!({"connection_url": t.url("postgres", "a-new-password"), "role_prefix": t.prefix}))
+        .await
+        .unwrap();
+    json_ok(r, StatusCode::OK).await;
     let r = s.req(Method::DELETE, "/v1/db/targets/ledger").send().await.unwrap();
     problem(r, StatusCode::CONFLICT).await;
     let r = s
