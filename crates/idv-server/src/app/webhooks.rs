@@ -115,7 +115,21 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Webhook>, AppError> {
     caller.require(state, Permission::ReadAudit, "webhook.list").await?;
-    Ok(state.store.webhooks(caller.tenant.id, after, limit).await?)
+    let items = state.store.webhooks(caller.tenant.id, after, limit).await?;
+    Ok(items.into_iter().map(|w| for_reader(caller, w)).collect())
+}
+
+/// Readers who may not manage webhooks (auditors) see only the URL's
+/// origin: a path or query can hold the receiver's own token (the same
+/// reason the audit log records only the origin).
+fn for_reader(caller: &Caller, mut w: Webhook) -> Webhook {
+    if !caller.principal.may(Permission::ManageWebhooks) {
+        let origin = webhook::url_origin(&w.url);
+        if w.url != origin && w.url != format!("{origin}/") {
+            w.url = format!("{origin}/…");
+        }
+    }
+    w
 }
 
 /// One subscription.
@@ -125,6 +139,7 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Webhook,
         .store
         .webhook(caller.tenant.id, id)
         .await?
+        .map(|w| for_reader(caller, w))
         .ok_or_else(|| not_found(id))
 }
 
