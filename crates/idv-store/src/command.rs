@@ -428,6 +428,9 @@ pub enum Command {
         id: Uuid,
         /// The new secret and the previous one, sealed.
         secrets: SealedSecrets,
+        /// The sealed secret being replaced, as read: a rotation that
+        /// raced another is refused instead of losing a secret.
+        replacing: Vec<u8>,
     },
     /// Queue a test event to one subscription.
     TestWebhook(Box<Delivery>),
@@ -955,9 +958,12 @@ pub(crate) async fn apply(
             webhooks::update(conn, tenant_id, id, changes, now, clock, ctx).await
         }
         Command::DeleteWebhook { tenant_id, id } => webhooks::delete(conn, tenant_id, id, ctx).await,
-        Command::RotateWebhookSecret { tenant_id, id, secrets } => {
-            webhooks::rotate_secret(conn, tenant_id, id, secrets, now, ctx).await
-        }
+        Command::RotateWebhookSecret {
+            tenant_id,
+            id,
+            secrets,
+            replacing,
+        } => webhooks::rotate_secret(conn, tenant_id, id, secrets, &replacing, now, ctx).await,
         Command::TestWebhook(d) => webhooks::test(conn, *d, clock, ctx).await,
         Command::DispatchWebhooks => webhooks::dispatch(conn, now, clock).await,
         Command::RecordWebhookAttempt { job, result, jitter } => {

@@ -422,23 +422,30 @@ pub(crate) async fn rotate_secret(
     tenant_id: Uuid,
     id: Uuid,
     secrets: SealedSecrets,
+    replacing: &[u8],
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
     let mut w = load(conn, tenant_id, id).await?;
     w.updated_at = now;
     let (previous, until) = secrets.previous.unzip();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE webhooks SET sealed_secret = $1, sealed_previous_secret = $2, previous_secret_until = $3, \
-         updated_at = $4 WHERE id = $5",
+         updated_at = $4 WHERE id = $5 AND sealed_secret = $6",
     )
     .bind(secrets.current)
     .bind(previous)
     .bind(until.map(Timestamp::as_micros))
     .bind(now.as_micros())
     .bind(id.to_string())
+    .bind(replacing.to_vec())
     .execute(&mut *conn)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(
+            "the secret was rotated by another request meanwhile; rotate again if you need a newer one".into(),
+        ));
+    }
     let d = with_details(
         webhook_draft(ctx, &w, "webhook.rotate_secret"),
         json!({ "previous_secret_until": until.map(Timestamp::to_rfc3339) }),

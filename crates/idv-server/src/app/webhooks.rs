@@ -228,7 +228,12 @@ pub async fn rotate_secret(state: &AppState, caller: &Caller, id: Uuid) -> Resul
             until,
         )),
     };
-    let cmd = Command::RotateWebhookSecret { tenant_id, id, secrets };
+    let cmd = Command::RotateWebhookSecret {
+        tenant_id,
+        id,
+        secrets,
+        replacing: sealed.current,
+    };
     match state.store.execute(cmd, caller.context()).await? {
         Applied::Webhook(w) => Ok((*w, secret)),
         _ => Err(unexpected()),

@@ -216,7 +216,8 @@ pub async fn test(
 /// keeps signing alongside for 24 hours, so the receiver can switch without
 /// losing a delivery.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
-    responses((status = 200, body = WebhookCreated), (status = 404, body = idv_api::Problem)),
+    responses((status = 200, body = WebhookCreated), (status = 404, body = idv_api::Problem),
+        (status = 409, body = idv_api::Problem)),
     security(("bearer" = [])))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
