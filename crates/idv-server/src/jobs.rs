@@ -19,6 +19,11 @@ const LEASE_SECS: i64 = 60;
 const BATCH: i64 = 500;
 /// Jobs of a lease run at once.
 const CONCURRENCY: usize = 8;
+/// Webhook deliveries in flight at once on a node. They run beside the
+/// batch, not in it, so slow receivers (up to the delivery timeout each)
+/// never hold up lease revocation, expiry or key rotation; a delivery that
+/// finds no free slot stays leased and is claimed again when its lease ends.
+pub const DELIVERIES_IN_FLIGHT: usize = 16;
 
 fn ctx() -> Context {
     Context {
@@ -82,9 +87,20 @@ async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize
         let fresh = Duration::from_secs(u64::try_from(LEASE_SECS / 2).unwrap_or(30));
         futures_util::stream::iter(jobs)
             .for_each_concurrent(CONCURRENCY, |job| async move {
-                if claimed.elapsed() < fresh {
-                    run_one(state, job).await;
+                if claimed.elapsed() >= fresh {
+                    return;
                 }
+                if job.kind == idv_store::JOB_DELIVER_WEBHOOK {
+                    if let Ok(slot) = state.delivery_slots.clone().try_acquire_owned() {
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            run_one(&state, job).await;
+                            drop(slot);
+                        });
+                    }
+                    return;
+                }
+                run_one(state, job).await;
             })
             .await;
     }

@@ -61,6 +61,8 @@ pub struct AppState {
     pub webhook_http: reqwest::Client,
     /// Which endpoints may be subscribed.
     pub webhook_urls: idv_core::webhook::UrlPolicy,
+    /// Webhook deliveries in flight on this node (each a slot).
+    pub delivery_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
             store_description,
             webhook_http: crate::app::webhooks::http_client(&webhook_urls)?,
             webhook_urls,
+            delivery_slots: Arc::new(tokio::sync::Semaphore::new(crate::jobs::DELIVERIES_IN_FLIGHT)),
         })
     }
 }
