@@ -19,7 +19,6 @@ use idv_core::secret::random_base62;
 use idv_store::{Applied, Command, Context, Job, LeaseFilter};
 use rand::RngCore as _;
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::credentials::{Presented, agent_context, authenticate_self};
@@ -183,7 +182,11 @@ async fn target_with_url(
 }
 
 /// A target with the pool of connections to it.
-async fn target_with_pool(state: &AppState, tenant_id: Uuid, name: &str) -> Result<(DbTarget, PgPool), AppError> {
+async fn target_with_pool(
+    state: &AppState,
+    tenant_id: Uuid,
+    name: &str,
+) -> Result<(DbTarget, target_db::Target), AppError> {
     let (t, url) = target_with_url(state, tenant_id, name).await?;
     let pool = state.target_pools.get(&url)?;
     Ok((t, pool))

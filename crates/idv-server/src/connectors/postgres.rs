@@ -35,16 +35,21 @@ pub struct Pools {
     by_url: Mutex<HashMap<[u8; 32], PgPool>>,
 }
 
+/// One target database, ready to use (its pool of connections).
+#[derive(Clone, Debug)]
+pub struct Target(PgPool);
+
 impl Pools {
-    /// The pool for `url` (made on first use; it connects lazily).
-    pub fn get(&self, url: &str) -> Result<PgPool, TargetError> {
+    /// The target at `url` (its pool is made on first use and connects
+    /// lazily).
+    pub fn get(&self, url: &str) -> Result<Target, TargetError> {
         let key: [u8; 32] = Sha256::digest(url.as_bytes()).into();
         let mut map = self
             .by_url
             .lock()
             .map_err(|_| TargetError("the target pool map is poisoned".into()))?;
         if let Some(p) = map.get(&key) {
-            return Ok(p.clone());
+            return Ok(Target(p.clone()));
         }
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
@@ -53,7 +58,7 @@ impl Pools {
             .acquire_timeout(TIMEOUT)
             .connect_lazy_with(options(url)?);
         map.insert(key, pool.clone());
-        Ok(pool)
+        Ok(Target(pool))
     }
 
     /// Closes and forgets the pool for `url` (a target replaced or deleted).
@@ -119,8 +124,8 @@ fn options(url: &str) -> Result<PgConnectOptions, TargetError> {
 }
 
 /// A connection from the target's pool (checked alive before use).
-async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, TargetError> {
-    pool.acquire().await.map_err(|e| err("target unreachable", e))
+async fn acquire(target: &Target) -> Result<PoolConnection<Postgres>, TargetError> {
+    target.0.acquire().await.map_err(|e| err("target unreachable", e))
 }
 
 /// A connection of its own, for checking a connection string.
@@ -201,7 +206,7 @@ pub fn tag(lease: Uuid, tenant: Uuid, target: &str) -> String {
 /// never reaches the target), its end and its grants in one transaction:
 /// either all of it exists afterwards or none of it does.
 pub fn create_role<'a>(
-    pool: &'a PgPool,
+    pool: &'a Target,
     role: &'a str,
     verifier: &'a str,
     valid_until: Timestamp,
@@ -227,7 +232,7 @@ pub fn create_role<'a>(
 
 /// Moves the role's `VALID UNTIL`.
 pub fn set_valid_until<'a>(
-    pool: &'a PgPool,
+    pool: &'a Target,
     role: &'a str,
     valid_until: Timestamp,
 ) -> Boxed<'a, Result<(), TargetError>> {
@@ -245,7 +250,7 @@ pub fn set_valid_until<'a>(
 /// Drops the role: no new logins, its sessions ended, what it owns or was
 /// granted here dropped, then the role. A role that does not exist is
 /// already gone (revocation is idempotent, so retries are safe).
-pub fn drop_role<'a>(pool: &'a PgPool, role: &'a str) -> Boxed<'a, Result<(), TargetError>> {
+pub fn drop_role<'a>(pool: &'a Target, role: &'a str) -> Boxed<'a, Result<(), TargetError>> {
     Box::pin(async move {
         let mut c = acquire(pool).await?;
         drop_on(&mut c, role).await
@@ -292,7 +297,7 @@ async fn drop_on(c: &mut PgConnection, role: &str) -> Result<(), TargetError> {
 /// Roles on the target that start with `prefix` and carry our comment for
 /// this tenant and target.
 pub fn tagged_roles<'a>(
-    pool: &'a PgPool,
+    pool: &'a Target,
     prefix: &'a str,
     tenant: Uuid,
     target: &'a str,
@@ -324,7 +329,7 @@ pub fn tagged_roles<'a>(
 }
 
 /// Drops each of `roles` (the sweeper's orphans); answers those dropped.
-pub fn drop_roles<'a>(pool: &'a PgPool, roles: &'a [String]) -> Boxed<'a, Result<usize, TargetError>> {
+pub fn drop_roles<'a>(pool: &'a Target, roles: &'a [String]) -> Boxed<'a, Result<usize, TargetError>> {
     Box::pin(async move {
         let mut c = acquire(pool).await?;
         let mut n = 0;
