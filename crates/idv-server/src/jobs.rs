@@ -19,6 +19,8 @@ const LEASE_SECS: i64 = 60;
 const BATCH: i64 = 500;
 /// Jobs of a lease run at once.
 const CONCURRENCY: usize = 8;
+/// How often a node prunes the webhook delivery log.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Webhook deliveries in flight at once on a node. They run beside the
 /// batch, not in it, so slow receivers (up to the delivery timeout each)
 /// never hold up lease revocation, expiry or key rotation; a delivery that
@@ -35,10 +37,19 @@ fn ctx() -> Context {
 
 /// Runs until `stop` turns true.
 pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut pruned: Option<tokio::time::Instant> = None;
     loop {
         // Webhook deliveries first, so those it makes run in this poll.
         if let Err(e) = crate::app::webhooks::dispatch(&state).await {
             tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+        }
+        // The delivery log's retention, hourly on each node (deleting what
+        // another node already deleted finds nothing).
+        if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            match state.store.execute(Command::PruneWebhookDeliveries, ctx()).await {
+                Ok(_) => pruned = Some(tokio::time::Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "pruning the webhook delivery log failed; retrying"),
+            }
         }
         if let Err(e) = run_due(&state, &stop).await {
             tracing::warn!(error = %e, "job poll failed; retrying");

@@ -437,6 +437,9 @@ pub enum Command {
     /// Turn the audit events after each subscription's cursor into
     /// deliveries (bookkeeping, no event).
     DispatchWebhooks,
+    /// Delete settled webhook deliveries past their retention (a bounded
+    /// batch; one event per tenant with the count).
+    PruneWebhookDeliveries,
     /// Record one attempt of a [`crate::JOB_DELIVER_WEBHOOK`] job's delivery.
     RecordWebhookAttempt {
         /// The job as claimed.
@@ -756,6 +759,7 @@ impl Command {
             Command::TestWebhook(d) => (d.tenant_id, "webhook.test", "webhook", d.webhook_id.to_string(), None),
             Command::ExpireAgent(_)
             | Command::DispatchWebhooks
+            | Command::PruneWebhookDeliveries
             | Command::RecordWebhookAttempt { .. }
             | Command::RetryJob { .. }
             | Command::FinishJob(_)
@@ -966,6 +970,7 @@ pub(crate) async fn apply(
         } => webhooks::rotate_secret(conn, tenant_id, id, secrets, &replacing, now, ctx).await,
         Command::TestWebhook(d) => webhooks::test(conn, *d, clock, ctx).await,
         Command::DispatchWebhooks => webhooks::dispatch(conn, now, clock).await,
+        Command::PruneWebhookDeliveries => webhooks::prune(conn, now, ctx).await,
         Command::RecordWebhookAttempt { job, result, jitter } => {
             webhooks::record_attempt(conn, job, result, jitter, now, ctx).await
         }

@@ -37,7 +37,9 @@ pub use error::StoreError;
 pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};
 pub use read::{AgentFilter, AuditFilter};
-pub use webhooks::{DISPATCH_WINDOW, DeliveryFilter, JOB_DELIVER_WEBHOOK, SealedSecrets, WebhookChanges};
+pub use webhooks::{
+    DELIVERY_RETENTION_SECS, DISPATCH_WINDOW, DeliveryFilter, JOB_DELIVER_WEBHOOK, SealedSecrets, WebhookChanges,
+};
 pub use writer::WriterStats;
 
 /// Which SQL dialect the store speaks.

@@ -31,6 +31,11 @@ pub const DISPATCH_WINDOW: i64 = 2_000;
 /// holds the chain head's lock, so it must stay short however many
 /// subscriptions the tenants have (the rest are served by the next steps).
 pub const DISPATCH_SUBSCRIPTIONS: i64 = 50;
+/// How long settled (delivered or failed) deliveries stay in the log; the
+/// events themselves stay in the audit chain.
+pub const DELIVERY_RETENTION_SECS: i64 = 30 * 86_400;
+/// Deliveries one prune step deletes at most.
+const PRUNE_BATCH: i64 = 10_000;
 
 const COLS: &str = "id, tenant_id, url, events, description, status, disabled_reason, disabled_at, \
      consecutive_failures, failing_since, last_success_at, created_at, created_by, updated_at";
@@ -547,6 +552,44 @@ pub(crate) async fn dispatch(
             .await?;
     }
     Ok((Applied::Count(made), vec![]))
+}
+
+/// Deletes up to [`PRUNE_BATCH`] settled deliveries older than
+/// [`DELIVERY_RETENTION_SECS`], recording per tenant how many went.
+pub(crate) async fn prune(conn: &mut AnyConnection, now: Timestamp, ctx: &Context) -> Result<Outcome2, StoreError> {
+    let before = now.plus_secs(-DELIVERY_RETENTION_SECS).as_micros();
+    let tenants: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM webhook_deliveries WHERE created_at < $1 AND status <> 'pending'",
+    )
+    .bind(before)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut total, mut drafts) = (0, Vec::new());
+    for t in tenants {
+        let deleted = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+             WHERE tenant_id = $1 AND created_at < $2 AND status <> 'pending' LIMIT $3)",
+        )
+        .bind(t.clone())
+        .bind(before)
+        .bind(PRUNE_BATCH)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        let tenant_id = Uuid::parse_str(&t).map_err(|e| corrupt("tenant_id", e))?;
+        drafts.push(with_details(
+            draft(
+                ctx,
+                tenant_id,
+                "webhook.deliveries.prune",
+                "webhook_deliveries",
+                "retention".into(),
+            ),
+            json!({ "deleted": deleted, "created_before": Timestamp::from_micros(before).to_rfc3339() }),
+        ));
+        total += usize::try_from(deleted).unwrap_or(usize::MAX);
+    }
+    Ok((Applied::Count(total), drafts))
 }
 
 /// `($first, …)`: an `IN` list of numbered markers (the statement mixes it

@@ -196,6 +196,7 @@ async fn run_batch(
                 | Command::RotateWebhookSecret { .. }
                 | Command::TestWebhook(_)
                 | Command::DispatchWebhooks
+                | Command::PruneWebhookDeliveries
                 | Command::RecordWebhookAttempt { .. }
         );
         let keys = matches!(cmd, Command::SigningKeys(_) | Command::ScheduleKeyRotations);

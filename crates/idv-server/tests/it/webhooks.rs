@@ -27,6 +27,7 @@ backend_tests!(
     a_failing_endpoint_is_retried_then_disabled,
     tenants_are_isolated_and_input_is_checked,
     subscriptions_change_and_secrets_rotate,
+    settled_deliveries_are_pruned_after_their_retention,
 );
 
 /// One request the receiver got.
@@ -597,4 +598,37 @@ async fn subscriptions_change_and_secrets_rotate(backend: Backend) {
     create_agent(&s, &s.token, "after-delete").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(r.all().len(), 2);
+}
+
+async fn settled_deliveries_are_pruned_after_their_retention(backend: Backend) {
+    let s = start_manual(backend).await;
+    let r = Receiver::start(200).await;
+    let sub = subscribe(&s, &s.token, &r.url, &["agent.created"]).await;
+    let hook = sub["webhook"]["id"].as_str().unwrap().to_owned();
+    create_agent(&s, &s.token, "kept-a-month").await;
+    eventually("the delivery is made and delivered", || async {
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["status"] == "delivered")
+    })
+    .await;
+    // A month on, the node prunes the log when its job runner starts (and
+    // hourly after): the delivery goes, with an event saying how many.
+    s.clock
+        .as_ref()
+        .unwrap()
+        .advance_secs(idv_store::DELIVERY_RETENTION_SECS + 60);
+    let s = s.restart(backend).await.unwrap();
+    eventually("the settled delivery is pruned", || async {
+        deliveries(&s, &hook).await.is_empty()
+    })
+    .await;
+    let pruned: Vec<Value> = all_events(&s)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "webhook.deliveries.prune")
+        .collect();
+    assert_eq!(pruned.len(), 1, "{pruned:?}");
+    assert_eq!(pruned[0]["details"]["deleted"], 1);
 }
