@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use idv_core::audit::Actor;
 use idv_store::{Applied, Command, Context, Job};
 use tokio::sync::watch;
 
@@ -28,11 +27,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub const DELIVERIES_IN_FLIGHT: usize = 16;
 
 fn ctx() -> Context {
-    Context {
-        actor: Actor::system("jobs"),
-        request_id: None,
-        note: None,
-    }
+    Context::system("jobs")
 }
 
 /// Runs until `stop` turns true.

@@ -717,11 +717,7 @@ impl Tally {
             .rows_affected();
             if inserted == 1 {
                 let mut d = draft(
-                    &Context {
-                        actor: idv_core::audit::Actor::system("pdp"),
-                        request_id: None,
-                        note: None,
-                    },
+                    &Context::system("pdp"),
                     tenant_id,
                     "agent.edge.first_seen",
                     "agent",

@@ -45,6 +45,17 @@ pub struct Context {
     pub note: Option<Value>,
 }
 
+impl Context {
+    /// IdentityVault itself acting, in `component` (jobs, bootstrap, …).
+    pub fn system(component: &str) -> Self {
+        Context {
+            actor: Actor::system(component),
+            request_id: None,
+            note: None,
+        }
+    }
+}
+
 /// A durable background job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {

@@ -11,7 +11,7 @@
 
 use idv_core::Clock;
 use idv_core::Timestamp;
-use idv_core::audit::{Actor, Draft, Outcome};
+use idv_core::audit::{Draft, Outcome};
 use idv_core::webhook::{self, AttemptResult, Delivery, DeliveryStatus, Filter, Next, Status, Webhook};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -721,11 +721,7 @@ pub(crate) async fn record_attempt(
                 w.disabled_reason = Some(reason.clone());
                 w.disabled_at = Some(now);
                 unschedule_all(conn, w.id).await?;
-                let system = Context {
-                    actor: Actor::system("webhooks"),
-                    request_id: None,
-                    note: None,
-                };
+                let system = Context::system("webhooks");
                 let mut ev = with_details(
                     webhook_draft(&system, &w, "webhook.disabled"),
                     json!({ "consecutive_failures": w.consecutive_failures,

@@ -250,3 +250,98 @@ impl TestServer {
         .await
     }
 }
+
+/// A throwaway database on the PostgreSQL of `IDV_TEST_POSTGRES_URL`, for
+/// tests that need a real target database (dynamic credentials), with a
+/// random role prefix of its own (roles are cluster-wide). Dropping it drops
+/// the database and every role with the prefix, however the test ended.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    /// The cluster URL it was made through.
+    pub base: String,
+    /// Its name.
+    pub name: String,
+    /// `host:port` of the cluster.
+    pub hostport: String,
+    /// The role prefix for this test (`<letter><6 hex>_`).
+    pub prefix: String,
+}
+
+impl ScratchDatabase {
+    /// A fresh database, or `None` (and a SKIPPED line naming `test`)
+    /// without `IDV_TEST_POSTGRES_URL`.
+    #[expect(
+        clippy::panic,
+        reason = "test support: a database that cannot be made fails the test"
+    )]
+    pub async fn create(test: &str, letter: char) -> Option<ScratchDatabase> {
+        let Some(base) = postgres_url() else {
+            eprintln!("SKIPPED: {POSTGRES_ENV} not set; `{test}` needs a PostgreSQL target database");
+            return None;
+        };
+        let n: u32 = rand::random();
+        let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
+        let hostport = rest
+            .rsplit_once('@')
+            .map_or(rest, |(_, h)| h)
+            .split(['/', '?'])
+            .next()
+            .unwrap_or(rest)
+            .to_owned();
+        let db = ScratchDatabase {
+            name: format!("idv_target_{n:08x}"),
+            prefix: format!("{letter}{:06x}_", n & 0xff_ffff),
+            hostport,
+            base,
+        };
+        let made = async {
+            let mut c = sqlx::PgConnection::connect(&db.base).await?;
+            c.execute(format!("CREATE DATABASE {}", db.name).as_str()).await?;
+            c.close().await
+        };
+        if let Err(e) = made.await {
+            panic!("cannot create the scratch database: {e}");
+        }
+        Some(db)
+    }
+
+    /// Its URL as `user` with `password` (empty: none).
+    pub fn url(&self, user: &str, password: &str) -> String {
+        let auth = if password.is_empty() {
+            user.to_owned()
+        } else {
+            format!("{user}:{password}")
+        };
+        format!("postgres://{auth}@{}/{}", self.hostport, self.name)
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let (base, name, prefix) = (self.base.clone(), self.name.clone(), self.prefix.clone());
+        // A thread of its own: we may be inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(mut c) = sqlx::PgConnection::connect(&base).await else {
+                    return;
+                };
+                let _ = c
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
+                let roles: Vec<String> =
+                    sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
+                        .bind(&prefix)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap_or_default();
+                for r in roles {
+                    let _ = c.execute(format!("DROP ROLE IF EXISTS \"{r}\"").as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
+}

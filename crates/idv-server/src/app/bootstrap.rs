@@ -2,7 +2,6 @@
 
 use anyhow::bail;
 use idv_core::admin_token::{self, AdminToken, Role};
-use idv_core::audit::Actor;
 use idv_core::tenant::{DEFAULT_TENANT, Tenant};
 use idv_store::{Command, Context, StoreError};
 
@@ -18,11 +17,7 @@ pub struct Bootstrap {
 }
 
 fn ctx() -> Context {
-    Context {
-        actor: Actor::system("bootstrap"),
-        request_id: None,
-        note: None,
-    }
+    Context::system("bootstrap")
 }
 
 /// Ensures the default tenant exists and, when no admin token exists yet,

@@ -406,9 +406,8 @@ pub async fn successor_used(state: &AppState, c: &Credential, request_id: Option
         return Ok(());
     }
     let ctx = Context {
-        actor: Actor::system("rotation"),
         request_id,
-        note: None,
+        ..Context::system("rotation")
     };
     state
         .store

@@ -19,7 +19,6 @@ use std::sync::{Arc, RwLock};
 
 use idv_core::Timestamp;
 use idv_core::admin_token::Permission;
-use idv_core::audit::Actor;
 use idv_core::jose::{Alg, Jwk, KeyPair, PublicKey};
 use idv_core::keyring::{self, KeyState, Manual, SigningKey};
 use idv_store::{Applied, Command, Context, Job, KeyRequest, StoreError};
@@ -207,11 +206,7 @@ pub async fn signing_ring(state: &AppState, tenant_id: Uuid) -> Result<Arc<Tenan
 }
 
 fn system_ctx() -> Context {
-    Context {
-        actor: Actor::system("keyring"),
-        request_id: None,
-        note: None,
-    }
+    Context::system("keyring")
 }
 
 /// A fresh key pair for the tenant, sealed, as a candidate for the ring.

@@ -518,11 +518,7 @@ async fn drop_and_finish(state: &AppState, l: &Lease) -> Result<Lease, AppError>
 }
 
 fn jobs_context() -> Context {
-    Context {
-        actor: idv_core::audit::Actor::system("jobs"),
-        request_id: None,
-        note: None,
-    }
+    Context::system("jobs")
 }
 
 /// Runs a due [`idv_store::JOB_REVOKE_LEASE`] job: a lease at its end (or

@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use idv_core::admin_token::Permission;
-use idv_core::audit::Actor;
 use idv_core::webhook::{self, AttemptResult, Delivery, DeliveryStatus, Filter, Secret, Status, Webhook};
 use idv_store::{Applied, Command, Context, DeliveryFilter, Job, SealedSecrets, StoreError, WebhookChanges};
 use uuid::Uuid;
@@ -38,11 +37,7 @@ fn aad(tenant_id: Uuid, id: Uuid, column: &str) -> Vec<u8> {
 }
 
 fn context() -> Context {
-    Context {
-        actor: Actor::system("webhooks"),
-        request_id: None,
-        note: None,
-    }
+    Context::system("webhooks")
 }
 
 fn not_found(id: Uuid) -> AppError {

@@ -15,7 +15,7 @@ use idv_store::AgentFilter;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use super::views;
 use crate::AppState;
 use crate::app::{self, Caller};
@@ -188,16 +188,12 @@ pub async fn list(
     q.only(LIST_PARAMS)?;
     let f = filter(&q)?;
     let items = app::agents::list(&state, &caller, &f).await?;
-    let next_cursor = (items.len() as i64 == f.limit)
-        .then(|| items.last().map(|a| a.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items
-            .iter()
-            .map(|a| views::agent(a, &caller.tenant.name, &state.trust_domain))
-            .collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(
+        &items,
+        f.limit,
+        |a| a.id,
+        |a| views::agent(a, &caller.tenant.name, &state.trust_domain),
+    )))
 }
 
 /// One agent; the `ETag` is its version, for `If-Match` on updates.

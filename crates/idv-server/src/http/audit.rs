@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{QueryPairs, page_size, parse_id};
+use super::extract::{QueryPairs, keyset_page, page_size, parse_id};
 use super::views;
 use crate::AppState;
 use crate::app::{self, Caller};
@@ -74,13 +74,7 @@ pub async fn events(
     let all = q.parsed::<bool>("all_tenants", "`true` or `false`")?.unwrap_or(false);
     let limit = filter.limit;
     let items = app::audit::events(&state, &caller, filter, all).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|e| e.seq.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items.iter().map(views::event).collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(&items, limit, |e| e.seq, views::event)))
 }
 
 /// The head of the whole chain.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use crate::AppState;
 use crate::app::delegations::NewDelegation;
 use crate::app::{self, Caller};
@@ -117,13 +117,7 @@ pub async fn list(
     let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
     let limit = page_size(q.parsed("limit", "a number")?)?;
     let items = app::delegations::list(&state, &caller, delegate, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|d| d.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items.iter().map(|d| view(d, &state)).collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(&items, limit, |d| d.id, |d| view(d, &state))))
 }
 
 /// One delegation.

@@ -132,6 +132,22 @@ pub const DEFAULT_PAGE: i64 = 100;
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 10_000;
 
+/// A keyset page of `items` (fetched with `limit`): rendered with `view`,
+/// and a `next_cursor` (from `cursor`, the last item's key) when the page
+/// is full, since more may follow.
+pub fn keyset_page<T, V, C: ToString>(
+    items: &[T],
+    limit: i64,
+    cursor: impl Fn(&T) -> C,
+    view: impl FnMut(&T) -> V,
+) -> idv_api::Page<V> {
+    let full = i64::try_from(items.len()).is_ok_and(|n| n == limit);
+    idv_api::Page {
+        next_cursor: items.last().filter(|_| full).map(|t| cursor(t).to_string()),
+        items: items.iter().map(view).collect(),
+    }
+}
+
 /// The page size for a list request's `limit`.
 pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {

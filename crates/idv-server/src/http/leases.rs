@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::credentials::{AGENT_CHALLENGE, presented, seconds};
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, RequestId, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, RequestId, keyset_page, page_size, parse_id};
 use crate::AppState;
 use crate::app::leases::{Holder, TemplateInput};
 use crate::app::{self, AppError, Caller};
@@ -250,13 +250,7 @@ fn filter(q: &QueryPairs, agent: Option<Uuid>) -> Result<LeaseFilter, ApiError> 
 }
 
 fn page(items: &[Lease], limit: i64, state: &AppState) -> Page<LeaseView> {
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|l| l.id.to_string()))
-        .flatten();
-    Page {
-        items: items.iter().map(|l| lease_view(l, state)).collect(),
-        next_cursor,
-    }
+    keyset_page(items, limit, |l| l.id, |l| lease_view(l, state))
 }
 
 /// The tenant's leases (`agent`, `state` and `target` narrow the list).

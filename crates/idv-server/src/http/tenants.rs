@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use idv_api::{Page, TenantCreate, TenantView};
 
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use super::views;
 use crate::AppState;
 use crate::app::{self, Caller};
@@ -38,13 +38,7 @@ pub async fn list(
     let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
     let limit = page_size(q.parsed("limit", "a number")?)?;
     let items = app::tenants::list(&state, &caller, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|t| t.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items.iter().map(views::tenant).collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(&items, limit, |t| t.id, views::tenant)))
 }
 
 /// One tenant by name.

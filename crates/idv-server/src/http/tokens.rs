@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use idv_api::{AdminTokenCreate, AdminTokenCreated, AdminTokenView, DurationValue, Page, WhoAmI};
 
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use super::views;
 use crate::AppState;
 use crate::app::{self, Caller};
@@ -47,16 +47,12 @@ pub async fn list(
     let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
     let limit = page_size(q.parsed("limit", "a number")?)?;
     let items = app::tokens::list(&state, &caller, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|t| t.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items
-            .iter()
-            .map(|t| views::admin_token(t, &caller.tenant.name))
-            .collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(
+        &items,
+        limit,
+        |t| t.id,
+        |t| views::admin_token(t, &caller.tenant.name),
+    )))
 }
 
 /// The caller's own token and the tenant it acts in.

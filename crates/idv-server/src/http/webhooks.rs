@@ -9,7 +9,7 @@ use idv_core::webhook::{self, Delivery, DeliveryStatus, Secret, Webhook};
 use idv_store::DeliveryFilter;
 
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use crate::AppState;
 use crate::app::webhooks::{NewWebhook, Patch};
 use crate::app::{self, Caller};
@@ -92,13 +92,7 @@ pub async fn list(
     let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
     let limit = page_size(q.parsed("limit", "a number")?)?;
     let items = app::webhooks::list(&state, &caller, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|w| w.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items.iter().map(view).collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(&items, limit, |w| w.id, view)))
 }
 
 /// One subscription.
@@ -188,13 +182,7 @@ pub async fn deliveries(
         limit: page_size(q.parsed("limit", "a number")?)?,
     };
     let items = app::webhooks::deliveries(&state, &caller, id, &f).await?;
-    let next_cursor = (items.len() as i64 == f.limit)
-        .then(|| items.last().map(|d| d.id.to_string()))
-        .flatten();
-    Ok(axum::Json(Page {
-        items: items.iter().map(delivery_view).collect(),
-        next_cursor,
-    }))
+    Ok(axum::Json(keyset_page(&items, f.limit, |d| d.id, delivery_view)))
 }
 
 /// Send a `webhook.test` event to the subscription now (also while it is

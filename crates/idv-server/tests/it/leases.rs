@@ -12,7 +12,7 @@
 
 use hmac::{Hmac, Mac};
 use idv_core::clock::Clock as _;
-use idv_testkit::{Backend, TestServer, backend_tests, postgres_url};
+use idv_testkit::{Backend, ScratchDatabase, TestServer, backend_tests};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -32,8 +32,9 @@ backend_tests!(
 );
 
 /// A throwaway database on the test PostgreSQL, with a table the template
-/// grants and one it does not.
+/// grants and one it does not (dropped with its roles at the end).
 struct Target {
+    db: ScratchDatabase,
     base: String,
     database: String,
     prefix: String,
@@ -42,21 +43,13 @@ struct Target {
 impl Target {
     /// `None` (and a SKIPPED line) without a PostgreSQL to issue roles on.
     async fn create(test: &str) -> Option<Target> {
-        let Some(base) = postgres_url() else {
-            eprintln!("SKIPPED: IDV_TEST_POSTGRES_URL not set; `{test}` needs a PostgreSQL target database");
-            return None;
-        };
-        let n: u32 = rand::random();
+        let db = ScratchDatabase::create(test, 't').await?;
         let t = Target {
-            database: format!("idv_target_{n:08x}"),
-            prefix: format!("t{:06x}_", n & 0xff_ffff),
-            base,
+            base: db.base.clone(),
+            database: db.name.clone(),
+            prefix: db.prefix.clone(),
+            db,
         };
-        let mut admin = PgConnection::connect(&t.base).await.unwrap();
-        admin
-            .execute(format!("CREATE DATABASE {}", t.database).as_str())
-            .await
-            .unwrap();
         let mut c = t.admin().await;
         c.execute(
             "CREATE TABLE accounts (id int, balance int); INSERT INTO accounts VALUES (1, 100), (2, 250);
@@ -70,10 +63,7 @@ impl Target {
     /// The URL of this database with `user` (and a password the loopback
     /// `trust` rule ignores: it must never come back out of the server).
     fn url(&self, user: &str, password: &str) -> String {
-        let rest = self.base.split_once("://").map_or(self.base.as_str(), |(_, r)| r);
-        let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-        let hostport = hostport.split(['/', '?']).next().unwrap();
-        format!("postgres://{user}:{password}@{hostport}/{}", self.database)
+        self.db.url(user, password)
     }
 
     fn admin_url(&self) -> String {
@@ -138,36 +128,6 @@ impl Target {
                 .await
                 .unwrap();
         }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        // Best effort, on a thread of its own (we may be inside a runtime):
-        // drop our roles and the database.
-        let (base, database, prefix) = (self.base.clone(), self.database.clone(), self.prefix.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            if let Ok(rt) = rt {
-                rt.block_on(async move {
-                    if let Ok(mut c) = PgConnection::connect(&base).await {
-                        let _ = c
-                            .execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
-                            .await;
-                        let roles: Vec<String> =
-                            sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
-                                .bind(&prefix)
-                                .fetch_all(&mut c)
-                                .await
-                                .unwrap_or_default();
-                        for r in roles {
-                            let _ = c.execute(format!("DROP ROLE IF EXISTS \"{r}\"").as_str()).await;
-                        }
-                    }
-                });
-            }
-        })
-        .join();
     }
 }
 

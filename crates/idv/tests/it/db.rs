@@ -1,50 +1,12 @@
 //! `idv db …` and `idv lease …` against a real server and a real target
 //! database on the test PostgreSQL (skipped without one).
 
-use idv_core::clock::Clock as _;
-use idv_testkit::{Backend, TestServer, backend_tests, postgres_url};
+use idv_testkit::{Backend, ScratchDatabase, TestServer, backend_tests};
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
 use crate::support::{IDV, fails, idv, json, ok};
 
 backend_tests!(db_and_lease_commands);
-
-/// Drops the scratch database and our roles however the test ends.
-struct Cleanup {
-    base: String,
-    database: String,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (base, database, prefix) = (self.base.clone(), self.database.clone(), self.prefix.clone());
-        // A thread of its own: we may be inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(mut c) = PgConnection::connect(&base).await else {
-                    return;
-                };
-                let _ = c
-                    .execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
-                    .await;
-                let roles: Vec<String> =
-                    sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
-                        .bind(&prefix)
-                        .fetch_all(&mut c)
-                        .await
-                        .unwrap_or_default();
-                for r in roles {
-                    let _ = c.execute(format!("DROP ROLE IF EXISTS \"{r}\"").as_str()).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// Runs `idv args…` as the agent (its client secret in the environment).
 fn idv_agent(s: &TestServer, id: &str, secret: &str, args: &[&str]) -> std::process::Output {
@@ -60,33 +22,11 @@ fn idv_agent(s: &TestServer, id: &str, secret: &str, args: &[&str]) -> std::proc
 }
 
 async fn db_and_lease_commands(backend: Backend) {
-    let Some(base) = postgres_url() else {
-        eprintln!("SKIPPED: IDV_TEST_POSTGRES_URL not set; `db_and_lease_commands` needs a PostgreSQL target");
+    let Some(scratch) = ScratchDatabase::create("db_and_lease_commands", 'c').await else {
         return;
     };
-    let n = idv_core::clock::SystemClock::default().new_id().as_u128() as u32;
-    let database = format!("idv_cli_target_{n:08x}");
-    let prefix = format!("c{:06x}_", n & 0xff_ffff);
-    let mut admin = PgConnection::connect(&base).await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {database}").as_str())
-        .await
-        .unwrap();
-    let _cleanup = Cleanup {
-        base: base.clone(),
-        database: database.clone(),
-        prefix: prefix.clone(),
-    };
-    let hostport = base
-        .split_once("://")
-        .map_or(base.as_str(), |(_, r)| r)
-        .rsplit_once('@')
-        .map_or(base.as_str(), |(_, h)| h)
-        .split(['/', '?'])
-        .next()
-        .unwrap()
-        .to_owned();
-    let url = format!("postgres://postgres@{hostport}/{database}");
+    let (database, prefix, hostport) = (scratch.name.clone(), scratch.prefix.clone(), scratch.hostport.clone());
+    let url = scratch.url("postgres", "");
     let mut target = PgConnection::connect(&url).await.unwrap();
     target.execute("CREATE TABLE accounts (id int)").await.unwrap();
 
