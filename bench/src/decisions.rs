@@ -27,8 +27,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::latency::{Budget, Latency, drive};
+use crate::latency::{Budget, Latency, drive, drive_each};
 use crate::server::Server;
+use crate::wire;
 
 /// Options of `idv-bench decisions`.
 #[derive(Debug, Args)]
@@ -123,6 +124,12 @@ pub struct Http {
     pub audit_events: i64,
     /// Writer batches (group commits) during the phase.
     pub batches: u64,
+    /// Mean wall time of one group commit, first statement to durable, µs.
+    pub batch_us: f64,
+    /// Of that, the commit itself (WAL write and fsync on SQLite), µs.
+    pub commit_us: f64,
+    /// Share of the phase the writer was running a batch (1.0: never idle).
+    pub writer_busy: f64,
     /// The floor: `GET /healthz` (no work, no audit) with the same client
     /// and connections, for what HTTP alone costs on this machine.
     pub floor: Latency,
@@ -499,13 +506,27 @@ async fn admin(server: &Server, method: reqwest::Method, path: &str, body: Value
     Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-/// Group commits so far, from the server's `/metrics`.
-async fn batches(server: &Server) -> anyhow::Result<u64> {
+/// The writer's counters so far, from the server's `/metrics`.
+#[derive(Clone, Copy, Debug)]
+struct WriterCounters {
+    batches: f64,
+    busy_secs: f64,
+    commit_secs: f64,
+}
+
+async fn writer_counters(server: &Server) -> anyhow::Result<WriterCounters> {
     let text = String::from_utf8(server.get("/metrics").await?)?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("idv_audit_batches_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow!("no idv_audit_batches_total in /metrics"))
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok_or_else(|| anyhow!("no {name} in /metrics"))
+    };
+    Ok(WriterCounters {
+        batches: get("idv_audit_batches_total")?,
+        busy_secs: get("idv_audit_batch_seconds_total")?,
+        commit_secs: get("idv_audit_commit_seconds_total")?,
+    })
 }
 
 async fn head_seq(server: &Server) -> anyhow::Result<i64> {
@@ -610,19 +631,21 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
             .to_owned(),
     );
     let before = head_seq(server).await?;
-    let batches_before = batches(server).await?;
+    let writer_before = writer_counters(server).await?;
     crate::say(&format!("AuthZEN evaluations, {} clients", args.clients));
-    let url = Arc::new(format!("{}/access/v1/evaluation", server.base));
-    let http = server.http().clone();
-    let evaluation = drive(
+    // The lean client (one connection per client, no pool): the load
+    // generator shares these cores with the server.
+    let base = server.base.clone();
+    let evaluation = drive_each(
         Budget {
             requests: args.requests,
             time: Some(Duration::from_secs(args.secs)),
         },
         args.clients,
         crate::bar(args.requests, "decisions"),
-        move |i| {
-            let (h, u, ids, pep) = (http.clone(), url.clone(), ids.clone(), pep.clone());
+        || wire::Conn::open(&base),
+        move |mut conn, i| {
+            let (ids, pep) = (ids.clone(), pep.clone());
             async move {
                 let (x, action, owner, amount) = request(i, subjects);
                 let id = ids.get(x * stride).ok_or_else(|| anyhow!("no agent"))?;
@@ -632,46 +655,41 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
                     "resource": {"type": "Resource", "id": format!("r{}", i % 1000), "properties": {"owner": owner}},
                     "context": {"amount": amount},
                 });
-                let res = h
-                    .post(u.as_str())
-                    .bearer_auth(pep.as_str())
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(serde_json::to_vec(&body)?)
-                    .send()
+                let body = serde_json::to_vec(&body)?;
+                let (status, answer) = conn
+                    .send("POST", "/access/v1/evaluation", Some(pep.as_str()), Some(&body))
                     .await?;
-                let status = res.status();
-                let bytes = res.bytes().await?;
-                if status != reqwest::StatusCode::OK {
-                    bail!("evaluation: {status} {}", String::from_utf8_lossy(&bytes));
+                if status != 200 || !answer.starts_with(b"{\"decision\":") {
+                    bail!("evaluation: {status} {}", String::from_utf8_lossy(&answer));
                 }
-                Ok(())
+                Ok(conn)
             }
         },
     )
     .await?;
     let audit_events = head_seq(server).await? - before;
-    let batches = batches(server).await? - batches_before;
+    let writer_after = writer_counters(server).await?;
+    let batches = writer_after.batches - writer_before.batches;
+    let per_batch = |secs: f64| secs * 1e6 / batches.max(1.0);
+    let busy_secs = writer_after.busy_secs - writer_before.busy_secs;
+    let commit_us = per_batch(writer_after.commit_secs - writer_before.commit_secs);
+    let writer_busy = busy_secs / (evaluation.requests as f64 / evaluation.per_sec.max(1e-9)).max(1e-9);
     crate::say(&format!("HTTP floor: GET /healthz, {} clients", args.clients));
-    let url = Arc::new(format!("{}/healthz", server.base));
-    let http = server.http().clone();
-    let floor = drive(
+    let base = server.base.clone();
+    let floor = drive_each(
         Budget {
             requests: args.requests,
             time: Some(Duration::from_secs(args.secs.min(5))),
         },
         args.clients,
         crate::bar(args.requests, "healthz"),
-        move |_| {
-            let (h, u) = (http.clone(), url.clone());
-            async move {
-                let res = h.get(u.as_str()).send().await?;
-                let status = res.status();
-                res.bytes().await?;
-                if status != reqwest::StatusCode::OK {
-                    bail!("healthz: {status}");
-                }
-                Ok(())
+        || wire::Conn::open(&base),
+        |mut conn, _| async move {
+            let (status, _) = conn.send("GET", "/healthz", None, None).await?;
+            if status != 200 {
+                bail!("healthz: {status}");
             }
+            Ok(conn)
         },
     )
     .await?;
@@ -679,7 +697,10 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
         setup_secs,
         evaluation,
         audit_events,
-        batches,
+        batches: batches as u64, // read back from a counter: integral
+        batch_us: per_batch(busy_secs),
+        commit_us,
+        writer_busy,
         floor,
     })
 }
@@ -732,6 +753,12 @@ impl DecisionsReport {
                 h.batches,
                 h.audit_events as f64 / h.batches.max(1) as f64,
                 h.setup_secs
+            );
+            println!(
+                "group commit: {:.0} us per batch, of which {:.0} us committing; writer busy {:.0}% of the phase",
+                h.batch_us,
+                h.commit_us,
+                h.writer_busy * 100.0
             );
             let f = &h.floor;
             println!(

@@ -70,10 +70,45 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     let request = Arc::new(request);
+    drive_each(
+        budget,
+        clients,
+        bar,
+        || async { Ok(()) },
+        move |(), i| {
+            let request = request.clone();
+            async move { request(i).await }
+        },
+    )
+    .await
+}
+
+/// [`drive`] with state of each client's own (say, its connection): made by
+/// `open` before the phase's clock starts, passed into every `request` and
+/// handed back by it.
+pub async fn drive_each<S, O, OFut, F, Fut>(
+    budget: Budget,
+    clients: usize,
+    bar: ProgressBar,
+    open: O,
+    request: F,
+) -> anyhow::Result<Latency>
+where
+    S: Send + 'static,
+    O: Fn() -> OFut,
+    OFut: Future<Output = anyhow::Result<S>>,
+    F: Fn(S, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<S>> + Send,
+{
+    let mut states = Vec::with_capacity(clients.max(1));
+    for _ in 0..clients.max(1) {
+        states.push(open().await?);
+    }
+    let request = Arc::new(request);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients.max(1) {
+    for mut state in states {
         let (request, next, bar) = (request.clone(), next.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(budget.requests / clients.max(1) + 1);
@@ -86,7 +121,7 @@ where
                     break;
                 }
                 let t = Instant::now();
-                request(i).await?;
+                state = request(state, i).await?;
                 mine.push(t.elapsed());
                 bar.inc(1);
             }

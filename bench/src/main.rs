@@ -19,6 +19,7 @@ mod rotation;
 mod server;
 mod tokens;
 mod verify;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

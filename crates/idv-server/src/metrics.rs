@@ -79,6 +79,24 @@ impl Metrics {
             let _ = writeln!(s, "# TYPE {name} counter");
             let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
         }
+        let seconds = [
+            (
+                "idv_audit_batch_seconds_total",
+                "Wall time the writer spent running group commits.",
+                &writer.busy_micros,
+            ),
+            (
+                "idv_audit_commit_seconds_total",
+                "Of that, wall time spent in the durable commit itself.",
+                &writer.commit_micros,
+            ),
+        ];
+        for (name, help, v) in seconds {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} counter");
+            let secs = v.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(s, "{name} {secs:.6}");
+        }
         s
     }
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::command::{Applied, Context, Outcome2, draft, with_details};
 use crate::row::{self, to_json};
-use crate::{Store, StoreError};
+use crate::{Dialect, Store, StoreError};
 
 /// What one decision leaves behind besides its audit event.
 #[derive(Clone, Debug)]
@@ -655,6 +655,9 @@ pub(crate) async fn decide_approval(
     Ok((Applied::Approval(Box::new(a)), vec![ev]))
 }
 
+/// Columns of one `agent_usage` row as [`Tally::usage_sql`] writes it.
+pub(crate) const USAGE_NCOLS: usize = 7;
+
 /// Usage and edges of a batch's plain decisions, summed, written once per
 /// key at the end of the batch.
 #[derive(Debug, Default)]
@@ -681,23 +684,45 @@ impl Tally {
         }
     }
 
-    /// Writes the sums; returns events for edges never seen before.
-    pub(crate) async fn flush(self, conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<Draft>, StoreError> {
-        let t = now.as_micros();
-        for (u, n) in self.usage {
-            sqlx::query(
+    /// One multi-row upsert of the usage sums, its markers numbered from
+    /// `first`; `None` when no decision was allowed.
+    pub(crate) fn usage_sql(&self, dialect: Dialect, first: usize) -> Option<String> {
+        (!self.usage.is_empty()).then(|| {
+            format!(
                 "INSERT INTO agent_usage (tenant_id, agent_id, action, resource_type, count, first_used, last_used) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (tenant_id, agent_id, action, resource_type) \
+                 VALUES {} ON CONFLICT (tenant_id, agent_id, action, resource_type) \
                  DO UPDATE SET count = agent_usage.count + excluded.count, last_used = excluded.last_used",
+                row::placeholders(dialect, self.usage.len(), USAGE_NCOLS, first)
             )
-            .bind(u.tenant_id.to_string())
-            .bind(u.agent_id.to_string())
-            .bind(u.action)
-            .bind(u.resource_type)
-            .bind(n)
-            .bind(t)
-            .execute(&mut *conn)
-            .await?;
+        })
+    }
+
+    /// Binds what [`Tally::usage_sql`] asks for, in the same order.
+    pub(crate) fn bind_usage<'q>(&self, mut q: row::AnyQuery<'q>, now: Timestamp) -> row::AnyQuery<'q> {
+        let t = now.as_micros();
+        for (u, n) in &self.usage {
+            q = q
+                .bind(u.tenant_id.to_string())
+                .bind(u.agent_id.to_string())
+                .bind(u.action.clone())
+                .bind(u.resource_type.clone())
+                .bind(*n)
+                .bind(t)
+                .bind(t);
+        }
+        q
+    }
+
+    /// Writes the sums; returns events for edges never seen before.
+    pub(crate) async fn flush(
+        self,
+        conn: &mut AnyConnection,
+        dialect: Dialect,
+        now: Timestamp,
+    ) -> Result<Vec<Draft>, StoreError> {
+        let t = now.as_micros();
+        if let Some(sql) = self.usage_sql(dialect, 1) {
+            self.bind_usage(sqlx::query(&sql), now).execute(&mut *conn).await?;
         }
         let mut events = Vec::new();
         for ((tenant_id, caller, callee, action), (allowed, denied)) in self.edges {

@@ -9,6 +9,7 @@
 
 mod authz;
 mod changes;
+mod checkpoint;
 mod command;
 mod credentials;
 mod delegations;
@@ -125,6 +126,14 @@ impl Store {
         let dialect = Dialect::from_url(url)?;
         let mut write_conn = connect_one(url, dialect).await?;
         migrate::run(&mut write_conn, dialect).await?;
+        let checkpoints = match dialect {
+            Dialect::Sqlite => {
+                // Checkpoints run beside the writer, not inside its commits.
+                write_conn.execute("PRAGMA wal_autocheckpoint=0").await?;
+                Some(checkpoint::start(connect_one(url, dialect).await?))
+            }
+            Dialect::Postgres => None,
+        };
         let opts: AnyConnectOptions = url.parse().map_err(StoreError::from)?;
         let read = AnyPoolOptions::new()
             .max_connections(match dialect {
@@ -154,15 +163,16 @@ impl Store {
         if dialect == Dialect::Postgres {
             tokio::spawn(changes::listen(url.to_owned(), changes.clone()));
         }
-        tokio::spawn(writer::run(
-            write_conn,
-            url.to_owned(),
+        let w = writer::Writer {
+            conn: write_conn,
+            url: url.to_owned(),
             dialect,
-            clock.clone(),
-            stats.clone(),
-            changes.clone(),
-            rx,
-        ));
+            clock: clock.clone(),
+            stats: stats.clone(),
+            changes: changes.clone(),
+            checkpoints,
+        };
+        tokio::spawn(writer::run(w, rx));
         Ok(Self {
             inner: Arc::new(Inner {
                 dialect,

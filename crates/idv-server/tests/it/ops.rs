@@ -101,6 +101,8 @@ async fn metrics_are_prometheus_text_and_count(backend: Backend) {
         "idv_audit_units_total",
         "idv_audit_events_total",
         "idv_audit_failed_batches_total",
+        "idv_audit_batch_seconds_total",
+        "idv_audit_commit_seconds_total",
     ] {
         assert!(before.contains_key(name), "missing {name} in {before:?}");
     }
@@ -113,6 +115,9 @@ async fn metrics_are_prometheus_text_and_count(backend: Backend) {
     assert!(delta("idv_http_responses_total{class=\"2xx\"}") >= 2.0);
     assert_eq!(delta("idv_http_responses_total{class=\"4xx\"}"), 2.0);
     assert_eq!(delta("idv_http_responses_total{class=\"5xx\"}"), 0.0);
+    // Creating the agent was a group commit, and it took time.
+    assert!(delta("idv_audit_batch_seconds_total") > 0.0);
+    assert!(after["idv_audit_commit_seconds_total"] <= after["idv_audit_batch_seconds_total"]);
     assert_eq!(delta("idv_auth_failures_total"), 1.0);
     assert_eq!(delta("idv_audit_events_total"), 1.0);
     assert!(delta("idv_audit_batches_total") >= 1.0);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use idv_core::agent::AgentChanges;
 use idv_core::audit::{Actor, Draft, Outcome};
 use idv_core::lifecycle::Transition;
-use idv_store::{Applied, Command, Store, StoreError, WriterStats};
+use idv_store::{Applied, Command, DecisionRecord, Store, StoreError, Usage, WriterStats};
 use idv_testkit::{Backend, backend_tests};
 use serde_json::json;
 
@@ -19,6 +19,7 @@ backend_tests!(
     a_failing_audit_insert_changes_nothing,
     a_failing_command_is_isolated_in_its_batch,
     the_writer_reconnects_after_losing_its_connection,
+    decisions_are_summed_per_batch_and_fail_whole,
 );
 
 fn stats(s: &WriterStats) -> [u64; 4] {
@@ -195,15 +196,7 @@ async fn a_failing_audit_insert_changes_nothing(backend: Backend) {
             _ => record(&f, i),
         })
         .collect();
-    let tasks: Vec<_> = cmds
-        .into_iter()
-        .map(|cmd| {
-            let store: Store = f.store.clone();
-            tokio::spawn(async move { store.execute(cmd, ctx()).await })
-        })
-        .collect();
-    for t in tasks {
-        let res = t.await.unwrap();
+    for res in run_all(&f, cmds).await {
         assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
     }
     assert_eq!(rows(&f.db).await, before_rows, "nothing was written");
@@ -365,4 +358,116 @@ async fn the_writer_reconnects_after_losing_its_connection(backend: Backend) {
     store.close().await;
     drop(store);
     drop_database(&name).await;
+}
+
+fn decision(f: &Fixture, agent: uuid::Uuid, action: &str) -> Command {
+    let Command::Record(event) = record(f, 0) else {
+        unreachable!("record() makes a Record")
+    };
+    Command::Decide(Box::new(DecisionRecord {
+        event,
+        usage: Some(Usage {
+            tenant_id: f.tenant.id,
+            agent_id: agent,
+            action: action.into(),
+            resource_type: "Doc".into(),
+        }),
+        edge: None,
+        approval: None,
+    }))
+}
+
+async fn usage_counts(f: &Fixture, agent: uuid::Uuid) -> Vec<(String, i64)> {
+    let mut rows: Vec<_> = f
+        .store
+        .agent_usage(f.tenant.id, agent)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.action, u.count))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Runs every command at once, each from its own task; their results in order.
+async fn run_all(f: &Fixture, cmds: Vec<Command>) -> Vec<Result<Applied, StoreError>> {
+    let tasks: Vec<_> = cmds
+        .into_iter()
+        .map(|cmd| {
+            let store: Store = f.store.clone();
+            tokio::spawn(async move { store.execute(cmd, ctx()).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Batches of nothing but decisions and records (on SQLite, one statement
+/// each): usage summed per key across batches, the chain gapless, and a
+/// failing audit insert leaves neither events nor usage behind, nor an open
+/// transaction on the writer's connection.
+async fn decisions_are_summed_per_batch_and_fail_whole(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let a = f.create_one("user").await;
+    let head = f.head().await;
+    let cmds = (0..300)
+        .map(|i| match i % 3 {
+            0 => decision(&f, a.id, "read"),
+            1 => decision(&f, a.id, "write"),
+            _ => record(&f, i),
+        })
+        .collect();
+    for res in run_all(&f, cmds).await {
+        assert!(matches!(res, Ok(Applied::Done)), "{res:?}");
+    }
+    assert_eq!(
+        usage_counts(&f, a.id).await,
+        [("read".into(), 100), ("write".into(), 100)]
+    );
+    assert_eq!(f.head().await, head + 300);
+    let events = f.chain().await;
+    assert_gapless(&events);
+    crate::verify(&events).unwrap();
+
+    let (install, remove) = audit_trigger(backend);
+    exec(&f.db, install).await;
+    let before = stats(f.store.writer_stats());
+    let cmds = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                decision(&f, a.id, "read")
+            } else {
+                record(&f, i)
+            }
+        })
+        .collect();
+    for res in run_all(&f, cmds).await {
+        assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
+    }
+    assert_eq!(
+        usage_counts(&f, a.id).await,
+        [("read".into(), 100), ("write".into(), 100)],
+        "no usage without its event"
+    );
+    assert_eq!(f.head().await, head + 300);
+    assert!(
+        stats(f.store.writer_stats())[3] > before[3],
+        "failed batches are counted"
+    );
+
+    // The connection is usable again: nothing was left open.
+    exec(&f.db, remove).await;
+    f.store.execute(decision(&f, a.id, "read"), ctx()).await.unwrap();
+    f.create_one("after").await;
+    assert_eq!(
+        usage_counts(&f, a.id).await,
+        [("read".into(), 101), ("write".into(), 100)]
+    );
+    let events = f.chain().await;
+    assert_gapless(&events);
+    crate::verify(&events).unwrap();
 }
