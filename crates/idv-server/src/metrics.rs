@@ -74,11 +74,6 @@ impl Metrics {
                 &writer.failed_batches,
             ),
         ];
-        for (name, help, v) in counters {
-            let _ = writeln!(s, "# HELP {name} {help}");
-            let _ = writeln!(s, "# TYPE {name} counter");
-            let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
-        }
         let seconds = [
             (
                 "idv_audit_batch_seconds_total",
@@ -91,11 +86,17 @@ impl Metrics {
                 &writer.commit_micros,
             ),
         ];
-        for (name, help, v) in seconds {
+        let values = counters
+            .iter()
+            .map(|(name, help, v)| (*name, *help, v.load(Ordering::Relaxed).to_string()))
+            .chain(seconds.iter().map(|(name, help, v)| {
+                // Microsecond counters, shown in seconds.
+                (*name, *help, format!("{:.6}", v.load(Ordering::Relaxed) as f64 / 1e6))
+            }));
+        for (name, help, value) in values {
             let _ = writeln!(s, "# HELP {name} {help}");
             let _ = writeln!(s, "# TYPE {name} counter");
-            let secs = v.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(s, "{name} {secs:.6}");
+            let _ = writeln!(s, "{name} {value}");
         }
         s
     }

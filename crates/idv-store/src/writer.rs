@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use idv_core::Clock;
 use idv_core::audit::{Draft, Event, Head};
+use idv_core::{Clock, Timestamp};
 use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -185,11 +185,8 @@ async fn run_batch(
     for (cmd, ctx) in work {
         let now = clock.now();
         let attempt = cmd.attempt();
-        if let Some((draft, decision)) = appended(&cmd) {
-            if let Some(rec) = decision {
-                tally.add(rec);
-            }
-            events.push(head.append(draft.clone(), clock.new_id(), now));
+        if let Some(ev) = append_only(&cmd, &mut head, &mut tally, clock, now) {
+            events.push(ev);
             results.push(Ok(Applied::Done));
             continue;
         }
@@ -277,6 +274,16 @@ fn appended(cmd: &Command) -> Option<(&Draft, Option<&DecisionRecord>)> {
     }
 }
 
+/// Appends an append-only unit's event to the chain (and a decision's usage
+/// and edge to the tally); `None`, and nothing done, for any other unit.
+fn append_only(cmd: &Command, head: &mut Head, tally: &mut Tally, clock: &dyn Clock, now: Timestamp) -> Option<Event> {
+    let (draft, decision) = appended(cmd)?;
+    if let Some(rec) = decision {
+        tally.add(rec);
+    }
+    Some(head.append(draft.clone(), clock.new_id(), now))
+}
+
 /// Whether a unit's writes fit [`append_batch`]'s one statement: it only
 /// appends, and if a decision, it is not an `invoke` between agents (whether
 /// that edge is new decides whether the batch records one more event).
@@ -299,12 +306,7 @@ async fn append_batch(
     let mut events = Vec::with_capacity(work.len());
     let mut tally = Tally::default();
     for (cmd, _) in work {
-        if let Some((draft, decision)) = appended(cmd) {
-            if let Some(rec) = decision {
-                tally.add(rec);
-            }
-            events.push(head.append(draft.clone(), clock.new_id(), clock.now()));
-        }
+        events.extend(append_only(cmd, &mut head, &mut tally, clock, clock.now()));
     }
     let now = clock.now();
     let first_usage = events.len() * EVENT_NCOLS + 1;
