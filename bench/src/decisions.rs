@@ -58,6 +58,10 @@ pub struct DecisionsArgs {
     /// …or this many requests.
     #[arg(long, default_value_t = 2_000_000)]
     pub requests: usize,
+    /// Evaluations per request in the batched phase (`POST
+    /// /access/v1/evaluations`; 0 skips it).
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
     /// Skip the HTTP phase.
     #[arg(long)]
     pub no_http: bool,
@@ -130,9 +134,25 @@ pub struct Http {
     pub commit_us: f64,
     /// Share of the phase the writer was running a batch (1.0: never idle).
     pub writer_busy: f64,
+    /// AuthZEN batches (`/access/v1/evaluations`), if that phase ran.
+    pub batched: Option<Batched>,
     /// The floor: `GET /healthz` (no work, no audit) with the same client
     /// and connections, for what HTTP alone costs on this machine.
     pub floor: Latency,
+}
+
+/// The batched phase: a PEP asking several questions for one subject in one
+/// request (e.g. which of a page of records it may show).
+#[derive(Debug, Serialize)]
+pub struct Batched {
+    /// Evaluations per request.
+    pub per_request: usize,
+    /// Requests (latency is per request).
+    pub latency: Latency,
+    /// Decisions per second (requests × evaluations).
+    pub decisions_per_sec: f64,
+    /// Audit events written during the phase (every decision is one).
+    pub audit_events: i64,
 }
 
 const SERVICES: usize = 50;
@@ -630,6 +650,7 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
             .ok_or_else(|| anyhow!("no token"))?
             .to_owned(),
     );
+    let (batch_ids, batch_pep) = (ids.clone(), pep.clone());
     let before = head_seq(server).await?;
     let writer_before = writer_counters(server).await?;
     crate::say(&format!("AuthZEN evaluations, {} clients", args.clients));
@@ -674,6 +695,11 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
     let busy_secs = writer_after.busy_secs - writer_before.busy_secs;
     let commit_us = per_batch(writer_after.commit_secs - writer_before.commit_secs);
     let writer_busy = busy_secs / (evaluation.requests as f64 / evaluation.per_sec.max(1e-9)).max(1e-9);
+    let batched = if args.batch == 0 {
+        None
+    } else {
+        Some(batched(args, server, batch_ids, batch_pep, stride, subjects).await?)
+    };
     crate::say(&format!("HTTP floor: GET /healthz, {} clients", args.clients));
     let base = server.base.clone();
     let floor = drive_each(
@@ -701,7 +727,70 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
         batch_us: per_batch(busy_secs),
         commit_us,
         writer_busy,
+        batched,
         floor,
+    })
+}
+
+/// `POST /access/v1/evaluations`: `args.batch` evaluations per request, one
+/// subject (the request's default) and varied actions, resources and amounts.
+async fn batched(
+    args: &DecisionsArgs,
+    server: &Arc<Server>,
+    ids: Arc<Vec<Uuid>>,
+    pep: Arc<String>,
+    stride: usize,
+    subjects: usize,
+) -> anyhow::Result<Batched> {
+    let n = args.batch;
+    let before = head_seq(server).await?;
+    crate::say(&format!("AuthZEN batches of {n}, {} clients", args.clients));
+    let base = server.base.clone();
+    let latency = drive_each(
+        Budget {
+            requests: args.requests / n,
+            time: Some(Duration::from_secs(args.secs)),
+        },
+        args.clients,
+        crate::bar(args.requests / n, "batches"),
+        || wire::Conn::open(&base),
+        move |mut conn, i| {
+            let (ids, pep) = (ids.clone(), pep.clone());
+            async move {
+                let (x, _, owner, _) = request(i, subjects);
+                let id = ids.get(x * stride).ok_or_else(|| anyhow!("no agent"))?;
+                let items: Vec<Value> = (0..n)
+                    .map(|j| {
+                        let (_, action, _, amount) = request(i * n + j, subjects);
+                        json!({
+                            "action": {"name": action},
+                            "resource": {"type": "Resource", "id": format!("r{}", (i * n + j) % 1000), "properties": {"owner": owner}},
+                            "context": {"amount": amount},
+                        })
+                    })
+                    .collect();
+                let body = serde_json::to_vec(&json!({
+                    "subject": {"type": "agent", "id": id},
+                    "evaluations": items,
+                }))?;
+                let (status, answer) = conn
+                    .send("POST", "/access/v1/evaluations", Some(pep.as_str()), Some(&body))
+                    .await?;
+                let v: Value = serde_json::from_slice(&answer)?;
+                let answered = v.get("evaluations").and_then(Value::as_array).map_or(0, Vec::len);
+                if status != 200 || answered != n {
+                    bail!("evaluations: {status} {}", String::from_utf8_lossy(&answer));
+                }
+                Ok(conn)
+            }
+        },
+    )
+    .await?;
+    Ok(Batched {
+        per_request: n,
+        decisions_per_sec: latency.per_sec * n as f64,
+        audit_events: head_seq(server).await? - before,
+        latency,
     })
 }
 
@@ -760,6 +849,13 @@ impl DecisionsReport {
                 h.commit_us,
                 h.writer_busy * 100.0
             );
+            if let Some(b) = &h.batched {
+                let l = &b.latency;
+                println!(
+                    "HTTP AuthZEN evaluations, {} per request ({} clients): {:.0} decisions/s ({:.0} requests/s), p50 {} us, p99 {} us per request; {} audit events",
+                    b.per_request, l.clients, b.decisions_per_sec, l.per_sec, l.p50_us, l.p99_us, b.audit_events
+                );
+            }
             let f = &h.floor;
             println!(
                 "HTTP floor, GET /healthz ({} clients): {:.0} /s, p50 {} us, p99 {} us",

@@ -14,9 +14,22 @@ use crate::app::tenants::TenantCache;
 use crate::config::{Config, Setup};
 use crate::metrics::Metrics;
 
-/// Built once in `start` and passed with `Router::with_state`.
+/// Built once in `start` and passed with `Router::with_state`; a handle
+/// (every request and job clones it) to the [`Services`].
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What every handler and job shares.
+#[derive(Debug)]
+pub struct Services {
     /// The store.
     pub store: Store,
     /// Keyed hashing of admin tokens.
@@ -79,7 +92,7 @@ impl AppState {
             http: config.webhook_http,
             hosts: config.webhook_hosts.clone(),
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             store,
             token_hasher: SecretHasher::new(&setup.master_key, "admin-token"),
             credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
@@ -103,6 +116,6 @@ impl AppState {
             webhook_http: crate::app::webhooks::http_client(&webhook_urls)?,
             webhook_urls,
             delivery_slots: Arc::new(tokio::sync::Semaphore::new(crate::jobs::DELIVERIES_IN_FLIGHT)),
-        })
+        })))
     }
 }

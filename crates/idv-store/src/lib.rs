@@ -124,14 +124,10 @@ impl Store {
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url)?;
-        let mut write_conn = connect_one(url, dialect).await?;
+        let mut write_conn = writer::connect(url, dialect).await?;
         migrate::run(&mut write_conn, dialect).await?;
         let checkpoints = match dialect {
-            Dialect::Sqlite => {
-                // Checkpoints run beside the writer, not inside its commits.
-                write_conn.execute("PRAGMA wal_autocheckpoint=0").await?;
-                Some(checkpoint::start(connect_one(url, dialect).await?))
-            }
+            Dialect::Sqlite => Some(checkpoint::start(connect_one(url, dialect).await?)),
             Dialect::Postgres => None,
         };
         let opts: AnyConnectOptions = url.parse().map_err(StoreError::from)?;

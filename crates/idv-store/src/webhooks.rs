@@ -613,6 +613,20 @@ pub(crate) async fn record_attempt(
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
     let id = Uuid::parse_str(&job.target_id).map_err(|e| corrupt("job target", e))?;
+    // Fencing, with the claim count as the token: a worker whose lease ran
+    // out while it was sending must not record over the one that claimed the
+    // job after it (that one records its own attempt), nor finish a job
+    // another claim holds. Its request may have reached the endpoint anyway:
+    // deliveries are at least once, and receivers deduplicate on
+    // `webhook-id`.
+    let claims: Option<i64> = sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1")
+        .bind(job.id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if claims != Some(job.attempts) {
+        tracing::info!(job = %job.id, delivery = %id, "a webhook attempt came back after its claim was taken over; not recorded");
+        return Ok((Applied::Done, vec![]));
+    }
     let finish = sqlx::query("DELETE FROM jobs WHERE id = $1").bind(job.id.to_string());
     let r = sqlx::query(&format!(
         "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2"

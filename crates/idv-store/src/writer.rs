@@ -128,7 +128,7 @@ pub(crate) async fn run(w: Writer, mut rx: mpsc::Receiver<Unit>) {
                     )));
                 }
                 if conn.ping().await.is_err() {
-                    match crate::connect_one(&url, dialect).await {
+                    match connect(&url, dialect).await {
                         Ok(c) => conn = c,
                         Err(e) => tracing::error!(error = %e, "writer could not reconnect"),
                     }
@@ -137,6 +137,16 @@ pub(crate) async fn run(w: Writer, mut rx: mpsc::Receiver<Unit>) {
         }
     }
     let _ = conn.close().await;
+}
+
+/// A connection for the writer: on SQLite, checkpoints run beside it
+/// ([`crate::checkpoint`]), not inside its commits.
+pub(crate) async fn connect(url: &str, dialect: Dialect) -> Result<AnyConnection, StoreError> {
+    let mut conn = crate::connect_one(url, dialect).await?;
+    if dialect == Dialect::Sqlite {
+        conn.execute("PRAGMA wal_autocheckpoint=0").await?;
+    }
+    Ok(conn)
 }
 
 /// What a committed batch changed, for caches.

@@ -22,6 +22,7 @@ mod jobs;
 mod migrations;
 mod nodes;
 mod tenants;
+mod webhooks;
 mod writer;
 
 use std::sync::Arc;
