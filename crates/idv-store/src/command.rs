@@ -1520,9 +1520,13 @@ pub(crate) async fn take_job(conn: &mut AnyConnection, job: &Job) -> Result<Uuid
     Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))
 }
 
+/// Removes a finished job. Like [`retry_job`], only under the claim that
+/// ran it: the claim count (`attempts`) fences out a worker whose lease
+/// lapsed and whose job another worker has claimed since.
 async fn finish_job(conn: &mut AnyConnection, job: &Job) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM jobs WHERE id = $1")
+    sqlx::query("DELETE FROM jobs WHERE id = $1 AND attempts = $2")
         .bind(job.id.to_string())
+        .bind(job.attempts)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -1535,14 +1539,18 @@ async fn retry_job(
     error: String,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    let done = sqlx::query("UPDATE jobs SET run_at = $1, locked_until = NULL, last_error = $2 WHERE id = $3")
-        .bind(run_at.as_micros())
-        .bind(error.clone())
-        .bind(job.id.to_string())
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE jobs SET run_at = $1, locked_until = NULL, last_error = $2 WHERE id = $3 AND attempts = $4",
+    )
+    .bind(run_at.as_micros())
+    .bind(error.clone())
+    .bind(job.id.to_string())
+    .bind(job.attempts)
+    .execute(&mut *conn)
+    .await?;
     if done.rows_affected() == 0 {
-        // Finished meanwhile (another node, or the target went away).
+        // Finished meanwhile (another node, or the target went away), or
+        // claimed again after this claim's lease lapsed: that claim decides.
         return Ok((Applied::Done, vec![]));
     }
     let mut d = with_details(

@@ -19,6 +19,7 @@ backend_tests!(
     expiry_retires_the_agent_as_the_system,
     retiring_an_agent_removes_its_expire_job,
     each_job_is_claimed_exactly_once,
+    a_lapsed_claim_neither_finishes_nor_reschedules,
 );
 
 /// The job runner's context.
@@ -276,4 +277,50 @@ async fn each_job_is_claimed_exactly_once(backend: Backend) {
     assert_eq!(events.len(), 1_000, "one retirement per agent");
     assert_eq!(retired.len(), 1_000);
     chain(&nodes[nodes.len() - 1]).await;
+}
+
+/// The claim count fences job bookkeeping: a worker whose lease lapsed, and
+/// whose job another worker claimed since, changes nothing.
+async fn a_lapsed_claim_neither_finishes_nor_reschedules(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    f.create(vec![ephemeral(&f, "jit", 1)]).await.unwrap();
+    f.clock.advance_secs(1);
+    let lapsed = claim(&f.store, 30, 10).await.remove(0);
+    f.clock.advance_secs(31);
+    let current = claim(&f.store, 30, 10).await.remove(0);
+    assert_eq!((current.id, current.attempts), (lapsed.id, lapsed.attempts + 1));
+    let head = f.head().await;
+    let later = f.clock.now().plus_secs(3_600);
+    let retry = |job: Job| Command::RetryJob {
+        job,
+        run_at: later,
+        error: "target down".into(),
+    };
+    f.store.execute(retry(lapsed.clone()), jobs_ctx()).await.unwrap();
+    f.store.execute(Command::FinishJob(lapsed), jobs_ctx()).await.unwrap();
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs").await,
+        1,
+        "the lapsed claim finished the job"
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs WHERE last_error IS NULL").await,
+        1,
+        "the lapsed claim rescheduled the job"
+    );
+    assert_eq!(f.head().await, head, "the lapsed claim's retry was audited");
+    // The current claim's retry and finish apply.
+    f.store.execute(retry(current.clone()), jobs_ctx()).await.unwrap();
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs WHERE last_error = 'target down'")
+            .await,
+        1
+    );
+    let events = f.events_after(head).await;
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["job.retry"]
+    );
+    f.store.execute(Command::FinishJob(current), jobs_ctx()).await.unwrap();
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs").await, 0);
 }
