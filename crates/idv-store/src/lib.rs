@@ -2,7 +2,7 @@
 //! chosen by URL; the backend is dispatched in one place (sqlx's `Any`
 //! driver, with the few dialect differences in [`Dialect`]).
 //!
-//! Writes go through one writer task per node that group-commits: many
+//! Writes go through one writer (a thread of its own) per node that group-commits: many
 //! requests' [`Command`]s run in one transaction, each in a savepoint, with
 //! their audit events appended to the hash chain in the same transaction; every
 //! caller is answered only after the commit is durable.
@@ -124,8 +124,9 @@ impl Store {
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url)?;
-        let mut write_conn = writer::connect(url, dialect).await?;
-        migrate::run(&mut write_conn, dialect).await?;
+        let mut conn = connect_one(url, dialect).await?;
+        migrate::run(&mut conn, dialect).await?;
+        let _ = conn.close().await;
         let checkpoints = match dialect {
             Dialect::Sqlite => Some(checkpoint::start(connect_one(url, dialect).await?)),
             Dialect::Postgres => None,
@@ -160,7 +161,6 @@ impl Store {
             tokio::spawn(changes::listen(url.to_owned(), changes.clone()));
         }
         let w = writer::Writer {
-            conn: write_conn,
             url: url.to_owned(),
             dialect,
             clock: clock.clone(),
@@ -168,7 +168,7 @@ impl Store {
             changes: changes.clone(),
             checkpoints,
         };
-        tokio::spawn(writer::run(w, rx));
+        writer::start(w, rx).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dialect,

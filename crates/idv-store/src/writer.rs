@@ -53,10 +53,9 @@ pub struct WriterStats {
 const PG_CHAIN_LOCK: &str =
     "DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/audit-chain')); END $$";
 
-/// What the writer task owns.
+/// What the writer owns.
 pub(crate) struct Writer {
-    pub conn: AnyConnection,
-    /// To reconnect with.
+    /// To connect (and reconnect) with.
     pub url: String,
     pub dialect: Dialect,
     pub clock: Arc<dyn Clock>,
@@ -66,9 +65,41 @@ pub(crate) struct Writer {
     pub checkpoints: Option<Nudge>,
 }
 
-pub(crate) async fn run(w: Writer, mut rx: mpsc::Receiver<Unit>) {
+/// Starts the writer on a thread and runtime of its own, with a connection
+/// made there (so a PostgreSQL socket is driven by that runtime too). Woken
+/// by its connection, the writer runs at once instead of waiting in the
+/// shared runtime's queue behind request tasks, so the next batch starts as
+/// soon as the last one is durable. It stops when every [`Unit`] sender is
+/// gone.
+pub(crate) async fn start(w: Writer, rx: mpsc::Receiver<Unit>) -> Result<(), StoreError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Config(format!("cannot start the writer's runtime: {e}")))?;
+    let (ready, started) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("idv-writer".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match connect(&w.url, w.dialect).await {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        run(conn, w, rx).await;
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
+    started
+        .await
+        .map_err(|_| StoreError::Config("the writer thread stopped while starting".into()))?
+}
+
+async fn run(mut conn: AnyConnection, w: Writer, mut rx: mpsc::Receiver<Unit>) {
     let Writer {
-        mut conn,
         url,
         dialect,
         clock,
