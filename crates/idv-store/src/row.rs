@@ -301,23 +301,25 @@ pub(crate) fn packed_events(page: &str) -> Result<Vec<Event>, StoreError> {
 }
 
 /// Binds an event's columns in [`EVENT_COLS`] order.
-pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, e: &Event) -> AnyQuery<'q> {
+/// Binds an event's columns, borrowing what it can from `e` (a bound
+/// `String` is copied once more by the driver; a `&str` is not).
+pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, e: &'q Event) -> AnyQuery<'q> {
     q.bind(e.seq)
         .bind(e.id.to_string())
         .bind(e.time.as_micros())
         .bind(e.tenant_id.to_string())
-        .bind(e.actor.kind.as_str().to_owned())
-        .bind(e.actor.name.clone())
+        .bind(e.actor.kind.as_str())
+        .bind(e.actor.name.as_str())
         .bind(e.actor.token_id.map(|t| t.to_string()))
-        .bind(e.action.clone())
-        .bind(e.target_type.clone())
-        .bind(e.target_id.clone())
-        .bind(e.outcome.as_str().to_owned())
-        .bind(e.reason.clone())
-        .bind(e.request_id.clone())
+        .bind(e.action.as_str())
+        .bind(e.target_type.as_str())
+        .bind(e.target_id.as_str())
+        .bind(e.outcome.as_str())
+        .bind(e.reason.as_deref())
+        .bind(e.request_id.as_deref())
         .bind(idv_core::audit::canonical_json(&e.details))
-        .bind(e.prev_hash.to_vec())
-        .bind(e.hash.to_vec())
+        .bind(&e.prev_hash[..])
+        .bind(&e.hash[..])
 }
 
 pub(crate) fn job(row: &AnyRow) -> Result<Job, StoreError> {

@@ -206,7 +206,7 @@ async fn run_batch(
         && work.len() <= chunk_rows(EVENT_NCOLS + USAGE_NCOLS)
         && work.iter().all(|(cmd, _)| in_one_statement(cmd))
     {
-        let (result, head) = append_batch(conn, clock, &work, head, stats).await?;
+        let (result, head) = append_batch(conn, clock, work, head, stats).await?;
         *known_head = Some(head);
         return Ok(result);
     }
@@ -226,11 +226,14 @@ async fn run_batch(
     for (cmd, ctx) in work {
         let now = clock.now();
         let attempt = cmd.attempt();
-        if let Some(ev) = append_only(&cmd, &mut head, &mut tally, clock, now) {
-            events.push(ev);
-            results.push(Ok(Applied::Done));
-            continue;
-        }
+        let cmd = match append_only(cmd, &mut head, &mut tally, clock, now) {
+            Ok(ev) => {
+                events.push(ev);
+                results.push(Ok(Applied::Done));
+                continue;
+            }
+            Err(cmd) => *cmd,
+        };
         // Decisions change what decisions see only through approvals, which
         // are read from the store, not from caches.
         let changes_state = !matches!(
@@ -316,13 +319,29 @@ fn appended(cmd: &Command) -> Option<(&Draft, Option<&DecisionRecord>)> {
 }
 
 /// Appends an append-only unit's event to the chain (and a decision's usage
-/// and edge to the tally); `None`, and nothing done, for any other unit.
-fn append_only(cmd: &Command, head: &mut Head, tally: &mut Tally, clock: &dyn Clock, now: Timestamp) -> Option<Event> {
-    let (draft, decision) = appended(cmd)?;
-    if let Some(rec) = decision {
-        tally.add(rec);
+/// and edge to the tally); any other unit comes back untouched (boxed: it
+/// is the rare, administrative kind).
+fn append_only(
+    cmd: Command,
+    head: &mut Head,
+    tally: &mut Tally,
+    clock: &dyn Clock,
+    now: Timestamp,
+) -> Result<Event, Box<Command>> {
+    if appended(&cmd).is_none() {
+        return Err(Box::new(cmd));
     }
-    Some(head.append(draft.clone(), clock.new_id(), now))
+    // The event moves into the chain: nothing of it is copied.
+    let draft = match cmd {
+        Command::Record(d) => d,
+        Command::IssueToken { event, .. } => event,
+        Command::Decide(rec) => {
+            tally.add(&rec);
+            rec.event
+        }
+        other => return Err(Box::new(other)),
+    };
+    Ok(head.append(draft, clock.new_id(), now))
 }
 
 /// Whether a unit's writes fit [`append_batch`]'s one statement: it only
@@ -340,14 +359,20 @@ fn in_one_statement(cmd: &Command) -> bool {
 async fn append_batch(
     conn: &mut AnyConnection,
     clock: &dyn Clock,
-    work: &[(Command, Context)],
+    work: Vec<(Command, Context)>,
     mut head: Head,
     stats: &WriterStats,
 ) -> Result<(BatchResult, Head), StoreError> {
-    let mut events = Vec::with_capacity(work.len());
+    let n = work.len();
+    let mut events = Vec::with_capacity(n);
     let mut tally = Tally::default();
     for (cmd, _) in work {
-        events.extend(append_only(cmd, &mut head, &mut tally, clock, clock.now()));
+        match append_only(cmd, &mut head, &mut tally, clock, clock.now()) {
+            Ok(ev) => events.push(ev),
+            // The caller checked every unit; one that is not append-only
+            // would lose its writes here, so the batch fails instead.
+            Err(_) => return Err(StoreError::Unavailable("a unit of work was not append-only".into())),
+        }
     }
     let now = clock.now();
     let first_usage = events.len() * EVENT_NCOLS + 1;
@@ -369,7 +394,7 @@ async fn append_batch(
         return Err(e.into());
     }
     stats.commit_micros.fetch_add(micros(committing), Ordering::Relaxed);
-    let results = work.iter().map(|_| Ok(Applied::Done)).collect();
+    let results = (0..n).map(|_| Ok(Applied::Done)).collect();
     Ok(((results, events.len(), Changed::default()), head))
 }
 
