@@ -1,7 +1,7 @@
 //! Where the CPU went during a phase: CPU time of this process's threads,
 //! grouped by thread name (`/proc/self/task/*/stat`), so a phase shows
-//! whether SQLite's worker threads, the server's runtime or the load
-//! generator was the busy one.
+//! whether SQLite's worker threads, the writer, the server's runtime or the
+//! load generator was the busy one.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -22,6 +22,8 @@ pub struct Snapshot {
 fn group(comm: &str) -> &'static str {
     if comm.starts_with("sqlx-sqlite") {
         "sqlite workers"
+    } else if comm.starts_with("idv-writer") {
+        "writer"
     } else if comm.starts_with("idv-server") {
         "server runtime"
     } else if comm.starts_with("idv-bench") {
