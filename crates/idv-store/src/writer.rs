@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use idv_core::audit::{Draft, Event, Head};
+use idv_core::audit::{Event, Head};
 use idv_core::{Clock, Timestamp};
 use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -172,7 +172,7 @@ async fn run(mut conn: AnyConnection, w: Writer, mut rx: mpsc::Receiver<Unit>) {
 
 /// A connection for the writer: on SQLite, checkpoints run beside it
 /// ([`crate::checkpoint`]), not inside its commits.
-pub(crate) async fn connect(url: &str, dialect: Dialect) -> Result<AnyConnection, StoreError> {
+async fn connect(url: &str, dialect: Dialect) -> Result<AnyConnection, StoreError> {
     let mut conn = crate::connect_one(url, dialect).await?;
     if dialect == Dialect::Sqlite {
         conn.execute("PRAGMA wal_autocheckpoint=0").await?;
@@ -305,15 +305,15 @@ async fn run_batch(
     Ok((results, events.len(), changed))
 }
 
-/// What a unit appends, when appending is all it does: refusals, token
-/// issuance without one-time ids, and decisions without an approval step
-/// (with the decision, for its usage and edge). Nothing in such a unit can
-/// be refused or need undoing, so it needs no savepoint.
-fn appended(cmd: &Command) -> Option<(&Draft, Option<&DecisionRecord>)> {
+/// Whether appending its event is all a unit does: refusals, token issuance
+/// without one-time ids, and decisions without an approval step (with the
+/// decision, for its usage and edge). Nothing in such a unit can be refused
+/// or need undoing, so it needs no savepoint.
+fn appended(cmd: &Command) -> Option<Option<&DecisionRecord>> {
     match cmd {
-        Command::Record(d) => Some((d, None)),
-        Command::IssueToken { event, once } if once.is_empty() => Some((event, None)),
-        Command::Decide(rec) if rec.approval.is_none() => Some((&rec.event, Some(rec))),
+        Command::Record(_) => Some(None),
+        Command::IssueToken { once, .. } if once.is_empty() => Some(None),
+        Command::Decide(rec) if rec.approval.is_none() => Some(Some(rec)),
         _ => None,
     }
 }
@@ -348,7 +348,7 @@ fn append_only(
 /// appends, and if a decision, it is not an `invoke` between agents (whether
 /// that edge is new decides whether the batch records one more event).
 fn in_one_statement(cmd: &Command) -> bool {
-    appended(cmd).is_some_and(|(_, rec)| rec.is_none_or(|r| r.edge.is_none()))
+    appended(cmd).is_some_and(|rec| rec.is_none_or(|r| r.edge.is_none()))
 }
 
 /// SQLite, a batch of units that only append (the hot path: decisions,
