@@ -149,6 +149,11 @@ async fn run(mut conn: AnyConnection, w: Writer, mut rx: mpsc::Receiver<Unit>) {
                     // The caller may have gone away; the change is durable either way.
                     let _ = reply.send(res);
                 }
+                // Between two batches, so that the next commit can start a
+                // long WAL over ([`crate::checkpoint`]).
+                if checkpoints.as_ref().is_some_and(Nudge::restart_due) {
+                    crate::checkpoint::passive(&mut conn).await;
+                }
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
