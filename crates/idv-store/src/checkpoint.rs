@@ -105,12 +105,8 @@ mod tests {
         opts.connect().await.expect("connect")
     }
 
-    fn wal_len(dir: &std::path::Path) -> u64 {
-        std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len())
-    }
-
-    #[tokio::test]
-    async fn writes_reach_the_database_file_without_autocheckpoint() {
+    /// A WAL database with a table, and the writer's connection to it.
+    async fn database() -> (tempfile::TempDir, String, AnyConnection) {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
@@ -119,6 +115,16 @@ mod tests {
             .execute("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t (x BLOB)")
             .await
             .expect("setup");
+        (dir, url, writer)
+    }
+
+    fn wal_len(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len())
+    }
+
+    #[tokio::test]
+    async fn writes_reach_the_database_file_without_autocheckpoint() {
+        let (dir, url, mut writer) = database().await;
         let nudge = start(open(&url).await);
         for _ in 0..200 {
             sqlx::query("INSERT INTO t VALUES (randomblob(8192))")
@@ -148,14 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_writer_that_never_pauses_still_gets_its_wal_started_over() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let mut writer = open(&url).await;
-        writer
-            .execute("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t (x BLOB)")
-            .await
-            .expect("setup");
+        let (dir, url, mut writer) = database().await;
         // Start over past 256 frames (1 MiB).
         let nudge = start_with(open(&url).await, 256);
         let mut restarts = 0;
