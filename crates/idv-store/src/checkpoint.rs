@@ -118,6 +118,14 @@ mod tests {
         (dir, url, writer)
     }
 
+    /// One commit of 8 KiB (two or three WAL frames).
+    async fn insert(writer: &mut AnyConnection) {
+        sqlx::query("INSERT INTO t VALUES (randomblob(8192))")
+            .execute(&mut *writer)
+            .await
+            .expect("insert");
+    }
+
     fn wal_len(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len())
     }
@@ -127,10 +135,7 @@ mod tests {
         let (dir, url, mut writer) = database().await;
         let nudge = start(open(&url).await);
         for _ in 0..200 {
-            sqlx::query("INSERT INTO t VALUES (randomblob(8192))")
-                .execute(&mut writer)
-                .await
-                .expect("insert");
+            insert(&mut writer).await;
             nudge.wrote();
         }
         // 200 × 8 KiB went into the WAL; the checkpointer copies it back.
@@ -161,10 +166,7 @@ mod tests {
         let mut longest = 0;
         // 32 MiB of commits, back to back, as the writer does under load.
         for _ in 0..4_000 {
-            sqlx::query("INSERT INTO t VALUES (randomblob(8192))")
-                .execute(&mut writer)
-                .await
-                .expect("insert");
+            insert(&mut writer).await;
             nudge.wrote();
             if nudge.restart_due() {
                 restarts += 1;
