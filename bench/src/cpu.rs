@@ -16,6 +16,34 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub struct Snapshot {
     at: Instant,
     by_group: BTreeMap<&'static str, f64>,
+    machine: Machine,
+}
+
+/// The machine's CPU ticks (`/proc/stat`, all CPUs): all of them, and those
+/// the hypervisor gave to someone else while this guest wanted to run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Machine {
+    total: f64,
+    steal: f64,
+}
+
+fn machine() -> Machine {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return Machine::default();
+    };
+    // `cpu user nice system idle iowait irq softirq steal guest guest_nice`;
+    // guest time is already counted in user.
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Machine {
+        total: ticks.iter().sum(),
+        steal: ticks.get(7).copied().unwrap_or(0.0),
+    }
 }
 
 /// The group a thread belongs to, by its name.
@@ -55,6 +83,7 @@ pub fn snapshot() -> Snapshot {
     Snapshot {
         at: Instant::now(),
         by_group,
+        machine: machine(),
     }
 }
 
@@ -68,6 +97,21 @@ pub struct PhaseCpu {
     /// Per thread group: CPU time as a percentage of one core over the
     /// phase (200% = both cores of a 2-core machine).
     pub percent_of_a_core: BTreeMap<&'static str, f64>,
+    /// Of the machine's CPU time over the phase, the share the hypervisor
+    /// ran other guests on while this one was ready (`steal`), in percent:
+    /// a noisy neighbour, not our code.
+    pub steal_percent: f64,
+}
+
+impl PhaseCpu {
+    /// CPU seconds per group (all groups: `total`) per unit of work done in
+    /// the phase, in µs.
+    pub fn micros_per(&self, units: f64) -> BTreeMap<&'static str, f64> {
+        let per = |pct: f64| pct / 100.0 * self.wall_secs * 1e6 / units.max(1.0);
+        let mut m: BTreeMap<&'static str, f64> = self.percent_of_a_core.iter().map(|(g, p)| (*g, per(*p))).collect();
+        m.insert("total", per(self.percent_of_a_core.values().sum()));
+        m
+    }
 }
 
 impl Snapshot {
@@ -83,10 +127,15 @@ impl Snapshot {
                 (*g, ((secs - before) / wall * 100.0).max(0.0))
             })
             .collect();
+        let (total, steal) = (
+            now.machine.total - self.machine.total,
+            now.machine.steal - self.machine.steal,
+        );
         PhaseCpu {
             phase: phase.to_owned(),
             wall_secs: wall,
             percent_of_a_core,
+            steal_percent: if total > 0.0 { steal / total * 100.0 } else { 0.0 },
         }
     }
 }

@@ -134,6 +134,9 @@ pub struct Http {
     pub commit_us: f64,
     /// Share of the phase the writer was running a batch (1.0: never idle).
     pub writer_busy: f64,
+    /// Where the CPU went during the single-evaluation phase (load generator
+    /// included: it runs in this process), and the hypervisor's steal.
+    pub evaluation_cpu: crate::cpu::PhaseCpu,
     /// AuthZEN batches (`/access/v1/evaluations`), if that phase ran.
     pub batched: Option<Batched>,
     /// The floor: `GET /healthz` (no work, no audit) with the same client
@@ -657,6 +660,7 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
     // The lean client (one connection per client, no pool): the load
     // generator shares these cores with the server.
     let base = server.base.clone();
+    let cpu = crate::cpu::snapshot();
     let evaluation = drive_each(
         Budget {
             requests: args.requests,
@@ -688,6 +692,7 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
         },
     )
     .await?;
+    let evaluation_cpu = cpu.until_now("AuthZEN evaluations");
     let audit_events = head_seq(server).await? - before;
     let writer_after = writer_counters(server).await?;
     let batches = writer_after.batches - writer_before.batches;
@@ -727,6 +732,7 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
         batch_us: per_batch(busy_secs),
         commit_us,
         writer_busy,
+        evaluation_cpu,
         batched,
         floor,
     })
@@ -848,6 +854,19 @@ impl DecisionsReport {
                 h.batch_us,
                 h.commit_us,
                 h.writer_busy * 100.0
+            );
+            let c = &h.evaluation_cpu;
+            let per = c.micros_per(e.requests as f64);
+            let of = |g: &str| per.get(g).copied().unwrap_or(0.0);
+            println!(
+                "CPU per decision: {:.0} us (server runtime {:.0}, writer {:.0}, sqlite workers {:.0}, load generator {:.0}, other {:.0}); hypervisor steal {:.0}% of the machine",
+                of("total"),
+                of("server runtime"),
+                of("writer"),
+                of("sqlite workers"),
+                of("load generator"),
+                of("other"),
+                c.steal_percent
             );
             if let Some(b) = &h.batched {
                 let l = &b.latency;

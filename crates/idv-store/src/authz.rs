@@ -658,6 +658,17 @@ pub(crate) async fn decide_approval(
 /// Columns of one `agent_usage` row as [`Tally::usage_sql`] writes it.
 pub(crate) const USAGE_NCOLS: usize = 7;
 
+/// Adds `rows` usage sums (markers numbered from `first`) to what is
+/// recorded: the count grows, the first use stays.
+fn usage_upsert(dialect: Dialect, rows: usize, first: usize) -> String {
+    format!(
+        "INSERT INTO agent_usage (tenant_id, agent_id, action, resource_type, count, first_used, last_used) \
+         VALUES {} ON CONFLICT (tenant_id, agent_id, action, resource_type) \
+         DO UPDATE SET count = agent_usage.count + excluded.count, last_used = excluded.last_used",
+        row::placeholders(dialect, rows, USAGE_NCOLS, first)
+    )
+}
+
 /// Usage and edges of a batch's plain decisions, summed, written once per
 /// key at the end of the batch.
 #[derive(Debug, Default)]
@@ -687,14 +698,29 @@ impl Tally {
     /// One multi-row upsert of the usage sums, its markers numbered from
     /// `first`; `None` when no decision was allowed.
     pub(crate) fn usage_sql(&self, dialect: Dialect, first: usize) -> Option<String> {
-        (!self.usage.is_empty()).then(|| {
-            format!(
-                "INSERT INTO agent_usage (tenant_id, agent_id, action, resource_type, count, first_used, last_used) \
-                 VALUES {} ON CONFLICT (tenant_id, agent_id, action, resource_type) \
-                 DO UPDATE SET count = agent_usage.count + excluded.count, last_used = excluded.last_used",
-                row::placeholders(dialect, self.usage.len(), USAGE_NCOLS, first)
-            )
-        })
+        (!self.usage.is_empty()).then(|| usage_upsert(dialect, self.usage.len(), first))
+    }
+
+    /// The SQLite hot path's [`Tally::usage_sql`] and [`Tally::bind_usage`]:
+    /// one cached one-row upsert per sum ([`crate::append`]).
+    pub(crate) fn write_usage(&self, conn: &rusqlite::Connection, now: Timestamp) -> rusqlite::Result<()> {
+        if self.usage.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = conn.prepare_cached(&usage_upsert(Dialect::Sqlite, 1, 1))?;
+        let t = now.as_micros();
+        for (u, n) in &self.usage {
+            stmt.execute(rusqlite::params![
+                u.tenant_id.to_string(),
+                u.agent_id.to_string(),
+                u.action,
+                u.resource_type,
+                n,
+                t,
+                t
+            ])?;
+        }
+        Ok(())
     }
 
     /// Binds what [`Tally::usage_sql`] asks for, in the same order.

@@ -7,6 +7,7 @@
 //! their audit events appended to the hash chain in the same transaction; every
 //! caller is answered only after the commit is durable.
 
+mod append;
 mod authz;
 mod changes;
 mod checkpoint;
@@ -106,7 +107,7 @@ struct Inner {
 /// Per-connection settings for SQLite: WAL so readers never block the writer,
 /// `synchronous=FULL` so every commit (audit and credentials included) is
 /// durable before it is acknowledged.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
      PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA cache_size=-32768;";
 
 async fn connect_one(url: &str, dialect: Dialect) -> Result<AnyConnection, StoreError> {

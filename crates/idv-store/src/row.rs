@@ -300,9 +300,9 @@ pub(crate) fn packed_events(page: &str) -> Result<Vec<Event>, StoreError> {
         .collect()
 }
 
-/// Binds an event's columns in [`EVENT_COLS`] order.
-/// Binds an event's columns, borrowing what it can from `e` (a bound
-/// `String` is copied once more by the driver; a `&str` is not).
+/// Binds an event's columns in [`EVENT_COLS`] order, borrowing what it can
+/// from `e` (a bound `String` is copied once more by the driver; a `&str` is
+/// not). [`insert_event`] is the same for the SQLite hot path.
 pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, e: &'q Event) -> AnyQuery<'q> {
     q.bind(e.seq)
         .bind(e.id.to_string())
@@ -320,6 +320,29 @@ pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, e: &'q Event) -> AnyQuery<'q> {
         .bind(idv_core::audit::canonical_json(&e.details))
         .bind(&e.prev_hash[..])
         .bind(&e.hash[..])
+}
+
+/// Runs `stmt` (an insert of one row in [`EVENT_COLS`] order) for `e`: the
+/// SQLite hot path's [`bind_event`] ([`crate::append`]).
+pub(crate) fn insert_event(stmt: &mut rusqlite::CachedStatement<'_>, e: &Event) -> rusqlite::Result<usize> {
+    stmt.execute(rusqlite::params![
+        e.seq,
+        e.id.to_string(),
+        e.time.as_micros(),
+        e.tenant_id.to_string(),
+        e.actor.kind.as_str(),
+        e.actor.name,
+        e.actor.token_id.map(|t| t.to_string()),
+        e.action,
+        e.target_type,
+        e.target_id,
+        e.outcome.as_str(),
+        e.reason,
+        e.request_id,
+        idv_core::audit::canonical_json(&e.details),
+        &e.prev_hash[..],
+        &e.hash[..],
+    ])
 }
 
 pub(crate) fn job(row: &AnyRow) -> Result<Job, StoreError> {

@@ -406,8 +406,8 @@ async fn run_all(f: &Fixture, cmds: Vec<Command>) -> Vec<Result<Applied, StoreEr
     out
 }
 
-/// Batches of nothing but decisions and records (on SQLite, one statement
-/// each): usage summed per key across batches, the chain gapless, and a
+/// Batches of nothing but decisions and records (on SQLite, written by the
+/// writer thread's own connection, `append.rs`): usage summed per key across batches, the chain gapless, and a
 /// failing audit insert leaves neither events nor usage behind, nor an open
 /// transaction on the writer's connection.
 async fn decisions_are_summed_per_batch_and_fail_whole(backend: Backend) {
