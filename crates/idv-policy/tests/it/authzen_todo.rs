@@ -3,11 +3,10 @@
 //! of the published data (`../shared/conformance/authzen`, unchanged).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use idv_core::Timestamp;
 use idv_core::directory::{DirectoryEntity, EntityRef};
-use idv_policy::{Engine, Inputs, Party, Query, Target, compile};
+use idv_policy::{Engine, Party, Query, Target, compile};
 use serde_json::{Map, Value};
 
 fn example(name: &str) -> String {
@@ -34,14 +33,7 @@ fn conformance() -> Option<Value> {
 pub fn todo_engine() -> Engine {
     let compiled = compile(&example("policies.cedar"), Some(&example("schema.cedarschema"))).unwrap();
     let directory: Vec<DirectoryEntity> = serde_json::from_str(&example("entities.json")).unwrap();
-    Engine::build(Inputs {
-        compiled: Arc::new(compiled),
-        version: 1,
-        roles: &[],
-        grants: &[],
-        directory: &directory,
-        now: Timestamp::from_micros(0),
-    })
+    crate::directory_engine(compiled, &directory)
 }
 
 fn entity(v: &Value) -> EntityRef {

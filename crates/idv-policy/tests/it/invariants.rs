@@ -308,3 +308,68 @@ fn approvals_conditions_expiry_and_fail_closed_forbids() {
     assert!(d.allowed(), "{d:?}");
     assert_eq!(d.parties[0].determining, vec![format!("grant:{}", Uuid::from_u128(7))]);
 }
+
+/// Whether `from` reaches `to` over `edges` (itself included).
+fn reaches(edges: &[Vec<usize>], from: usize, to: usize) -> bool {
+    let mut seen = vec![false; edges.len()];
+    let mut todo = vec![from];
+    while let Some(n) = todo.pop() {
+        if n == to {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[n], true) {
+            todo.extend(&edges[n]);
+        }
+    }
+    false
+}
+
+fn directory_entity(type_name: &str, id: String, parents: Vec<String>) -> idv_core::directory::DirectoryEntity {
+    let r = |id: String| EntityRef {
+        type_name: type_name.into(),
+        id,
+    };
+    idv_core::directory::DirectoryEntity {
+        tenant_id: Uuid::nil(),
+        uid: r(id),
+        attrs: Map::new(),
+        parents: parents.into_iter().map(r).collect(),
+    }
+}
+
+proptest! {
+    /// Membership through the directory is transitive whatever its shape,
+    /// cycles included: `principal in Group::"g0"` and `resource in
+    /// Resource::"r0"` hold for exactly the subjects and resources that
+    /// reach them. (The engine hands Cedar ancestor sets it closed itself.)
+    #[test]
+    fn directory_membership_is_transitive(
+        groups in prop::collection::vec(prop::collection::vec(0usize..5, 0..3), 5),
+        containers in prop::collection::vec(prop::collection::vec(0usize..4, 0..3), 4),
+        subject_group in 0usize..5,
+        resource in 0usize..4,
+    ) {
+        let mut directory: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, up)| directory_entity("Group", format!("g{i}"), up.iter().map(|j| format!("g{j}")).collect()))
+            .collect();
+        directory.extend(containers.iter().enumerate().map(|(i, up)| {
+            directory_entity("Resource", format!("r{i}"), up.iter().map(|j| format!("r{j}")).collect())
+        }));
+        // A Human in one group (built as a group, then retyped: its parent stays a Group).
+        let mut human = directory_entity("Group", "h".into(), vec![format!("g{subject_group}")]);
+        human.uid.type_name = "Human".into();
+        directory.push(human.clone());
+        let compiled = compile(
+            r#"permit(principal in Group::"g0", action == Action::"read", resource in Resource::"r0");"#,
+            None,
+        )
+        .unwrap();
+        let e = crate::directory_engine(compiled, &directory);
+        let res = EntityRef { type_name: "Resource".into(), id: format!("r{resource}") };
+        let want = reaches(&groups, subject_group, 0) && reaches(&containers, resource, 0);
+        let got = ask(&e, Party::Entity(&human.uid), vec![], "read", &Map::new(), 12, &res);
+        prop_assert_eq!(got == Outcome::Allow, want, "{:?}", got);
+    }
+}
