@@ -5,6 +5,8 @@
 //! audit events to the hash chain in order, commits once, and only then
 //! answers every waiting caller. On PostgreSQL each batch first takes the
 //! chain-head advisory lock, so several nodes append to one chain safely.
+//! On SQLite a batch of nothing but appends (the hot path) is written
+//! through the writer's own connection instead ([`crate::append`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,8 +90,9 @@ pub(crate) struct Writer {
     pub checkpoints: Option<Nudge>,
 }
 
-/// Starts the writer on a thread and runtime of its own, with a connection
-/// made there (so a PostgreSQL socket is driven by that runtime too). Woken
+/// Starts the writer on a thread and runtime of its own, with its
+/// connections made there (so a PostgreSQL socket is driven by that runtime
+/// too; on SQLite, also the [`Appender`]). Woken
 /// by its connection, the writer runs at once instead of waiting in the
 /// shared runtime's queue behind request tasks, so the next batch starts as
 /// soon as the last one is durable. It stops when every [`Unit`] sender is
