@@ -97,3 +97,33 @@ impl Appender {
         Ok(((results, events), head))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hot path's commits must be exactly as durable as the others:
+    /// the same settings as sqlx's connections, and no checkpoint inside.
+    #[test]
+    fn the_appender_connection_is_set_up_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idv.db");
+        drop(Connection::open(&path).unwrap());
+        let a = Appender::open(&format!("sqlite://{}?mode=rwc", path.display())).unwrap();
+        let pragma = |name: &str| -> String {
+            a.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "2", "FULL: the WAL is synced at every commit");
+        assert_eq!(pragma("foreign_keys"), "1");
+        assert_eq!(pragma("busy_timeout"), "10000");
+        assert_eq!(pragma("wal_autocheckpoint"), "0");
+    }
+}
