@@ -790,7 +790,7 @@ fn read_attributes(policies: &[Policy]) -> Option<HashSet<String>> {
 
 /// A request's entities as Cedar's store. Cedar's public constructor
 /// recomputes the transitive closure of their ancestors and checks it for
-/// cycles on every call: measured, a third of a decision's Cedar time. The
+/// cycles on every call: measured, more CPU than Cedar's evaluation. The
 /// engine only ever gives ancestor sets that are already closed (agents and
 /// directory entities from [`flatten`], actions from the schema's own
 /// hierarchy), so Cedar's core constructor is told so

@@ -61,7 +61,7 @@ const PG_CHAIN_LOCK: &str =
 const GATHER: usize = 8;
 /// What a small batch waits for company: a fraction of one commit. Each
 /// commit costs a WAL `fdatasync`, and on a virtual disk that is CPU too
-/// (~100 µs per commit here, the same for one event or twenty); under load
+/// (~50–85 µs per commit here, the same for one event or twenty); under load
 /// the wait roughly doubles the events per commit, halving that cost per
 /// decision, for ~0.1 ms more latency. A lone caller never waits. The same
 /// idea as PostgreSQL's `commit_delay` and MySQL's
