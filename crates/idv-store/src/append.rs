@@ -13,14 +13,11 @@
 //! writer thread and are used one batch at a time, so they never contend
 //! for the write lock.
 
-use std::time::Instant;
-
-use idv_core::Clock;
-use idv_core::audit::{Event, Head};
+use idv_core::Timestamp;
+use idv_core::audit::Event;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::authz::Tally;
-use crate::command::{Applied, Command, Context};
 use crate::row::{self, EVENT_COLS, EVENT_NCOLS};
 use crate::{SQLITE_PRAGMAS, StoreError};
 
@@ -33,9 +30,6 @@ pub(crate) struct Appender {
     conn: Connection,
     insert_event: String,
 }
-
-/// What an append-only batch produced: one result per unit, the events.
-pub(crate) type Appended = (Vec<Result<Applied, StoreError>>, Vec<Event>);
 
 impl Appender {
     /// Opens the database file behind `url` (already migrated).
@@ -59,42 +53,21 @@ impl Appender {
         })
     }
 
-    /// Appends the units' events to the chain after `head` and commits them
-    /// with the usage sums, all or nothing; returns the new head. Every unit
-    /// must pass [`crate::writer::for_appender`].
-    pub(crate) fn run(
-        &mut self,
-        clock: &dyn Clock,
-        work: Vec<(Command, Context)>,
-        mut head: Head,
-        commit_micros: &mut u64,
-    ) -> Result<(Appended, Head), StoreError> {
-        let n = work.len();
-        let mut events = Vec::with_capacity(n);
-        let mut tally = Tally::default();
-        for (cmd, _) in work {
-            match crate::writer::append_only(cmd, &mut head, &mut tally, clock, clock.now()) {
-                Ok(ev) => events.push(ev),
-                // The caller checked every unit; one that is not append-only
-                // would lose its writes here, so the batch fails instead.
-                Err(_) => return Err(StoreError::Unavailable("a unit of work was not append-only".into())),
-            }
-        }
-        let now = clock.now();
-        let committing = Instant::now();
+    /// Writes a batch's events (already linked into the chain) and its
+    /// usage sums in one transaction, all or nothing; durable when it
+    /// returns.
+    pub(crate) fn write(&mut self, events: &[Event], tally: &Tally, now: Timestamp) -> Result<(), StoreError> {
         // Dropped without `commit` (any error below), it rolls back.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(&self.insert_event)?;
-            for e in &events {
+            for e in events {
                 row::insert_event(&mut insert, e)?;
             }
         }
         tally.write_usage(&tx, now)?;
         tx.commit()?;
-        *commit_micros = crate::writer::micros(committing);
-        let results = (0..n).map(|_| Ok(Applied::Done)).collect();
-        Ok(((results, events), head))
+        Ok(())
     }
 }
 

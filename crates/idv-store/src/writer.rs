@@ -254,13 +254,25 @@ async fn run_batch(
 ) -> Result<BatchResult, StoreError> {
     // Until this batch commits, the cached head is not to be trusted.
     let cached = known_head.take();
-    if let (Some(appender), Some(head)) = (appender, cached)
+    if let (Some(appender), Some(mut head)) = (appender, cached)
         && work.iter().all(|(cmd, _)| for_appender(cmd))
     {
-        let mut commit = 0;
-        let ((results, events), head) = appender.run(clock, work, head, &mut commit)?;
-        stats.commit_micros.fetch_add(commit, Ordering::Relaxed);
+        let n = work.len();
+        let mut events = Vec::with_capacity(n);
+        let mut tally = Tally::default();
+        for (cmd, _) in work {
+            match append_only(cmd, &mut head, &mut tally, clock, clock.now()) {
+                Ok(ev) => events.push(ev),
+                // Checked above; a unit that is not append-only would lose
+                // its writes here, so the batch fails instead.
+                Err(_) => return Err(StoreError::Unavailable("a unit of work was not append-only".into())),
+            }
+        }
+        let committing = std::time::Instant::now();
+        appender.write(&events, &tally, clock.now())?;
+        stats.commit_micros.fetch_add(micros(committing), Ordering::Relaxed);
         *known_head = Some(head);
+        let results = (0..n).map(|_| Ok(Applied::Done)).collect();
         return Ok((results, events.len(), Changed::default()));
     }
     let mut tx = conn.begin().await?;
@@ -374,7 +386,7 @@ fn appended(cmd: &Command) -> Option<Option<&DecisionRecord>> {
 /// Appends an append-only unit's event to the chain (and a decision's usage
 /// and edge to the tally); any other unit comes back untouched (boxed: it
 /// is the rare, administrative kind).
-pub(crate) fn append_only(
+fn append_only(
     cmd: Command,
     head: &mut Head,
     tally: &mut Tally,
@@ -397,14 +409,14 @@ pub(crate) fn append_only(
     Ok(head.append(draft, clock.new_id(), now))
 }
 
-/// Whether a unit's writes fit [`Appender::run`]: it only appends, and if a
+/// Whether a unit's writes fit [`Appender::write`]: it only appends, and if a
 /// decision, it is not an `invoke` between agents (whether that edge is new
 /// decides whether the batch records one more event).
-pub(crate) fn for_appender(cmd: &Command) -> bool {
+fn for_appender(cmd: &Command) -> bool {
     appended(cmd).is_some_and(|rec| rec.is_none_or(|r| r.edge.is_none()))
 }
 
-pub(crate) fn micros(since: std::time::Instant) -> u64 {
+fn micros(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
