@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_key_rotation.sql"),
         postgres: include_str!("../migrations/postgres/0010_key_rotation.sql"),
     },
+    Migration {
+        version: 11,
+        sqlite: include_str!("../migrations/sqlite/0011_audit_id_unindexed.sql"),
+        postgres: include_str!("../migrations/postgres/0011_audit_id_unindexed.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -13,10 +13,11 @@ backend_tests!(
     racing_opens_on_an_outdated_schema_apply_each_migration_once,
     the_master_key_check_is_recorded_once,
     racing_opens_on_a_fresh_schema_all_succeed,
+    the_audit_table_rebuild_keeps_the_chain,
 );
 
 /// Every migration the store knows, as recorded in `idv_migrations`.
-const VERSIONS: [i64; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+const VERSIONS: [i64; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 
 async fn versions(db: &Database) -> Vec<i64> {
     let mut conn = raw(db).await;
@@ -154,4 +155,61 @@ async fn the_master_key_check_is_recorded_once(backend: Backend) {
     let again = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
     again.check_master_key(winner).await.unwrap();
     assert!(again.check_master_key("kcv-other").await.is_err());
+}
+
+/// Migration 11 rebuilds SQLite's audit table without the unique index on
+/// `id`: a database of the previous release keeps every event exactly (the
+/// chain still verifies and reads the same), keeps the tenant index, and
+/// appends on after it. PostgreSQL keeps the constraint.
+async fn the_audit_table_rebuild_keeps_the_chain(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    f.create_one("before").await;
+    let unique_on_id = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM pragma_index_list('audit_events') WHERE \"unique\" = 1 AND origin = 'u'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename = 'audit_events' AND indexdef LIKE 'CREATE UNIQUE INDEX%(id)'"
+        }
+    };
+    let tenant_index = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'audit_events_tenant'",
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'audit_events_tenant'"
+        }
+    };
+    if backend == Backend::Sqlite {
+        // The table as releases before 11 made it.
+        exec(
+            &f.db,
+            &[
+                "CREATE TABLE audit_old (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time INTEGER NOT NULL, \
+                 tenant_id TEXT NOT NULL, actor_kind TEXT NOT NULL, actor_name TEXT NOT NULL, actor_token_id TEXT, \
+                 action TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, outcome TEXT NOT NULL, \
+                 reason TEXT, request_id TEXT, details TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL)",
+                "INSERT INTO audit_old SELECT * FROM audit_events",
+                "DROP TABLE audit_events",
+                "ALTER TABLE audit_old RENAME TO audit_events",
+                "CREATE INDEX audit_events_tenant ON audit_events (tenant_id, seq)",
+                "DELETE FROM idv_migrations WHERE version = 11",
+            ],
+        )
+        .await;
+        assert_eq!(count(&f.db, unique_on_id).await, 1, "the old table has the index");
+    }
+    let before = chain(&f.store).await;
+    assert_eq!(before.len(), 2, "tenant, agent");
+    f.store.close().await;
+    let upgraded = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
+    assert_eq!(versions(&f.db).await, VERSIONS);
+    let expected = match backend {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    };
+    assert_eq!(count(&f.db, unique_on_id).await, expected, "unique index on id");
+    assert_eq!(count(&f.db, tenant_index).await, 1, "the tenant index stays");
+    assert_eq!(chain(&upgraded).await, before, "every event as it was, and the chain verifies");
+    tenant(&upgraded, "after-upgrade").await;
+    assert_eq!(chain(&upgraded).await.len(), 3);
 }
