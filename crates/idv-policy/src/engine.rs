@@ -636,13 +636,12 @@ impl Engine {
             return Ok(refused(name, "invalid_request"));
         };
         let mut entities = Vec::with_capacity(3);
-        let same = principal.uid() == resource.uid();
-        entities.push(principal);
-        if !same {
-            entities.push(resource.clone());
+        entities.push(&principal);
+        if principal.uid() != resource.uid() {
+            entities.push(resource);
         }
         if let Some(a) = self.compiled.action_entities.get(action) {
-            entities.push(a.clone());
+            entities.push(a);
         }
         let Some(entities) = closed_entities(&entities) else {
             return Ok(refused(name, "invalid_entities"));
@@ -797,10 +796,10 @@ fn read_attributes(policies: &[Policy]) -> Option<HashSet<String>> {
 /// (`TCComputation::AssumeAlreadyComputed`); `in` tests read those sets.
 /// Cycles in the directory cannot hang it: nothing walks the hierarchy.
 /// `None` if Cedar refuses them (two entities with one uid).
-fn closed_entities(list: &[Entity]) -> Option<Entities> {
+fn closed_entities(list: &[&Entity]) -> Option<Entities> {
     cedar_policy_core::entities::Entities::from_entities(
         list.iter()
-            .map(|e| AsRef::<cedar_policy_core::ast::Entity>::as_ref(e).clone()),
+            .map(|e| AsRef::<cedar_policy_core::ast::Entity>::as_ref(*e).clone()),
         None::<&cedar_policy_core::entities::NoEntitiesSchema>,
         cedar_policy_core::entities::TCComputation::AssumeAlreadyComputed,
         cedar_policy_core::extensions::Extensions::all_available(),
