@@ -209,7 +209,11 @@ async fn the_audit_table_rebuild_keeps_the_chain(backend: Backend) {
     };
     assert_eq!(count(&f.db, unique_on_id).await, expected, "unique index on id");
     assert_eq!(count(&f.db, tenant_index).await, 1, "the tenant index stays");
-    assert_eq!(chain(&upgraded).await, before, "every event as it was, and the chain verifies");
+    assert_eq!(
+        chain(&upgraded).await,
+        before,
+        "every event as it was, and the chain verifies"
+    );
     tenant(&upgraded, "after-upgrade").await;
     assert_eq!(chain(&upgraded).await.len(), 3);
 }
