@@ -559,6 +559,15 @@ async fn head_seq(server: &Server) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("no seq in {v}"))
 }
 
+/// Every decision answered must have moved the audit head: the phase's
+/// figures only count if each one was audited (other writers may add more).
+fn audited(decisions: usize, events: i64) -> anyhow::Result<()> {
+    if events < i64::try_from(decisions).unwrap_or(i64::MAX) {
+        bail!("{decisions} decisions answered but only {events} audit events written");
+    }
+    Ok(())
+}
+
 async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &str) -> anyhow::Result<Http> {
     let t = Instant::now();
     crate::say(&format!("loading {} agents over HTTP", args.agents));
@@ -694,6 +703,7 @@ async fn http(args: &DecisionsArgs, server: &Arc<Server>, schema: &str, text: &s
     .await?;
     let evaluation_cpu = cpu.until_now("AuthZEN evaluations");
     let audit_events = head_seq(server).await? - before;
+    audited(evaluation.requests, audit_events)?;
     let writer_after = writer_counters(server).await?;
     let batches = writer_after.batches - writer_before.batches;
     let per_batch = |secs: f64| secs * 1e6 / batches.max(1.0);
@@ -792,10 +802,12 @@ async fn batched(
         },
     )
     .await?;
+    let audit_events = head_seq(server).await? - before;
+    audited(latency.requests * n, audit_events)?;
     Ok(Batched {
         per_request: n,
         decisions_per_sec: latency.per_sec * n as f64,
-        audit_events: head_seq(server).await? - before,
+        audit_events,
         latency,
     })
 }
@@ -838,12 +850,13 @@ impl DecisionsReport {
         if let Some(h) = &self.http {
             let e = &h.evaluation;
             println!(
-                "HTTP AuthZEN evaluation ({} clients): {:.0} /s, p50 {} us, p99 {} us, max {} us; {} audit events in {} group commits ({:.1} per commit); setup {:.1} s",
+                "HTTP AuthZEN evaluation ({} clients): {:.0} /s, p50 {} us, p99 {} us, max {} us; {} decisions, {} audit events in {} group commits ({:.1} per commit); setup {:.1} s",
                 e.clients,
                 e.per_sec,
                 e.p50_us,
                 e.p99_us,
                 e.max_us,
+                e.requests,
                 h.audit_events,
                 h.batches,
                 h.audit_events as f64 / h.batches.max(1) as f64,
