@@ -73,7 +73,14 @@ impl Problem {
         if let Some(help) = d.help() {
             message = format!("{message} ({help})");
         }
-        let offset = d.labels().and_then(|mut l| l.next()).map(|l| l.offset());
+        // A label is an offset into the diagnostic's own source, which for
+        // an error found while merging schema fragments may be another
+        // fragment (the base schema): a position only if it is `text`.
+        let offset = d
+            .labels()
+            .and_then(|mut l| l.next())
+            .filter(|_| d.source_code().is_none() || source_is(d, text))
+            .map(|l| l.offset());
         let (line, column) = match offset {
             Some(o) => {
                 let (l, c) = position(text, o);
@@ -89,6 +96,14 @@ impl Problem {
             policy_id,
         }
     }
+}
+
+/// Whether `d`'s source text is `text`.
+fn source_is(d: &dyn Diagnostic, text: &str) -> bool {
+    let whole = miette::SourceSpan::from((0, text.len()));
+    d.source_code()
+        .and_then(|src| src.read_span(&whole, 0, 0).ok())
+        .is_some_and(|s| s.data() == text.as_bytes())
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -286,8 +301,13 @@ fn schema(fragment_text: &str) -> Result<Schema, Vec<Problem>> {
             .map_err(|e| vec![Problem::from_diagnostic(Source::Schema, fragment_text, &e, None)])?;
         fragments.push(tenant);
     }
-    Schema::from_schema_fragments(fragments)
-        .map_err(|e| vec![Problem::from_diagnostic(Source::Schema, fragment_text, &e, None)])
+    Schema::from_schema_fragments(fragments).map_err(|e| {
+        let mut p = Problem::from_diagnostic(Source::Schema, fragment_text, &e, None);
+        if source_is(&e, BASE_SCHEMA) {
+            p.message.push_str(" (the base schema declares it: a tenant schema adds types and actions, it cannot redeclare the base's)");
+        }
+        vec![p]
+    })
 }
 
 type Actions = (HashMap<EntityUid, HashSet<EntityUid>>, HashMap<EntityUid, Entity>);
@@ -403,6 +423,21 @@ mod tests {
         assert!(errs[0].message.contains("templates"));
         let errs = compile(r#"@requires_approval("x") forbid(principal, action, resource);"#, None).unwrap_err();
         assert!(errs[0].message.contains("permit"));
+    }
+
+    #[test]
+    fn a_clash_with_the_base_schema_names_it_and_has_no_position_in_the_fragment() {
+        for fragment in [
+            "entity Agent { foo: String };\n",
+            "\n\n\nentity Agent { foo: String };\n",
+        ] {
+            let errs = compile("", Some(fragment)).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].source, Source::Schema);
+            assert_eq!((errs[0].line, errs[0].column), (None, None), "{errs:?}");
+            assert!(errs[0].message.contains("`Agent`"), "{errs:?}");
+            assert!(errs[0].message.contains("base schema"), "{errs:?}");
+        }
     }
 
     #[test]

@@ -679,10 +679,16 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn add(&mut self, rec: &DecisionRecord) {
-        if let Some(u) = &rec.usage {
+        self.add_parts(rec.usage.as_ref(), rec.edge.as_ref());
+    }
+
+    /// [`Tally::add`] for a decision whose record went to its approval
+    /// step: what it leaves behind, counted once that step held.
+    pub(crate) fn add_parts(&mut self, usage: Option<&Usage>, edge: Option<&EdgeUse>) {
+        if let Some(u) = usage {
             *self.usage.entry(u.clone()).or_default() += 1;
         }
-        if let Some(e) = &rec.edge {
+        if let Some(e) = edge {
             let n = self
                 .edges
                 .entry((e.tenant_id, e.caller, e.callee, e.action.clone()))

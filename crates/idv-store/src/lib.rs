@@ -77,6 +77,17 @@ impl Dialect {
     /// The dialect a database URL names.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
+            // The writer, its hot-path connection, the readers and the
+            // checkpointer are separate connections to one file; each
+            // in-memory connection would be a database of its own, and all
+            // of it would be gone at exit.
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                return Err(StoreError::Config(
+                    "an in-memory SQLite database cannot hold the store: give a file \
+                     (`sqlite://path/idv.db?mode=rwc`) or leave the URL out for the data directory's"
+                        .into(),
+                ));
+            }
             Ok(Dialect::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Dialect::Postgres)
@@ -251,6 +262,32 @@ impl Store {
             Err(StoreError::Config(
                 "the master key does not match the one this database was created with".into(),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_dialect() {
+        assert_eq!(
+            Dialect::from_url("sqlite://d/idv.db?mode=rwc").ok(),
+            Some(Dialect::Sqlite)
+        );
+        assert_eq!(Dialect::from_url("postgres://u@h/db").ok(), Some(Dialect::Postgres));
+        assert_eq!(Dialect::from_url("postgresql://u@h/db").ok(), Some(Dialect::Postgres));
+        assert!(matches!(Dialect::from_url("mysql://h/db"), Err(StoreError::Config(_))));
+    }
+
+    #[test]
+    fn an_in_memory_sqlite_database_is_refused_with_a_reason() {
+        for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://x.db?mode=memory"] {
+            match Dialect::from_url(url) {
+                Err(StoreError::Config(m)) => assert!(m.contains("in-memory"), "{url}: {m}"),
+                other => panic!("{url}: {other:?}"),
+            }
         }
     }
 }

@@ -325,11 +325,20 @@ async fn run_batch(
                 | Command::RecordWebhookAttempt { .. }
         );
         let keys = matches!(cmd, Command::SigningKeys(_) | Command::ScheduleKeyRotations);
+        // A decision with an approval step leaves usage and an edge like
+        // any other, once its step held (a used-up approval leaves none).
+        let decided = match &cmd {
+            Command::Decide(rec) => Some((rec.usage.clone(), rec.edge.clone())),
+            _ => None,
+        };
         let mut sp = tx.begin().await?;
         let res = command::apply(&mut sp, dialect, now, clock, cmd, &ctx).await;
         match res {
             Ok((applied, drafts)) => {
                 sp.commit().await?;
+                if let Some((usage, edge)) = &decided {
+                    tally.add_parts(usage.as_ref(), edge.as_ref());
+                }
                 changed.any |= changes_state;
                 // Every key change records an event; a run that changed
                 // nothing must not make every node reload its rings.

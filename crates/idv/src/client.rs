@@ -49,7 +49,9 @@ impl Client {
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| anyhow!("no admin token: set IDV_TOKEN or pass --token"))?;
-        Self::with(conn, Auth::Bearer(token), conn.tenant.clone())
+        // An empty `IDV_TENANT=` is unset, as shells mean it.
+        let tenant = conn.tenant.clone().filter(|t| !t.trim().is_empty());
+        Self::with(conn, Auth::Bearer(token), tenant)
     }
 
     /// A client that authenticates as an agent (its client secret or API
@@ -179,6 +181,54 @@ async fn decode<T: DeserializeOwned>(res: Response) -> anyhow::Result<T> {
         .context("the server's answer is not the JSON expected (is IDV_ADDR an IdentityVault?)")
 }
 
+/// A problem+json answer: its one clear line (and any policy compile
+/// problems under it) is the error's message; commands that sent files may
+/// [`ServerProblem::naming`] them in it.
+#[derive(Debug)]
+pub struct ServerProblem(Problem);
+
+impl ServerProblem {
+    /// The message with each compile problem's source (`policies`,
+    /// `schema`) replaced by what `name` calls it (e.g. the file it came from).
+    pub fn naming(&self, name: &dyn Fn(&str) -> String) -> String {
+        let p = &self.0;
+        let mut line = format!("{} ({}): {}", p.title, p.status, p.detail);
+        if let Some(s) = &p.current_state {
+            line.push_str(&format!(" [current state: {s}]"));
+        }
+        if let Some(v) = &p.current_version {
+            line.push_str(&format!(" [current version: {v}]"));
+        }
+        // Policy compile problems, one per line, compiler style.
+        for e in p.errors.iter().flatten() {
+            line.push_str(&format!("\n  {}", compile_problem(e, &name(&e.source))));
+        }
+        line
+    }
+}
+
+impl std::fmt::Display for ServerProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.naming(&str::to_owned))
+    }
+}
+
+impl std::error::Error for ServerProblem {}
+
+/// One compile problem, compiler style: `<name>[:line:column]: message [policy id]`.
+pub fn compile_problem(e: &idv_api::PolicyProblem, name: &str) -> String {
+    let at = match (e.line, e.column) {
+        (Some(l), Some(c)) => format!("{name}:{l}:{c}"),
+        _ => name.to_owned(),
+    };
+    let id = e
+        .policy_id
+        .as_deref()
+        .map(|i| format!(" [policy {i}]"))
+        .unwrap_or_default();
+    format!("{at}: {}{id}", e.message)
+}
+
 /// Turns an error answer into one clear line.
 async fn problem_error(res: Response) -> anyhow::Error {
     let status = res.status();
@@ -189,27 +239,7 @@ async fn problem_error(res: Response) -> anyhow::Error {
         .is_some_and(|v| v.starts_with(idv_api::PROBLEM_JSON));
     let body = res.bytes().await.unwrap_or_default();
     if is_problem && let Ok(p) = serde_json::from_slice::<Problem>(&body) {
-        let mut line = format!("{} ({}): {}", p.title, p.status, p.detail);
-        if let Some(s) = p.current_state {
-            line.push_str(&format!(" [current state: {s}]"));
-        }
-        if let Some(v) = p.current_version {
-            line.push_str(&format!(" [current version: {v}]"));
-        }
-        // Policy compile problems, one per line, compiler style.
-        for e in p.errors.iter().flatten() {
-            let at = match (e.line, e.column) {
-                (Some(l), Some(c)) => format!("{}:{l}:{c}", e.source),
-                _ => e.source.clone(),
-            };
-            let id = e
-                .policy_id
-                .as_deref()
-                .map(|i| format!(" [policy {i}]"))
-                .unwrap_or_default();
-            line.push_str(&format!("\n  {at}: {}{id}", e.message));
-        }
-        return anyhow!(line);
+        return ServerProblem(p).into();
     }
     if status == StatusCode::NOT_FOUND {
         return anyhow!("not found (404): is IDV_ADDR an IdentityVault server?");

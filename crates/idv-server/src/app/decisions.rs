@@ -344,7 +344,12 @@ async fn prepare(
             tenant_id: tenant.id,
             agent_id: a.id,
             action: ask.action.clone(),
-            resource_type: ask.resource.type_name.clone(),
+            // `agent` and `Agent` name one type: one usage row.
+            resource_type: if is_agent_type(&ask.resource.type_name) {
+                "Agent".to_owned()
+            } else {
+                ask.resource.type_name.clone()
+            },
         }),
         _ => None,
     };

@@ -163,8 +163,10 @@ impl Caller {
             details: json!({ "role": self.principal.role.as_str(), "platform": self.principal.platform }),
         };
         state.store.execute(Command::Record(draft), ctx).await?;
+        // The operation too: a permission's name alone can puzzle (a `pep`
+        // asking to validate policies is refused reading the registry).
         Err(AppError::Forbidden(format!(
-            "the `{}` role may not {}",
+            "`{action}`: the `{}` role may not {}",
             self.principal.role,
             describe(p)
         )))

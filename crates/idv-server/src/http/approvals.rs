@@ -47,7 +47,11 @@ pub async fn list(
     let status = match q.one("status")? {
         None => None,
         Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid-query", "`status` is pending, approved, rejected or used")
+            ApiError::bad_request(
+                "invalid-parameter",
+                format!("`status` is pending, approved, rejected or used, not `{s}`"),
+            )
+            .with_field("status")
         })?),
     };
     let f = ApprovalFilter {

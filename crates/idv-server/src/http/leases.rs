@@ -234,9 +234,10 @@ fn filter(q: &QueryPairs, agent: Option<Uuid>) -> Result<LeaseFilter, ApiError> 
         .map(|s| {
             s.parse::<LeaseState>().map_err(|_| {
                 ApiError::bad_request(
-                    "invalid-query",
+                    "invalid-parameter",
                     format!("`state` is `pending`, `active`, `revocation_pending` or `revoked`, not `{s}`"),
                 )
+                .with_field("state")
             })
         })
         .transpose()?;

@@ -346,13 +346,13 @@ pub async fn grants(
     q.only(&["subject_type", "subject_id"])?;
     let filter = match (q.one("subject_type")?, q.one("subject_id")?) {
         (None, None) => None,
-        (Some(t), Some(id)) => Some(
-            GrantSubject::from_parts(t, id)
-                .ok_or_else(|| ApiError::bad_request("invalid-query", "`subject_type` is agent, class or group"))?,
-        ),
+        (Some(t), Some(id)) => Some(GrantSubject::from_parts(t, id).ok_or_else(|| {
+            ApiError::bad_request("invalid-parameter", "`subject_type` is agent, class or group")
+                .with_field("subject_type")
+        })?),
         _ => {
             return Err(ApiError::bad_request(
-                "invalid-query",
+                "invalid-parameter",
                 "give both `subject_type` and `subject_id`, or neither",
             ));
         }

@@ -523,6 +523,17 @@ permit(principal is Agent, action == Action::"transfer", resource) when { contex
     let ok = decide(&s, agent_ref(&a.id), "transfer", account(), big.clone()).await;
     assert_eq!(ok["decision"], true, "{ok}");
     assert_eq!(ok["context"]["approval"]["status"], "used");
+    // Both allowed transfers count as used, the approved one too; the
+    // requests that waited for approval do not.
+    let perms = get(&s, &format!("/v1/agents/{}/permissions", a.id)).await;
+    let transfers: Vec<&Value> = perms["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["action"] == "transfer")
+        .collect();
+    assert_eq!(transfers.len(), 1, "{perms}");
+    assert_eq!(transfers[0]["count"], 2, "{perms}");
     let next = decide(&s, agent_ref(&a.id), "transfer", account(), big.clone()).await;
     assert_eq!(next["decision"], false, "an approval is good for one request");
     let second = next["context"]["approval"]["id"].as_str().unwrap().to_owned();
@@ -629,10 +640,24 @@ async fn agent_to_agent_calls_build_the_graph(backend: Backend) {
     .await;
     let a = agent(&s, "caller", &[]).await;
     let b = agent(&s, "callee", &[]).await;
-    for _ in 0..3 {
+    for _ in 0..2 {
         let d = decide(&s, agent_ref(&a.id), "invoke", agent_ref(&b.id), json!({})).await;
         assert_eq!(d["decision"], true, "{d}");
     }
+    // The schema's spelling of the type is the same callee.
+    let d = decide(
+        &s,
+        agent_ref(&a.id),
+        "invoke",
+        json!({"type": "Agent", "id": b.id}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["decision"], true, "{d}");
+    let perms = get(&s, &format!("/v1/agents/{}/permissions", a.id)).await;
+    assert_eq!(perms["usage"].as_array().unwrap().len(), 1, "{perms}");
+    assert_eq!(perms["usage"][0]["resource_type"], "Agent", "{perms}");
+    assert_eq!(perms["usage"][0]["count"], 3, "{perms}");
     assert_eq!(
         transition(&s, &s.token, &b.id, "suspend", "x").await.status(),
         StatusCode::OK

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use idv_api::{
     ApprovalDecision, ApprovalView, AzAction, AzEntity, EntitiesPut, EntityView, EvaluationRequest, EvaluationResponse,
     GrantCreate, GrantSubjectRef, GrantView, PolicyTest, PolicyTestReport, PolicyUpload, PolicyValidation,
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::cli::{
     ApprovalCommand, DecideArgs, EntityCommand, GrantCommand, GrantSubjectArg, PolicyCommand, RoleCommand,
 };
-use crate::client::{Client, encode, with_query};
+use crate::client::{Client, ServerProblem, compile_problem, encode, with_query};
 use crate::output::{self, Table, fields, opt};
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -22,6 +22,15 @@ fn read(path: &Path) -> anyhow::Result<String> {
 
 fn read_opt(path: Option<&Path>) -> anyhow::Result<Option<String>> {
     path.map(read).transpose()
+}
+
+/// What to call a compile problem's source: the file it came from.
+fn source_name<'a>(policies: &'a Path, schema: Option<&'a Path>) -> impl Fn(&str) -> String + 'a {
+    move |source| match (source, schema) {
+        ("policies", _) => policies.display().to_string(),
+        ("schema", Some(s)) => s.display().to_string(),
+        (other, _) => other.to_owned(),
+    }
 }
 
 fn show_version(v: &PolicyVersionView) {
@@ -53,7 +62,14 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 description,
                 activate,
             };
-            let v: PolicyVersionView = c.post("/v1/policies", &body).await?;
+            let name = source_name(&file, schema.as_deref());
+            let v: PolicyVersionView =
+                c.post("/v1/policies", &body)
+                    .await
+                    .map_err(|e| match e.downcast::<ServerProblem>() {
+                        Ok(p) => anyhow!(p.naming(&name)),
+                        Err(e) => e,
+                    })?;
             if conn.json {
                 return output::json(&v);
             }
@@ -83,17 +99,9 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                     v.policy_ids.join(" ")
                 );
             } else {
+                let name = source_name(&file, schema.as_deref());
                 for e in &v.errors {
-                    let at = match (e.line, e.column) {
-                        (Some(l), Some(col)) => format!(":{l}:{col}"),
-                        _ => String::new(),
-                    };
-                    let name = if e.source == "schema" {
-                        "schema".to_owned()
-                    } else {
-                        file.display().to_string()
-                    };
-                    eprintln!("{name}{at}: {}", e.message);
+                    eprintln!("{}", compile_problem(e, &name(&e.source)));
                 }
             }
             if !v.valid {

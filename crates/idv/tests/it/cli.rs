@@ -202,6 +202,24 @@ async fn policy_decide_and_approval_commands(backend: Backend) {
         "compiler-style position: {err}"
     );
     assert!(err.trim_end().ends_with("error: 1 problem(s)"), "{err}");
+    // Upload refuses it the same way, naming the file too.
+    let out = idv(&s, &["policy", "upload", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("error: ") && err.contains("422"), "{err}");
+    assert!(
+        err.contains(&format!("\n  {bad}:2:10: ")),
+        "compiler-style position: {err}"
+    );
+    // An empty IDV_TENANT is no tenant (the token's own).
+    let out = std::process::Command::new(crate::support::IDV)
+        .args(["policy", "list", "--json"])
+        .env("IDV_ADDR", &s.base)
+        .env("IDV_TOKEN", &s.token)
+        .env("IDV_TENANT", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v1 = write(
         "v1.cedar",
         "@id(\"payers\") permit(principal in Role::\"payer\", action == Action::\"transfer\", resource)\n  when { context has amount && context.amount <= 100 };\n@id(\"big\") @requires_approval(\"large transfer\")\npermit(principal in Role::\"payer\", action == Action::\"transfer\", resource)\n  when { context has amount && context.amount > 100 };",
