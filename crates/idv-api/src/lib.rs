@@ -44,7 +44,7 @@ pub struct Problem {
 /// One reason a policy version does not compile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyProblem {
-    /// `policies` or `schema`.
+    /// `policies`, `schema`, or `condition` (a grant's).
     pub source: String,
     /// What is wrong.
     pub message: String,

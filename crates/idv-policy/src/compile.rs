@@ -9,6 +9,7 @@ use cedar_policy::{
     ActionConstraint, Effect, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
     ValidationMode, Validator,
 };
+use idv_core::role::{Role, RoleGrant};
 use miette::Diagnostic;
 use serde::Serialize;
 
@@ -35,6 +36,8 @@ pub enum Source {
     Policies,
     /// The tenant's schema fragment.
     Schema,
+    /// A grant's condition (the body of its `when { … }`).
+    Condition,
 }
 
 /// Why a version does not compile, with a position where there is one.
@@ -164,9 +167,51 @@ impl Compiled {
             .unwrap_or_default()
     }
 
-    /// Whether a policy text would be valid next to this version's schema
-    /// (grant conditions are checked this way).
-    pub fn validate_extra(&self, id: &str, text: &str) -> Result<Policy, Vec<Problem>> {
+    /// Whether a conditional grant is valid against this version's schema,
+    /// with each problem's position in the grant's condition (where it has
+    /// one there): the user wrote the condition, not the policy around it.
+    pub fn validate_grant(&self, grant: &RoleGrant, roles: &[Role]) -> Result<(), Vec<Problem>> {
+        let (Some(condition), Some(text)) = (grant.condition.as_deref(), crate::engine::grant_policy(grant, roles))
+        else {
+            return Ok(());
+        };
+        // INVARIANT: `grant_policy` ends with `when { <condition> };` on the
+        // first line, so the condition starts on line 1 at `start`.
+        let start = text.len().saturating_sub(condition.len() + 3);
+        let prefix_chars = text.get(..start).map_or(0, |p| p.chars().count());
+        let start_col = u32::try_from(prefix_chars + 1).unwrap_or(u32::MAX);
+        let lines: Vec<usize> = condition.split('\n').map(|l| l.chars().count()).collect();
+        self.validate_extra(&format!("grant:{}", grant.id), &text)
+            .map(|_| ())
+            .map_err(|problems| {
+                problems
+                    .into_iter()
+                    .map(|p| {
+                        let at = match (p.line, p.column) {
+                            (Some(1), Some(c)) => c.checked_sub(start_col).map(|c| (1, c + 1)),
+                            (Some(l), Some(c)) => Some((l, c)),
+                            _ => None,
+                        }
+                        // Past the condition's end (the closing `}`): no position in it.
+                        .filter(|&(l, c)| {
+                            usize::try_from(l - 1)
+                                .ok()
+                                .and_then(|i| lines.get(i))
+                                .is_some_and(|&n| usize::try_from(c).is_ok_and(|c| c <= n + 1))
+                        });
+                        Problem {
+                            source: Source::Condition,
+                            line: at.map(|a| a.0),
+                            column: at.map(|a| a.1),
+                            ..p
+                        }
+                    })
+                    .collect()
+            })
+    }
+
+    /// Whether a policy text would be valid next to this version's schema.
+    fn validate_extra(&self, id: &str, text: &str) -> Result<Policy, Vec<Problem>> {
         let policy = Policy::parse(Some(PolicyId::new(id)), text).map_err(|errs| {
             errs.iter()
                 .map(|e| Problem::from_diagnostic(Source::Policies, text, e, Some(id.to_owned())))
@@ -438,6 +483,40 @@ mod tests {
             assert!(errs[0].message.contains("`Agent`"), "{errs:?}");
             assert!(errs[0].message.contains("base schema"), "{errs:?}");
         }
+    }
+
+    #[test]
+    fn grant_condition_problems_are_placed_in_the_condition() {
+        use idv_core::role::{GrantSubject, Permission as Granted, RoleGrant};
+        let c = compile("", None).unwrap();
+        let grant = |condition: &str| RoleGrant {
+            id: uuid::Uuid::from_u128(7),
+            tenant_id: uuid::Uuid::from_u128(1),
+            subject: GrantSubject::Agent(uuid::Uuid::from_u128(2)),
+            permission: Granted::Action("transfer".into()),
+            condition: Some(condition.into()),
+            expires_at: None,
+            created_at: idv_core::Timestamp::from_micros(0),
+            created_by: "t".into(),
+        };
+        assert_eq!(
+            c.validate_grant(&grant("context has amount && context.amount < 5"), &[]),
+            Ok(())
+        );
+        // `amount` is optional: reading it unguarded is refused, at its start.
+        let errs = c.validate_grant(&grant("context.amount < 5"), &[]).unwrap_err();
+        assert_eq!(errs[0].source, Source::Condition);
+        assert_eq!((errs[0].line, errs[0].column), (Some(1), Some(1)), "{errs:?}");
+        // On the second line of the condition, at its own column.
+        let errs = c
+            .validate_grant(&grant("context has amount &&\n  principal.nosuch == 1"), &[])
+            .unwrap_err();
+        assert_eq!(errs[0].line, Some(2), "{errs:?}");
+        assert_eq!(errs[0].column, Some(3), "{errs:?}");
+        // Nothing to place: a syntax error found only past the condition.
+        let errs = c.validate_grant(&grant("}}}"), &[]).unwrap_err();
+        assert!(errs.iter().all(|e| e.source == Source::Condition), "{errs:?}");
+        assert!(errs.iter().all(|e| e.column.is_none_or(|c| c <= 4)), "{errs:?}");
     }
 
     #[test]

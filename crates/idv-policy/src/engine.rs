@@ -136,6 +136,16 @@ pub enum QueryError {
     Reserved(String),
 }
 
+impl QueryError {
+    /// The request field it is about (`context.amount`, `resource.properties.owner`).
+    pub fn field(&self) -> String {
+        match self {
+            QueryError::Value(v) => v.path.clone(),
+            QueryError::Reserved(k) => format!("context.{k}"),
+        }
+    }
+}
+
 /// A tenant's compiled authorization state.
 #[derive(Debug)]
 pub struct Engine {
@@ -544,13 +554,24 @@ impl Engine {
             }
         };
         let action = action_uid(q.action).filter(|a| self.slices.contains_key(a));
+        // Fail closed: an agent that may not act may not be called either
+        // (its credentials are suspended or revoked), whatever the policies say.
+        let callee_inactive = matches!(q.resource, Target::Agent(c) if c.status != Status::Active);
         let mut parties = Vec::with_capacity(1 + q.delegators.len());
         let all = std::iter::once((q.actor, "actor")).chain(q.delegators.iter().map(|d| (*d, "delegator")));
         for (party, role) in all {
             let d = match (&action, &resource) {
                 (None, _) => refused(party_name(party), "unknown_action"),
                 (_, None) => refused(party_name(party), "unknown_resource_type"),
-                (Some(action), Some(resource)) => self.decide_party(party, role, action, resource, &base, q)?,
+                (Some(action), Some(resource)) => {
+                    let d = self.decide_party(party, role, action, resource, &base, q)?;
+                    // A party refused on its own keeps its own reason.
+                    if callee_inactive && d.outcome != Outcome::Deny {
+                        refused(party_name(party), "callee_not_active")
+                    } else {
+                        d
+                    }
+                }
             };
             parties.push(d);
         }

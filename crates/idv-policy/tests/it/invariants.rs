@@ -159,6 +159,40 @@ proptest! {
         }
     }
 
+    /// A suspended, retired or not-yet-activated agent is never called
+    /// (`invoke` with it as the resource), whatever the policies and grants;
+    /// an active one can be, so the property is not vacuous.
+    #[test]
+    fn inactive_callees_are_never_invoked(
+        policies in proptest::collection::vec(any::<bool>(), POLICY_POOL.len()),
+        grants in proptest::collection::vec((any::<u8>(), any::<bool>()), 0..6),
+        status in statuses(),
+        hour in 0i64..24,
+    ) {
+        let e = engine(&policies, &grants);
+        let caller = agent(2, Status::Active, Some("ops"));
+        let callee = agent(3, status, None);
+        let ctx = Map::new();
+        let q = |callee| Query {
+            actor: Party::Agent(&caller),
+            delegators: vec![],
+            action: "invoke",
+            resource: Target::Agent(callee),
+            context: &ctx,
+            now: Timestamp::from_micros(hour * 3_600_000_000),
+            source_ip: None,
+            token: None,
+        };
+        let d = e.decide(&q(&callee)).unwrap();
+        if status != Status::Active {
+            prop_assert_eq!(d.outcome, Outcome::Deny);
+        } else if policies.first() == Some(&true) {
+            // `permit(principal, action, resource)` is on and no forbid in
+            // the pool applies to an invoke by a gold-tier ops agent.
+            prop_assert_eq!(d.outcome, Outcome::Allow);
+        }
+    }
+
     /// A delegated decision is never more permissive than the delegator's
     /// own (nor the actor's own).
     #[test]

@@ -201,7 +201,7 @@ fn run(
         token: r.token.as_ref().map(|(f, _)| f),
     };
     engine.decide(&q).map_err(|e| AppError::BadParameter {
-        field: "context".into(),
+        field: e.field(),
         detail: e.to_string(),
     })
 }
@@ -537,10 +537,18 @@ pub async fn compare(
     let active = super::policies::engine(state, caller.tenant.id).await?;
     let now = state.clock.now();
     let mut out = Vec::with_capacity(asks.len());
-    for ask in asks {
+    for (i, ask) in asks.iter().enumerate() {
+        // A request that cannot be decided is named by its place in the list.
+        let at = |e: AppError| match e {
+            AppError::BadParameter { field, detail } => AppError::BadParameter {
+                field: format!("requests[{i}].{field}"),
+                detail: format!("`requests[{i}]`: {detail}"),
+            },
+            other => other,
+        };
         let r = resolve(state, &caller.tenant, ask).await?;
-        let a = run(&active, &r, ask, now, None)?;
-        let c = run(&candidate, &r, ask, now, None)?;
+        let a = run(&active, &r, ask, now, None).map_err(at)?;
+        let c = run(&candidate, &r, ask, now, None).map_err(at)?;
         out.push(Comparison {
             active: outcome_name(&a.outcome),
             candidate: outcome_name(&c.outcome),

@@ -334,11 +334,7 @@ pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<R
     }
     if g.condition.is_some() {
         let roles = state.store.roles(caller.tenant.id).await?;
-        if let Some(text) = idv_policy::engine::grant_policy(&g, &roles) {
-            compiled
-                .validate_extra(&format!("grant:{}", g.id), &text)
-                .map_err(AppError::PolicyInvalid)?;
-        }
+        compiled.validate_grant(&g, &roles).map_err(AppError::PolicyInvalid)?;
     }
     match state.store.execute(Command::CreateGrant(g), caller.context()).await? {
         Applied::Grant(g) => Ok(*g),

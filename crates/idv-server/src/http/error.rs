@@ -247,6 +247,7 @@ pub fn policy_problems(p: &[idv_policy::Problem]) -> Vec<PolicyProblem> {
             source: match p.source {
                 idv_policy::compile::Source::Policies => "policies".into(),
                 idv_policy::compile::Source::Schema => "schema".into(),
+                idv_policy::compile::Source::Condition => "condition".into(),
             },
             message: p.message.clone(),
             line: p.line,

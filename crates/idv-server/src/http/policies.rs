@@ -319,6 +319,15 @@ pub async fn grant(
             }
         }),
     };
+    // Named as sent (the grant itself checks it too, as `expires_at`).
+    if let Some(t) = expires_at
+        && t <= now
+    {
+        return Err(ApiError::invalid_field(
+            "expires",
+            format!("`expires`: `{}` is not in the future", t.to_rfc3339()),
+        ));
+    }
     let g = app::policies::grant(
         &state,
         &caller,

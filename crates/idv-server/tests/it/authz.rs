@@ -394,6 +394,13 @@ async fn roles_and_grants_decide_for_agents_and_are_visible_as_data(backend: Bac
         .unwrap();
     let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("nosuch"), "{p}");
+    // Placed in the condition the caller wrote, not the policy around it.
+    assert_eq!(p["errors"][0]["source"], "condition", "{p}");
+    assert_eq!(
+        (&p["errors"][0]["line"], &p["errors"][0]["column"]),
+        (&json!(1), &json!(1)),
+        "{p}"
+    );
     let d = decide(&s, agent_ref(&a.id), "transfer", account(), json!({"amount": 10})).await;
     assert_eq!(d["decision"], true, "{d}");
     assert_eq!(d["context"]["policies"], json!(["role:payer"]));
@@ -633,7 +640,7 @@ async fn agent_to_agent_calls_build_the_graph(backend: Backend) {
     let s = TestServer::start(backend).await;
     upload(
         &s,
-        r#"@id("same-owner") permit(principal is Agent, action == Action::"invoke", resource is Agent) when { principal.owner == resource.owner && resource.status == "active" };"#,
+        r#"@id("same-owner") permit(principal is Agent, action == Action::"invoke", resource is Agent) when { principal.owner == resource.owner };"#,
         None,
         true,
     )
@@ -662,10 +669,10 @@ async fn agent_to_agent_calls_build_the_graph(backend: Backend) {
         transition(&s, &s.token, &b.id, "suspend", "x").await.status(),
         StatusCode::OK
     );
-    assert_eq!(
-        decide(&s, agent_ref(&a.id), "invoke", agent_ref(&b.id), json!({})).await["decision"],
-        false
-    );
+    // The policy permits it; a suspended callee is refused all the same.
+    let d = decide(&s, agent_ref(&a.id), "invoke", agent_ref(&b.id), json!({})).await;
+    assert_eq!(d["decision"], false, "{d}");
+    assert_eq!(d["context"]["reason"], "callee_not_active", "{d}");
     let g = get(&s, &format!("/v1/agents/{}/graph", a.id)).await;
     let calls = g["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1);
@@ -754,6 +761,36 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("context.amount"), "{p}");
+    assert_eq!(p["field"], "context.amount", "{p}");
+    let p = problem(
+        post(json!({"subject": agent_ref(&a.id), "action": {"name": "read"},
+                    "resource": {"type": "Resource", "id": "r", "properties": {"owner": null}}}))
+        .await
+        .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(p["field"], "resource.properties.owner", "{p}");
+    // What-if: a request that cannot be decided is named by its place.
+    let r = s
+        .req(Method::POST, "/v1/policies/test")
+        .json(&json!({"policies": "permit(principal, action, resource);", "requests": [
+            {"subject": agent_ref(&a.id), "action": {"name": "read"}, "resource": account()},
+            {"subject": agent_ref(&a.id), "action": {"name": "read"}, "resource": account(), "context": {"amount": 1.5}},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["field"], "requests[1].context.amount", "{p}");
+    // A grant's expiry in the past is named as sent.
+    let r = s
+        .req(Method::POST, "/v1/grants")
+        .json(&json!({"subject": agent_ref(&a.id), "action": "read", "expires": "2020-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r, StatusCode::UNPROCESSABLE_ENTITY).await["field"], "expires");
     let p = problem(
         post(
             json!({"subject": agent_ref(&a.id), "action": {"name": "read"}, "resource": account(),
