@@ -1051,6 +1051,10 @@ pub struct GrantView {
     pub condition: Option<String>,
     /// RFC 3339.
     pub expires_at: Option<String>,
+    /// Its expiry has passed: it gives nothing any more (kept for the
+    /// record until deleted).
+    #[serde(default)]
+    pub expired: bool,
     /// RFC 3339.
     pub created_at: String,
     /// Who made it.

@@ -52,7 +52,8 @@ pub async fn evaluation(
     caller: Caller,
     Json(body): Json<EvaluationRequest>,
 ) -> Result<axum::Json<EvaluationResponse>, ApiError> {
-    let a = app::decisions::evaluate(&state, &caller, &ask(body), Some(peer.ip())).await?;
+    let ask = ask(body).map_err(|d| ApiError::bad_request("invalid-body", d))?;
+    let a = app::decisions::evaluate(&state, &caller, &ask, Some(peer.ip())).await?;
     Ok(axum::Json(response(a)))
 }
 
@@ -63,12 +64,12 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, Str
     let resource = item.resource.or_else(|| defaults.resource.clone());
     let context = item.context.or_else(|| defaults.context.clone());
     match (subject, action, resource) {
-        (Some(subject), Some(action), Some(resource)) => Ok(ask(EvaluationRequest {
+        (Some(subject), Some(action), Some(resource)) => ask(EvaluationRequest {
             subject,
             action,
             resource,
             context,
-        })),
+        }),
         (s, a, _) => Err(format!(
             "the evaluation has no `{}`, and the request gives no default",
             if s.is_none() {

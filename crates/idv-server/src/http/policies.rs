@@ -146,8 +146,21 @@ pub async fn rollback(
 }
 
 /// Convert an AuthZEN request into a use-case question.
-pub fn ask(r: EvaluationRequest) -> Ask {
-    Ask {
+/// Refuses what names nothing (AuthZEN 1.0 §5: `type` and `id` are
+/// required strings; an empty one cannot identify an entity).
+pub fn ask(r: EvaluationRequest) -> Result<Ask, String> {
+    for (what, v) in [
+        ("subject.type", &r.subject.type_),
+        ("subject.id", &r.subject.id),
+        ("action.name", &r.action.name),
+        ("resource.type", &r.resource.type_),
+        ("resource.id", &r.resource.id),
+    ] {
+        if v.is_empty() {
+            return Err(format!("`{what}` is empty"));
+        }
+    }
+    Ok(Ask {
         subject: Thing {
             type_name: r.subject.type_,
             id: r.subject.id,
@@ -160,7 +173,7 @@ pub fn ask(r: EvaluationRequest) -> Ask {
             properties: r.resource.properties,
         },
         context: r.context.unwrap_or_default(),
-    }
+    })
 }
 
 /// What-if: run AuthZEN requests against a candidate (a stored version, or
@@ -178,7 +191,12 @@ pub async fn test(
     }
     let text = body.policies.as_deref().map(|p| (p, body.schema.as_deref()));
     let candidate = app::policies::candidate(&state, &caller, body.version, text).await?;
-    let asks: Vec<Ask> = body.requests.into_iter().map(ask).collect();
+    let asks: Vec<Ask> = body
+        .requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| ask(r).map_err(|d| ApiError::bad_request("invalid-body", format!("`requests[{i}]`: {d}"))))
+        .collect::<Result<_, _>>()?;
     let (active, results) = app::decisions::compare(&state, &caller, candidate, &asks).await?;
     let results: Vec<PolicyTestResult> = results
         .into_iter()
@@ -266,7 +284,8 @@ fn subject(r: &GrantSubjectRef, field: &str) -> Result<GrantSubject, ApiError> {
 }
 
 /// A grant as the API shows it.
-pub fn grant_view(g: RoleGrant) -> GrantView {
+pub fn grant_view(g: RoleGrant, now: Timestamp) -> GrantView {
+    let expired = !g.is_live(now);
     let (role, action) = match g.permission {
         Permission::Role(r) => (Some(r), None),
         Permission::Action(a) => (None, Some(a)),
@@ -278,6 +297,7 @@ pub fn grant_view(g: RoleGrant) -> GrantView {
         action,
         condition: g.condition,
         expires_at: g.expires_at.map(Timestamp::to_rfc3339),
+        expired,
         created_at: g.created_at.to_rfc3339(),
         created_by: g.created_by,
     }
@@ -339,7 +359,7 @@ pub async fn grant(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(grant_view(g))))
+    Ok((StatusCode::CREATED, axum::Json(grant_view(g, now))))
 }
 
 /// The tenant's grants (`subject_type` and `subject_id` filter).
@@ -367,7 +387,8 @@ pub async fn grants(
         }
     };
     let items = app::policies::grants(&state, &caller, filter.as_ref()).await?;
-    Ok(axum::Json(items.into_iter().map(grant_view).collect()))
+    let now = state.clock.now();
+    Ok(axum::Json(items.into_iter().map(|g| grant_view(g, now)).collect()))
 }
 
 /// Remove a grant.
@@ -447,11 +468,12 @@ pub async fn permissions(
 ) -> Result<axum::Json<AgentPermissions>, ApiError> {
     let agent_id = parse_id(&id, "agent")?;
     let (roles, actions, grants, usage) = app::decisions::permissions(&state, &caller, agent_id).await?;
+    let now = state.clock.now();
     Ok(axum::Json(AgentPermissions {
         agent_id,
         roles,
         actions,
-        grants: grants.into_iter().map(grant_view).collect(),
+        grants: grants.into_iter().map(|g| grant_view(g, now)).collect(),
         usage: usage
             .into_iter()
             .map(|u| UsageView {

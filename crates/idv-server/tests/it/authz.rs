@@ -437,11 +437,27 @@ async fn roles_and_grants_decide_for_agents_and_are_visible_as_data(backend: Bac
     let t = json_ok(token("transfer write").await, StatusCode::OK).await;
     assert_eq!(t["scope"], "transfer write");
     assert_eq!(token("invoke").await.status(), StatusCode::BAD_REQUEST);
-    // The single-action grant lapses.
+    // The single-action grant lapses, and says so where it is listed.
+    let expired = |perms: &Value| -> Vec<bool> {
+        perms["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["expired"].as_bool().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        expired(&get(&s, &format!("/v1/agents/{}/permissions", a.id)).await),
+        [false]
+    );
     clock.advance_secs(3601);
     assert_eq!(
         decide(&s, agent_ref(&a.id), "write", account(), json!({})).await["decision"],
         false
+    );
+    assert_eq!(
+        expired(&get(&s, &format!("/v1/agents/{}/permissions", a.id)).await),
+        [true]
     );
     assert_eq!(
         decide(&s, agent_ref(&a.id), "transfer", account(), json!({})).await["decision"],
@@ -771,6 +787,26 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
     )
     .await;
     assert_eq!(p["field"], "resource.properties.owner", "{p}");
+    // An empty id names nothing: refused alone, answered in place in a batch.
+    let p = problem(
+        post(json!({"subject": agent_ref(&a.id), "action": {"name": "read"}, "resource": {"type": "Resource", "id": ""}}))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("resource.id"), "{p}");
+    let r = s
+        .req(Method::POST, "/access/v1/evaluations")
+        .json(&json!({"subject": agent_ref(&a.id), "action": {"name": "read"},
+                      "evaluations": [{"resource": account()}, {"resource": {"type": "Resource", "id": ""}}]}))
+        .send()
+        .await
+        .unwrap();
+    let v = json_ok(r, StatusCode::OK).await;
+    assert_eq!(v["evaluations"][0]["decision"], true, "{v}");
+    assert_eq!(v["evaluations"][1]["decision"], false, "{v}");
+    assert_eq!(v["evaluations"][1]["context"]["error"]["status"], 400, "{v}");
     // What-if: a request that cannot be decided is named by its place.
     let r = s
         .req(Method::POST, "/v1/policies/test")

@@ -322,7 +322,10 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
                     format!("{}:{}", g.subject.type_, g.subject.id),
                     what(g),
                     opt(&g.condition),
-                    opt(&g.expires_at),
+                    match (&g.expires_at, g.expired) {
+                        (Some(t), true) => format!("{t} (expired)"),
+                        _ => opt(&g.expires_at),
+                    },
                 ]);
             }
             t.print();
