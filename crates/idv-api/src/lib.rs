@@ -915,6 +915,10 @@ pub struct PolicyVersionView {
     /// The schema fragment (only when one version is fetched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// When this answer made it active: roles and grants it leaves without
+    /// effect (e.g. naming an action its schema no longer declares).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `GET /v1/policies`.

@@ -263,6 +263,14 @@ impl Engine {
         let mut role_actions: HashMap<String, BTreeSet<String>> = HashMap::new();
         for r in roles {
             role_actions.insert(r.name.clone(), r.actions.clone());
+            // A role outlives the version it was made under: what this
+            // version no longer declares, the role no longer gives.
+            for a in r.actions.iter().filter(|a| !compiled.has_action(a)) {
+                warnings.push(format!(
+                    "role `{}`: action `{a}` is not declared by the active schema and gives nothing",
+                    r.name
+                ));
+            }
             let actions: Vec<String> = r.actions.iter().cloned().collect();
             let (Some(list), Some(role)) = (action_list(&actions), entity_uid("Role", &r.name)) else {
                 continue;
@@ -291,6 +299,14 @@ impl Engine {
         for g in grants.iter().filter(|g| g.is_live(now)) {
             if let Some(e) = g.expires_at {
                 valid_until = Some(valid_until.map_or(e, |v| v.min(e)));
+            }
+            if let Permission::Action(a) = &g.permission
+                && !compiled.has_action(a)
+            {
+                warnings.push(format!(
+                    "grant `{}`: action `{a}` is not declared by the active schema and gives nothing",
+                    g.id
+                ));
             }
             let Some(subject) = subject_uid(&g.subject) else {
                 continue;

@@ -145,7 +145,7 @@ pub async fn upload(
     schema: Option<String>,
     description: String,
     activate: bool,
-) -> Result<PolicyVersion, AppError> {
+) -> Result<(PolicyVersion, Vec<String>), AppError> {
     caller
         .require(state, Permission::ManagePolicy, "policy.version.create")
         .await?;
@@ -167,19 +167,37 @@ pub async fn upload(
         version: Box::new(v),
         activate,
     };
-    match state.store.execute(cmd, caller.context()).await? {
+    let v = match state.store.execute(cmd, caller.context()).await? {
         Applied::PolicyVersion(v) => {
             if let Ok(mut m) = state.caches.engines.compiled.write() {
                 m.insert((v.tenant_id, v.version), Arc::new(compiled));
             }
-            Ok(*v)
+            *v
         }
-        _ => Err(unexpected()),
-    }
+        _ => return Err(unexpected()),
+    };
+    let warnings = if v.active {
+        active_warnings(state, v.tenant_id).await?
+    } else {
+        vec![]
+    };
+    Ok((v, warnings))
+}
+
+/// What the active version leaves without effect: roles and grants naming
+/// actions it does not declare, grants that cannot apply. Builds its engine
+/// now, as the next decision would have.
+async fn active_warnings(state: &AppState, tenant_id: Uuid) -> Result<Vec<String>, AppError> {
+    Ok(engine(state, tenant_id).await?.warnings().to_vec())
 }
 
 /// Activates a version, or (`None`) rolls back to the one active before.
-pub async fn activate(state: &AppState, caller: &Caller, version: Option<i64>) -> Result<PolicyVersion, AppError> {
+/// With [`active_warnings`].
+pub async fn activate(
+    state: &AppState,
+    caller: &Caller,
+    version: Option<i64>,
+) -> Result<(PolicyVersion, Vec<String>), AppError> {
     caller
         .require(state, Permission::ManagePolicy, "policy.version.activate")
         .await?;
@@ -188,7 +206,7 @@ pub async fn activate(state: &AppState, caller: &Caller, version: Option<i64>) -
         version,
     };
     match state.store.execute(cmd, caller.context()).await? {
-        Applied::PolicyVersion(v) => Ok(*v),
+        Applied::PolicyVersion(v) => Ok((*v, active_warnings(state, caller.tenant.id).await?)),
         _ => Err(unexpected()),
     }
 }

@@ -32,6 +32,15 @@ fn version_view(v: PolicyVersion, full: bool) -> PolicyVersionView {
         activated_at: v.activated_at.map(Timestamp::to_rfc3339),
         policies: full.then_some(v.policies),
         schema: if full { v.schema } else { None },
+        warnings: vec![],
+    }
+}
+
+/// The answer to a change that made `v` active.
+fn activated_view((v, warnings): (PolicyVersion, Vec<String>)) -> PolicyVersionView {
+    PolicyVersionView {
+        warnings,
+        ..version_view(v, false)
     }
 }
 
@@ -61,7 +70,7 @@ pub async fn upload(
         body.activate,
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(version_view(v, false))))
+    Ok((StatusCode::CREATED, axum::Json(activated_view(v))))
 }
 
 /// Check a candidate version without storing it.
@@ -130,7 +139,7 @@ pub async fn activate(
     Path(version): Path<String>,
 ) -> Result<axum::Json<PolicyVersionView>, ApiError> {
     let v = app::policies::activate(&state, &caller, Some(version_number(&version)?)).await?;
-    Ok(axum::Json(version_view(v, false)))
+    Ok(axum::Json(activated_view(v)))
 }
 
 /// Re-activate the version that was active before the current one.
@@ -142,10 +151,11 @@ pub async fn rollback(
     caller: Caller,
 ) -> Result<axum::Json<PolicyVersionView>, ApiError> {
     let v = app::policies::activate(&state, &caller, None).await?;
-    Ok(axum::Json(version_view(v, false)))
+    Ok(axum::Json(activated_view(v)))
 }
 
 /// Convert an AuthZEN request into a use-case question.
+///
 /// Refuses what names nothing (AuthZEN 1.0 §5: `type` and `id` are
 /// required strings; an empty one cannot identify an entity).
 pub fn ask(r: EvaluationRequest) -> Result<Ask, String> {

@@ -334,6 +334,27 @@ async fn versions_validate_activate_roll_back_and_compare(backend: Backend) {
         ],
         "the second activation of v2 was refused and audited as a failure"
     );
+    // A version whose schema drops an action a role gives says so when it
+    // becomes active.
+    let schema =
+        r#"action "payments:send" in [Action::"transfer"] appliesTo { principal: [Agent], resource: [Resource] };"#;
+    let v3 = upload(&s, "", Some(schema), true).await;
+    assert!(v3.get("warnings").is_none(), "{v3}");
+    let r = s
+        .req(Method::PUT, "/v1/roles/sender")
+        .json(&json!({"actions": ["payments:send"]}))
+        .send()
+        .await
+        .unwrap();
+    json_ok(r, StatusCode::OK).await;
+    let v4 = upload(&s, "", None, true).await;
+    let warnings = v4["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{v4}");
+    assert!(warnings[0].as_str().unwrap().contains("role `sender`"), "{v4}");
+    let r = s.req(Method::POST, "/v1/policies/rollback").send().await.unwrap();
+    let back = json_ok(r, StatusCode::OK).await;
+    assert_eq!(back["version"], 3);
+    assert!(back.get("warnings").is_none(), "{back}");
 }
 
 async fn roles_and_grants_decide_for_agents_and_are_visible_as_data(backend: Backend) {

@@ -45,6 +45,13 @@ fn show_version(v: &PolicyVersionView) {
     ]);
 }
 
+/// What a newly active version leaves without effect, on standard error.
+fn warn(v: &PolicyVersionView) {
+    for w in &v.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// Runs `idv policy …`.
 pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
@@ -79,6 +86,7 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 if v.active { " (active)" } else { "" }
             );
             show_version(&v);
+            warn(&v);
         }
         PolicyCommand::Validate { file, schema, conn } => {
             let c = Client::new(&conn)?;
@@ -115,6 +123,7 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 return output::json(&v);
             }
             println!("Version {} is active", v.version);
+            warn(&v);
         }
         PolicyCommand::Rollback { conn } => {
             let c = Client::new(&conn)?;
@@ -123,6 +132,7 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 return output::json(&v);
             }
             println!("Rolled back: version {} is active", v.version);
+            warn(&v);
         }
         PolicyCommand::List { conn } => {
             let c = Client::new(&conn)?;
