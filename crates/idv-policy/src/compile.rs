@@ -194,8 +194,8 @@ impl Compiled {
                         }
                         // Past the condition's end (the closing `}`): no position in it.
                         .filter(|&(l, c)| {
-                            usize::try_from(l - 1)
-                                .ok()
+                            l.checked_sub(1)
+                                .and_then(|i| usize::try_from(i).ok())
                                 .and_then(|i| lines.get(i))
                                 .is_some_and(|&n| usize::try_from(c).is_ok_and(|c| c <= n + 1))
                         });

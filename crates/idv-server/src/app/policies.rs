@@ -191,8 +191,8 @@ async fn active_warnings(state: &AppState, tenant_id: Uuid) -> Result<Vec<String
     Ok(engine(state, tenant_id).await?.warnings().to_vec())
 }
 
-/// Activates a version, or (`None`) rolls back to the one active before.
-/// With [`active_warnings`].
+/// Activates a version, or (`None`) rolls back to the one active before;
+/// answers with its [`active_warnings`].
 pub async fn activate(
     state: &AppState,
     caller: &Caller,
