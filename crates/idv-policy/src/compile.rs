@@ -6,10 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    ActionConstraint, Effect, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
-    ValidationMode, Validator,
+    ActionConstraint, Effect, Entities, Entity, EntityUid, Expression, Policy, PolicyId, PolicySet, Schema,
+    SchemaFragment, ValidationMode, Validator,
 };
 use idv_core::role::{Role, RoleGrant};
+
+use crate::engine;
+use crate::shape::{self, Kind};
 use miette::Diagnostic;
 use serde::Serialize;
 
@@ -59,7 +62,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(source: Source, message: impl Into<String>) -> Self {
+    pub(crate) fn new(source: Source, message: impl Into<String>) -> Self {
         Self {
             source,
             message: message.into(),
@@ -110,7 +113,7 @@ fn source_is(d: &dyn Diagnostic, text: &str) -> bool {
 }
 
 /// 1-based line and column of byte `offset` in `text`.
-fn position(text: &str, offset: usize) -> (u32, u32) {
+pub(crate) fn position(text: &str, offset: usize) -> (u32, u32) {
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -175,9 +178,15 @@ impl Compiled {
         else {
             return Ok(());
         };
-        // INVARIANT: `grant_policy` ends with `when { <condition> };` on the
-        // first line, so the condition starts on line 1 at `start`.
-        let start = text.len().saturating_sub(condition.len() + 3);
+        shape::check(condition, Kind::Expression, Source::Condition).map_err(|p| vec![p])?;
+        // One expression and nothing else: the policy it goes into must
+        // not be closed, extended or commented out from inside it.
+        if let Err(e) = Expression::from_str(condition) {
+            return Err(vec![Problem::from_diagnostic(Source::Condition, condition, &e, None)]);
+        }
+        // INVARIANT: `grant_policy` ends with `when { <condition>\n};`, the
+        // condition starting on line 1 at `start`.
+        let start = text.len().saturating_sub(condition.len() + engine::CONDITION_END.len());
         let prefix_chars = text.get(..start).map_or(0, |p| p.chars().count());
         let start_col = u32::try_from(prefix_chars + 1).unwrap_or(u32::MAX);
         let lines: Vec<usize> = condition.split('\n').map(|l| l.chars().count()).collect();
@@ -256,6 +265,8 @@ pub fn compile(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled
             format!("the schema is larger than {} bytes", limits::SCHEMA_TEXT),
         )]);
     }
+    shape::check(fragment_text, Kind::Schema, Source::Schema).map_err(|p| vec![p])?;
+    shape::check(policies, Kind::Policies, Source::Policies).map_err(|p| vec![p])?;
     let schema = schema(fragment_text)?;
     let parsed = PolicySet::from_str(policies).map_err(|errs| {
         errs.iter()
@@ -513,10 +524,35 @@ mod tests {
             .unwrap_err();
         assert_eq!(errs[0].line, Some(2), "{errs:?}");
         assert_eq!(errs[0].column, Some(3), "{errs:?}");
-        // Nothing to place: a syntax error found only past the condition.
+        // A syntax error is the condition's own, placed in it.
         let errs = c.validate_grant(&grant("}}}"), &[]).unwrap_err();
-        assert!(errs.iter().all(|e| e.source == Source::Condition), "{errs:?}");
-        assert!(errs.iter().all(|e| e.column.is_none_or(|c| c <= 4)), "{errs:?}");
+        assert_eq!(errs[0].source, Source::Condition);
+        assert_eq!((errs[0].line, errs[0].column), (Some(1), Some(1)), "{errs:?}");
+        let errs = c
+            .validate_grant(&grant("context has amount && context.amount < "), &[])
+            .unwrap_err();
+        assert_eq!(errs[0].line, Some(1), "{errs:?}");
+        assert!(
+            !errs[0].message.contains('}'),
+            "no brace the user did not type: {errs:?}"
+        );
+        // One expression only: it cannot close its policy or add clauses.
+        for sneaky in [
+            "true } when { true",
+            "true } unless { false",
+            "true }; permit(principal, action, resource) when { true",
+        ] {
+            assert!(c.validate_grant(&grant(sneaky), &[]).is_err(), "{sneaky}");
+        }
+        // A comment at the end is the user's, not the end of the policy.
+        assert_eq!(
+            c.validate_grant(&grant("context has amount && context.amount < 5 // small ones"), &[]),
+            Ok(())
+        );
+        // Deep nesting is refused before Cedar sees it.
+        let deep = format!("{}true{}", "(".repeat(500), ")".repeat(500));
+        let errs = c.validate_grant(&grant(&deep), &[]).unwrap_err();
+        assert!(errs[0].message.contains("nested"), "{errs:?}");
     }
 
     #[test]

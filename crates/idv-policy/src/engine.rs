@@ -231,10 +231,14 @@ pub fn grant_policy(grant: &RoleGrant, roles: &[Role]) -> Option<String> {
     };
     let list = action_list(&actions)?;
     Some(format!(
-        "permit(principal in {}, action in [{list}], resource) when {{ {condition} }};",
+        "permit(principal in {}, action in [{list}], resource) when {{ {condition}{CONDITION_END}",
         subject_uid(&grant.subject)?
     ))
 }
+
+/// What follows a grant's condition in its policy: on a line of its own, so
+/// a `//` comment ending the condition does not swallow it.
+pub(crate) const CONDITION_END: &str = "\n};";
 
 fn action_list(actions: &[String]) -> Option<String> {
     let uids: Vec<String> = actions

@@ -5,6 +5,7 @@
 
 pub mod compile;
 pub mod engine;
+pub mod shape;
 pub mod value;
 
 pub use compile::{BASE_SCHEMA, Compiled, Problem, compile};

@@ -840,6 +840,33 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
         .unwrap();
     let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(p["field"], "requests[1].context.amount", "{p}");
+    // Text nested too deep for Cedar's recursive parser is refused, with
+    // its position, and the server lives on.
+    let deep = format!(
+        "permit(principal, action, resource) when {{ {}true{} }};",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    let r = s
+        .req(Method::POST, "/v1/policies/validate")
+        .json(&json!({"policies": deep}))
+        .send()
+        .await
+        .unwrap();
+    let v = json_ok(r, StatusCode::OK).await;
+    assert_eq!(v["valid"], false);
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("nested"), "{v}");
+    assert_eq!(v["errors"][0]["line"], 1, "{v}");
+    let r = s
+        .req(Method::POST, "/v1/grants")
+        .json(&json!({"subject": agent_ref(&a.id), "action": "read",
+                      "condition": format!("{}true{}", "[".repeat(300), "]".repeat(300))}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["source"], "condition", "{p}");
+    assert_eq!(get(&s, "/healthz").await["status"], "ok");
     // A grant's expiry in the past is named as sent.
     let r = s
         .req(Method::POST, "/v1/grants")
