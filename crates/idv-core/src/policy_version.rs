@@ -6,6 +6,9 @@ use uuid::Uuid;
 
 use crate::Timestamp;
 
+/// Longest version description, in characters.
+pub const DESCRIPTION: usize = 1024;
+
 /// One stored version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyVersion {

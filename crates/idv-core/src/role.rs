@@ -18,6 +18,8 @@ pub mod limits {
     pub const ACTIONS: usize = 256;
     /// Longest grant condition.
     pub const CONDITION: usize = 4096;
+    /// Longest role description, in characters.
+    pub const DESCRIPTION: usize = 1024;
 }
 
 /// Why a role or grant is invalid.
@@ -76,6 +78,12 @@ impl Role {
         }
         if let Some(a) = self.actions.iter().find(|a| !is_action(a)) {
             return Err(invalid("actions", format!("`{a}` is not an action name")));
+        }
+        if self.description.chars().count() > limits::DESCRIPTION {
+            return Err(invalid(
+                "description",
+                format!("at most {} characters", limits::DESCRIPTION),
+            ));
         }
         Ok(())
     }

@@ -286,6 +286,13 @@ pub fn compile(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled
     let mut seen = HashSet::new();
     for p in parsed.policies() {
         let id = p.annotation("id").map_or_else(|| p.id().to_string(), str::to_owned);
+        if id.trim().is_empty() {
+            problems.push(Problem::new(
+                Source::Policies,
+                format!("a policy has an empty `@id` (the policy Cedar calls `{}`)", p.id()),
+            ));
+            continue;
+        }
         if id.starts_with("role:") || id.starts_with("grant:") || id.starts_with("permission:") {
             problems.push(Problem {
                 policy_id: Some(id.clone()),
@@ -479,6 +486,8 @@ mod tests {
         assert!(errs[0].message.contains("templates"));
         let errs = compile(r#"@requires_approval("x") forbid(principal, action, resource);"#, None).unwrap_err();
         assert!(errs[0].message.contains("permit"));
+        let errs = compile(r#"@id("") permit(principal, action, resource);"#, None).unwrap_err();
+        assert!(errs[0].message.contains("empty `@id`"), "{errs:?}");
     }
 
     #[test]

@@ -688,7 +688,9 @@ impl Engine {
             return Ok(refused(name, "invalid_entities"));
         };
         let response = self.authorizer.is_authorized(&request, slice, &entities);
-        let determining: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
+        let mut determining: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
+        // Cedar keeps them in a hash set: one order for identical requests.
+        determining.sort_unstable();
         let mut errors = Vec::new();
         let mut forbid_failed = Vec::new();
         for e in response.diagnostics().errors() {

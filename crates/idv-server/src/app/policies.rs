@@ -149,6 +149,15 @@ pub async fn upload(
     caller
         .require(state, Permission::ManagePolicy, "policy.version.create")
         .await?;
+    if description.chars().count() > idv_core::policy_version::DESCRIPTION {
+        return Err(AppError::BadParameter {
+            field: "description".into(),
+            detail: format!(
+                "`description`: at most {} characters",
+                idv_core::policy_version::DESCRIPTION
+            ),
+        });
+    }
     let schema = schema.filter(|s| !s.trim().is_empty());
     let compiled = validate(&policies, schema.as_deref())?;
     let v = PolicyVersion {
@@ -188,7 +197,24 @@ pub async fn upload(
 /// actions it does not declare, grants that cannot apply. Builds its engine
 /// now, as the next decision would have.
 async fn active_warnings(state: &AppState, tenant_id: Uuid) -> Result<Vec<String>, AppError> {
-    Ok(engine(state, tenant_id).await?.warnings().to_vec())
+    let mut warnings = engine(state, tenant_id).await?.warnings().to_vec();
+    // A condition written against the version before may not type-check
+    // against this one: it would only ever err (and deny).
+    let compiled = active(state, tenant_id).await?;
+    let roles = state.store.roles(tenant_id).await?;
+    for g in state.store.role_grants(tenant_id, None).await? {
+        if g.condition.is_some()
+            && let Err(problems) = compiled.validate_grant(&g, &roles)
+        {
+            for p in problems {
+                warnings.push(format!(
+                    "grant `{}`: its condition no longer validates: {}",
+                    g.id, p.message
+                ));
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 /// Activates a version, or (`None`) rolls back to the one active before;
@@ -198,9 +224,12 @@ pub async fn activate(
     caller: &Caller,
     version: Option<i64>,
 ) -> Result<(PolicyVersion, Vec<String>), AppError> {
-    caller
-        .require(state, Permission::ManagePolicy, "policy.version.activate")
-        .await?;
+    let action = if version.is_some() {
+        "policy.version.activate"
+    } else {
+        "policy.version.rollback"
+    };
+    caller.require(state, Permission::ManagePolicy, action).await?;
     let cmd = Command::ActivatePolicyVersion {
         tenant_id: caller.tenant.id,
         version,

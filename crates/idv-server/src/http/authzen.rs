@@ -52,7 +52,7 @@ pub async fn evaluation(
     caller: Caller,
     Json(body): Json<EvaluationRequest>,
 ) -> Result<axum::Json<EvaluationResponse>, ApiError> {
-    let ask = ask(body).map_err(|d| ApiError::bad_request("invalid-body", d))?;
+    let ask = ask(body)?;
     let a = app::decisions::evaluate(&state, &caller, &ask, Some(peer.ip())).await?;
     Ok(axum::Json(response(a)))
 }
@@ -69,7 +69,8 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, Str
             action,
             resource,
             context,
-        }),
+        })
+        .map_err(|e| e.to_string()),
         (s, a, _) => Err(format!(
             "the evaluation has no `{}`, and the request gives no default",
             if s.is_none() {

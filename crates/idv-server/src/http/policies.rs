@@ -154,12 +154,28 @@ pub async fn rollback(
     Ok(axum::Json(activated_view(v)))
 }
 
+/// A member of an AuthZEN request that is required and was sent empty.
+#[derive(Debug)]
+pub struct EmptyField(pub &'static str);
+
+impl std::fmt::Display for EmptyField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is empty", self.0)
+    }
+}
+
+impl From<EmptyField> for ApiError {
+    fn from(e: EmptyField) -> Self {
+        ApiError::bad_request("invalid-body", e.to_string()).with_field(e.0)
+    }
+}
+
 /// Convert an AuthZEN request into a use-case question.
 ///
 /// Refuses what names nothing (AuthZEN 1.0 §5: `type` and `id` are
 /// required strings; an empty one cannot identify an entity).
-pub fn ask(r: EvaluationRequest) -> Result<Ask, String> {
-    for (what, v) in [
+pub fn ask(r: EvaluationRequest) -> Result<Ask, EmptyField> {
+    for (field, v) in [
         ("subject.type", &r.subject.type_),
         ("subject.id", &r.subject.id),
         ("action.name", &r.action.name),
@@ -167,7 +183,7 @@ pub fn ask(r: EvaluationRequest) -> Result<Ask, String> {
         ("resource.id", &r.resource.id),
     ] {
         if v.is_empty() {
-            return Err(format!("`{what}` is empty"));
+            return Err(EmptyField(field));
         }
     }
     Ok(Ask {
@@ -205,7 +221,12 @@ pub async fn test(
         .requests
         .into_iter()
         .enumerate()
-        .map(|(i, r)| ask(r).map_err(|d| ApiError::bad_request("invalid-body", format!("`requests[{i}]`: {d}"))))
+        .map(|(i, r)| {
+            ask(r).map_err(|e| {
+                ApiError::bad_request("invalid-body", format!("`requests[{i}]`: {e}"))
+                    .with_field(format!("requests[{i}].{}", e.0))
+            })
+        })
         .collect::<Result<_, _>>()?;
     let (active, results) = app::decisions::compare(&state, &caller, candidate, &asks).await?;
     let results: Vec<PolicyTestResult> = results
@@ -385,15 +406,25 @@ pub async fn grants(
     q.only(&["subject_type", "subject_id"])?;
     let filter = match (q.one("subject_type")?, q.one("subject_id")?) {
         (None, None) => None,
-        (Some(t), Some(id)) => Some(GrantSubject::from_parts(t, id).ok_or_else(|| {
-            ApiError::bad_request("invalid-parameter", "`subject_type` is agent, class or group")
-                .with_field("subject_type")
-        })?),
-        _ => {
+        (Some(t), Some(id)) => {
+            if !matches!(t, "agent" | "class" | "group") {
+                return Err(
+                    ApiError::bad_request("invalid-parameter", "`subject_type` is agent, class or group")
+                        .with_field("subject_type"),
+                );
+            }
+            Some(GrantSubject::from_parts(t, id).ok_or_else(|| {
+                ApiError::bad_request("invalid-parameter", format!("`subject_id`: `{id}` is not an agent id"))
+                    .with_field("subject_id")
+            })?)
+        }
+        (t, _) => {
+            let missing = if t.is_some() { "subject_id" } else { "subject_type" };
             return Err(ApiError::bad_request(
                 "invalid-parameter",
                 "give both `subject_type` and `subject_id`, or neither",
-            ));
+            )
+            .with_field(missing));
         }
     };
     let items = app::policies::grants(&state, &caller, filter.as_ref()).await?;
