@@ -823,6 +823,9 @@ pub struct ApprovalFilter {
     pub assignee: Option<String>,
     /// At most this many (newest first).
     pub limit: i64,
+    /// Only those older than this one (keyset paging: the last id of the
+    /// page before; ids are UUIDv7, so their order is creation order).
+    pub before: Option<Uuid>,
 }
 
 impl Store {
@@ -977,13 +980,20 @@ impl Store {
             n += 1;
             sql.push_str(&format!(" AND assignee = ${n}"));
         }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", n + 1));
+        if f.before.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND id < ${n}"));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
         let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
         if let Some(s) = f.status {
             q = q.bind(s.as_str());
         }
         if let Some(a) = &f.assignee {
             q = q.bind(a.clone());
+        }
+        if let Some(b) = f.before {
+            q = q.bind(b.to_string());
         }
         let rows = q.bind(f.limit).fetch_all(&self.inner.read).await?;
         rows.iter().map(approval).collect()

@@ -654,6 +654,8 @@ pub enum ApprovalCommand {
         #[arg(long)]
         assignee: Option<String>,
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         conn: Connection,
     },
     /// Approve: the same request may then go ahead once.

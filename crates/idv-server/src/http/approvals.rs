@@ -3,47 +3,49 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use idv_api::{AgentGraph, ApprovalDecision, ApprovalView, EdgeView};
+use idv_api::{AgentGraph, ApprovalDecision, ApprovalView, EdgeView, Page};
 use idv_core::Timestamp;
 use idv_core::approval::{Approval, ApprovalStatus};
 use idv_store::{ApprovalFilter, Edge};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{Path, QueryPairs, page_size, parse_id};
+use super::extract::{Path, QueryPairs, keyset_page, page_size, parse_id};
 use crate::AppState;
 use crate::app::{self, Caller};
 
-fn view(a: Approval) -> ApprovalView {
+fn view(a: &Approval) -> ApprovalView {
     ApprovalView {
         id: a.id,
         status: a.status.as_str().to_owned(),
-        assignee: a.assignee,
+        assignee: a.assignee.clone(),
         agent_id: a.agent_id,
         subject: json!(a.subject),
-        action: a.action,
+        action: a.action.clone(),
         resource: json!(a.resource),
-        context: a.context,
-        reasons: a.reasons,
+        context: a.context.clone(),
+        reasons: a.reasons.clone(),
         created_at: a.created_at.to_rfc3339(),
         expires_at: a.expires_at.to_rfc3339(),
         decided_at: a.decided_at.map(Timestamp::to_rfc3339),
-        decided_by: a.decided_by,
-        comment: a.comment,
+        decided_by: a.decided_by.clone(),
+        comment: a.comment.clone(),
     }
 }
 
-/// Approval requests, newest first (`status`, `assignee`, `limit`).
+/// Approval requests, newest first (`status`, `assignee`), a page at a time
+/// (`limit`, `cursor`: the `next_cursor` of the page before).
 #[utoipa::path(get, path = "/v1/approvals", tag = "approvals",
-    params(("status" = Option<String>, Query), ("assignee" = Option<String>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, body = Vec<ApprovalView>)), security(("bearer" = [])))]
+    params(("status" = Option<String>, Query), ("assignee" = Option<String>, Query), ("limit" = Option<i64>, Query),
+        ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<ApprovalView>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<axum::Json<Vec<ApprovalView>>, ApiError> {
+) -> Result<axum::Json<Page<ApprovalView>>, ApiError> {
     let q = QueryPairs::parse(raw.as_deref());
-    q.only(&["status", "assignee", "limit"])?;
+    q.only(&["status", "assignee", "limit", "cursor"])?;
     let status = match q.one("status")? {
         None => None,
         Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
@@ -58,9 +60,10 @@ pub async fn list(
         status,
         assignee: q.one("assignee")?.map(str::to_owned),
         limit: page_size(q.parsed("limit", "a number")?)?,
+        before: q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?,
     };
     let items = app::decisions::approvals(&state, &caller, &f).await?;
-    Ok(axum::Json(items.into_iter().map(view).collect()))
+    Ok(axum::Json(keyset_page(&items, f.limit, |a| a.id, view)))
 }
 
 /// One approval request.
@@ -72,7 +75,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::Json<ApprovalView>, ApiError> {
     let a = app::decisions::approval(&state, &caller, parse_id(&id, "approval")?).await?;
-    Ok(axum::Json(view(a)))
+    Ok(axum::Json(view(&a)))
 }
 
 async fn decide(
@@ -92,7 +95,7 @@ async fn decide(
             .comment
     };
     let a = app::decisions::decide_approval(&state, &caller, id, approve, comment).await?;
-    Ok(axum::Json(view(a)))
+    Ok(axum::Json(view(&a)))
 }
 
 /// Approve: the same request, repeated within 15 minutes, is allowed once.

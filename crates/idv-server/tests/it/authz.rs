@@ -555,7 +555,7 @@ permit(principal is Agent, action == Action::"transfer", resource) when { contex
     // Asking again does not pile up requests.
     let again = decide(&s, agent_ref(&a.id), "transfer", account(), big.clone()).await;
     assert_eq!(again["context"]["approval"]["id"], id.as_str());
-    let pending = get(&s, "/v1/approvals?status=pending").await;
+    let pending = get(&s, "/v1/approvals?status=pending").await["items"].clone();
     assert_eq!(pending.as_array().unwrap().len(), 1);
     assert_eq!(
         pending[0]["reasons"],
@@ -620,6 +620,24 @@ permit(principal is Agent, action == Action::"transfer", resource) when { contex
             .any(|e| e["action"] == "approval.approve" && e["details"]["comment"] == "checked with the desk")
     );
     assert!(events.iter().any(|e| e["action"] == "approval.reject"));
+    // Every approval can be reached a page at a time, newest first.
+    for amount in [300_000, 300_001, 300_002] {
+        decide(&s, agent_ref(&a.id), "transfer", account(), json!({"amount": amount})).await;
+    }
+    let all: Vec<Value> = get(&s, "/v1/approvals").await["items"].as_array().unwrap().clone();
+    assert!(all.len() >= 5, "{all:?}");
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(&s, &format!("/v1/approvals?limit=2{cursor}")).await;
+        seen.extend(page["items"].as_array().unwrap().iter().map(|x| x["id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let ids: Vec<Value> = all.iter().map(|x| x["id"].clone()).collect();
+    assert_eq!(seen, ids);
     assert!(
         events
             .iter()

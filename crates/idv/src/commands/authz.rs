@@ -5,15 +5,16 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow, bail};
 use idv_api::{
     ApprovalDecision, ApprovalView, AzAction, AzEntity, EntitiesPut, EntityView, EvaluationRequest, EvaluationResponse,
-    GrantCreate, GrantSubjectRef, GrantView, PolicyTest, PolicyTestReport, PolicyUpload, PolicyValidation,
+    GrantCreate, GrantSubjectRef, GrantView, Page, PolicyTest, PolicyTestReport, PolicyUpload, PolicyValidation,
     PolicyVersionView, PolicyVersions, RolePut, RoleView,
 };
 use serde_json::{Map, Value};
 
+use super::{list_pages, print_next};
 use crate::cli::{
     ApprovalCommand, DecideArgs, EntityCommand, GrantCommand, GrantSubjectArg, PolicyCommand, RoleCommand,
 };
-use crate::client::{Client, ServerProblem, compile_problem, encode, with_query};
+use crate::client::{Client, ServerProblem, compile_problem, encode};
 use crate::output::{self, Table, fields, opt};
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -487,19 +488,20 @@ fn show_approval(a: &ApprovalView) {
 /// Runs `idv approval …`.
 pub async fn approval(cmd: ApprovalCommand) -> anyhow::Result<()> {
     match cmd {
-        ApprovalCommand::List { status, assignee, conn } => {
+        ApprovalCommand::List {
+            status,
+            assignee,
+            page,
+            conn,
+        } => {
             let c = Client::new(&conn)?;
-            let items: Vec<ApprovalView> = c
-                .get(&with_query(
-                    "/v1/approvals",
-                    &[("status", status), ("assignee", assignee)],
-                ))
-                .await?;
+            let q = vec![("status", status), ("assignee", assignee)];
+            let items: Page<ApprovalView> = list_pages(&c, "/v1/approvals", q, &page).await?;
             if conn.json {
                 return output::json(&items);
             }
             let mut t = Table::new(&["ID", "STATUS", "ASSIGNEE", "ACTION", "RESOURCE", "CREATED", "REASON"]);
-            for a in &items {
+            for a in &items.items {
                 t.row(vec![
                     a.id.to_string(),
                     a.status.clone(),
@@ -511,6 +513,7 @@ pub async fn approval(cmd: ApprovalCommand) -> anyhow::Result<()> {
                 ]);
             }
             t.print();
+            print_next(&items);
         }
         ApprovalCommand::Approve { id, comment, conn } => decide_approval(&id, comment, &conn, "approve").await?,
         ApprovalCommand::Reject { id, comment, conn } => decide_approval(&id, comment, &conn, "reject").await?,
