@@ -5,7 +5,7 @@
 #![no_main]
 
 use idv_core::Timestamp;
-use idv_core::webhook::{Filter, HttpPolicy, Pattern, Secret, check_url, verify};
+use idv_core::webhook::{Filter, HttpPolicy, Pattern, Secret, UrlPolicy, check_url, verify};
 use libfuzzer_sys::fuzz_target;
 
 /// The grammar, written out independently.
@@ -40,8 +40,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(parts.iter().all(|p| oracle(p)));
         assert!(f.patterns().len() <= parts.len());
     }
-    for policy in [HttpPolicy::Never, HttpPolicy::Loopback, HttpPolicy::Always] {
-        let _ = check_url(s, policy);
+    for http in [HttpPolicy::Never, HttpPolicy::Loopback, HttpPolicy::Always] {
+        let _ = check_url(s, &UrlPolicy { http, hosts: vec![] });
+        let _ = check_url(s, &UrlPolicy { http, hosts: vec!["*.bank.example".into(), "127.0.0.1".into()] });
     }
     let _ = Secret::parse(s);
     let secret = Secret::from_bytes(&[7u8; 32]).unwrap();

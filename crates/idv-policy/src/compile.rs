@@ -249,9 +249,20 @@ pub(crate) fn entity_uid(type_name: &str, id: &str) -> Option<EntityUid> {
     Some(EntityUid::from_type_name_and_id(t, cedar_policy::EntityId::new(id)))
 }
 
-/// Parses and validates a version. Every problem is reported, each with a
-/// position where Cedar gives one.
+/// Parses and validates a version sent by a caller. Every problem is
+/// reported, each with a position where Cedar gives one; text of a shape
+/// Cedar cannot parse safely ([`crate::shape`]) is refused first.
 pub fn compile(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled, Vec<Problem>> {
+    shape::check(schema_fragment.unwrap_or(""), Kind::Schema, Source::Schema).map_err(|p| vec![p])?;
+    shape::check(policies, Kind::Policies, Source::Policies).map_err(|p| vec![p])?;
+    compile_stored(policies, schema_fragment)
+}
+
+/// [`compile`] for a version already stored: its shape was checked when it
+/// was uploaded, or, stored before shape checks existed, Cedar parsed it then
+/// on a thread like this one; a version active before an upgrade keeps
+/// working even if it would be refused today.
+pub fn compile_stored(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled, Vec<Problem>> {
     if policies.len() > limits::POLICY_TEXT {
         return Err(vec![Problem::new(
             Source::Policies,
@@ -265,8 +276,6 @@ pub fn compile(policies: &str, schema_fragment: Option<&str>) -> Result<Compiled
             format!("the schema is larger than {} bytes", limits::SCHEMA_TEXT),
         )]);
     }
-    shape::check(fragment_text, Kind::Schema, Source::Schema).map_err(|p| vec![p])?;
-    shape::check(policies, Kind::Policies, Source::Policies).map_err(|p| vec![p])?;
     let schema = schema(fragment_text)?;
     let parsed = PolicySet::from_str(policies).map_err(|errs| {
         errs.iter()
@@ -562,6 +571,17 @@ mod tests {
         let deep = format!("{}true{}", "(".repeat(500), ")".repeat(500));
         let errs = c.validate_grant(&grant(&deep), &[]).unwrap_err();
         assert!(errs[0].message.contains("nested"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_stored_version_compiles_under_todays_shape_limits_or_not() {
+        // Stored before the shape limits: still compiles, so it keeps working.
+        let long = format!(
+            "permit(principal, action, resource) when {{ {} }};",
+            ["true"; 3_000].join(" && ")
+        );
+        assert!(compile(&long, None).is_err());
+        assert!(compile_stored(&long, None).is_ok());
     }
 
     #[test]

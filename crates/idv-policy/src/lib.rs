@@ -8,5 +8,5 @@ pub mod engine;
 pub mod shape;
 pub mod value;
 
-pub use compile::{BASE_SCHEMA, Compiled, Problem, compile};
+pub use compile::{BASE_SCHEMA, Compiled, Problem, compile, compile_stored};
 pub use engine::{Decision, Engine, Inputs, Outcome, Party, Query, QueryError, Target, TokenFacts};

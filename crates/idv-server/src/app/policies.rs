@@ -12,7 +12,7 @@ use idv_core::admin_token::Permission;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{GrantSubject, Permission as Granted, Role, RoleGrant};
-use idv_policy::{Compiled, Engine, Inputs, compile};
+use idv_policy::{Compiled, Engine, Inputs, compile, compile_stored};
 use idv_store::{Applied, Command, StoreError};
 use uuid::Uuid;
 
@@ -114,14 +114,14 @@ async fn compiled(state: &AppState, tenant_id: Uuid, active: Option<i64>) -> Res
         return Ok(c.clone());
     }
     let c = match active {
-        None => compile("", None),
+        None => compile_stored("", None),
         Some(v) => {
             let pv = state
                 .store
                 .policy_version(tenant_id, v)
                 .await?
                 .ok_or_else(|| AppError::Internal(format!("active policy version {v} is missing")))?;
-            compile(&pv.policies, pv.schema.as_deref())
+            compile_stored(&pv.policies, pv.schema.as_deref())
         }
     }
     .map_err(|p| AppError::Internal(format!("stored policy version does not compile: {p:?}")))?;
