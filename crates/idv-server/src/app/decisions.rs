@@ -472,25 +472,38 @@ pub enum Semantic {
     PermitOnFirstPermit,
 }
 
+/// Why one item of a batch could not be decided, with the HTTP status the
+/// same request alone would have had (AuthZEN 1.0 §7.2.1: answered in place).
+#[derive(Clone, Debug)]
+pub struct ItemError {
+    /// 400 (malformed) or 422 (a value with no Cedar form).
+    pub status: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
 /// Decides many requests; `Err` items are malformed ones, answered in place
 /// and not recorded (they decided nothing). All decisions are recorded in
 /// one group commit.
 pub async fn evaluate_many(
     state: &AppState,
     caller: &Caller,
-    asks: Vec<Result<Ask, String>>,
+    asks: Vec<Result<Ask, ItemError>>,
     semantic: Semantic,
     source_ip: Option<IpAddr>,
-) -> Result<Vec<Result<Answer, String>>, AppError> {
+) -> Result<Vec<Result<Answer, ItemError>>, AppError> {
     caller.require(state, Permission::Decide, "authz.decision").await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
-    let mut prepared: Vec<Result<Pending, String>> = Vec::with_capacity(asks.len());
+    let mut prepared: Vec<Result<Pending, ItemError>> = Vec::with_capacity(asks.len());
     for ask in asks {
         let p = match ask {
             Err(e) => Err(e),
             Ok(a) => match prepare(state, &caller.tenant, &caller.context(), &engine, &a, source_ip).await {
                 Ok(p) => Ok(p),
-                Err(AppError::BadParameter { detail, .. }) => Err(detail),
+                Err(AppError::BadParameter { detail, .. }) => Err(ItemError {
+                    status: 422,
+                    message: detail,
+                }),
                 Err(e) => return Err(e),
             },
         };

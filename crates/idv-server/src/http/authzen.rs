@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::policies::ask;
 use crate::AppState;
-use crate::app::decisions::{Answer, Ask, Semantic};
+use crate::app::decisions::{Answer, Ask, ItemError, Semantic};
 use crate::app::{self, Caller};
 
 /// AuthZEN 1.0 §9: where the PDP's endpoints are.
@@ -58,7 +58,8 @@ pub async fn evaluation(
 }
 
 /// Fills an item's missing parts from the request's defaults (§7.1.1).
-fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, String> {
+fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, ItemError> {
+    let malformed = |message: String| ItemError { status: 400, message };
     let subject = item.subject.or_else(|| defaults.subject.clone());
     let action = item.action.or_else(|| defaults.action.clone());
     let resource = item.resource.or_else(|| defaults.resource.clone());
@@ -70,8 +71,8 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, Str
             resource,
             context,
         })
-        .map_err(|e| e.to_string()),
-        (s, a, _) => Err(format!(
+        .map_err(|e| malformed(e.to_string())),
+        (s, a, _) => Err(malformed(format!(
             "the evaluation has no `{}`, and the request gives no default",
             if s.is_none() {
                 "subject"
@@ -80,7 +81,7 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationItem) -> Result<Ask, Str
             } else {
                 "resource"
             }
-        )),
+        ))),
     }
 }
 
@@ -113,7 +114,8 @@ pub async fn evaluations(
     };
     let items = body.evaluations.take().unwrap_or_default();
     if items.is_empty() {
-        let one = merge(&body, EvaluationItem::default()).map_err(|d| ApiError::bad_request("invalid-body", d))?;
+        let one =
+            merge(&body, EvaluationItem::default()).map_err(|e| ApiError::bad_request("invalid-body", e.message))?;
         let a = app::decisions::evaluate(&state, &caller, &one, Some(peer.ip())).await?;
         return Ok(axum::Json(EvaluationsAnswer::One(response(a))));
     }
@@ -130,9 +132,9 @@ pub async fn evaluations(
         .map(|a| match a {
             Ok(a) => response(a),
             // §7.2.1: an item that cannot be evaluated is a deny with the error.
-            Err(message) => EvaluationResponse {
+            Err(ItemError { status, message }) => EvaluationResponse {
                 decision: false,
-                context: Some(json!({ "error": { "status": 400, "message": message } })),
+                context: Some(json!({ "error": { "status": status, "message": message } })),
             },
         })
         .collect();

@@ -360,10 +360,16 @@ pub async fn grant(
         Some(text) => Some(match Timestamp::parse(text) {
             Ok(t) => t,
             Err(_) => {
-                let secs = idv_core::duration::parse_seconds(text).map_err(|_| {
+                let secs = idv_core::duration::parse_seconds(text).map_err(|e| {
                     ApiError::invalid_field(
                         "expires",
-                        format!("`expires`: `{text}` is neither an RFC 3339 time nor a duration like `30m` or `7d`"),
+                        match e {
+                            // A duration, but not one a grant can have.
+                            idv_core::duration::DurationError::OutOfRange(_) => format!("`expires`: {e}"),
+                            _ => format!(
+                                "`expires`: `{text}` is neither an RFC 3339 time nor a duration like `30m` or `7d`"
+                            ),
+                        },
                     )
                 })?;
                 now.plus_secs(i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000))

@@ -876,6 +876,19 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
     assert_eq!(v["evaluations"][0]["decision"], true, "{v}");
     assert_eq!(v["evaluations"][1]["decision"], false, "{v}");
     assert_eq!(v["evaluations"][1]["context"]["error"]["status"], 400, "{v}");
+    // An item with a value Cedar cannot take has the status it would alone.
+    let r = s
+        .req(Method::POST, "/access/v1/evaluations")
+        .json(
+            &json!({"subject": agent_ref(&a.id), "action": {"name": "read"}, "resource": account(),
+                      "evaluations": [{}, {"context": {"amount": 1.5}}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v = json_ok(r, StatusCode::OK).await;
+    assert_eq!(v["evaluations"][0]["decision"], true, "{v}");
+    assert_eq!(v["evaluations"][1]["context"]["error"]["status"], 422, "{v}");
     // What-if: a request that cannot be decided is named by its place.
     let r = s
         .req(Method::POST, "/v1/policies/test")
@@ -923,6 +936,14 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(problem(r, StatusCode::UNPROCESSABLE_ENTITY).await["field"], "expires");
+    let r = s
+        .req(Method::POST, "/v1/grants")
+        .json(&json!({"subject": agent_ref(&a.id), "action": "read", "expires": "0s"}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["detail"].as_str().unwrap().contains("out of range"), "{p}");
     let p = problem(
         post(
             json!({"subject": agent_ref(&a.id), "action": {"name": "read"}, "resource": account(),
