@@ -889,27 +889,54 @@ impl Store {
         tenant_id: Uuid,
         subject: Option<&GrantSubject>,
     ) -> Result<Vec<RoleGrant>, StoreError> {
-        let rows = match subject {
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {GRANT_COLS} FROM role_grants WHERE tenant_id = $1 ORDER BY created_at, id"
-                ))
-                .bind(tenant_id.to_string())
-                .fetch_all(&self.inner.read)
-                .await?
-            }
-            Some(s) => {
-                sqlx::query(&format!(
-                    "SELECT {GRANT_COLS} FROM role_grants WHERE tenant_id = $1 AND subject_type = $2 \
-                     AND subject_id = $3 ORDER BY created_at, id"
-                ))
-                .bind(tenant_id.to_string())
-                .bind(s.kind())
-                .bind(s.id())
-                .fetch_all(&self.inner.read)
-                .await?
-            }
-        };
+        self.select_grants(tenant_id, subject, None, None).await
+    }
+
+    /// A page of a tenant's grants (to `subject`, if given), oldest first:
+    /// at most `limit`, after the grant `after` (keyset paging; ids are
+    /// UUIDv7, so their order is creation order).
+    pub async fn grants_page(
+        &self,
+        tenant_id: Uuid,
+        subject: Option<&GrantSubject>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<RoleGrant>, StoreError> {
+        self.select_grants(tenant_id, subject, after, Some(limit)).await
+    }
+
+    async fn select_grants(
+        &self,
+        tenant_id: Uuid,
+        subject: Option<&GrantSubject>,
+        after: Option<Uuid>,
+        limit: Option<i64>,
+    ) -> Result<Vec<RoleGrant>, StoreError> {
+        let mut sql = format!("SELECT {GRANT_COLS} FROM role_grants WHERE tenant_id = $1");
+        let mut n = 1;
+        if subject.is_some() {
+            sql.push_str(&format!(" AND subject_type = ${} AND subject_id = ${}", n + 1, n + 2));
+            n += 2;
+        }
+        if after.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND id > ${n}"));
+        }
+        sql.push_str(" ORDER BY id");
+        if limit.is_some() {
+            sql.push_str(&format!(" LIMIT ${}", n + 1));
+        }
+        let mut q = sqlx::query(&sql).bind(tenant_id.to_string());
+        if let Some(s) = subject {
+            q = q.bind(s.kind()).bind(s.id());
+        }
+        if let Some(a) = after {
+            q = q.bind(a.to_string());
+        }
+        if let Some(l) = limit {
+            q = q.bind(l);
+        }
+        let rows = q.fetch_all(&self.inner.read).await?;
         rows.iter().map(grant).collect()
     }
 

@@ -591,6 +591,8 @@ pub enum GrantCommand {
     /// List grants.
     List {
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         conn: Connection,
     },
     /// Remove a grant.

@@ -400,14 +400,17 @@ pub async fn revoke_grant(state: &AppState, caller: &Caller, id: Uuid) -> Result
     Ok(())
 }
 
-/// The tenant's grants (`subject`: only those to it).
+/// A page of the tenant's grants (`subject`: only those to it), oldest
+/// first, after the grant `after`.
 pub async fn grants(
     state: &AppState,
     caller: &Caller,
     subject: Option<&GrantSubject>,
+    after: Option<Uuid>,
+    limit: i64,
 ) -> Result<Vec<RoleGrant>, AppError> {
     caller.require(state, Permission::ReadRegistry, "grant.list").await?;
-    Ok(state.store.role_grants(caller.tenant.id, subject).await?)
+    Ok(state.store.grants_page(caller.tenant.id, subject, after, limit).await?)
 }
 
 /// Creates or replaces directory entities, all or nothing. Their types must

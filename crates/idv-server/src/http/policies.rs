@@ -4,9 +4,9 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use idv_api::{
-    AgentPermissions, EntitiesPut, EntityView, EvaluationRequest, GrantCreate, GrantSubjectRef, GrantView, PolicyTest,
-    PolicyTestReport, PolicyTestResult, PolicyUpload, PolicyValidation, PolicyVersionView, PolicyVersions, RolePut,
-    RoleView, UsageView,
+    AgentPermissions, EntitiesPut, EntityView, EvaluationRequest, GrantCreate, GrantSubjectRef, GrantView, Page,
+    PolicyTest, PolicyTestReport, PolicyTestResult, PolicyUpload, PolicyValidation, PolicyVersionView, PolicyVersions,
+    RolePut, RoleView, UsageView,
 };
 use idv_core::Timestamp;
 use idv_core::directory::{DirectoryEntity, EntityRef};
@@ -15,7 +15,7 @@ use idv_core::role::{GrantSubject, Permission, Role, RoleGrant};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, policy_problems};
-use super::extract::{Json, Path, QueryPairs, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use crate::AppState;
 use crate::app::decisions::{Ask, Thing};
 use crate::app::policies::NewGrant;
@@ -399,17 +399,20 @@ pub async fn grant(
     Ok((StatusCode::CREATED, axum::Json(grant_view(g, now))))
 }
 
-/// The tenant's grants (`subject_type` and `subject_id` filter).
+/// The tenant's grants (`subject_type` and `subject_id` filter), oldest
+/// first, a page at a time (`limit`, `cursor`: the `next_cursor` of the page
+/// before).
 #[utoipa::path(get, path = "/v1/grants", tag = "policies",
-    params(("subject_type" = Option<String>, Query), ("subject_id" = Option<String>, Query)),
-    responses((status = 200, body = Vec<GrantView>)), security(("bearer" = [])))]
+    params(("subject_type" = Option<String>, Query), ("subject_id" = Option<String>, Query),
+        ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<GrantView>)), security(("bearer" = [])))]
 pub async fn grants(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<axum::Json<Vec<GrantView>>, ApiError> {
+) -> Result<axum::Json<Page<GrantView>>, ApiError> {
     let q = QueryPairs::parse(raw.as_deref());
-    q.only(&["subject_type", "subject_id"])?;
+    q.only(&["subject_type", "subject_id", "limit", "cursor"])?;
     let filter = match (q.one("subject_type")?, q.one("subject_id")?) {
         (None, None) => None,
         (Some(t), Some(id)) => {
@@ -433,9 +436,16 @@ pub async fn grants(
             .with_field(missing));
         }
     };
-    let items = app::policies::grants(&state, &caller, filter.as_ref()).await?;
+    let limit = page_size(q.parsed("limit", "a number")?)?;
+    let after = q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?;
+    let items = app::policies::grants(&state, &caller, filter.as_ref(), after, limit).await?;
     let now = state.clock.now();
-    Ok(axum::Json(items.into_iter().map(|g| grant_view(g, now)).collect()))
+    Ok(axum::Json(keyset_page(
+        &items,
+        limit,
+        |g| g.id,
+        |g| grant_view(g.clone(), now),
+    )))
 }
 
 /// Remove a grant.

@@ -689,7 +689,7 @@ async fn a_delegated_token_is_allowed_only_if_every_party_is(backend: Backend) {
     assert_eq!(d["context"]["reason"], "scope");
     // The delegator loses the role: the delegated call is denied too.
     let grants = get(&s, &format!("/v1/grants?subject_type=agent&subject_id={}", boss.id)).await;
-    let gid = grants[0]["id"].as_str().unwrap();
+    let gid = grants["items"][0]["id"].as_str().unwrap();
     s.req(Method::DELETE, &format!("/v1/grants/{gid}"))
         .send()
         .await
@@ -854,6 +854,28 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(problem(r, StatusCode::BAD_REQUEST).await["field"], "subject_id");
+    // Grants are listed a page at a time, oldest first.
+    for class in ["pg-a", "pg-b", "pg-c"] {
+        let r = s
+            .req(Method::POST, "/v1/grants")
+            .json(&json!({"subject": {"type": "class", "id": class}, "action": "read"}))
+            .send()
+            .await
+            .unwrap();
+        json_ok(r, StatusCode::CREATED).await;
+    }
+    let all = get(&s, "/v1/grants").await["items"].clone();
+    assert!(all.as_array().unwrap().len() >= 3, "{all}");
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let page = get(&s, &format!("/v1/grants?limit=2{cursor}")).await;
+        seen.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(Value::Array(seen), all);
     // Descriptions are bounded like every other text.
     let r = s
         .req(Method::POST, "/v1/policies")

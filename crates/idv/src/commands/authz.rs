@@ -320,14 +320,14 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
             }
             println!("Granted {} (grant {})", what(&g), g.id);
         }
-        GrantCommand::List { conn } => {
+        GrantCommand::List { page, conn } => {
             let c = Client::new(&conn)?;
-            let grants: Vec<GrantView> = c.get("/v1/grants").await?;
+            let grants: Page<GrantView> = list_pages(&c, "/v1/grants", vec![], &page).await?;
             if conn.json {
                 return output::json(&grants);
             }
             let mut t = Table::new(&["ID", "SUBJECT", "GRANTS", "CONDITION", "EXPIRES"]);
-            for g in &grants {
+            for g in &grants.items {
                 t.row(vec![
                     g.id.to_string(),
                     format!("{}:{}", g.subject.type_, g.subject.id),
@@ -340,6 +340,7 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
                 ]);
             }
             t.print();
+            print_next(&grants);
         }
         GrantCommand::Delete { id, conn } => {
             let c = Client::new(&conn)?;
