@@ -57,6 +57,7 @@ pub struct EntityError {
 fn ref_ok(r: &EntityRef) -> bool {
     !r.type_name.is_empty()
         && r.type_name.len() <= limits::ID
+        && !r.id.is_empty()
         && r.id.len() <= limits::ID
         && r.type_name.split("::").all(|seg| {
             seg.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
@@ -73,7 +74,7 @@ impl DirectoryEntity {
         };
         if !ref_ok(&self.uid) {
             return Err(err(
-                "the type must be a Cedar identifier and the id at most 512 bytes".into()
+                "the type must be a Cedar identifier and the id 1 to 512 bytes".into()
             ));
         }
         if self.uid.type_name == "Action" {

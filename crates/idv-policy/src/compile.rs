@@ -155,6 +155,16 @@ impl Compiled {
         self.entity_types.contains(name)
     }
 
+    /// Whether the schema lets an entity of type `child` be `in` one of
+    /// type `parent` (directly or through the types it is in).
+    pub fn may_be_in(&self, child: &str, parent: &str) -> bool {
+        cedar_policy::EntityTypeName::from_str(child).is_ok_and(|c| {
+            self.schema
+                .ancestors(&c)
+                .is_some_and(|mut up| up.any(|t| t.to_string() == parent))
+        })
+    }
+
     /// Names of the declared actions, sorted.
     pub fn action_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.actions.keys().map(|a| a.id().unescaped().to_owned()).collect();
@@ -582,6 +592,16 @@ mod tests {
         );
         assert!(compile(&long, None).is_err());
         assert!(compile_stored(&long, None).is_ok());
+    }
+
+    #[test]
+    fn the_schema_says_what_may_be_in_what() {
+        let c = compile("", None).unwrap();
+        assert!(c.may_be_in("Agent", "Group"));
+        assert!(c.may_be_in("Agent", "Role"));
+        assert!(c.may_be_in("Role", "Role"));
+        assert!(!c.may_be_in("Role", "Agent"));
+        assert!(!c.may_be_in("Nope", "Group"));
     }
 
     #[test]

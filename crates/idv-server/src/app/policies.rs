@@ -431,6 +431,7 @@ pub async fn put_entities(
         });
     }
     let compiled = active(state, caller.tenant.id).await?;
+    let mut seen = std::collections::HashSet::new();
     for (i, e) in entities.iter_mut().enumerate() {
         e.tenant_id = caller.tenant.id;
         let at = |detail: String| AppError::BadParameter {
@@ -438,6 +439,12 @@ pub async fn put_entities(
             detail: format!("`entities[{i}]`: {detail}"),
         };
         e.validate().map_err(|err| at(err.to_string()))?;
+        if !seen.insert(e.uid.clone()) {
+            return Err(at(format!(
+                "`{}::{}` is given twice in this request",
+                e.uid.type_name, e.uid.id
+            )));
+        }
         for r in std::iter::once(&e.uid).chain(&e.parents) {
             if !compiled.has_entity_type(&r.type_name) {
                 return Err(at(format!(
@@ -445,6 +452,16 @@ pub async fn put_entities(
                     r.type_name
                 )));
             }
+        }
+        if let Some(p) = e
+            .parents
+            .iter()
+            .find(|p| !compiled.may_be_in(&e.uid.type_name, &p.type_name))
+        {
+            return Err(at(format!(
+                "the active policy schema does not let a `{}` be in a `{}`",
+                e.uid.type_name, p.type_name
+            )));
         }
         for (k, v) in &e.attrs {
             idv_policy::value::to_cedar(v, || format!("attrs.{k}")).map_err(|err| at(err.to_string()))?;

@@ -1003,6 +1003,32 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
         .await
         .unwrap();
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // The directory follows the schema: what may be in what, one entry per
+    // entity, and ids that name something; nothing of a refused batch stays.
+    for (entities, says) in [
+        (
+            json!([{"uid": {"type": "Role", "id": "r"}, "parents": [{"type": "Agent", "id": a.id}]}]),
+            "be in",
+        ),
+        (
+            json!([{"uid": {"type": "Group", "id": "g"}}, {"uid": {"type": "Group", "id": "g"}}]),
+            "twice",
+        ),
+        (json!([{"uid": {"type": "Group", "id": ""}}]), "1 to 512"),
+    ] {
+        let r = s
+            .req(Method::POST, "/v1/entities")
+            .json(&json!({"entities": entities}))
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(p["detail"].as_str().unwrap().contains(says), "{p}");
+    }
+    assert!(
+        !get(&s, "/v1/entities").await.to_string().contains("\"g\""),
+        "a refused batch left nothing"
+    );
     let r = s
         .req(Method::POST, "/v1/grants")
         .json(&json!({"subject": {"type": "planet", "id": "x"}, "role": "r"}))
