@@ -93,11 +93,22 @@ impl Metrics {
                 // Microsecond counters, shown in seconds.
                 (*name, *help, format!("{:.6}", v.load(Ordering::Relaxed) as f64 / 1e6))
             }));
+        let values = values.chain(std::iter::once((
+            "idv_writer_reconnects_total",
+            "Times the writer replaced its database connections after a failure.",
+            writer.reconnects.load(Ordering::Relaxed).to_string(),
+        )));
         for (name, help, value) in values {
             let _ = writeln!(s, "# HELP {name} {help}");
             let _ = writeln!(s, "# TYPE {name} counter");
             let _ = writeln!(s, "{name} {value}");
         }
+        let _ = writeln!(
+            s,
+            "# HELP idv_writer_healthy 1 while writes commit; 0 from a failed write until one commits again."
+        );
+        let _ = writeln!(s, "# TYPE idv_writer_healthy gauge");
+        let _ = writeln!(s, "idv_writer_healthy {}", u8::from(writer.healthy()));
         s
     }
 }

@@ -9,7 +9,8 @@
 //! through the writer's own connection instead ([`crate::append`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use idv_core::audit::{Event, Head};
 use idv_core::{Clock, Timestamp};
@@ -50,6 +51,18 @@ pub struct WriterStats {
     pub busy_micros: AtomicU64,
     /// Of that, wall time spent in the final commit (the durable write), in µs.
     pub commit_micros: AtomicU64,
+    /// Set when a batch fails; cleared by the next durable commit (a batch or
+    /// a probe). While set, `/readyz` reports the node not ready.
+    pub failing: AtomicBool,
+    /// Times the writer replaced its connections after a failure.
+    pub reconnects: AtomicU64,
+}
+
+impl WriterStats {
+    /// Whether the last write (or probe) committed.
+    pub fn healthy(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed)
+    }
 }
 
 /// Advisory lock that serialises the chain head across PostgreSQL nodes.
@@ -66,7 +79,10 @@ const GATHER: usize = 8;
 /// decision, for ~0.1 ms more latency. A lone caller never waits. The same
 /// idea as PostgreSQL's `commit_delay` and MySQL's
 /// `binlog_group_commit_sync_delay` ([measured](../../../docs/benchmarks.md)).
-const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+const GATHER_WAIT: Duration = Duration::from_micros(100);
+/// How often a failed writer with nothing to do checks whether storage works
+/// again (a small durable write), so an idle node becomes ready by itself.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// Moves what is queued into `units`, up to [`MAX_BATCH`], without waiting.
 fn take_queued(rx: &mut mpsc::Receiver<Unit>, units: &mut Vec<Unit>) {
@@ -90,6 +106,28 @@ pub(crate) struct Writer {
     pub checkpoints: Option<Nudge>,
 }
 
+/// The writer's connections: the sqlx one, and on SQLite the [`Appender`].
+struct Conns {
+    conn: AnyConnection,
+    appender: Option<Appender>,
+}
+
+impl Conns {
+    async fn open(url: &str, dialect: Dialect) -> Result<Conns, StoreError> {
+        let conn = connect(url, dialect).await?;
+        let appender = match dialect {
+            Dialect::Sqlite => Some(Appender::open(url)?),
+            Dialect::Postgres => None,
+        };
+        Ok(Conns { conn, appender })
+    }
+
+    /// Closes both; closing rolls back whatever a failure left open.
+    async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
 /// Starts the writer on a thread and runtime of its own, with its
 /// connections made there (so a PostgreSQL socket is driven by that runtime
 /// too; on SQLite, also the [`Appender`]). Woken
@@ -107,18 +145,10 @@ pub(crate) async fn start(w: Writer, rx: mpsc::Receiver<Unit>) -> Result<(), Sto
         .name("idv-writer".into())
         .spawn(move || {
             rt.block_on(async move {
-                let connected = async {
-                    let conn = connect(&w.url, w.dialect).await?;
-                    let appender = match w.dialect {
-                        Dialect::Sqlite => Some(Appender::open(&w.url)?),
-                        Dialect::Postgres => None,
-                    };
-                    Ok::<_, StoreError>((conn, appender))
-                };
-                match connected.await {
-                    Ok((conn, appender)) => {
+                match Conns::open(&w.url, w.dialect).await {
+                    Ok(conns) => {
                         let _ = ready.send(Ok(()));
-                        run(conn, appender, w, rx).await;
+                        run(conns, w, rx).await;
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -132,7 +162,13 @@ pub(crate) async fn start(w: Writer, rx: mpsc::Receiver<Unit>) -> Result<(), Sto
         .map_err(|_| StoreError::Config("the writer thread stopped while starting".into()))?
 }
 
-async fn run(mut conn: AnyConnection, mut appender: Option<Appender>, w: Writer, mut rx: mpsc::Receiver<Unit>) {
+/// The writer's loop. After any failure the writer trusts nothing about its
+/// connections' transaction state (SQLite may have rolled a transaction
+/// back by itself after an I/O error or a full disk, while sqlx still
+/// counts it open): it closes them and opens new ones before the next batch.
+/// While failing, it answers 503 and, when idle, probes storage every
+/// [`PROBE_EVERY`] so it recovers by itself once storage works again.
+async fn run(conns: Conns, w: Writer, mut rx: mpsc::Receiver<Unit>) {
     let Writer {
         url,
         dialect,
@@ -141,13 +177,26 @@ async fn run(mut conn: AnyConnection, mut appender: Option<Appender>, w: Writer,
         changes,
         checkpoints,
     } = w;
+    let mut conns = Some(conns);
     let mut units = Vec::with_capacity(MAX_BATCH);
     // Units in the last batch: more than one means callers are concurrent.
     let mut last = 0;
     // SQLite: this task is the only writer, so the chain head after a commit
     // is known without reading it back. Forgotten after any failed batch.
     let mut known_head: Option<Head> = None;
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = if stats.healthy() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(PROBE_EVERY, rx.recv()).await {
+                Ok(u) => u,
+                Err(_) => {
+                    probe(&mut conns, &url, dialect, clock.as_ref(), &stats).await;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
         units.push(first);
         take_queued(&mut rx, &mut units);
         if units.len() < GATHER && last > 1 {
@@ -164,16 +213,21 @@ async fn run(mut conn: AnyConnection, mut appender: Option<Appender>, w: Writer,
         }
         let n = work.len();
         let started = std::time::Instant::now();
-        let outcome = run_batch(
-            &mut conn,
-            appender.as_mut(),
-            dialect,
-            clock.as_ref(),
-            work,
-            &mut known_head,
-            &stats,
-        )
-        .await;
+        let outcome = match reopen_if_closed(&mut conns, &url, dialect, &stats).await {
+            Ok(c) => {
+                run_batch(
+                    &mut c.conn,
+                    c.appender.as_mut(),
+                    dialect,
+                    clock.as_ref(),
+                    work,
+                    &mut known_head,
+                    &stats,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         stats.busy_micros.fetch_add(micros(started), Ordering::Relaxed);
         match outcome {
             Ok((results, events, changed)) => {
@@ -188,6 +242,7 @@ async fn run(mut conn: AnyConnection, mut appender: Option<Appender>, w: Writer,
                 if let Some(c) = &checkpoints {
                     c.wrote();
                 }
+                recovered(&stats);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.units.fetch_add(n as u64, Ordering::Relaxed);
                 stats.events.fetch_add(events as u64, Ordering::Relaxed);
@@ -197,28 +252,87 @@ async fn run(mut conn: AnyConnection, mut appender: Option<Appender>, w: Writer,
                 }
                 // Between two batches, so that the next commit can start a
                 // long WAL over ([`crate::checkpoint`]).
-                if checkpoints.as_ref().is_some_and(Nudge::restart_due) {
-                    crate::checkpoint::passive(&mut conn).await;
+                if checkpoints.as_ref().is_some_and(Nudge::restart_due)
+                    && let Some(c) = conns.as_mut()
+                {
+                    crate::checkpoint::passive(&mut c.conn).await;
                 }
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, units = n, "write batch failed; nothing in it was committed");
+                if !stats.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, units = n, "write batch failed; nothing in it was committed; the node is not ready until a write commits again");
+                } else {
+                    tracing::warn!(error = %e, units = n, "write batch failed again; nothing in it was committed");
+                }
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(
                         "the change and its audit event could not be committed; nothing was changed".into(),
                     )));
                 }
-                if conn.ping().await.is_err() {
-                    match connect(&url, dialect).await {
-                        Ok(c) => conn = c,
-                        Err(e) => tracing::error!(error = %e, "writer could not reconnect"),
-                    }
+                // Whatever state the failure left the connections in, it is
+                // not carried into the next batch.
+                if let Some(c) = conns.take() {
+                    c.close().await;
                 }
             }
         }
     }
-    let _ = conn.close().await;
+    if let Some(c) = conns {
+        c.close().await;
+    }
+}
+
+/// The writer's connections, opened anew if a failure closed them.
+async fn reopen_if_closed<'a>(
+    conns: &'a mut Option<Conns>,
+    url: &str,
+    dialect: Dialect,
+    stats: &WriterStats,
+) -> Result<&'a mut Conns, StoreError> {
+    if conns.is_none() {
+        let fresh = Conns::open(url, dialect).await?;
+        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("the writer opened new connections after a failure");
+        *conns = Some(fresh);
+    }
+    conns
+        .as_mut()
+        .ok_or_else(|| StoreError::Unavailable("the writer has no connection".into()))
+}
+
+/// Marks the writer healthy after a durable commit, saying so once.
+fn recovered(stats: &WriterStats) {
+    if stats.failing.swap(false, Ordering::Relaxed) {
+        tracing::info!("writes commit again; the node is ready");
+    }
+}
+
+/// While failing and idle: a small durable write (a row in `idv_meta`), to
+/// learn whether storage works again without waiting for a caller.
+async fn probe(conns: &mut Option<Conns>, url: &str, dialect: Dialect, clock: &dyn Clock, stats: &WriterStats) {
+    let attempt = async {
+        let c = reopen_if_closed(conns, url, dialect, stats).await?;
+        let mut tx = c.conn.begin().await?;
+        sqlx::query(
+            "INSERT INTO idv_meta (key, value) VALUES ('writer_probe', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(clock.now().to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(())
+    };
+    match attempt.await {
+        Ok(()) => recovered(stats),
+        Err(e) => {
+            tracing::debug!(error = %e, "storage still failing");
+            if let Some(c) = conns.take() {
+                c.close().await;
+            }
+        }
+    }
 }
 
 /// A connection for the writer: on SQLite, checkpoints run beside it
@@ -349,6 +463,10 @@ async fn run_batch(
                 results.push(Ok(applied));
             }
             Err(e) => {
+                // SQLite may have rolled the whole transaction back by itself
+                // (a full disk, an I/O error: "Response To Errors Within A
+                // Transaction", https://sqlite.org/lang_transaction.html); the
+                // savepoint is then gone, this fails, and so does the batch.
                 sp.rollback().await?;
                 if e.is_domain()
                     && let Some(a) = attempt

@@ -17,7 +17,15 @@ pub async fn healthz() -> axum::Json<Health> {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
+    // Ready means both: reads answer, and the writer's last write (or probe)
+    // committed. A node whose storage fails takes no writes, so a load
+    // balancer should send none to it until it recovers by itself.
+    let checked = match state.store.ping().await {
+        Ok(()) if state.store.writer_stats().healthy() => Ok(()),
+        Ok(()) => Err("the last write could not be committed".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    match checked {
         Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ok".into() })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -19,6 +19,7 @@ mod audit;
 mod authz;
 mod concurrency;
 mod delegation;
+mod durability;
 mod errors;
 mod isolation;
 mod jobs;

@@ -103,6 +103,8 @@ async fn metrics_are_prometheus_text_and_count(backend: Backend) {
         "idv_audit_failed_batches_total",
         "idv_audit_batch_seconds_total",
         "idv_audit_commit_seconds_total",
+        "idv_writer_reconnects_total",
+        "idv_writer_healthy",
     ] {
         assert!(before.contains_key(name), "missing {name} in {before:?}");
     }
