@@ -424,7 +424,7 @@ pub enum RotationPolicyCommand {
         /// No credential works longer than this, e.g. `90d`.
         #[arg(long)]
         max_age: Option<String>,
-        /// Overlap of each rotation (default 1h).
+        /// Overlap of each rotation (default 1h; `0`: none).
         #[arg(long)]
         overlap: Option<String>,
         /// Revoke the predecessor on the successor's first use.

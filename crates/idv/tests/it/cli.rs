@@ -451,6 +451,18 @@ async fn credential_commands(backend: Backend) {
     assert!(history.contains(first_id) && history.contains(second_id), "{history}");
     let err = fails(idv(&s, &["credential", "rotate", first_id]));
     assert!(err.contains("409") && err.contains("already rotated"), "{err}");
+    // `--overlap 0`, as the help and docs promise: the predecessor stops at once.
+    let now = json(idv(
+        &s,
+        &["credential", "create", &id, "--type", "client-secret", "--json"],
+    ));
+    let now_id = now["credential"]["id"].as_str().unwrap();
+    let r = json(idv(&s, &["credential", "rotate", now_id, "--overlap", "0", "--json"]));
+    assert!(r["successor"]["client_secret"].as_str().unwrap().starts_with("idvcs_"));
+    assert_eq!(
+        json(idv(&s, &["credential", "get", now_id, "--json"]))["status"],
+        "revoked"
+    );
     let rotated = ok(idv(
         &s,
         &["credential", "rotate-agent", &id, "--reason", "risk score 0.9"],
