@@ -932,7 +932,9 @@ pub enum AdminTokenCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// List admin tokens.
+    /// List the admin tokens of one tenant: the token's own, or the one
+    /// `--tenant` names (a platform token may name any), as a Vault namespace
+    /// or a Keycloak realm lists only its own.
     List {
         #[command(flatten)]
         page: PageArgs,

@@ -438,19 +438,29 @@ pub async fn decide(a: DecideArgs) -> anyhow::Result<()> {
         .and_then(Value::as_array)
         .map(|p| p.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let mut rows = vec![
-        (
-            "decision",
-            ctx.pointer("/decision")
-                .and_then(Value::as_str)
-                .unwrap_or(if d.decision { "allow" } else { "deny" })
-                .to_owned(),
-        ),
-        ("policies", policies.join(" ")),
-    ];
-    if let Some(r) = ctx.pointer("/reason").and_then(Value::as_str) {
-        rows.push(("reason", r.to_owned()));
+    let decision = ctx
+        .pointer("/decision")
+        .and_then(Value::as_str)
+        .unwrap_or(if d.decision { "allow" } else { "deny" })
+        .to_owned();
+    // A denial always says why: a rule outside policy (`context.reason`), a
+    // `forbid` that applied, or Cedar's default deny (no `permit` applied).
+    let reason = match ctx.pointer("/reason").and_then(Value::as_str) {
+        Some(r) => Some(r.to_owned()),
+        None if decision != "deny" => None,
+        None if policies.is_empty() => Some("no policy permits it (default deny)".to_owned()),
+        None => Some("forbidden by the policies below".to_owned()),
+    };
+    let shown = if policies.is_empty() {
+        "(none)".to_owned()
+    } else {
+        policies.join(" ")
+    };
+    let mut rows = vec![("decision", decision)];
+    if let Some(r) = reason {
+        rows.push(("reason", r));
     }
+    rows.push(("policies", shown));
     if let Some(id) = ctx.pointer("/approval/id").and_then(Value::as_str) {
         rows.push(("approval", format!("{id} ({})", text(&ctx, "/approval/status"))));
     }

@@ -276,6 +276,24 @@ async fn policy_decide_and_approval_commands(backend: Backend) {
         ],
     ));
     assert!(small.contains("allow") && small.contains("payers"), "{small}");
+    // A denial says why, even Cedar's default deny (no permit applied).
+    let denied = ok(idv(
+        &s,
+        &[
+            "decide",
+            "--subject",
+            &subject,
+            "--action",
+            "transfer",
+            "--resource",
+            "Resource:acct",
+        ],
+    ));
+    assert!(
+        denied.contains("deny") && denied.contains("reason:") && denied.contains("default deny"),
+        "{denied}"
+    );
+    assert!(denied.contains("policies:") && denied.contains("(none)"), "{denied}");
     let big = json(idv(
         &s,
         &[
@@ -644,6 +662,35 @@ async fn tenants_and_admin_tokens(backend: Backend) {
     ));
     let token = created["token"].as_str().unwrap().to_owned();
     let token_id = created["admin_token"]["id"].as_str().unwrap().to_owned();
+    // Listings are per tenant: the default tenant's list says so and where
+    // to look; acme's (with a tenant column) shows the new token.
+    let out = idv(&s, &["admin-token", "list"]);
+    let note = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(
+        note.contains("tenant default only") && note.contains("--tenant NAME"),
+        "{note}"
+    );
+    let mine = ok(out);
+    assert!(mine.contains("TENANT") && !mine.contains(&token_id), "{mine}");
+    let theirs = ok(idv(&s, &["admin-token", "list", "--tenant", "acme"]));
+    assert!(theirs.contains(&token_id) && theirs.contains("acme"), "{theirs}");
+    let shown = ok(idv(
+        &s,
+        &[
+            "admin-token",
+            "create",
+            "--name",
+            "ops2",
+            "--role",
+            "auditor",
+            "--tenant",
+            "acme",
+        ],
+    ));
+    assert!(
+        shown.contains("`idv admin-token list --tenant acme` lists it"),
+        "{shown}"
+    );
     assert!(token.starts_with("idvat_"));
     let who = json(idv_as(&s, &token, &["admin-token", "whoami", "--json"]));
     assert_eq!(who["tenant"]["name"], "acme");
@@ -798,6 +845,9 @@ async fn client_mistakes_are_one_line_errors(backend: Backend) {
     assert!(err.contains("key=value"), "{err}");
     let err = fails(idv(&s, &["agent", "get", "not-a-uuid"]));
     assert!(err.contains("400") && err.contains("not-a-uuid"), "{err}");
+    // Path segments are echoed as typed, not form-encoded (`<approval+id>`).
+    let err = fails(idv(&s, &["approval", "approve", "<approval id>", "--comment", "x"]));
+    assert!(err.contains("<approval id>") && !err.contains('+'), "{err}");
     let err = fails(idv(
         &s,
         &[
