@@ -516,6 +516,11 @@ pub enum PolicyCommand {
         /// Its schema fragment.
         #[arg(long)]
         schema: Option<PathBuf>,
+        /// Ask every request as this subject (`agent:<id>`, `<type>:<id>`),
+        /// in place of any subject in the file, like the defaults of an
+        /// AuthZEN batch: one file of requests serves any agent.
+        #[arg(long)]
+        subject: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },

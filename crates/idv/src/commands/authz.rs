@@ -171,11 +171,21 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             candidate: version,
             file,
             schema,
+            subject,
             conn,
         } => {
             let c = Client::new(&conn)?;
-            let reqs: Vec<EvaluationRequest> = serde_json::from_str(&read(&requests)?)
-                .with_context(|| format!("{} is not a JSON array of AuthZEN requests", requests.display()))?;
+            let not_requests = || format!("{} is not a JSON array of AuthZEN requests", requests.display());
+            let mut raw: Vec<Value> = serde_json::from_str(&read(&requests)?).with_context(not_requests)?;
+            if let Some(spec) = subject {
+                let subject = serde_json::to_value(thing(&spec, "subject")?)?;
+                for r in &mut raw {
+                    if let Some(o) = r.as_object_mut() {
+                        o.insert("subject".to_owned(), subject.clone());
+                    }
+                }
+            }
+            let reqs: Vec<EvaluationRequest> = serde_json::from_value(Value::Array(raw)).with_context(not_requests)?;
             if version.is_none() && file.is_none() {
                 bail!("give --candidate N (a stored version) or --file policies.cedar");
             }

@@ -351,6 +351,16 @@ async fn policy_decide_and_approval_commands(backend: Backend) {
         report.contains("1 of 1 decisions would change") && report.contains("allow"),
         "{report}"
     );
+    // One file of requests for any agent: `--subject` asks them all as it.
+    let anyone = write(
+        "anyone.json",
+        r#"[{"action": {"name": "transfer"}, "resource": {"type": "Resource", "id": "acct"}, "context": {"amount": 5}}]"#,
+    );
+    let report = ok(idv(
+        &s,
+        &["policy", "test", &anyone, "--subject", &subject, "--file", &empty],
+    ));
+    assert!(report.contains("1 of 1 decisions would change"), "{report}");
     let v2 = json(idv(&s, &["policy", "upload", &empty, "--json"]));
     assert_eq!(v2["version"], 2);
     assert!(ok(idv(&s, &["policy", "activate", "2"])).contains("Version 2 is active"));
