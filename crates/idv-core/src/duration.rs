@@ -12,6 +12,9 @@ pub enum DurationError {
     /// Zero or too long.
     #[error("duration `{0}` is out of range (1 second to 100 years)")]
     OutOfRange(String),
+    /// Too long where zero is allowed.
+    #[error("duration `{0}` is out of range (0 to 100 years)")]
+    TooLong(String),
 }
 
 /// The longest duration we accept: 100 years.
@@ -20,15 +23,32 @@ pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 /// Parses a duration into whole seconds. A bare number means seconds; otherwise
 /// a sequence of `<digits><unit>` with units `d`, `h`, `m`, `s` in that order.
 pub fn parse_seconds(input: &str) -> Result<u64, DurationError> {
+    let n = parse_any(input).map_err(|e| match e {
+        DurationError::TooLong(s) => DurationError::OutOfRange(s),
+        e => e,
+    })?;
+    check(n).ok_or_else(|| DurationError::OutOfRange(input.to_owned()))
+}
+
+/// Parses a duration that may be zero (`0`, `0s`, `0m`…), for spans where
+/// zero means "none", like a rotation's overlap. Same forms as [`parse_seconds`].
+pub fn parse_seconds_or_zero(input: &str) -> Result<u64, DurationError> {
+    let n = parse_any(input)?;
+    (n <= MAX_SECONDS)
+        .then_some(n)
+        .ok_or_else(|| DurationError::TooLong(input.to_owned()))
+}
+
+/// The total number of seconds of `input` (`TooLong` if it overflows).
+fn parse_any(input: &str) -> Result<u64, DurationError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(DurationError::Empty);
     }
     let malformed = || DurationError::Malformed(input.to_owned());
-    let range = || DurationError::OutOfRange(input.to_owned());
+    let range = || DurationError::TooLong(input.to_owned());
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        let n: u64 = s.parse().map_err(|_| range())?;
-        return check(n).ok_or_else(range);
+        return s.parse().map_err(|_| range());
     }
     let mut total: u64 = 0;
     let mut digits = String::new();
@@ -60,7 +80,7 @@ pub fn parse_seconds(input: &str) -> Result<u64, DurationError> {
     if !digits.is_empty() {
         return Err(malformed());
     }
-    check(total).ok_or_else(range)
+    Ok(total)
 }
 
 fn check(n: u64) -> Option<u64> {
@@ -89,6 +109,21 @@ mod tests {
         }
         assert!(parse_seconds("99999999999999999999").is_err());
         assert!(parse_seconds("999999999999d").is_err());
+    }
+
+    #[test]
+    fn zero_where_allowed() {
+        for zero in ["0", "0s", "0m", "0h0m"] {
+            assert_eq!(parse_seconds_or_zero(zero), Ok(0), "{zero}");
+        }
+        assert_eq!(parse_seconds_or_zero("1h"), Ok(3_600));
+        assert!(matches!(
+            parse_seconds_or_zero("101000d"),
+            Err(DurationError::TooLong(_))
+        ));
+        for bad in ["", "-1", "1x", "1m1h"] {
+            assert!(parse_seconds_or_zero(bad).is_err(), "{bad}");
+        }
     }
 
     proptest! {

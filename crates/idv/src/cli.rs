@@ -424,7 +424,7 @@ pub enum RotationPolicyCommand {
         /// No credential works longer than this, e.g. `90d`.
         #[arg(long)]
         max_age: Option<String>,
-        /// Overlap of each rotation (default 1h).
+        /// Overlap of each rotation (default 1h; `0`: none).
         #[arg(long)]
         overlap: Option<String>,
         /// Revoke the predecessor on the successor's first use.
@@ -516,6 +516,11 @@ pub enum PolicyCommand {
         /// Its schema fragment.
         #[arg(long)]
         schema: Option<PathBuf>,
+        /// Ask every request as this subject (`agent:<id>`, `<type>:<id>`),
+        /// in place of any subject in the file, like the defaults of an
+        /// AuthZEN batch: one file of requests serves any agent.
+        #[arg(long)]
+        subject: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -932,7 +937,9 @@ pub enum AdminTokenCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// List admin tokens.
+    /// List the admin tokens of one tenant: the token's own, or the one
+    /// `--tenant` names (a platform token may name any), as a Vault namespace
+    /// or a Keycloak realm lists only its own.
     List {
         #[command(flatten)]
         page: PageArgs,

@@ -255,9 +255,20 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// Percent-encodes a query or path component.
+/// Percent-encodes a query or path component: every byte but the unreserved
+/// characters of RFC 3986 §2.3 as `%XX`. Not form encoding: in a path `+` is a
+/// plus sign (RFC 3986 §3.3), so a space there must be `%20`, or the server
+/// would see (and echo) `a+b` for `a b`.
 pub fn encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Builds `path?k=v&…` from the pairs that are set.
@@ -270,5 +281,18 @@ pub fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {
         path.to_owned()
     } else {
         format!("{path}?{}", q.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_percent_encoded_not_form_encoded() {
+        assert_eq!(encode("<approval id>"), "%3Capproval%20id%3E");
+        assert_eq!(encode("a+b/c?d"), "a%2Bb%2Fc%3Fd");
+        assert_eq!(encode("Az09-._~"), "Az09-._~");
+        assert_eq!(encode("é"), "%C3%A9");
     }
 }

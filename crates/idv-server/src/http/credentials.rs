@@ -40,7 +40,16 @@ pub(super) fn rotation(overlap: Option<DurationValue>, retire: Option<&str>) -> 
             .parse()
             .map_err(|e: idv_core::credential::CredentialError| ApiError::invalid_field("retire", e.to_string()))?,
     };
-    Rotation::new(seconds(overlap, "overlap")?, retire).map_err(|e| ApiError::invalid_field("overlap", e.to_string()))
+    // `0` is allowed here: no overlap, the predecessor is revoked at once.
+    let overlap = match overlap {
+        None => None,
+        Some(DurationValue::Seconds(s)) => Some(s),
+        Some(DurationValue::Text(t)) => Some(
+            idv_core::duration::parse_seconds_or_zero(&t)
+                .map_err(|e| ApiError::invalid_field("overlap", format!("`overlap`: {e}")))?,
+        ),
+    };
+    Rotation::new(overlap, retire).map_err(|e| ApiError::invalid_field("overlap", e.to_string()))
 }
 
 fn rotate_request(body: CredentialRotate) -> Result<RotateRequest, ApiError> {

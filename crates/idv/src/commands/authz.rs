@@ -171,11 +171,21 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             candidate: version,
             file,
             schema,
+            subject,
             conn,
         } => {
             let c = Client::new(&conn)?;
-            let reqs: Vec<EvaluationRequest> = serde_json::from_str(&read(&requests)?)
-                .with_context(|| format!("{} is not a JSON array of AuthZEN requests", requests.display()))?;
+            let not_requests = || format!("{} is not a JSON array of AuthZEN requests", requests.display());
+            let mut raw: Vec<Value> = serde_json::from_str(&read(&requests)?).with_context(not_requests)?;
+            if let Some(spec) = subject {
+                let subject = serde_json::to_value(thing(&spec, "subject")?)?;
+                for r in &mut raw {
+                    if let Some(o) = r.as_object_mut() {
+                        o.insert("subject".to_owned(), subject.clone());
+                    }
+                }
+            }
+            let reqs: Vec<EvaluationRequest> = serde_json::from_value(Value::Array(raw)).with_context(not_requests)?;
             if version.is_none() && file.is_none() {
                 bail!("give --candidate N (a stored version) or --file policies.cedar");
             }
@@ -438,19 +448,29 @@ pub async fn decide(a: DecideArgs) -> anyhow::Result<()> {
         .and_then(Value::as_array)
         .map(|p| p.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let mut rows = vec![
-        (
-            "decision",
-            ctx.pointer("/decision")
-                .and_then(Value::as_str)
-                .unwrap_or(if d.decision { "allow" } else { "deny" })
-                .to_owned(),
-        ),
-        ("policies", policies.join(" ")),
-    ];
-    if let Some(r) = ctx.pointer("/reason").and_then(Value::as_str) {
-        rows.push(("reason", r.to_owned()));
+    let decision = ctx
+        .pointer("/decision")
+        .and_then(Value::as_str)
+        .unwrap_or(if d.decision { "allow" } else { "deny" })
+        .to_owned();
+    // A denial always says why: a rule outside policy (`context.reason`), a
+    // `forbid` that applied, or Cedar's default deny (no `permit` applied).
+    let reason = match ctx.pointer("/reason").and_then(Value::as_str) {
+        Some(r) => Some(r.to_owned()),
+        None if decision != "deny" => None,
+        None if policies.is_empty() => Some("no policy permits it (default deny)".to_owned()),
+        None => Some("forbidden by the policies below".to_owned()),
+    };
+    let shown = if policies.is_empty() {
+        "(none)".to_owned()
+    } else {
+        policies.join(" ")
+    };
+    let mut rows = vec![("decision", decision)];
+    if let Some(r) = reason {
+        rows.push(("reason", r));
     }
+    rows.push(("policies", shown));
     if let Some(id) = ctx.pointer("/approval/id").and_then(Value::as_str) {
         rows.push(("approval", format!("{id} ({})", text(&ctx, "/approval/status"))));
     }

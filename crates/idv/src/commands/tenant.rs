@@ -96,6 +96,13 @@ pub async fn run_token(cmd: AdminTokenCommand) -> anyhow::Result<()> {
             }
             println!("Token (shown once, store it now): {}", created.token);
             show_token(&created.admin_token);
+            if conn.tenant.is_some() {
+                // Listings are per tenant: say where to find it again.
+                println!(
+                    "It belongs to tenant {0}: `idv admin-token list --tenant {0}` lists it.",
+                    created.admin_token.tenant
+                );
+            }
         }
         AdminTokenCommand::List { page, conn } => {
             let c = Client::new(&conn)?;
@@ -103,7 +110,7 @@ pub async fn run_token(cmd: AdminTokenCommand) -> anyhow::Result<()> {
             if conn.json {
                 return output::json(&items);
             }
-            let mut t = Table::new(&["ID", "NAME", "ROLE", "HINT", "EXPIRES", "REVOKED"]);
+            let mut t = Table::new(&["ID", "TENANT", "NAME", "ROLE", "HINT", "EXPIRES", "REVOKED"]);
             for x in &items.items {
                 let role = if x.platform {
                     format!("{} (platform)", x.role)
@@ -112,6 +119,7 @@ pub async fn run_token(cmd: AdminTokenCommand) -> anyhow::Result<()> {
                 };
                 t.row(vec![
                     x.id.to_string(),
+                    x.tenant.clone(),
                     x.name.clone(),
                     role,
                     x.hint.clone(),
@@ -121,6 +129,15 @@ pub async fn run_token(cmd: AdminTokenCommand) -> anyhow::Result<()> {
             }
             t.print();
             super::print_next(&items);
+            // Listings are per tenant (like Vault namespaces and Keycloak
+            // realms); say which one, and how to see another, off the table.
+            let tenant = items
+                .items
+                .first()
+                .map(|x| x.tenant.clone())
+                .or_else(|| conn.tenant.clone())
+                .map_or_else(|| "this token's tenant".to_owned(), |t| format!("tenant {t}"));
+            eprintln!("note: the admin tokens of {tenant} only; `--tenant NAME` lists another tenant's");
         }
         AdminTokenCommand::Get { id, conn } => {
             let c = Client::new(&conn)?;

@@ -276,6 +276,24 @@ async fn policy_decide_and_approval_commands(backend: Backend) {
         ],
     ));
     assert!(small.contains("allow") && small.contains("payers"), "{small}");
+    // A denial says why, even Cedar's default deny (no permit applied).
+    let denied = ok(idv(
+        &s,
+        &[
+            "decide",
+            "--subject",
+            &subject,
+            "--action",
+            "transfer",
+            "--resource",
+            "Resource:acct",
+        ],
+    ));
+    assert!(
+        denied.contains("deny") && denied.contains("reason:") && denied.contains("default deny"),
+        "{denied}"
+    );
+    assert!(denied.contains("policies:") && denied.contains("(none)"), "{denied}");
     let big = json(idv(
         &s,
         &[
@@ -333,6 +351,16 @@ async fn policy_decide_and_approval_commands(backend: Backend) {
         report.contains("1 of 1 decisions would change") && report.contains("allow"),
         "{report}"
     );
+    // One file of requests for any agent: `--subject` asks them all as it.
+    let anyone = write(
+        "anyone.json",
+        r#"[{"action": {"name": "transfer"}, "resource": {"type": "Resource", "id": "acct"}, "context": {"amount": 5}}]"#,
+    );
+    let report = ok(idv(
+        &s,
+        &["policy", "test", &anyone, "--subject", &subject, "--file", &empty],
+    ));
+    assert!(report.contains("1 of 1 decisions would change"), "{report}");
     let v2 = json(idv(&s, &["policy", "upload", &empty, "--json"]));
     assert_eq!(v2["version"], 2);
     assert!(ok(idv(&s, &["policy", "activate", "2"])).contains("Version 2 is active"));
@@ -451,6 +479,18 @@ async fn credential_commands(backend: Backend) {
     assert!(history.contains(first_id) && history.contains(second_id), "{history}");
     let err = fails(idv(&s, &["credential", "rotate", first_id]));
     assert!(err.contains("409") && err.contains("already rotated"), "{err}");
+    // `--overlap 0`, as the help and docs promise: the predecessor stops at once.
+    let now = json(idv(
+        &s,
+        &["credential", "create", &id, "--type", "client-secret", "--json"],
+    ));
+    let now_id = now["credential"]["id"].as_str().unwrap();
+    let r = json(idv(&s, &["credential", "rotate", now_id, "--overlap", "0", "--json"]));
+    assert!(r["successor"]["client_secret"].as_str().unwrap().starts_with("idvcs_"));
+    assert_eq!(
+        json(idv(&s, &["credential", "get", now_id, "--json"]))["status"],
+        "revoked"
+    );
     let rotated = ok(idv(
         &s,
         &["credential", "rotate-agent", &id, "--reason", "risk score 0.9"],
@@ -632,6 +672,35 @@ async fn tenants_and_admin_tokens(backend: Backend) {
     ));
     let token = created["token"].as_str().unwrap().to_owned();
     let token_id = created["admin_token"]["id"].as_str().unwrap().to_owned();
+    // Listings are per tenant: the default tenant's list says so and where
+    // to look; acme's (with a tenant column) shows the new token.
+    let out = idv(&s, &["admin-token", "list"]);
+    let note = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(
+        note.contains("tenant default only") && note.contains("--tenant NAME"),
+        "{note}"
+    );
+    let mine = ok(out);
+    assert!(mine.contains("TENANT") && !mine.contains(&token_id), "{mine}");
+    let theirs = ok(idv(&s, &["admin-token", "list", "--tenant", "acme"]));
+    assert!(theirs.contains(&token_id) && theirs.contains("acme"), "{theirs}");
+    let shown = ok(idv(
+        &s,
+        &[
+            "admin-token",
+            "create",
+            "--name",
+            "ops2",
+            "--role",
+            "auditor",
+            "--tenant",
+            "acme",
+        ],
+    ));
+    assert!(
+        shown.contains("`idv admin-token list --tenant acme` lists it"),
+        "{shown}"
+    );
     assert!(token.starts_with("idvat_"));
     let who = json(idv_as(&s, &token, &["admin-token", "whoami", "--json"]));
     assert_eq!(who["tenant"]["name"], "acme");
@@ -786,6 +855,9 @@ async fn client_mistakes_are_one_line_errors(backend: Backend) {
     assert!(err.contains("key=value"), "{err}");
     let err = fails(idv(&s, &["agent", "get", "not-a-uuid"]));
     assert!(err.contains("400") && err.contains("not-a-uuid"), "{err}");
+    // Path segments are echoed as typed, not form-encoded (`<approval+id>`).
+    let err = fails(idv(&s, &["approval", "approve", "<approval id>", "--comment", "x"]));
+    assert!(err.contains("<approval id>") && !err.contains('+'), "{err}");
     let err = fails(idv(
         &s,
         &[
