@@ -1230,13 +1230,9 @@ mod tests {
 
     // -- Wycheproof --------------------------------------------------------
 
-    /// `IDV_CONFORMANCE_DIR` or, by default, the shared conformance folder
-    /// beside the repository (DESIGN §6).
+    /// The Wycheproof vectors, vendored in `tests/conformance/jose`.
     fn wycheproof_dir() -> std::path::PathBuf {
-        std::env::var_os("IDV_CONFORMANCE_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"))
-            .join("jose")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/jose")
     }
 
     #[derive(Deserialize)]
@@ -1385,13 +1381,11 @@ mod tests {
 
     #[test]
     fn wycheproof() {
-        if !wycheproof_dir().is_dir() {
-            println!(
-                "SKIPPED: Wycheproof JOSE vectors not found at {} (set IDV_CONFORMANCE_DIR)",
-                wycheproof_dir().display()
-            );
-            return;
-        }
+        assert!(
+            wycheproof_dir().is_dir(),
+            "the vendored Wycheproof vectors are missing at {}",
+            wycheproof_dir().display()
+        );
         let mut tally = Tally::default();
         let mut failures = run_wycheproof("wycheproof_json_web_signature_test.json", &mut tally);
         failures.extend(run_wycheproof("wycheproof_json_web_key_test.json", &mut tally));

@@ -27,9 +27,23 @@ pub fn postgres_url() -> Option<String> {
     std::env::var(POSTGRES_ENV).ok().filter(|s| !s.is_empty())
 }
 
+/// The URL of the test PostgreSQL; fails the test without one. Tests that
+/// need PostgreSQL are named so that nextest's default profile lists them as
+/// skipped (`.config/nextest.toml`); a run that selects them must provide it.
+#[expect(clippy::panic, reason = "test support: a test that cannot run must fail, not pass")]
+pub fn require_postgres(test: &str) -> String {
+    match postgres_url() {
+        Some(url) => url,
+        None => panic!(
+            "{POSTGRES_ENV} is not set, so `{test}` cannot run; run the default nextest profile \
+             (which skips PostgreSQL tests) or set it (see CONTRIBUTING.md)"
+        ),
+    }
+}
+
 /// Generates one test per backend for each listed `async fn name(Backend)`:
-/// `sqlite::name` always runs; `postgres::name` runs when
-/// `IDV_TEST_POSTGRES_URL` is set and otherwise says it was skipped.
+/// `sqlite::name` always runs; `postgres::name` needs `IDV_TEST_POSTGRES_URL`
+/// (nextest's default profile lists it as skipped; the `ci` profile runs it).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -45,10 +59,7 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if $crate::postgres_url().is_none() {
-                        eprintln!("SKIPPED: {} not set; PostgreSQL variant of `{}` did not run", $crate::POSTGRES_ENV, stringify!($name));
-                        return;
-                    }
+                    $crate::require_postgres(stringify!($name));
                     super::$name($crate::Backend::Postgres).await
                 }
             )*
@@ -268,17 +279,13 @@ pub struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    /// A fresh database, or `None` (and a SKIPPED line naming `test`)
-    /// without `IDV_TEST_POSTGRES_URL`.
+    /// A fresh database; fails the test without `IDV_TEST_POSTGRES_URL`.
     #[expect(
         clippy::panic,
         reason = "test support: a database that cannot be made fails the test"
     )]
-    pub async fn create(test: &str, letter: char) -> Option<ScratchDatabase> {
-        let Some(base) = postgres_url() else {
-            eprintln!("SKIPPED: {POSTGRES_ENV} not set; `{test}` needs a PostgreSQL target database");
-            return None;
-        };
+    pub async fn create(test: &str, letter: char) -> ScratchDatabase {
+        let base = require_postgres(test);
         let n: u32 = rand::random();
         let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
         let hostport = rest
@@ -302,7 +309,7 @@ impl ScratchDatabase {
         if let Err(e) = made.await {
             panic!("cannot create the scratch database: {e}");
         }
-        Some(db)
+        db
     }
 
     /// Its URL as `user` with `password` (empty: none).

@@ -31,17 +31,13 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(p).unwrap()
 }
 
-fn conformance() -> Option<Value> {
-    let dir = std::env::var("IDV_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"));
-    match std::fs::read_to_string(dir.join("authzen/todo-decisions-1_0-02.json")) {
-        Ok(s) => Some(serde_json::from_str(&s).unwrap()),
-        Err(_) => {
-            eprintln!("SKIPPED: AuthZEN conformance data not found under {}", dir.display());
-            None
-        }
-    }
+/// The AuthZEN interop decisions, vendored in `tests/conformance` (a test
+/// whose data is missing fails: it is never counted as passed).
+fn conformance() -> Value {
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/authzen/todo-decisions-1_0-02.json");
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&s).unwrap()
 }
 
 async fn upload(s: &TestServer, policies: &str, schema: Option<&str>, activate: bool) -> Value {
@@ -123,7 +119,7 @@ async fn the_authzen_todo_scenario_gives_every_expected_decision(backend: Backen
         meta["access_evaluations_endpoint"],
         format!("{}/access/v1/evaluations", s.base)
     );
-    let Some(data) = conformance() else { return };
+    let data = conformance();
     load_todo(&s).await;
     // The PEP (the Todo backend) holds a `pep` token: decisions only.
     let (pep, _) = tenant_token(&s, "default", "pep").await;

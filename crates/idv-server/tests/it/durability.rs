@@ -142,7 +142,7 @@ async fn all_there_after_restart(s: TestServer, backend: Backend, acked: &[Strin
 
 /// SQLite on a real, small filesystem that runs out of space mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_full_disk_loses_no_acknowledged_write() {
+async fn needs_root_a_full_disk_loses_no_acknowledged_write() {
     let fs = match Tmpfs::mount("24m") {
         Ok(fs) => fs,
         Err(why) => panic!("this test mounts a tmpfs and needs root (run it as root, or leave it to CI): {why}"),
@@ -192,7 +192,7 @@ async fn sqlite_a_full_disk_loses_no_acknowledged_write() {
 /// A readiness probe alone brings a failed writer back: an idle node whose
 /// storage works again reports ready without any write being sent to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_an_idle_writer_recovers_by_itself() {
+async fn needs_root_an_idle_writer_recovers_by_itself() {
     let fs = match Tmpfs::mount("24m") {
         Ok(fs) => fs,
         Err(why) => panic!("this test mounts a tmpfs and needs root: {why}"),
@@ -229,12 +229,7 @@ async fn sqlite_an_idle_writer_recovers_by_itself() {
 /// switch is on, so whole batches fail at `COMMIT`, mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_failing_commits_lose_no_acknowledged_write() {
-    if idv_testkit::postgres_url().is_none() {
-        panic!(
-            "{} is not set: this PostgreSQL test cannot run",
-            idv_testkit::POSTGRES_ENV
-        );
-    }
+    idv_testkit::require_postgres("postgres_failing_commits_lose_no_acknowledged_write");
     let s = TestServer::start(Backend::Postgres).await;
     let mut conn = db(&s.database.url).await;
     exec(&mut conn, "CREATE TABLE fail_commits (on_ boolean NOT NULL)").await;
@@ -246,12 +241,17 @@ async fn postgres_failing_commits_lose_no_acknowledged_write() {
          RETURN NULL; END $$",
     )
     .await;
-    exec(
-        &mut conn,
-        "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON audit_events \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()",
-    )
-    .await;
+    // On the audit chain (every batch) and on `idv_meta` (the writer's probe).
+    for table in ["audit_events", "idv_meta"] {
+        exec(
+            &mut conn,
+            &format!(
+                "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT OR UPDATE ON {table} \
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()"
+            ),
+        )
+        .await;
+    }
     let (mut acked, _) = create_many(&s, "before", 10).await;
     assert_eq!(acked.len(), 10);
 

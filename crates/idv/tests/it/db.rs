@@ -1,5 +1,5 @@
 //! `idv db …` and `idv lease …` against a real server and a real target
-//! database on the test PostgreSQL (skipped without one).
+//! database on the test PostgreSQL (nextest's default profile skips them).
 
 use idv_testkit::{Backend, ScratchDatabase, TestServer, backend_tests};
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -22,9 +22,7 @@ fn idv_agent(s: &TestServer, id: &str, secret: &str, args: &[&str]) -> std::proc
 }
 
 async fn db_and_lease_commands(backend: Backend) {
-    let Some(scratch) = ScratchDatabase::create("db_and_lease_commands", 'c').await else {
-        return;
-    };
+    let scratch = ScratchDatabase::create("db_and_lease_commands", 'c').await;
     let (database, prefix, hostport) = (scratch.name.clone(), scratch.prefix.clone(), scratch.hostport.clone());
     let url = scratch.url("postgres", "");
     let mut target = PgConnection::connect(&url).await.unwrap();

@@ -30,13 +30,8 @@ async fn jobs_run(http: &reqwest::Client, base: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_run_each_job_once() {
-    if idv_testkit::postgres_url().is_none() {
-        eprintln!(
-            "SKIPPED: {} not set; two processes need a shared PostgreSQL (SQLite is single-node)",
-            idv_testkit::POSTGRES_ENV
-        );
-        return;
-    }
+    // Two processes need a shared PostgreSQL (SQLite is single-node).
+    idv_testkit::require_postgres("two_processes_run_each_job_once");
     let db = Database::fresh(Backend::Postgres).await.unwrap();
     let token = idv_core::admin_token::generate();
     let (_a, base_a) = serve(&db, &token).await;
