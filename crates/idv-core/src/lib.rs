@@ -27,6 +27,7 @@ pub mod scram;
 pub mod seal;
 pub mod secret;
 pub mod tenant;
+pub mod throttle;
 pub mod timestamp;
 pub mod trusted_issuer;
 pub mod webhook;

@@ -55,6 +55,11 @@ pub struct Config {
     /// If not empty, the only hosts webhooks are sent to (`--webhook-hosts`,
     /// `IDV_WEBHOOK_HOSTS`: names, addresses or `*.domain`, comma-separated).
     pub webhook_hosts: Vec<String>,
+    /// Failed authentications allowed per minute from one source address
+    /// (`--auth-failure-limit`, `IDV_AUTH_FAILURE_LIMIT`; default 60): a
+    /// third of it at once; a sixth of it per claimed client id. Past it,
+    /// 429 and counted audit events ([`crate::app::throttle`]).
+    pub auth_failure_limit: u32,
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
@@ -116,6 +121,7 @@ impl Default for Config {
             signing_key_publish_ahead: DEFAULT_KEY_PUBLISH_AHEAD,
             webhook_http: idv_core::webhook::HttpPolicy::Loopback,
             webhook_hosts: Vec::new(),
+            auth_failure_limit: crate::app::throttle::DEFAULT_LIMIT,
         }
     }
 }

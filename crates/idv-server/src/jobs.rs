@@ -34,6 +34,7 @@ fn ctx() -> Context {
 pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut pruned: Option<tokio::time::Instant> = None;
     loop {
+        crate::app::throttle::FailedAuth::flush(&state, false).await;
         // Webhook deliveries first, so those it makes run in this poll.
         if let Err(e) = crate::app::webhooks::dispatch(&state).await {
             tracing::warn!(error = %e, "webhook dispatch failed; retrying");
@@ -49,9 +50,14 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
         if let Err(e) = run_due(&state, &stop).await {
             tracing::warn!(error = %e, "job poll failed; retrying");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            // Counted refusals are on the record before the node stops.
+            crate::app::throttle::FailedAuth::flush(&state, true).await;
+            return;
         }
     }
 }

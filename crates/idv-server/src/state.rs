@@ -54,6 +54,8 @@ pub struct Services {
     pub token_ttl_secs: i64,
     /// DPoP server nonces (RFC 9449 §8).
     pub dpop_nonces: Arc<Nonces>,
+    /// Budgets and counted events for failed authentication.
+    pub failed_auth: crate::app::throttle::FailedAuth,
     /// Whether DPoP proofs must carry a server nonce.
     pub dpop_require_nonce: bool,
     /// Algorithm of new signing keys.
@@ -105,6 +107,7 @@ impl AppState {
             public_url: public_url.trim_end_matches('/').into(),
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),
             dpop_nonces: Arc::new(Nonces::new(setup.master_key.derive("dpop-nonce"))),
+            failed_auth: crate::app::throttle::FailedAuth::new(config.auth_failure_limit),
             dpop_require_nonce: config.dpop_require_nonce,
             signing_alg: config.signing_alg,
             key_policy: crate::config::key_policy(config),

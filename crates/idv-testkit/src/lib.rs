@@ -113,6 +113,9 @@ pub struct Options {
     /// Signing key rotation period and publication lead (default: the
     /// server's defaults, 30 days and 1 hour).
     pub key_rotation: Option<(Option<Duration>, Duration)>,
+    /// Failed authentications allowed per minute from one address (default:
+    /// the server's).
+    pub auth_failure_limit: Option<u32>,
 }
 
 /// A running in-process server.
@@ -195,6 +198,9 @@ impl TestServer {
                 .map_or(idv_server::config::DEFAULT_KEY_PUBLISH_AHEAD, |(_, ahead)| ahead),
             webhook_http: idv_core::webhook::HttpPolicy::Loopback,
             webhook_hosts: Vec::new(),
+            auth_failure_limit: opts
+                .auth_failure_limit
+                .unwrap_or(idv_server::app::throttle::DEFAULT_LIMIT),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

@@ -828,6 +828,11 @@ pub struct ServeArgs {
     /// addresses or `*.domain` (default: any).
     #[arg(long, env = "IDV_WEBHOOK_HOSTS", value_delimiter = ',')]
     pub webhook_hosts: Vec<String>,
+    /// Failed authentications allowed per minute from one source address
+    /// (a third of it at once, a sixth per client id); past it, 429 with
+    /// Retry-After and counted audit events.
+    #[arg(long, env = "IDV_AUTH_FAILURE_LIMIT", default_value_t = 60, value_parser = clap::value_parser!(u32).range(6..=1_000_000))]
+    pub auth_failure_limit: u32,
     /// How long each token signing key signs before the next takes over,
     /// e.g. `30d`; `off` for manual rotation only (`idv key rotate`).
     #[arg(long, env = "IDV_SIGNING_KEY_ROTATION", default_value = "30d")]

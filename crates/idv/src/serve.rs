@@ -52,6 +52,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .collect(),
+        auth_failure_limit: args.auth_failure_limit,
         ..Config::default()
     };
     idv_server::serve(config).await

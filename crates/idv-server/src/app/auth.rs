@@ -1,7 +1,8 @@
 //! Authenticating admin tokens and choosing the tenant a request acts in.
 
 use idv_core::admin_token::{self, Principal};
-use idv_core::audit::{Draft, Outcome};
+use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::tenant::DEFAULT_TENANT;
 use idv_store::Command;
 use serde_json::json;
 
@@ -83,4 +84,35 @@ pub async fn authenticate(
         cross_tenant,
         request_id,
     })
+}
+
+/// After a failed admin token check: `None` within the budgets of the
+/// caller's address and of the token's first characters (answered 401 as
+/// usual); past them, the refusal is counted on the record (in the default
+/// tenant: an unknown token names none) and `Some(seconds)` to wait, for a
+/// 429 ([`super::throttle`]).
+pub async fn failed(state: &AppState, bearer: &str, request_id: &str) -> Option<u64> {
+    let (source, now) = (super::throttle::peer(), state.clock.now());
+    // The format's prefix and a few characters, as in token hints: never
+    // enough of a secret to matter.
+    let hint: String = bearer.chars().take(10).collect();
+    let tenant = super::tenants::by_name(state, DEFAULT_TENANT).await.ok().flatten()?;
+    let wait = state.failed_auth.spend(tenant.id, Some(&hint), source, now)?;
+    let draft = Draft {
+        tenant_id: tenant.id,
+        actor: Actor {
+            kind: ActorKind::Anonymous,
+            name: hint.clone(),
+            token_id: None,
+        },
+        action: "admin_token.authenticate".into(),
+        target_type: "admin_token".into(),
+        target_id: hint,
+        outcome: Outcome::Denied,
+        reason: None,
+        request_id: Some(request_id.to_owned()),
+        details: json!({ "error": "unauthorized" }),
+    };
+    state.failed_auth.count(&draft, source, now);
+    Some(wait)
 }

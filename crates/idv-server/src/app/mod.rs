@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod policies;
 pub mod rotation;
 pub mod tenants;
+pub mod throttle;
 pub mod tokens;
 pub mod webhooks;
 

@@ -20,7 +20,7 @@ use idv_store::{Applied, Command, Context, StoreError};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{AppError, cache, keys, lifetimes};
+use super::{AppError, cache, keys, lifetimes, throttle};
 use crate::AppState;
 
 /// RFC 7521 §4.2 / RFC 7523 §2.2: the client assertion type for JWTs.
@@ -118,6 +118,20 @@ pub enum OAuthError {
     /// `use_dpop_nonce` (RFC 9449 §8): retry with the nonce in `DPoP-Nonce`.
     #[error("{0}")]
     UseDpopNonce(String),
+    /// Too many failed authentications from this address or under this
+    /// client id: answered 429 with `Retry-After` (RFC 6585 §4), with the
+    /// code the refusal itself had.
+    #[error(
+        "too many failed authentications from this address or for this client; retry after {retry_after} s ({detail})"
+    )]
+    TooManyFailures {
+        /// Seconds until a failure is allowed again.
+        retry_after: u64,
+        /// The refusal's own error code.
+        code: &'static str,
+        /// The refusal's own description.
+        detail: String,
+    },
     /// `server_error`: logged, never echoed.
     #[error("{0}")]
     Server(AppError),
@@ -138,6 +152,7 @@ impl OAuthError {
             OAuthError::UnsupportedTokenType(_) => "unsupported_token_type",
             OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
             OAuthError::UseDpopNonce(_) => "use_dpop_nonce",
+            OAuthError::TooManyFailures { code, .. } => code,
             OAuthError::Server(_) => "server_error",
         }
     }
@@ -442,6 +457,22 @@ async fn refuse(state: &AppState, mut event: Draft, request_id: &str, err: OAuth
         return err;
     }
     event.request_id = Some(request_id.to_owned());
+    // Callers that did not authenticate: one by one on the record within
+    // their budgets, counted past them (app::throttle).
+    if event.actor.kind == ActorKind::Anonymous {
+        let (source, now) = (throttle::peer(), state.clock.now());
+        if let Some(retry_after) = state
+            .failed_auth
+            .spend(event.tenant_id, Some(&event.target_id), source, now)
+        {
+            state.failed_auth.count(&event, source, now);
+            return OAuthError::TooManyFailures {
+                retry_after,
+                code: err.code(),
+                detail: err.to_string(),
+            };
+        }
+    }
     let ctx = Context {
         actor: event.actor.clone(),
         request_id: Some(request_id.to_owned()),

@@ -29,6 +29,8 @@ struct Details {
     /// The `WWW-Authenticate` challenge of a 401 (RFC 9110 §11.6.1), when
     /// not the admin API's.
     challenge: Option<&'static str>,
+    /// Seconds for `Retry-After` (RFC 9110 §10.2.3), on a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -45,7 +47,21 @@ impl ApiError {
             errors: None,
             internal: None,
             challenge: None,
+            retry_after: None,
         }))
+    }
+
+    /// 429: too many failed authentications; try again in `seconds`
+    /// (RFC 6585 §4).
+    pub fn too_many_failures(seconds: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-failures",
+            "Too many failed authentications",
+            format!("too many failed authentications from this address or with this token; retry after {seconds} s"),
+        );
+        e.0.retry_after = Some(seconds);
+        e
     }
 
     /// The challenge a 401 carries (the admin API's `Bearer` by default).
@@ -204,6 +220,9 @@ impl IntoResponse for ApiError {
         });
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = d.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if d.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -199,17 +199,20 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::bad_request("invalid-tenant", "the X-IDV-Tenant header is not readable text")
             })?),
         };
-        app::auth::authenticate(state, token, tenant, request_id)
-            .await
-            .map_err(|e| {
-                if matches!(e, app::AppError::Unauthenticated(_)) {
-                    state
-                        .metrics
-                        .auth_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match app::auth::authenticate(state, token, tenant, request_id.clone()).await {
+            Ok(caller) => Ok(caller),
+            Err(e @ app::AppError::Unauthenticated(_)) => {
+                state
+                    .metrics
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match app::auth::failed(state, token, &request_id).await {
+                    Some(seconds) => Err(ApiError::too_many_failures(seconds)),
+                    None => Err(ApiError::from(e)),
                 }
-                ApiError::from(e)
-            })
+            }
+            Err(e) => Err(ApiError::from(e)),
+        }
     }
 }
 

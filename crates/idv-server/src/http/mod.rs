@@ -325,7 +325,11 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .map(str::to_owned)
         .unwrap_or_else(|| state.clock.new_id().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let mut res = crate::app::throttle::PEER.scope(peer, next.run(req)).await;
     error::stamp(&mut res, &id);
     state.metrics.response(res.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {

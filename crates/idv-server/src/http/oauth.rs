@@ -173,6 +173,7 @@ impl IntoResponse for OAuthResponse {
         let e = self.0;
         let status = match &e {
             OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::Server(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -191,6 +192,9 @@ impl IntoResponse for OAuthResponse {
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let OAuthError::TooManyFailures { retry_after, .. } = &e {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 names the scheme the client may use.
             h.insert(
@@ -401,7 +405,8 @@ async fn serve(state: AppState, tenant: Option<String>, req: axum::extract::Requ
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
     request_body(content = idv_api::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = idv_api::TokenResponseBody), (status = 400, body = idv_api::OAuthErrorBody),
-        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 429, body = idv_api::OAuthErrorBody),
+        (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn token(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     serve(state, None, req, Endpoint::Token).await
 }
@@ -410,7 +415,8 @@ pub async fn token(State(state): State<AppState>, req: axum::extract::Request) -
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/token", tag = "oauth", params(("tenant" = String, Path)),
     request_body(content = idv_api::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = idv_api::TokenResponseBody), (status = 400, body = idv_api::OAuthErrorBody),
-        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 429, body = idv_api::OAuthErrorBody),
+        (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn tenant_token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -432,7 +438,8 @@ async fn split(req: axum::extract::Request) -> Result<(HeaderMap, String, Bytes)
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
     request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
-        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 429, body = idv_api::OAuthErrorBody),
+        (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn introspect(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     serve(state, None, req, Endpoint::Introspect).await
 }
@@ -441,7 +448,8 @@ pub async fn introspect(State(state): State<AppState>, req: axum::extract::Reque
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth", params(("tenant" = String, Path)),
     request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
-        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 429, body = idv_api::OAuthErrorBody),
+        (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn tenant_introspect(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -454,7 +462,8 @@ pub async fn tenant_introspect(
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
     request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
-        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 429, body = idv_api::OAuthErrorBody),
+        (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn revoke(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     serve(state, None, req, Endpoint::Revoke).await
 }
@@ -463,7 +472,8 @@ pub async fn revoke(State(state): State<AppState>, req: axum::extract::Request) 
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/revoke", tag = "oauth", params(("tenant" = String, Path)),
     request_body(content = idv_api::TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = idv_api::OAuthErrorBody),
-        (status = 401, body = idv_api::OAuthErrorBody), (status = 503, body = idv_api::OAuthErrorBody)))]
+        (status = 401, body = idv_api::OAuthErrorBody), (status = 429, body = idv_api::OAuthErrorBody),
+        (status = 503, body = idv_api::OAuthErrorBody)))]
 pub async fn tenant_revoke(
     State(state): State<AppState>,
     Path(tenant): Path<String>,

@@ -30,6 +30,7 @@ mod oauth;
 mod ops;
 mod rotation;
 mod tenants;
+mod throttle;
 mod tokens;
 mod ttl;
 mod webhooks;
