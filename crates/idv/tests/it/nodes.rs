@@ -7,6 +7,28 @@
 //! PostgreSQL only: without `IDV_TEST_POSTGRES_URL` each test says it was
 //! skipped (the module is named `postgres` so the runner can tell).
 
+/// The job lease is whole seconds between 3 s and an hour: renewals come
+/// every third of it.
+#[test]
+fn a_job_lease_out_of_range_is_refused() {
+    for (lease, why) in [
+        ("2s", "the job lease must be whole seconds between 3 seconds and 1 hour"),
+        ("2h", "the job lease must be whole seconds between 3 seconds and 1 hour"),
+        ("soon", "--job-lease / IDV_JOB_LEASE"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(crate::support::IDV)
+            .args(["serve", "--listen", "127.0.0.1:0", "--job-lease", lease, "--data-dir"])
+            .arg(dir.path())
+            .env_remove("IDV_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--job-lease {lease} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "--job-lease {lease}: {err}");
+    }
+}
+
 mod postgres {
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
