@@ -27,6 +27,11 @@ pub struct Config {
     pub trust_domain: String,
     /// How often due jobs are polled.
     pub job_interval: Duration,
+    /// How long a node's claim on a job lasts without renewal
+    /// (`--job-lease`, `IDV_JOB_LEASE`; default [`DEFAULT_JOB_LEASE`],
+    /// within [`JOB_LEASE_RANGE`]). A live node renews its claims every
+    /// third of it; a dead node's jobs go to another node when it ends.
+    pub job_lease: Duration,
     /// Base URL clients reach this server at, for issuer URLs and metadata
     /// (`--public-url`, `IDV_PUBLIC_URL`; default `http://<listen address>`).
     pub public_url: Option<String>,
@@ -65,6 +70,12 @@ pub struct Config {
 /// The hard maximum access token lifetime: self-contained tokens cannot be
 /// recalled from resource servers that verify them locally, so they stay short.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Default job lease.
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(15);
+/// The shortest and longest job lease (whole seconds: renewals every third
+/// of it, at least a second apart).
+pub const JOB_LEASE_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_secs(3)..=Duration::from_secs(3600);
 
 /// Default signing key rotation period.
 pub const DEFAULT_KEY_ROTATION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -113,6 +124,7 @@ impl Default for Config {
             master_key_file: None,
             trust_domain: "idv.local".into(),
             job_interval: Duration::from_secs(1),
+            job_lease: DEFAULT_JOB_LEASE,
             public_url: None,
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: false,
@@ -156,6 +168,9 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     idv_core::agent::validate_trust_domain(&config.trust_domain).map_err(|e| anyhow::anyhow!("{e}"))?;
     if config.token_ttl.is_zero() || config.token_ttl > MAX_TOKEN_TTL {
         bail!("the access token lifetime must be between 1 second and 1 hour");
+    }
+    if !JOB_LEASE_RANGE.contains(&config.job_lease) || config.job_lease.subsec_nanos() != 0 {
+        bail!("the job lease must be whole seconds between 3 seconds and 1 hour");
     }
     let ahead = config.signing_key_publish_ahead;
     if !(MIN_KEY_PUBLISH_AHEAD..=MAX_KEY_PUBLISH_AHEAD).contains(&ahead) {

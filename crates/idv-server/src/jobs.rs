@@ -2,18 +2,23 @@
 //! and runs them. Jobs survive restarts (they are rows); on PostgreSQL the
 //! lease (`FOR UPDATE SKIP LOCKED`) gives each due job to exactly one node, and
 //! a node that dies mid-job loses its lease so another picks the job up.
+//! While the node lives, a heartbeat renews the leases of the jobs it holds,
+//! so a lease can be short (a dead node's jobs wait at most about one lease)
+//! and still outlast a slow job.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use idv_store::{Applied, Command, Context, Job};
 use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::AppState;
 
-/// How long a leased job stays reserved for this node.
-const LEASE_SECS: i64 = 60;
 /// Most jobs leased per poll.
 const BATCH: i64 = 500;
 /// Jobs of a lease run at once.
@@ -30,8 +35,50 @@ fn ctx() -> Context {
     Context::system("jobs")
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
+/// The jobs this node claimed and has not finished, with when their lease
+/// was last extended (claimed or renewed).
+#[derive(Debug, Default)]
+struct Held(Mutex<HashMap<Uuid, (Job, Instant)>>);
+
+impl Held {
+    fn add(&self, jobs: &[Job], at: Instant) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        m.extend(jobs.iter().map(|j| (j.id, (j.clone(), at))));
+    }
+
+    fn done(&self, id: Uuid) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    fn all(&self) -> Vec<Job> {
+        let m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        m.values().map(|(j, _)| j.clone()).collect()
+    }
+
+    fn renewed(&self, jobs: &[Job], at: Instant) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for j in jobs {
+            if let Some((_, t)) = m.get_mut(&j.id) {
+                *t = at;
+            }
+        }
+    }
+
+    /// Whether the lease of `id` was extended less than `within` ago.
+    fn fresh(&self, id: Uuid, within: Duration) -> bool {
+        let m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        m.get(&id).is_some_and(|(_, t)| t.elapsed() < within)
+    }
+}
+
+fn whole_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Runs until `stop` turns true; leases last `lease`.
+pub async fn run(state: AppState, every: Duration, lease: Duration, mut stop: watch::Receiver<bool>) {
+    let held = Arc::new(Held::default());
+    tokio::spawn(heartbeat(state.clone(), held.clone(), lease, stop.clone()));
     let mut pruned: Option<tokio::time::Instant> = None;
     loop {
         crate::app::throttle::FailedAuth::flush(&state, false).await;
@@ -47,7 +94,7 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
                 Err(e) => tracing::warn!(error = %e, "pruning the webhook delivery log failed; retrying"),
             }
         }
-        if let Err(e) = run_due(&state, &stop).await {
+        if let Err(e) = run_due(&state, &held, lease, &stop).await {
             tracing::warn!(error = %e, "job poll failed; retrying");
         }
         let stopping = tokio::select! {
@@ -62,21 +109,54 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
     }
 }
 
+/// Renews the leases of the jobs this node holds, every third of a lease,
+/// until `stop` turns true: a node that dies stops renewing, and its jobs go
+/// to another node when their lease ends, at most `lease` after the last
+/// renewal.
+async fn heartbeat(state: AppState, held: Arc<Held>, lease: Duration, mut stop: watch::Receiver<bool>) {
+    let every = lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let jobs = held.all();
+        if jobs.is_empty() {
+            continue;
+        }
+        let at = Instant::now();
+        let renew = Command::RenewJobLeases {
+            jobs: jobs.clone(),
+            lease_secs: whole_secs(lease),
+        };
+        match state.store.execute(renew, ctx()).await {
+            Ok(_) => held.renewed(&jobs, at),
+            Err(e) => tracing::warn!(error = %e, held = jobs.len(), "could not renew job leases; retrying"),
+        }
+    }
+}
+
 /// Leases and runs due jobs, batch after batch, until none is due or `stop`
 /// turns true (jobs keep coming due under load, so shutdown must not wait
 /// for the table to empty; leased jobs not run go back when their lease
 /// ends). Returns how many ran.
-async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize, idv_store::StoreError> {
+async fn run_due(
+    state: &AppState,
+    held: &Arc<Held>,
+    lease: Duration,
+    stop: &watch::Receiver<bool>,
+) -> Result<usize, idv_store::StoreError> {
     let mut ran = 0;
     loop {
         if *stop.borrow() || !state.store.has_due_jobs(state.clock.now()).await? {
             return Ok(ran);
         }
+        let claimed = Instant::now();
         let jobs = match state
             .store
             .execute(
                 Command::ClaimJobs {
-                    lease_secs: LEASE_SECS,
+                    lease_secs: whole_secs(lease),
                     limit: BATCH,
                 },
                 ctx(),
@@ -90,29 +170,36 @@ async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize
             return Ok(ran);
         }
         ran += jobs.len();
+        held.add(&jobs, claimed);
         // Concurrently, so their writes share group commits; each job is
-        // its own unit of work and fails alone. A job not started by half
-        // its lease is left alone: started later, it could still run when
-        // the lease ends and another node claims it (slow webhook
-        // receivers can hold a batch that long); it is claimed again then.
-        let claimed = tokio::time::Instant::now();
-        let fresh = Duration::from_secs(u64::try_from(LEASE_SECS / 2).unwrap_or(30));
+        // its own unit of work and fails alone. The heartbeat keeps the
+        // batch leased while it waits; a job whose lease was last extended
+        // half a lease ago (renewals failing) is left alone: started now, it
+        // could still run when the lease ends and another node claims it.
+        // It is claimed again then.
+        let fresh = lease / 2;
         futures_util::stream::iter(jobs)
             .for_each_concurrent(CONCURRENCY, |job| async move {
-                if claimed.elapsed() >= fresh {
+                let id = job.id;
+                if !held.fresh(id, fresh) {
+                    held.done(id);
                     return;
                 }
                 if job.kind == idv_store::JOB_DELIVER_WEBHOOK {
                     if let Ok(slot) = state.delivery_slots.clone().try_acquire_owned() {
-                        let state = state.clone();
+                        let (state, held) = (state.clone(), held.clone());
                         tokio::spawn(async move {
                             run_one(&state, job).await;
+                            held.done(id);
                             drop(slot);
                         });
+                    } else {
+                        held.done(id);
                     }
                     return;
                 }
                 run_one(state, job).await;
+                held.done(id);
             })
             .await;
     }

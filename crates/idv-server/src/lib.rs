@@ -84,7 +84,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, listener: TcpListener)
         })
         .await
     });
-    let jobs = tokio::spawn(jobs::run(state.clone(), config.job_interval, stop_rx));
+    let jobs = tokio::spawn(jobs::run(state.clone(), config.job_interval, config.job_lease, stop_rx));
     Ok(Running {
         addr,
         bootstrap_token: boot.token,

@@ -112,3 +112,22 @@ impl Metrics {
         s
     }
 }
+
+/// The change listener's state (PostgreSQL): while it is down this node
+/// serves nothing from its caches, and each reconnect empties them.
+pub fn render_listener(changes: &idv_store::Changes) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# HELP idv_change_listener_up Whether this node hears other nodes' changes (1; always on SQLite); caches are off while 0."
+    );
+    let _ = writeln!(s, "# TYPE idv_change_listener_up gauge");
+    let _ = writeln!(s, "idv_change_listener_up {}", u8::from(changes.listening()));
+    let _ = writeln!(
+        s,
+        "# HELP idv_change_listener_reconnects_total Reconnects of the change listener (each empties every cache)."
+    );
+    let _ = writeln!(s, "# TYPE idv_change_listener_reconnects_total counter");
+    let _ = writeln!(s, "idv_change_listener_reconnects_total {}", changes.reconnects());
+    s
+}

@@ -26,6 +26,9 @@ pub struct Changes {
     keys: AtomicU64,
     /// PostgreSQL: whether the listener is connected (no listener, no cache).
     listening: AtomicBool,
+    /// How many times the listener connected again after losing its
+    /// connection (each time, every cache was emptied).
+    reconnects: AtomicU64,
     /// Whether changes by other nodes can go unseen without a listener
     /// (PostgreSQL); SQLite has one writer, this node.
     shared: bool,
@@ -37,6 +40,7 @@ impl Changes {
             generation: AtomicU64::new(0),
             keys: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
             shared,
         }
     }
@@ -60,6 +64,17 @@ impl Changes {
         Some(self.keys.load(Ordering::SeqCst))
     }
 
+    /// Whether this node hears every change its caches depend on: always on
+    /// SQLite; on PostgreSQL while the change listener is connected.
+    pub fn listening(&self) -> bool {
+        !self.shared || self.listening.load(Ordering::SeqCst)
+    }
+
+    /// How many times the change listener reconnected since the start.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::SeqCst)
+    }
+
     /// The current generation, or `None` while caching is unsafe (a shared
     /// database whose change notifications this node is not receiving).
     pub fn current(&self) -> Option<u64> {
@@ -72,26 +87,52 @@ impl Changes {
 
 /// Listens for other nodes' commits until the process ends, reconnecting
 /// after failures; while disconnected, caching is off.
+///
+/// Notifications are not queued for a session that is gone: whatever other
+/// nodes committed between losing the connection and `LISTEN` on a new one
+/// is never heard of. So the listener never reconnects behind our back
+/// (sqlx's `recv` would, silently): a lost connection turns caching off at
+/// once, and a new one empties every cache (a generation bump) before
+/// caching resumes.
 pub(crate) async fn listen(url: String, changes: Arc<Changes>) {
+    let mut connected_before = false;
     loop {
         match PgListener::connect(&url).await {
             Ok(mut l) => {
-                if l.listen(CHANNEL).await.is_ok() {
-                    // Anything may have changed while nobody listened.
-                    changes.bump();
-                    changes.bump_keys();
-                    changes.listening.store(true, Ordering::SeqCst);
-                    while let Ok(n) = l.recv().await {
+                // Report a lost connection (`Ok(None)`) instead of
+                // reconnecting inside `try_recv`.
+                l.eager_reconnect(false);
+                match l.listen(CHANNEL).await {
+                    Ok(()) => {
+                        // Anything may have changed while nobody listened:
+                        // bump before caching resumes.
                         changes.bump();
-                        if n.payload() == KEYS {
-                            changes.bump_keys();
+                        changes.bump_keys();
+                        changes.listening.store(true, Ordering::SeqCst);
+                        if connected_before {
+                            changes.reconnects.fetch_add(1, Ordering::SeqCst);
+                            tracing::warn!("change listener reconnected; every cache was emptied");
                         }
+                        connected_before = true;
+                        let why = loop {
+                            match l.try_recv().await {
+                                Ok(Some(n)) => {
+                                    changes.bump();
+                                    if n.payload() == KEYS {
+                                        changes.bump_keys();
+                                    }
+                                }
+                                Ok(None) => break "connection lost".to_owned(),
+                                Err(e) => break e.to_string(),
+                            }
+                        };
+                        changes.listening.store(false, Ordering::SeqCst);
+                        changes.bump();
+                        changes.bump_keys();
+                        tracing::warn!(error = %why, "change listener disconnected; caches off until it reconnects");
                     }
+                    Err(e) => tracing::warn!(error = %e, "change listener cannot listen"),
                 }
-                changes.listening.store(false, Ordering::SeqCst);
-                changes.bump();
-                changes.bump_keys();
-                tracing::warn!("change listener disconnected; caches off until it reconnects");
             }
             Err(e) => tracing::warn!(error = %e, "change listener cannot connect"),
         }

@@ -147,6 +147,14 @@ pub enum Command {
         /// At most this many.
         limit: i64,
     },
+    /// Extend the leases of jobs this node claimed and is still running (a
+    /// heartbeat), each only under the claim that leased it (`attempts`).
+    RenewJobLeases {
+        /// The jobs as claimed.
+        jobs: Vec<Job>,
+        /// How long each lease lasts from now.
+        lease_secs: i64,
+    },
     /// Issue a credential to an agent.
     CreateCredential {
         /// The credential (its agent must exist in its tenant and not be retired).
@@ -778,6 +786,7 @@ impl Command {
             | Command::RetirePredecessor { .. }
             | Command::Decide(_)
             | Command::ClaimJobs { .. }
+            | Command::RenewJobLeases { .. }
             | Command::Record(_)
             | Command::IssueToken { .. }
             | Command::UseCredential { .. }
@@ -849,6 +858,7 @@ pub(crate) async fn apply(
         Command::ExpireAgent(job) => expire_agent(conn, job, now, clock, ctx).await,
         Command::ClaimJobs { lease_secs, limit } => claim_jobs(conn, dialect, now, lease_secs, limit).await,
         Command::RetryJob { job, run_at, error } => retry_job(conn, job, run_at, error, ctx).await,
+        Command::RenewJobLeases { jobs, lease_secs } => renew_job_leases(conn, now, &jobs, lease_secs).await,
         Command::CreateCredential {
             credential,
             secret_hash,
@@ -1562,6 +1572,26 @@ async fn retry_job(
     );
     d.outcome = Outcome::Failure;
     Ok((Applied::Done, vec![d]))
+}
+
+async fn renew_job_leases(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    jobs: &[Job],
+    lease_secs: i64,
+) -> Result<Outcome2, StoreError> {
+    // A job finished meanwhile is gone, one claimed again after this claim
+    // lapsed has a higher `attempts`, one rescheduled has no lease: none of
+    // them is touched.
+    for job in jobs {
+        sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2 AND attempts = $3 AND locked_until IS NOT NULL")
+            .bind(now.plus_secs(lease_secs).as_micros())
+            .bind(job.id.to_string())
+            .bind(job.attempts)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((Applied::Done, vec![]))
 }
 
 async fn claim_jobs(

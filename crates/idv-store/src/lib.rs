@@ -99,6 +99,20 @@ impl Dialect {
     }
 }
 
+/// Held while this node bootstraps (see [`Store::bootstrap_lock`]).
+#[derive(Debug)]
+pub struct BootstrapLock(Option<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl BootstrapLock {
+    /// Releases the lock.
+    pub async fn release(self) -> Result<(), StoreError> {
+        if let Some(tx) = self.0 {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
 /// The store: a read pool plus the group-commit writer.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -237,6 +251,24 @@ impl Store {
     /// every clone of the store is dropped.
     pub async fn close(&self) {
         self.inner.read.close().await;
+    }
+
+    /// Serialises first-start bootstrapping across nodes starting at once on
+    /// one PostgreSQL database: a transaction-scoped advisory lock (like the
+    /// migrations'), held until the guard is released or dropped (a dropped
+    /// transaction rolls back, which releases it). SQLite serves one node.
+    pub async fn bootstrap_lock(&self) -> Result<BootstrapLock, StoreError> {
+        match self.inner.dialect {
+            Dialect::Sqlite => Ok(BootstrapLock(None)),
+            Dialect::Postgres => {
+                let mut tx = self.inner.read.begin().await?;
+                tx.execute(
+                    "DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/bootstrap')); END $$",
+                )
+                .await?;
+                Ok(BootstrapLock(Some(tx)))
+            }
+        }
     }
 
     /// Records the master key's check value on first start; afterwards refuses

@@ -418,6 +418,7 @@ async fn run_batch(
         let changes_state = !matches!(
             cmd,
             Command::ClaimJobs { .. }
+                | Command::RenewJobLeases { .. }
                 | Command::RetryJob { .. }
                 | Command::FinishJob(_)
                 | Command::IssueToken { .. }

@@ -110,6 +110,8 @@ pub struct Options {
     pub dpop_require_nonce: bool,
     /// Algorithm of new signing keys (default EdDSA).
     pub signing_alg: Option<idv_core::jose::Alg>,
+    /// Job lease (default: the server's default).
+    pub job_lease: Option<Duration>,
     /// Signing key rotation period and publication lead (default: the
     /// server's defaults, 30 days and 1 hour).
     pub key_rotation: Option<(Option<Duration>, Duration)>,
@@ -186,6 +188,7 @@ impl TestServer {
             master_key_file: None,
             trust_domain: "idv.test".into(),
             job_interval: Duration::from_millis(50),
+            job_lease: opts.job_lease.unwrap_or(idv_server::config::DEFAULT_JOB_LEASE),
             public_url: None,
             token_ttl: Duration::from_secs(300),
             dpop_require_nonce: opts.dpop_require_nonce,

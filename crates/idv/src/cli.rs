@@ -841,6 +841,11 @@ pub struct ServeArgs {
     /// JWKS (1 minute to 30 days).
     #[arg(long, env = "IDV_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h")]
     pub signing_key_publish_ahead: String,
+    /// How long a node's claim on a background job lasts without renewal,
+    /// e.g. `15s` (3 seconds to 1 hour); a dead node's jobs wait about this
+    /// long before another node runs them.
+    #[arg(long, env = "IDV_JOB_LEASE", default_value = "15s")]
+    pub job_lease: String,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

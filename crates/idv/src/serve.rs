@@ -42,6 +42,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             idv_core::duration::parse_seconds(&args.signing_key_publish_ahead)
                 .map_err(|e| anyhow::anyhow!("--signing-key-publish-ahead / IDV_SIGNING_KEY_PUBLISH_AHEAD: {e}"))?,
         ),
+        job_lease: std::time::Duration::from_secs(
+            idv_core::duration::parse_seconds(&args.job_lease)
+                .map_err(|e| anyhow::anyhow!("--job-lease / IDV_JOB_LEASE: {e}"))?,
+        ),
         webhook_http: args
             .webhook_http
             .parse()

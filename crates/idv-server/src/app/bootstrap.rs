@@ -22,7 +22,16 @@ fn ctx() -> Context {
 
 /// Ensures the default tenant exists and, when no admin token exists yet,
 /// creates the bootstrap platform admin token (from `given` or generated).
+/// Nodes starting at once on one database take turns (an advisory lock):
+/// the first creates the token, the others find it and create none.
 pub async fn run(state: &AppState, given: Option<&str>) -> anyhow::Result<Bootstrap> {
+    let lock = state.store.bootstrap_lock().await?;
+    let done = bootstrap(state, given).await;
+    lock.release().await?;
+    done
+}
+
+async fn bootstrap(state: &AppState, given: Option<&str>) -> anyhow::Result<Bootstrap> {
     let tenant = match state.store.tenant_by_name(DEFAULT_TENANT).await? {
         Some(t) => t,
         None => {

@@ -44,7 +44,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.store.writer_stats()),
+        state.metrics.render(state.store.writer_stats()) + &crate::metrics::render_listener(state.store.changes()),
     )
 }
 

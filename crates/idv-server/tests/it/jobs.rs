@@ -1,13 +1,72 @@
 //! The durable job runner: a job that fails is retried with a growing
-//! backoff, its error kept and audited.
+//! backoff, its error kept and audited; a job that runs longer than its
+//! lease keeps it (the heartbeat renews it) and runs once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use idv_testkit::{Backend, backend_tests};
+use idv_testkit::{Backend, Options, TestServer, backend_tests};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
-use crate::{all_events, db, eventually, exec, get, scalar, start_manual};
+use crate::{all_events, create_agent, db, eventually, exec, get, json_ok, scalar, start_manual};
 
-backend_tests!(failed_jobs_are_retried_with_backoff);
+backend_tests!(
+    failed_jobs_are_retried_with_backoff,
+    a_job_longer_than_its_lease_runs_once
+);
+
+/// A webhook receiver that answers after 5 s holds its delivery job for
+/// longer than the 3 s lease: the node renews the lease while it waits, so
+/// no poll claims the job again and the event is delivered once (issue 21
+/// item 11: leases were never renewed).
+async fn a_job_longer_than_its_lease_runs_once(backend: Backend) {
+    let lease = Duration::from_secs(3);
+    let opts = Options {
+        job_lease: Some(lease),
+        ..Options::default()
+    };
+    let s = TestServer::start_with(backend, opts).await.unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = json_ok(
+        s.req(Method::POST, "/v1/webhooks")
+            .json(&json!({ "url": url, "events": ["agent.created"], "description": "slow receiver" }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = hook["webhook"]["id"].as_str().unwrap().to_owned();
+    create_agent(&s, &s.token, "slow-delivery").await;
+    eventually("the delivery starts", || async { hits.load(Ordering::SeqCst) == 1 }).await;
+    // Two and a half leases: without renewal the job would be claimed
+    // (and delivered) again after one.
+    tokio::time::sleep(lease * 5 / 2).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "delivered once");
+    eventually("the delivery is recorded", || async {
+        let d = get(&s, &format!("/v1/webhooks/{id}/deliveries")).await;
+        d["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "delivered once");
+}
 
 async fn failed_jobs_are_retried_with_backoff(backend: Backend) {
     let s = start_manual(backend).await;

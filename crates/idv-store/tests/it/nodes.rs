@@ -6,12 +6,16 @@
 use idv_core::agent::AgentChanges;
 use idv_core::audit::{Actor, Draft, Outcome};
 use idv_store::{Applied, Command, StoreError};
-use idv_testkit::{Backend, backend_tests};
+use idv_testkit::{Backend, Database, backend_tests};
 use serde_json::json;
 
 use crate::{Fixture, assert_gapless, chain, ctx, update};
 
-backend_tests!(two_nodes_write_one_chain, uniqueness_and_versions_hold_across_nodes);
+backend_tests!(
+    two_nodes_write_one_chain,
+    uniqueness_and_versions_hold_across_nodes,
+    a_lost_listener_empties_caches
+);
 
 async fn two_nodes_write_one_chain(backend: Backend) {
     if backend == Backend::Sqlite {
@@ -140,4 +144,58 @@ async fn uniqueness_and_versions_hold_across_nodes(backend: Backend) {
     assert_eq!(f.store.agent(f.tenant.id, a.id).await.unwrap().unwrap().version, 11);
     let events = chain(&nodes[1]).await;
     assert_gapless(&events);
+}
+
+/// Notifications sent while a node's `LISTEN` connection is gone are lost,
+/// so losing it must turn caching off and reconnecting must start from an
+/// empty cache (a new generation), counted (issue 21 item 9: sqlx's `recv`
+/// reconnected silently and the caches stayed on their old generation).
+async fn a_lost_listener_empties_caches(backend: Backend) {
+    if backend == Backend::Sqlite {
+        eprintln!("not applicable: SQLite has no change listener");
+        return;
+    }
+    let db = Database::fresh(backend).await.unwrap();
+    // Name this store's connections, to find its listener's backend.
+    let schema = db.url.rsplit("search_path%3D").next().unwrap().to_owned();
+    let url = format!("{}&application_name={schema}", db.url);
+    let store = idv_store::Store::open(&url, crate::manual_clock()).await.unwrap();
+    let changes = store.changes();
+    wait_until("the listener connects", || changes.current().is_some()).await;
+    let before = changes.current();
+    assert_eq!(changes.reconnects(), 0);
+
+    let mut admin: sqlx::PgConnection = sqlx::Connection::connect(&idv_testkit::postgres_url().unwrap())
+        .await
+        .unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = $1 AND query ILIKE 'listen%'",
+    )
+    .bind(&schema)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1, "one listener backend terminated");
+    wait_until("the listener reconnects", || {
+        changes.reconnects() == 1 && changes.current().is_some()
+    })
+    .await;
+    assert_ne!(
+        changes.current(),
+        before,
+        "what was cached before the connection was lost is stale"
+    );
+    assert!(changes.listening());
+}
+
+async fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what} within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }

@@ -13,4 +13,5 @@ mod cli;
 mod crash;
 mod db;
 mod jobs;
+mod nodes;
 mod support;
