@@ -28,6 +28,7 @@ backend_tests!(
     es256_keys_when_configured,
     sealed_keys_are_bound_to_their_tenant_and_id,
     token_lifetimes_per_tenant_and_class,
+    ed25519_fully_specified_algorithm_is_accepted,
 );
 
 async fn token_lifetimes_per_tenant_and_class(backend: Backend) {
@@ -1128,6 +1129,66 @@ async fn api_keys_are_scoped_checked_and_recorded(backend: Backend) {
     assert_eq!(r, json!({"active": false}));
     // The key never appears in the audit log.
     assert!(!serde_json::to_string(&all_events(&s).await).unwrap().contains(key));
+}
+
+/// RFC 9864 §2.2: oauth4webapi and openid-client sign client assertions and
+/// DPoP proofs with `"alg": "Ed25519"`; both are accepted for Ed25519 keys
+/// and the metadata says so.
+async fn ed25519_fully_specified_algorithm_is_accepted(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let meta = json_ok(
+        s.http
+            .get(s.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    for k in [
+        "token_endpoint_auth_signing_alg_values_supported",
+        "dpop_signing_alg_values_supported",
+    ] {
+        assert_eq!(meta[k], json!(["EdDSA", "Ed25519", "ES256"]), "{k}");
+    }
+    let c = client(&s, &s.token, "ed25519-bot").await;
+    let pair = KeyPair::generate(Alg::Ed25519);
+    // The JWK may name the fully-specified algorithm too.
+    let jwk = serde_json::to_value(pair.public_jwk("ext-1")).unwrap();
+    assert_eq!(jwk["alg"], "Ed25519");
+    credential(&s, &s.token, &c.id, json!({"type": "private_key_jwt", "jwk": jwk})).await;
+    let now = server_now(&s);
+    let assertion = pair.sign(
+        "ext-1",
+        "JWT",
+        &json!({"iss": c.id, "sub": c.id, "aud": s.url("/oauth2/token"), "exp": now + 60, "iat": now,
+                "jti": crate::ghost_id()}),
+    );
+    assert_eq!(jose::decode(&assertion).unwrap().header.alg, Alg::Ed25519);
+    let dpop_key = KeyPair::generate(Alg::Ed25519);
+    let proof = dpop_proof(&dpop_key, &s.url("/oauth2/token"), now, json!({}));
+    assert_eq!(jose::decode(&proof).unwrap().header.alg, Alg::Ed25519);
+    let res = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .header("DPoP", &proof)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body = json_ok(res, StatusCode::OK).await;
+    assert_eq!(body["token_type"], "DPoP");
+    let t = body["access_token"].as_str().unwrap();
+    let claims = verify_with_jwks(&s, "/.well-known/jwks.json", t).await;
+    assert_eq!(claims["cnf"]["jkt"], dpop_key.public_key().jwk().thumbprint().unwrap());
+    assert_eq!(claims["client_id"], c.id.as_str());
 }
 
 async fn private_key_jwt_assertions(backend: Backend) {
