@@ -12,7 +12,9 @@ use crate::jose::Header;
 /// The `typ` header of our access tokens (RFC 9068 §2.1).
 pub const TYP: &str = "at+jwt";
 
-/// Clock skew tolerated when checking `exp`, `nbf` and `iat`.
+/// Clock skew tolerated for `nbf` and `iat` of our tokens (nodes' clocks
+/// differ a little), and for `exp` only of what other parties sign (client
+/// assertions, trusted issuers' tokens): our own tokens die at `exp`.
 pub const LEEWAY_SECS: i64 = 30;
 
 /// Everything an access token says.
@@ -140,6 +142,9 @@ pub struct Checked {
     pub client_id: String,
     /// `exp`.
     pub expires_at: Timestamp,
+    /// When it was issued, to the millisecond where the `jti` tells (see
+    /// [`issued_at`]).
+    pub issued_at: Timestamp,
     /// `act`, if delegated.
     pub act: Option<Value>,
     /// `delegations`, if delegated.
@@ -158,6 +163,32 @@ fn string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a 
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(TokenError::Claim(name))
+}
+
+/// When a token of ours was issued: `iat` has whole seconds only, but our
+/// `jti` is a UUIDv7 made by the same clock in the same step, whose time part
+/// is the instant to the millisecond. Its milliseconds are used when they
+/// fall within the `iat` second; otherwise (a `jti` that is not ours, or a
+/// clock tick between the two readings) the start of the `iat` second, the
+/// earliest the token can have been issued. Only for tokens whose signature
+/// is ours: the answer is never later than the real instant of issue.
+pub fn issued_at(iat: i64, jti: &str) -> Timestamp {
+    let start = iat.saturating_mul(1_000_000);
+    let ms = Uuid::parse_str(jti)
+        .ok()
+        .filter(|u| u.get_version_num() == 7)
+        .and_then(|u| u.get_timestamp())
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            i64::try_from(secs)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000)
+                .saturating_add(i64::from(nanos / 1000))
+        });
+    match ms {
+        Some(m) if m >= start && m < start.saturating_add(1_000_000) => Timestamp::from_micros(m),
+        _ => Timestamp::from_micros(start),
+    }
 }
 
 /// Checks a signature-verified token's header and registered claims (RFC 9068
@@ -184,7 +215,11 @@ pub fn check(
     }
     let now_s = secs(now);
     let exp = int(claims, "exp")?;
-    if now_s >= exp.saturating_add(LEEWAY_SECS) {
+    // RFC 7519 §4.1.4: not accepted on or after `exp`. These are our own
+    // tokens, judged by our own clock: no leeway extends their life.
+    // (`nbf`/`iat` keep one, for clock skew between nodes; it never makes a
+    // token live longer.)
+    if now_s >= exp {
         return Err(TokenError::Expired);
     }
     if let Some(nbf) = claims.get("nbf") {
@@ -216,8 +251,10 @@ pub fn check(
         Some(Value::String(s)) => s.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
         Some(_) => return Err(TokenError::Claim("scope")),
     };
+    let jti = string(claims, "jti")?;
     Ok(Checked {
-        jti: string(claims, "jti")?.to_owned(),
+        issued_at: issued_at(iat, jti),
+        jti: jti.to_owned(),
         sub: string(claims, "sub")?.to_owned(),
         client_id: string(claims, "client_id")?.to_owned(),
         expires_at: Timestamp::from_micros(exp.saturating_mul(1_000_000)),
@@ -270,6 +307,45 @@ mod tests {
         let ok = check(&h, &c, &[&t.issuer], Timestamp::from_micros(1_000_100_000_000)).unwrap();
         assert_eq!(ok.sub, Uuid::nil().to_string());
         assert_eq!(ok.expires_at, t.expires_at);
+    }
+
+    #[test]
+    fn dead_from_exp_on() {
+        let t = token();
+        let (h, c) = signed(&t.claims(), TYP);
+        let just_before = Timestamp::from_micros(t.expires_at.as_micros() - 1);
+        assert!(check(&h, &c, &[&t.issuer], just_before).is_ok());
+        assert_eq!(
+            check(&h, &c, &[&t.issuer], t.expires_at),
+            Err(TokenError::Expired),
+            "no leeway for our own tokens"
+        );
+    }
+
+    #[test]
+    fn issuance_instant_from_the_jti() {
+        let iat = 1_000_000_i64;
+        let v7 = |ms: u64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ms / 1000,
+                u32::try_from(ms % 1000).unwrap() * 1_000_000,
+            );
+            Uuid::new_v7(ts).to_string()
+        };
+        assert_eq!(
+            issued_at(iat, &v7(1_000_000_250)),
+            Timestamp::from_micros(1_000_000_250_000)
+        );
+        // Outside the `iat` second, or not a UUIDv7: the start of the second.
+        for jti in [v7(1_000_001_000), v7(999_999_999), Uuid::nil().to_string(), "x".into()] {
+            assert_eq!(issued_at(iat, &jti), Timestamp::from_micros(1_000_000_000_000), "{jti}");
+        }
+        let mut t = token();
+        t.jti = Uuid::parse_str(&v7(1_000_000_123)).unwrap();
+        let (h, c) = signed(&t.claims(), TYP);
+        let ok = check(&h, &c, &[&t.issuer], Timestamp::from_micros(1_000_100_000_000)).unwrap();
+        assert_eq!(ok.issued_at, Timestamp::from_micros(1_000_000_123_000));
     }
 
     #[test]

@@ -132,6 +132,12 @@ pub struct Agent {
     pub status_changed_by: String,
     /// For ephemeral agents: when they retire themselves.
     pub expires_at: Option<Timestamp>,
+    /// Access tokens naming this agent (as client, actor or subject) that
+    /// were issued at or before this instant are dead for good: set when it
+    /// is suspended, resumed or reported compromised, so resuming never
+    /// revives a token an attacker may hold.
+    #[serde(default)]
+    pub tokens_not_before: Option<Timestamp>,
     /// When it was registered.
     pub created_at: Timestamp,
     /// Who registered it.
@@ -140,6 +146,18 @@ pub struct Agent {
     pub updated_at: Timestamp,
     /// Incremented on every change; the HTTP `ETag`.
     pub version: i64,
+}
+
+impl Agent {
+    /// Whether an access token that names this agent (as its client, an
+    /// actor of its `act` chain, or its subject) and was issued at
+    /// `issued_at` may be honoured: only while the agent is active, and
+    /// only if it was issued after [`Agent::tokens_not_before`]. A token
+    /// issued in the same instant is refused (we cannot tell which came
+    /// first, and refusing is the safe side).
+    pub fn honours_token(&self, issued_at: Timestamp) -> bool {
+        self.status == Status::Active && self.tokens_not_before.is_none_or(|cut| issued_at > cut)
+    }
 }
 
 /// A request to register an agent, before validation.
@@ -419,6 +437,7 @@ impl NewAgent {
             status_changed_at: now,
             status_changed_by: created_by.to_owned(),
             expires_at,
+            tokens_not_before: None,
             created_at: now,
             created_by: created_by.to_owned(),
             updated_at: now,
@@ -495,6 +514,21 @@ impl AgentChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_issued_up_to_the_cut_stay_dead() {
+        let t = |s: i64| Timestamp::from_micros(s * 1_000_000);
+        let mut a = spec().into_agent(Uuid::nil(), Uuid::nil(), t(100), "op").unwrap();
+        assert!(!a.honours_token(t(101)), "not active yet");
+        a.status = Status::Active;
+        assert!(a.honours_token(t(101)));
+        a.tokens_not_before = Some(t(200));
+        assert!(!a.honours_token(t(150)));
+        assert!(!a.honours_token(t(200)), "the same instant is refused");
+        assert!(a.honours_token(Timestamp::from_micros(200_000_001)));
+        a.status = Status::Suspended;
+        assert!(!a.honours_token(t(300)));
+    }
 
     fn spec() -> NewAgent {
         NewAgent {

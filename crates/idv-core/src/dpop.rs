@@ -18,8 +18,9 @@ pub const TYP: &str = "dpop+jwt";
 /// window to the server; a minute either way tolerates ordinary skew).
 pub const IAT_WINDOW_SECS: i64 = 60;
 
-/// Algorithms we accept for proofs (asymmetric only, RFC 9449 §4.2).
-pub const ALGS: [Alg; 2] = [Alg::EdDSA, Alg::ES256];
+/// Algorithms we accept for proofs (asymmetric only, RFC 9449 §4.2; both
+/// names of Ed25519, RFC 9864 §2.2).
+pub const ALGS: [Alg; 3] = Alg::ACCEPTED;
 
 /// A proof that checked out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +206,27 @@ mod tests {
             json!({"jti": "j", "htm": "POST", "htu": "HTTPS://IDV.example/t/acme/oauth2/token?x=1", "iat": 1000}),
         );
         assert!(check(&p, "POST", HTU, at(1000)).is_ok());
+    }
+
+    #[test]
+    fn ed25519_fully_specified_proofs_check() {
+        // oauth4webapi and openid-client sign proofs with `"alg": "Ed25519"`
+        // (RFC 9864 §2.2); the key and its thumbprint are those of EdDSA.
+        let k = KeyPair::generate(Alg::Ed25519);
+        let p = proof(&k, json!({"jti": "j1", "htm": "POST", "htu": HTU, "iat": 1000}));
+        assert_eq!(jose::decode(&p).unwrap().header.alg, Alg::Ed25519);
+        let ok = check(&p, "POST", HTU, at(1000)).unwrap();
+        assert_eq!(ok.jkt, k.public_key().jwk().thumbprint().unwrap());
+        // A P-256 key cannot hide behind the name.
+        let es = KeyPair::generate(Alg::ES256);
+        let header = json!({"alg": "Ed25519", "typ": TYP, "jwk": es.public_key().jwk()}).to_string();
+        let input = format!(
+            "{}.{}",
+            B64.encode(header),
+            B64.encode(json!({"jti": "j2", "htm": "POST", "htu": HTU, "iat": 1000}).to_string())
+        );
+        let forged = format!("{input}.{}", B64.encode([0u8; 64]));
+        assert!(check(&forged, "POST", HTU, at(1000)).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Compact JWS (RFC 7515) with the two algorithms IdentityVault issues and
-//! accepts: EdDSA over Ed25519 (RFC 8037) and ES256 (RFC 7518 §3.4), plus public
-//! JWKs (RFC 7517) and their thumbprints (RFC 7638).
+//! Compact JWS (RFC 7515) with the two signature schemes IdentityVault issues
+//! and accepts: Ed25519 (`EdDSA`, RFC 8037, and its fully-specified name
+//! `Ed25519`, RFC 9864 §2.2) and ES256 (RFC 7518 §3.4), plus public JWKs
+//! (RFC 7517) and their thumbprints (RFC 7638).
 //!
 //! The surface is deliberately small, because every option in JOSE has been an
 //! attack at some point: no `none`, no HMAC or RSA (so no key confusion), no JSON
@@ -64,22 +65,39 @@ fn bad_key(what: &str) -> JoseError {
     JoseError::BadKey(what.to_owned())
 }
 
-/// A JWS algorithm we accept (RFC 7518 §3.1 and RFC 8037 §3.1 names).
+/// A JWS algorithm we accept (RFC 7518 §3.1, RFC 8037 §3.1 and RFC 9864
+/// §2.2 names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Alg {
-    /// EdDSA with Ed25519 (RFC 8037 §3.1).
+    /// EdDSA with Ed25519 (RFC 8037 §3.1; RFC 9864 §4.1.2 deprecates the
+    /// name, which stays accepted and is what we sign with by default, as
+    /// most verifiers do not know `Ed25519` yet).
     EdDSA,
+    /// Ed25519, fully specified (RFC 9864 §2.2): the same signatures as
+    /// `EdDSA` with an Ed25519 key.
+    Ed25519,
     /// ECDSA with P-256 and SHA-256 (RFC 7518 §3.4).
     ES256,
 }
 
 impl Alg {
+    /// Every algorithm we verify, in the order metadata lists them
+    /// (`*_signing_alg_values_supported`, RFC 8414 §2).
+    pub const ACCEPTED: [Alg; 3] = [Alg::EdDSA, Alg::Ed25519, Alg::ES256];
+
     /// The registered `alg` value.
     pub fn as_str(self) -> &'static str {
         match self {
             Alg::EdDSA => "EdDSA",
+            Alg::Ed25519 => "Ed25519",
             Alg::ES256 => "ES256",
         }
+    }
+
+    /// Whether a key of this algorithm is an Ed25519 key (`EdDSA` and
+    /// `Ed25519` name the same key type and signatures).
+    fn is_ed25519(self) -> bool {
+        matches!(self, Alg::EdDSA | Alg::Ed25519)
     }
 }
 
@@ -97,6 +115,7 @@ impl FromStr for Alg {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "EdDSA" => Ok(Alg::EdDSA),
+            "Ed25519" => Ok(Alg::Ed25519),
             "ES256" => Ok(Alg::ES256),
             // Bounded and printable: the name ends up in error messages.
             other => Err(JoseError::UnsupportedAlg(
@@ -207,9 +226,10 @@ impl Jwk {
     }
 }
 
-/// A signing key pair. Its `Debug` shows only the algorithm.
+/// A signing key pair and the `alg` it signs with. Its `Debug` shows only
+/// the algorithm.
 #[derive(Clone)]
-pub struct KeyPair(SigningKey);
+pub struct KeyPair(SigningKey, Alg);
 
 #[derive(Clone)]
 enum SigningKey {
@@ -239,12 +259,9 @@ impl KeyPair {
         }
     }
 
-    /// The algorithm this key signs with.
+    /// The algorithm this key signs with (the one it was made for).
     pub fn alg(&self) -> Alg {
-        match &self.0 {
-            SigningKey::Ed25519(_) => Alg::EdDSA,
-            SigningKey::Es256(_) => Alg::ES256,
-        }
+        self.1
     }
 
     /// The private key for sealing at rest: the 32-byte Ed25519 seed
@@ -265,14 +282,17 @@ impl KeyPair {
             return Err(bad_key("a private key must be 32 bytes"));
         }
         match alg {
-            Alg::EdDSA => {
+            Alg::EdDSA | Alg::Ed25519 => {
                 let seed: &[u8; KEY_LEN] = bytes
                     .try_into()
                     .map_err(|_| bad_key("a private key must be 32 bytes"))?;
-                Ok(Self(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(seed))))
+                Ok(Self(
+                    SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(seed)),
+                    alg,
+                ))
             }
             Alg::ES256 => p256::ecdsa::SigningKey::from_slice(bytes)
-                .map(|k| Self(SigningKey::Es256(k)))
+                .map(|k| Self(SigningKey::Es256(k), alg))
                 .map_err(|_| bad_key("not a valid P-256 private key")),
         }
     }
@@ -381,12 +401,17 @@ impl PublicKey {
         if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
             return Err(bad_key("the key is not for signatures"));
         }
-        if jwk.alg.as_deref().is_some_and(|a| a != alg.as_str()) {
+        // RFC 9864 §2.2: an Ed25519 key may say `EdDSA` or `Ed25519`.
+        if jwk
+            .alg
+            .as_deref()
+            .is_some_and(|a| !a.parse::<Alg>().is_ok_and(|a| a.is_ed25519() == alg.is_ed25519()))
+        {
             return Err(bad_key("the key's `alg` does not match its type"));
         }
         let x = decode_coordinate(&jwk.x, "x")?;
         match alg {
-            Alg::EdDSA => {
+            Alg::EdDSA | Alg::Ed25519 => {
                 if jwk.y.is_some() {
                     return Err(bad_key("an OKP key has no `y`"));
                 }
@@ -416,11 +441,22 @@ impl PublicKey {
         }
     }
 
-    /// The algorithm this key verifies.
+    /// The algorithm this key verifies (for Ed25519 keys, `EdDSA`; see
+    /// [`PublicKey::verifies`]).
     pub fn alg(&self) -> Alg {
         match &self.0 {
             VerifyingKey::Ed25519(_) => Alg::EdDSA,
             VerifyingKey::Es256(_) => Alg::ES256,
+        }
+    }
+
+    /// Whether a JWS whose header names `alg` is one this key may verify:
+    /// an Ed25519 key takes `EdDSA` and `Ed25519` (RFC 9864 §2.2), a P-256
+    /// key `ES256` only (RFC 8725 §3.1: the algorithm must fit the key).
+    pub fn verifies(&self, alg: Alg) -> bool {
+        match &self.0 {
+            VerifyingKey::Ed25519(_) => alg.is_ed25519(),
+            VerifyingKey::Es256(_) => alg == Alg::ES256,
         }
     }
 
@@ -547,7 +583,7 @@ impl Jws {
     /// from the header `jwk` for DPoP); the header's `alg` must be the key's
     /// (RFC 8725 §3.1).
     pub fn verify(&self, key: &PublicKey) -> Result<(), JoseError> {
-        if key.alg() != self.header.alg {
+        if !key.verifies(self.header.alg) {
             return Err(JoseError::AlgMismatch);
         }
         if key.verify(self.signing_input.as_bytes(), &self.signature) {
@@ -718,7 +754,7 @@ mod tests {
 
     #[test]
     fn round_trip_both_algorithms() {
-        for alg in [Alg::EdDSA, Alg::ES256] {
+        for alg in Alg::ACCEPTED {
             let key = KeyPair::generate(alg);
             let token = key.sign("k1", "at+jwt", &claims());
             let jws = decode(&token).unwrap();
@@ -823,6 +859,52 @@ mod tests {
         ));
         assert_eq!("EdDSA".parse::<Alg>().unwrap(), Alg::EdDSA);
         assert_eq!("ES256".parse::<Alg>().unwrap(), Alg::ES256);
+    }
+
+    #[test]
+    fn ed25519_fully_specified_is_eddsa_by_another_name() {
+        // RFC 9864 §2.2: `Ed25519` names the same signatures as `EdDSA`
+        // with an Ed25519 key; either verifies with the key, whatever its JWK
+        // says, and neither with a P-256 key.
+        let key = KeyPair::generate(Alg::Ed25519);
+        let token = key.sign("k", "jwt", &claims());
+        let jws = decode(&token).unwrap();
+        assert_eq!(jws.header.alg, Alg::Ed25519);
+        assert_eq!("Ed25519".parse::<Alg>().unwrap(), Alg::Ed25519);
+        jws.verify(&key.public_key()).unwrap();
+        let eddsa = KeyPair::from_secret_bytes(Alg::EdDSA, &key.secret_bytes()).unwrap();
+        assert_eq!(eddsa.public_key(), key.public_key());
+        assert_eq!(
+            decode(&eddsa.sign("k", "jwt", &claims())).unwrap().header.alg,
+            Alg::EdDSA
+        );
+        for alg in [None, Some("EdDSA"), Some("Ed25519")] {
+            let jwk = Jwk {
+                alg: alg.map(str::to_owned),
+                ..key.public_key().jwk()
+            };
+            jws.verify(&PublicKey::from_jwk(&jwk).unwrap()).unwrap();
+        }
+        let wrong = Jwk {
+            alg: Some("ES256".into()),
+            ..key.public_key().jwk()
+        };
+        assert!(PublicKey::from_jwk(&wrong).is_err());
+        assert_eq!(key.public_jwk("k").alg.as_deref(), Some("Ed25519"));
+        let es = KeyPair::generate(Alg::ES256);
+        assert_eq!(jws.verify(&es.public_key()), Err(JoseError::AlgMismatch));
+        let forged = forge(&es, r#"{"alg":"Ed25519"}"#, "{}");
+        assert_eq!(
+            decode(&forged).unwrap().verify(&es.public_key()),
+            Err(JoseError::AlgMismatch)
+        );
+        let es_jwk = Jwk {
+            alg: Some("Ed25519".into()),
+            ..es.public_key().jwk()
+        };
+        assert!(PublicKey::from_jwk(&es_jwk).is_err());
+        assert!("ed25519".parse::<Alg>().is_err());
+        assert_eq!(Alg::ACCEPTED.map(Alg::as_str), ["EdDSA", "Ed25519", "ES256"]);
     }
 
     #[test]

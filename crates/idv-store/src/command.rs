@@ -1320,12 +1320,12 @@ pub(crate) async fn load_agent(conn: &mut AnyConnection, tenant_id: Uuid, id: Uu
 }
 
 /// Writes every mutable column of `a`, if the stored version is still `old_version`.
-async fn save_agent(conn: &mut AnyConnection, a: &Agent, old_version: i64) -> Result<(), StoreError> {
+pub(crate) async fn save_agent(conn: &mut AnyConnection, a: &Agent, old_version: i64) -> Result<(), StoreError> {
     let done = sqlx::query(
         "UPDATE agents SET name = $1, owner = $2, purpose = $3, environment = $4, team = $5, \
          labels = $6, capabilities = $7, class = $8, depends_on = $9, status = $10, \
          status_reason = $11, status_changed_at = $12, status_changed_by = $13, updated_at = $14, \
-         version = $15 WHERE id = $16 AND tenant_id = $17 AND version = $18",
+         version = $15, tokens_not_before = $16, grants = $17 WHERE id = $18 AND tenant_id = $19 AND version = $20",
     )
     .bind(a.name.clone())
     .bind(a.owner.clone())
@@ -1342,6 +1342,8 @@ async fn save_agent(conn: &mut AnyConnection, a: &Agent, old_version: i64) -> Re
     .bind(a.status_changed_by.clone())
     .bind(a.updated_at.as_micros())
     .bind(a.version)
+    .bind(a.tokens_not_before.map(Timestamp::as_micros))
+    .bind(row::to_json(&a.grants))
     .bind(a.id.to_string())
     .bind(a.tenant_id.to_string())
     .bind(old_version)
@@ -1460,6 +1462,12 @@ async fn transition_agent(
     agent.status_changed_by = ctx.actor.reference();
     agent.updated_at = now;
     agent.version += 1;
+    // Suspension is for investigations: the tokens issued until now must not
+    // come back with a resumption. Cut at both ends, so a token issued
+    // while the suspension was being committed dies at the resumption.
+    if matches!(transition, Transition::Suspend | Transition::Resume) {
+        agent.tokens_not_before = Some(now);
+    }
     save_agent(conn, &agent, old_version).await?;
     if to == Status::Retired {
         // Retirement is terminal: nothing scheduled for the agent may run.

@@ -324,7 +324,14 @@ pub(crate) async fn compromise(
     clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
-    load_agent(conn, tenant_id, agent_id).await?;
+    // Every access token issued until now is dead for good (the successors'
+    // tokens, issued from now on, are not).
+    let mut agent = load_agent(conn, tenant_id, agent_id).await?;
+    let old_version = agent.version;
+    agent.tokens_not_before = Some(now);
+    agent.updated_at = now;
+    agent.version += 1;
+    crate::command::save_agent(conn, &agent, old_version).await?;
     let mut drafts = Vec::new();
     let mut revoked = Vec::new();
     let mut issued = Vec::new();

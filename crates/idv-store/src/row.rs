@@ -84,8 +84,9 @@ pub(crate) fn admin_token(row: &AnyRow) -> Result<AdminToken, StoreError> {
 
 pub(crate) const AGENT_COLS: &str = "id, tenant_id, name, owner, purpose, environment, team, labels, \
      capabilities, class, parent_type, parent_id, depends_on, status, status_reason, \
-     status_changed_at, status_changed_by, expires_at, created_at, created_by, updated_at, version, grants";
-pub(crate) const AGENT_NCOLS: usize = 23;
+     status_changed_at, status_changed_by, expires_at, created_at, created_by, updated_at, version, grants, \
+     tokens_not_before";
+pub(crate) const AGENT_NCOLS: usize = 24;
 
 pub(crate) fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
     let environment: Option<String> = row.try_get("environment")?;
@@ -120,6 +121,7 @@ pub(crate) fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
         status_changed_at: ts(row, "status_changed_at")?,
         status_changed_by: row.try_get("status_changed_by")?,
         expires_at: opt_ts(row, "expires_at")?,
+        tokens_not_before: opt_ts(row, "tokens_not_before")?,
         created_at: ts(row, "created_at")?,
         created_by: row.try_get("created_by")?,
         updated_at: ts(row, "updated_at")?,
@@ -163,6 +165,7 @@ pub(crate) fn bind_agent<'q>(q: AnyQuery<'q>, a: &Agent) -> AnyQuery<'q> {
         .bind(a.updated_at.as_micros())
         .bind(a.version)
         .bind(to_json(&a.grants))
+        .bind(a.tokens_not_before.map(Timestamp::as_micros))
 }
 
 pub(crate) const CREDENTIAL_COLS: &str = "id, tenant_id, agent_id, kind, hint, jwk, scopes, created_at, \

@@ -26,10 +26,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--token-ttl / IDV_TOKEN_TTL: {e}"))?,
         ),
         dpop_require_nonce: args.dpop_require_nonce,
-        signing_alg: args
-            .signing_alg
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--signing-alg / IDV_SIGNING_ALG must be `EdDSA` or `ES256`"))?,
+        // New keys sign as `EdDSA` or `ES256`, the names every verifier
+        // knows; `Ed25519` (RFC 9864) is accepted from clients, not issued.
+        signing_alg: match args.signing_alg.parse() {
+            Ok(alg @ (idv_core::jose::Alg::EdDSA | idv_core::jose::Alg::ES256)) => alg,
+            _ => anyhow::bail!("--signing-alg / IDV_SIGNING_ALG must be `EdDSA` or `ES256`"),
+        },
         signing_key_rotation: match args.signing_key_rotation.trim() {
             "off" => None,
             every => Some(std::time::Duration::from_secs(

@@ -173,7 +173,11 @@ def test_suspension_stops_everything():
     assert r.status_code == 401 and r.json()["error"] == "invalid_client", r.text
     assert introspect(tok, headers=ADMIN) == {"active": False}
     admin("POST", f"/v1/agents/{cid}/resume", {"reason": "external test"})
-    assert introspect(tok, headers=ADMIN)["active"] is True
+    # A resumption revives no token issued before it (issue 21 item 2).
+    assert introspect(tok, headers=ADMIN) == {"active": False}
+    time.sleep(0.01)
+    fresh = s.fetch_token(TOKEN_URL, grant_type="client_credentials")["access_token"]
+    assert introspect(fresh, headers=ADMIN)["active"] is True
 
 
 def b64url(b):

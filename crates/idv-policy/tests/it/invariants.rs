@@ -38,6 +38,7 @@ fn agent(n: u128, status: Status, class: Option<&str>) -> Agent {
         status_changed_at: t,
         status_changed_by: String::new(),
         expires_at: None,
+        tokens_not_before: None,
         created_at: t,
         created_by: String::new(),
         updated_at: t,

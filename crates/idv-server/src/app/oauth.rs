@@ -1102,8 +1102,10 @@ async fn verify_ours(
 
 /// Whether a verified token of ours is still active: not revoked, the
 /// client and every actor an active agent (and the subject too, when it is
-/// an agent of the tenant), every delegation it was issued through live.
-/// Read from the store, so a change on any node counts at once.
+/// an agent of the tenant) that has not cut its tokens since this one was
+/// issued (suspension, resumption, compromise: [`Agent::honours_token`]),
+/// every delegation it was issued through live. Agents come from the
+/// generation cache, so a committed change on any node counts at once.
 async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<bool, OAuthError> {
     if state.store.is_token_revoked(&c.jti).await? {
         return Ok(false);
@@ -1123,16 +1125,16 @@ async fn is_active(state: &AppState, issuer: &Issuer, c: &Checked) -> Result<boo
     }
     for id in &must_be_active {
         match cache::agent(state, issuer.tenant.id, *id).await? {
-            Some(a) if a.status == Status::Active => {}
+            Some(a) if a.honours_token(c.issued_at) => {}
             _ => return Ok(false),
         }
     }
-    // The subject: an agent of the tenant must be active; anything else is a
-    // human from a trusted issuer (checked through the delegations).
+    // The subject: an agent of the tenant must honour it too; anything else
+    // is a human from a trusted issuer (checked through the delegations).
     if let Ok(u) = Uuid::parse_str(&c.sub)
         && !must_be_active.contains(&u)
         && let Some(a) = cache::agent(state, issuer.tenant.id, u).await?
-        && a.status != Status::Active
+        && !a.honours_token(c.issued_at)
     {
         return Ok(false);
     }
@@ -1213,6 +1215,52 @@ fn inactive() -> Value {
     json!({ "active": false })
 }
 
+/// The scope that lets an agent introspect tokens it is neither the client
+/// nor an audience of: a resource server whose tokens name it by URL.
+pub const INTROSPECT_SCOPE: &str = "introspect";
+
+/// RFC 7662 §4: whether `caller` may learn about a token issued to
+/// `client_id` for `audiences`. As Keycloak (the caller must be in the
+/// token's `aud`) and Okta (a client introspects the tokens issued to it)
+/// do: the token's own client; an agent the token is addressed to (its id
+/// or SPIFFE id in `aud`); an agent granted the `introspect` scope; an admin
+/// token whose role may read the registry (`admin`, `operator`, `auditor`;
+/// a `pep` token asks for decisions only). Everyone else is answered
+/// `{"active": false}`, as for an unknown token, so nothing leaks.
+async fn may_introspect(
+    state: &AppState,
+    issuer: &Issuer,
+    caller: &Caller,
+    client_id: &str,
+    audiences: &[&str],
+) -> Result<bool, OAuthError> {
+    let c = match caller {
+        Caller::Admin(a) => return Ok(a.principal.may(admin_token::Permission::ReadRegistry)),
+        Caller::Client(c) => c,
+    };
+    let me = c.agent.id.to_string();
+    if me == client_id {
+        return Ok(true);
+    }
+    let spiffe = spiffe_id(&state.trust_domain, &issuer.tenant.name, c.agent.id);
+    if audiences.iter().any(|a| *a == me || *a == spiffe) {
+        return Ok(true);
+    }
+    Ok(grants_of(state, issuer, &c.agent)
+        .await?
+        .scopes
+        .contains(INTROSPECT_SCOPE))
+}
+
+/// A token's `aud` (RFC 7519 §4.1.3: a string or an array of strings).
+fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The introspection endpoint. `caller` is already authenticated.
 pub async fn introspect(
     state: &AppState,
@@ -1225,6 +1273,10 @@ pub async fn introspect(
     match recognise(state, issuer, token).await? {
         None => Ok(inactive()),
         Some(Known::Jwt { mut claims, checked }) => {
+            if !may_introspect(state, issuer, caller, &checked.client_id, &audiences(&claims)).await? {
+                tracing::debug!(jti = %checked.jti, "introspection by a caller not entitled to the token");
+                return Ok(inactive());
+            }
             if !is_active(state, issuer, &checked).await? {
                 return Ok(inactive());
             }
@@ -1234,6 +1286,11 @@ pub async fn introspect(
             Ok(Value::Object(claims))
         }
         Some(Known::ApiKey(c)) => {
+            // Checked first: an unentitled caller must not mark the key used.
+            if !may_introspect(state, issuer, caller, &c.agent_id.to_string(), &[]).await? {
+                tracing::debug!(credential = %c.id, "introspection by a caller not entitled to the API key");
+                return Ok(inactive());
+            }
             if !c.is_usable(now) {
                 return Ok(inactive());
             }

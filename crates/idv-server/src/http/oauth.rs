@@ -486,6 +486,9 @@ pub async fn tenant_revoke(
 /// and algorithm we support, and nothing else.
 fn metadata(issuer: &Issuer) -> Value {
     let methods = json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]);
+    // RFC 9864 §2.2: `Ed25519` beside the deprecated `EdDSA`.
+    let assertion_algs: Vec<&str> = idv_core::jose::Alg::ACCEPTED.map(|a| a.as_str()).to_vec();
+    let dpop_algs: Vec<&str> = idv_core::dpop::ALGS.map(|a| a.as_str()).to_vec();
     json!({
         "issuer": issuer.url,
         "token_endpoint": issuer.endpoint("/oauth2/token"),
@@ -496,8 +499,8 @@ fn metadata(issuer: &Issuer) -> Value {
         "response_types_supported": [],
         "grant_types_supported": ["client_credentials", oauth::GRANT_TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": methods,
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
-        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "dpop_signing_alg_values_supported": dpop_algs,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     })

@@ -683,6 +683,27 @@ async fn a_delegated_token_is_allowed_only_if_every_party_is(backend: Backend) {
     let d = decide(&s, as_token(&token), "write", account(), json!({})).await;
     assert_eq!(d["decision"], false);
     assert_eq!(d["context"]["reason"], "scope");
+    // Suspending and resuming the actor, or the subject, kills the tokens
+    // issued before for good: a resumption revives none of them.
+    let mut token = token;
+    for who in [&helper, &boss] {
+        for verb in ["suspend", "resume"] {
+            assert_eq!(
+                transition(&s, &s.token, &who.id, verb, "investigation").await.status(),
+                StatusCode::OK
+            );
+        }
+        let d = decide(&s, as_token(&token), "read", account(), json!({})).await;
+        assert_eq!(d["decision"], false, "{d}");
+        assert_eq!(d["context"]["reason"], "token_inactive", "{d}");
+        // Tokens issued after the resumption are good (a few milliseconds
+        // on: one issued in its very millisecond is refused).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let boss_token = own_token(&s, &boss).await;
+        token = exchanged(&s, &helper, &boss_token, ACCESS, &[("scope", "read")]).await;
+        let d = decide(&s, as_token(&token), "read", account(), json!({})).await;
+        assert_eq!(d["decision"], true, "{d}");
+    }
     // The delegator loses the role: the delegated call is denied too.
     let grants = get(&s, &format!("/v1/grants?subject_type=agent&subject_id={}", boss.id)).await;
     let gid = grants["items"][0]["id"].as_str().unwrap();

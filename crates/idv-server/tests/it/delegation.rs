@@ -246,6 +246,18 @@ async fn an_agent_acts_for_another_within_the_delegation(backend: Backend) {
         transition(&s, &s.token, &b.id, "resume", "t").await.status(),
         StatusCode::OK
     );
+    assert_eq!(
+        introspect(&s, &tb).await["active"],
+        false,
+        "a delegated token whose actor was suspended stays dead after the resumption"
+    );
+    // Tokens exchanged after the resumption are good (a few milliseconds on:
+    // a token issued in the very millisecond of the resumption is refused).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let tb = json_ok(exchange(&s, &b, &ta, ACCESS, &[]).await, StatusCode::OK).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(introspect(&s, &tb).await["active"], true);
     assert_eq!(
         transition(&s, &s.token, &a.id, "suspend", "t").await.status(),
@@ -263,7 +275,7 @@ async fn an_agent_acts_for_another_within_the_delegation(backend: Backend) {
         .iter()
         .filter(|e| e["action"] == "token.exchange" && e["outcome"] == "success")
         .collect();
-    assert_eq!(ok.len(), 2);
+    assert_eq!(ok.len(), 3);
     assert_eq!(ok[0]["details"]["delegation_id"], d.as_str());
     assert_eq!(ok[0]["details"]["sub"], a.id.as_str());
     let denied = events

@@ -28,6 +28,9 @@ backend_tests!(
     es256_keys_when_configured,
     sealed_keys_are_bound_to_their_tenant_and_id,
     token_lifetimes_per_tenant_and_class,
+    ed25519_fully_specified_algorithm_is_accepted,
+    a_resumption_revives_no_token,
+    introspection_is_for_the_tokens_parties_only,
 );
 
 async fn token_lifetimes_per_tenant_and_class(backend: Backend) {
@@ -392,6 +395,7 @@ async fn dpop_replay_is_caught_across_nodes(backend: Backend) {
 }
 
 /// An active agent with a client secret.
+#[derive(Clone)]
 pub(crate) struct Client {
     pub(crate) id: String,
     pub(crate) secret: String,
@@ -876,13 +880,16 @@ async fn forged_and_misused_tokens_are_never_active(backend: Backend) {
         "invalid_client",
     )
     .await;
-    // Time passes: the genuine token expires.
+    // Time passes: the genuine token is dead from its `exp` on, with no
+    // leeway: we judge our own tokens by our own clock (RFC 7519 §4.1.4).
     assert!(active(&s, &genuine).await);
-    s.clock
-        .as_ref()
-        .unwrap()
-        .advance_secs(301 + idv_core::access_token::LEEWAY_SECS);
-    assert!(!active(&s, &genuine).await);
+    let exp = claims["exp"].as_i64().unwrap();
+    let clock = s.clock.as_ref().unwrap();
+    clock.advance_secs(exp - 1 - server_now(&s));
+    assert!(active(&s, &genuine).await, "alive in its last second");
+    clock.advance_secs(1);
+    assert_eq!(server_now(&s), exp);
+    assert!(!active(&s, &genuine).await, "inactive at `exp`");
 }
 
 fn with(v: &Value, k: &str, x: Value) -> Value {
@@ -917,7 +924,7 @@ async fn suspended_and_retired_agents_lose_access_at_once(backend: Backend) {
         transition(&s, &s.token, &c.id, "resume", "cleared").await.status(),
         StatusCode::OK
     );
-    assert!(active(&s, &t).await);
+    assert!(!active(&s, &t).await, "a resumption revives no token");
     access_token(&s, &c).await;
     assert_eq!(
         transition(&s, &s.token, &c.id, "retire", "done").await.status(),
@@ -1128,6 +1135,242 @@ async fn api_keys_are_scoped_checked_and_recorded(backend: Backend) {
     assert_eq!(r, json!({"active": false}));
     // The key never appears in the audit log.
     assert!(!serde_json::to_string(&all_events(&s).await).unwrap().contains(key));
+}
+
+/// RFC 9864 §2.2: oauth4webapi and openid-client sign client assertions and
+/// DPoP proofs with `"alg": "Ed25519"`; both are accepted for Ed25519 keys
+/// and the metadata says so.
+async fn ed25519_fully_specified_algorithm_is_accepted(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let meta = json_ok(
+        s.http
+            .get(s.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    for k in [
+        "token_endpoint_auth_signing_alg_values_supported",
+        "dpop_signing_alg_values_supported",
+    ] {
+        assert_eq!(meta[k], json!(["EdDSA", "Ed25519", "ES256"]), "{k}");
+    }
+    let c = client(&s, &s.token, "ed25519-bot").await;
+    let pair = KeyPair::generate(Alg::Ed25519);
+    // The JWK may name the fully-specified algorithm too.
+    let jwk = serde_json::to_value(pair.public_jwk("ext-1")).unwrap();
+    assert_eq!(jwk["alg"], "Ed25519");
+    credential(&s, &s.token, &c.id, json!({"type": "private_key_jwt", "jwk": jwk})).await;
+    let now = server_now(&s);
+    let assertion = pair.sign(
+        "ext-1",
+        "JWT",
+        &json!({"iss": c.id, "sub": c.id, "aud": s.url("/oauth2/token"), "exp": now + 60, "iat": now,
+                "jti": crate::ghost_id()}),
+    );
+    assert_eq!(jose::decode(&assertion).unwrap().header.alg, Alg::Ed25519);
+    let dpop_key = KeyPair::generate(Alg::Ed25519);
+    let proof = dpop_proof(&dpop_key, &s.url("/oauth2/token"), now, json!({}));
+    assert_eq!(jose::decode(&proof).unwrap().header.alg, Alg::Ed25519);
+    let res = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .header("DPoP", &proof)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body = json_ok(res, StatusCode::OK).await;
+    assert_eq!(body["token_type"], "DPoP");
+    let t = body["access_token"].as_str().unwrap();
+    let claims = verify_with_jwks(&s, "/.well-known/jwks.json", t).await;
+    assert_eq!(claims["cnf"]["jkt"], dpop_key.public_key().jwk().thumbprint().unwrap());
+    assert_eq!(claims["client_id"], c.id.as_str());
+}
+
+/// Suspension is for investigations: the tokens issued before it stay dead
+/// after the agent is resumed (an attacker may hold them), and so do those
+/// issued before a compromise; tokens issued afterwards are good. Every
+/// node agrees once the change's notification reaches it.
+async fn a_resumption_revives_no_token(backend: Backend) {
+    let s = start_manual(backend).await;
+    let clock = s.clock.clone().unwrap();
+    // PostgreSQL: a second node whose caches hold the agent as it was.
+    let node2 = match backend {
+        Backend::Postgres => Some(s.second_node().await.unwrap()),
+        Backend::Sqlite => None,
+    };
+    let nodes: Vec<&TestServer> = std::iter::once(&s).chain(node2.as_ref()).collect();
+    let c = client(&s, &s.token, "resumed-bot").await;
+    let mut before = Vec::new();
+    for n in &nodes {
+        let t = token(n, "", &c, &[]).await["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(introspect_admin(n, "", &n.token, &t).await["active"], true);
+        before.push((*n, t));
+    }
+    clock.advance_secs(1);
+    for verb in ["suspend", "resume"] {
+        assert_eq!(
+            transition(&s, &s.token, &c.id, verb, "investigation").await.status(),
+            StatusCode::OK
+        );
+    }
+    for (n, t) in &before {
+        crate::eventually_within("the node sees the cut", 1, || async {
+            introspect_admin(n, "", &n.token, t).await == json!({"active": false})
+        })
+        .await;
+    }
+    clock.advance_secs(1);
+    let mut after = Vec::new();
+    for n in &nodes {
+        let t = token(n, "", &c, &[]).await["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            introspect_admin(n, "", &n.token, &t).await["active"],
+            true,
+            "issued after the resumption"
+        );
+        after.push((*n, t));
+    }
+    let agent = json_ok(
+        s.req(Method::GET, &format!("/v1/agents/{}", c.id))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(agent["status"], "active");
+    clock.advance_secs(1);
+    json_ok(
+        s.req(Method::POST, &format!("/v1/agents/{}/compromised", c.id))
+            .json(&json!({"reason": "secret in a public repository"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    for (n, t) in &after {
+        crate::eventually_within("the node sees the compromise", 1, || async {
+            introspect_admin(n, "", &n.token, t).await == json!({"active": false})
+        })
+        .await;
+    }
+}
+
+/// RFC 7662 §4: only the token's own client, an agent it is addressed to, an
+/// agent granted `introspect`, or an admin token that may read the registry
+/// learn anything; everyone else is told `{"active": false}`.
+async fn introspection_is_for_the_tokens_parties_only(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let owner = client(&s, &s.token, "intro-owner").await;
+    let stranger = client(&s, &s.token, "intro-stranger").await;
+    let rs = client(&s, &s.token, "intro-rs").await;
+    let checker = client(&s, &s.token, "intro-checker").await;
+    let spiffe_of = |t: &str| {
+        jose::decode(t).unwrap().claims["spiffe_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let rs_spiffe = spiffe_of(&access_token(&s, &rs).await);
+    for (who, field, value) in [
+        (
+            &owner,
+            "allowed_resources",
+            json!(["https://api.bank.example/ledger", rs_spiffe]),
+        ),
+        (&checker, "allowed_scopes", json!(["ledger:read", "introspect"])),
+    ] {
+        json_ok(
+            s.req(Method::PATCH, &format!("/v1/agents/{}", who.id))
+                .json(&json!({ field: value }))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let t = access_token(&s, &owner).await;
+    let for_rs = token(&s, "", &owner, &[("resource", rs_spiffe.as_str())]).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = credential(
+        &s,
+        &s.token,
+        &owner.id,
+        json!({"type": "api_key", "scopes": ["ledger:read"]}),
+    )
+    .await;
+    let key = key["api_key"].as_str().unwrap().to_owned();
+    let ask = |who: &Client, token: &str| {
+        let (s, who, token) = (&s, who.clone(), token.to_owned());
+        async move {
+            json_ok(
+                post_form(s, "/oauth2/introspect", Some(&who), &[("token", token.as_str())]).await,
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+    // The token's own client and an agent granted `introspect`.
+    for who in [&owner, &checker] {
+        for tok in [&t, &for_rs, &key] {
+            assert_eq!(ask(who, tok).await["active"], true, "{}", who.id);
+        }
+    }
+    // An agent the token is addressed to (its SPIFFE id in `aud`), for that token only.
+    assert_eq!(ask(&rs, &for_rs).await["active"], true);
+    // Anyone else learns nothing, not even that the token exists.
+    for (who, tok) in [
+        (&stranger, &t),
+        (&stranger, &for_rs),
+        (&stranger, &key),
+        (&rs, &t),
+        (&rs, &key),
+    ] {
+        assert_eq!(ask(who, tok).await, json!({"active": false}), "{}", who.id);
+    }
+    // The refused look at the API key did not count as a use.
+    let creds = json_ok(
+        s.req(Method::GET, &format!("/v1/agents/{}/credentials", owner.id))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let uses = all_events(&s)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "api_key.use")
+        .count();
+    assert_eq!(uses, 2, "{creds}");
+    // Admin tokens: roles that read the registry may; a PEP asks for decisions only.
+    for (role, expected) in [
+        ("auditor", json!(true)),
+        ("operator", json!(true)),
+        ("pep", json!(null)),
+    ] {
+        let (admin, _) = crate::named_token(&s, "default", role, &format!("intro-{role}")).await;
+        let i = introspect_admin(&s, "", &admin, &t).await;
+        assert_eq!(i["active"], expected.as_bool().unwrap_or(false), "{role}: {i}");
+        if expected.is_null() {
+            assert_eq!(i, json!({"active": false}));
+        }
+    }
 }
 
 async fn private_key_jwt_assertions(backend: Backend) {

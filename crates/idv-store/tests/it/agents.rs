@@ -667,12 +667,14 @@ async fn updates_check_the_version(backend: Backend) {
                 owner: Some("new-owner".into()),
                 environment: Some(Some(Environment::Test)),
                 capabilities: Some(vec!["x:y".into()]),
+                allowed_scopes: Some(["ledger:read".to_owned()].into()),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
     assert_eq!(changed.version, 2);
+    assert_eq!(changed.grants.scopes, ["ledger:read".to_owned()].into());
     assert_eq!(changed.updated_at, f.clock.now());
     assert_eq!(changed.created_at, a.created_at);
     assert_eq!(
@@ -827,6 +829,10 @@ async fn transitions_follow_the_lifecycle(backend: Backend) {
                     assert_eq!(done.status_reason.as_deref(), Some("because"));
                     assert_eq!(done.status_changed_at, f.clock.now());
                     assert_eq!(done.status_changed_by, "system:test");
+                    if matches!(t, Transition::Suspend | Transition::Resume) {
+                        // Tokens issued until now stay dead after a resumption.
+                        assert_eq!(done.tokens_not_before, Some(f.clock.now()));
+                    }
                     assert_eq!(f.store.agent(f.tenant.id, a.id).await.unwrap().as_ref(), Some(&done));
                     let ev = f.events_after(head).await;
                     assert_eq!(ev.len(), 1);
