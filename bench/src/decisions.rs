@@ -242,6 +242,7 @@ fn synthetic_agent(i: usize) -> Agent {
         created_by: String::new(),
         updated_at: t,
         version: 1,
+        tokens_not_before: None,
     }
 }
 
