@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_audit_id_unindexed.sql"),
         postgres: include_str!("../migrations/postgres/0011_audit_id_unindexed.sql"),
     },
+    Migration {
+        version: 16,
+        sqlite: include_str!("../migrations/sqlite/0016_approval_duties.sql"),
+        postgres: include_str!("../migrations/postgres/0016_approval_duties.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

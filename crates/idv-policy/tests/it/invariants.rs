@@ -121,6 +121,8 @@ fn ask<'a>(
         actor,
         delegators,
         action,
+        action_properties: None,
+        subject_properties: None,
         resource: Target::Entity {
             uid: res,
             properties: None,
@@ -177,6 +179,8 @@ proptest! {
             actor: Party::Agent(&caller),
             delegators: vec![],
             action: "invoke",
+            action_properties: None,
+            subject_properties: None,
             resource: Target::Agent(callee),
             context: &ctx,
             now: Timestamp::from_micros(hour * 3_600_000_000),
@@ -329,6 +333,8 @@ fn approvals_conditions_expiry_and_fail_closed_forbids() {
             actor: Party::Agent(&a),
             delegators: vec![],
             action: "write",
+            action_properties: None,
+            subject_properties: None,
             resource: Target::Entity {
                 uid: &res,
                 properties: Some(&props),
