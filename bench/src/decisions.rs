@@ -321,6 +321,8 @@ pub async fn run(args: &DecisionsArgs, server: Option<&Arc<Server>>) -> anyhow::
             actor: Party::Agent(agent),
             delegators: vec![],
             action: &action,
+            action_properties: None,
+            subject_properties: None,
             resource: Target::Entity {
                 uid: &res,
                 properties: Some(&props),

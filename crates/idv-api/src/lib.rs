@@ -1072,8 +1072,20 @@ pub struct AgentPermissions {
     pub agent_id: Uuid,
     /// Roles held directly, through its class or its groups.
     pub roles: BTreeSet<String>,
-    /// The actions those roles and single-permission grants give.
+    /// The actions it may take outright: those its roles and
+    /// single-permission grants give, and those of every unconditional
+    /// permit that names it, its class, or a role or group it is in
+    /// (`principal in Role::"auditor"`), or that is open to every agent.
     pub actions: BTreeSet<String>,
+    /// Actions permitted only under a condition (a `when`/`unless` clause,
+    /// a conditional grant) or after approval.
+    #[serde(default)]
+    pub conditional_actions: BTreeSet<String>,
+    /// Each action above with the ids of the policies that permit it
+    /// (generated ones included: `role:<name>`, `permission:<action>`,
+    /// `grant:<id>`).
+    #[serde(default)]
+    pub policies: std::collections::BTreeMap<String, BTreeSet<String>>,
     /// Grants made to the agent itself (class and group grants are listed
     /// under `/v1/grants`).
     pub grants: Vec<GrantView>,
@@ -1143,7 +1155,7 @@ pub struct AzEntity {
 pub struct AzAction {
     /// Its name.
     pub name: String,
-    /// Attributes (not used by policies).
+    /// Attributes: `context.action` in policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub properties: Option<serde_json::Map<String, serde_json::Value>>,
@@ -1253,6 +1265,108 @@ pub struct AuthzenConfiguration {
     pub access_evaluation_endpoint: String,
     /// `POST` many evaluations.
     pub access_evaluations_endpoint: String,
+    /// `POST` a subject search (§8.4).
+    pub search_subject_endpoint: String,
+    /// `POST` a resource search (§8.5).
+    pub search_resource_endpoint: String,
+    /// `POST` an action search (§8.6).
+    pub search_action_endpoint: String,
+}
+
+/// A subject or resource of an AuthZEN search: the one searched for names
+/// only its `type` (an `id`, if sent, is ignored).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "JsonObject")]
+pub struct AzSearchEntity {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its id (required for the parts that are not searched for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Attributes supplied by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// AuthZEN 1.0 §8.2: paging of a search request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "JsonObject")]
+pub struct SearchPage {
+    /// The `next_token` of the previous page of the same search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// At most this many results (default 100, at most 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// AuthZEN 1.0 §8: a subject, resource or action search. Which parts are
+/// required depends on the search: the searched part names only a type (or,
+/// for actions, is left out).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct SearchRequest {
+    /// The subject.
+    #[serde(default)]
+    pub subject: Option<AzSearchEntity>,
+    /// The action (not in an action search).
+    #[serde(default)]
+    pub action: Option<AzAction>,
+    /// The resource.
+    #[serde(default)]
+    pub resource: Option<AzSearchEntity>,
+    /// Circumstances, as in an evaluation.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Paging.
+    #[serde(default)]
+    pub page: Option<SearchPage>,
+}
+
+/// AuthZEN 1.0 §8.2: paging of a search response.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchPageResponse {
+    /// Pass as `page.token` for the next page; empty on the last page.
+    pub next_token: String,
+    /// How many results this page holds.
+    pub count: u64,
+}
+
+/// A subject or resource found.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AzFound {
+    /// Its type (as asked).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its id.
+    pub id: String,
+}
+
+/// AuthZEN 1.0 §8.4, §8.5: the subjects or resources the decision allows.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntitySearchResponse {
+    /// This page's results.
+    pub results: Vec<AzFound>,
+    /// Paging.
+    pub page: SearchPageResponse,
+}
+
+/// An action found.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AzActionName {
+    /// Its name.
+    pub name: String,
+}
+
+/// AuthZEN 1.0 §8.6: the actions the decision allows.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ActionSearchResponse {
+    /// This page's results.
+    pub results: Vec<AzActionName>,
+    /// Paging.
+    pub page: SearchPageResponse,
 }
 
 /// An approval request.
@@ -1289,6 +1403,15 @@ pub struct ApprovalView {
     pub decided_by: Option<String>,
     /// The approver's comment.
     pub comment: Option<String>,
+    /// Who may approve: `any`, `owner` or `group:<name>` (each must hold).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// How many distinct people must approve.
+    #[serde(default)]
+    pub required: u8,
+    /// Who approved so far.
+    #[serde(default)]
+    pub approved_by: Vec<String>,
 }
 
 /// `POST /v1/approvals/{id}/approve|reject`.
@@ -1364,6 +1487,22 @@ from_object!(AzAction, AzActionFields {
     name: String,
     #[serde(default)]
     properties: Option<JsonObject>,
+});
+
+from_object!(AzSearchEntity, AzSearchEntityFields {
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    properties: Option<JsonObject>,
+});
+
+from_object!(SearchPage, SearchPageFields {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
 });
 
 from_object!(EvaluationItem, EvaluationItemFields {

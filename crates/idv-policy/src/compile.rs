@@ -9,6 +9,7 @@ use cedar_policy::{
     ActionConstraint, Effect, Entities, Entity, EntityUid, Expression, Policy, PolicyId, PolicySet, Schema,
     SchemaFragment, ValidationMode, Validator,
 };
+use idv_core::approval::{ApprovalRule, Approvers, MAX_REQUIRED};
 use idv_core::role::{Role, RoleGrant};
 
 use crate::engine;
@@ -22,6 +23,15 @@ pub const BASE_SCHEMA: &str = include_str!("../../../policies/idv.cedarschema");
 /// The annotation that marks a permit as needing human approval; its value
 /// says why (e.g. `@requires_approval("transfers above 10,000")`).
 pub const REQUIRES_APPROVAL: &str = "requires_approval";
+
+/// Beside [`REQUIRES_APPROVAL`]: who may approve, `owner` (the agent's
+/// owner), `group:<name>` (a member of a directory group) or `any` (the
+/// default).
+pub const APPROVERS: &str = "approvers";
+
+/// Beside [`REQUIRES_APPROVAL`]: how many distinct people must approve,
+/// `1` (the default) or `2`.
+pub const APPROVALS: &str = "approvals";
 
 /// Limits on what a version may hold.
 pub mod limits {
@@ -131,6 +141,8 @@ pub struct Compiled {
     pub(crate) policies: PolicySet,
     /// Policy id → why it needs approval.
     pub(crate) approvals: HashMap<PolicyId, String>,
+    /// Policy id → who may approve and how many must.
+    pub(crate) approval_rules: HashMap<PolicyId, ApprovalRule>,
     /// Every action with itself and its ancestor groups.
     pub(crate) actions: HashMap<EntityUid, HashSet<EntityUid>>,
     /// The action entities, one cloned into each request.
@@ -302,6 +314,7 @@ pub fn compile_stored(policies: &str, schema_fragment: Option<&str>) -> Result<C
     // Stable ids: `@id("…")` where given, else Cedar's positional `policyN`.
     let mut set = PolicySet::new();
     let mut approvals = HashMap::new();
+    let mut approval_rules = HashMap::new();
     let mut seen = HashSet::new();
     for p in parsed.policies() {
         let id = p.annotation("id").map_or_else(|| p.id().to_string(), str::to_owned);
@@ -344,6 +357,23 @@ pub fn compile_stored(policies: &str, schema_fragment: Option<&str>) -> Result<C
             }
             approvals.insert(pid.clone(), why.to_owned());
         }
+        match approval_rule(p.annotation(APPROVERS), p.annotation(APPROVALS)) {
+            Ok(None) => {}
+            Ok(Some(_)) if p.annotation(REQUIRES_APPROVAL).is_none() => problems.push(Problem {
+                policy_id: Some(id.clone()),
+                ..Problem::new(
+                    Source::Policies,
+                    format!("`@{APPROVERS}` and `@{APPROVALS}` go with `@{REQUIRES_APPROVAL}` (policy `{id}`)"),
+                )
+            }),
+            Ok(Some(rule)) => {
+                approval_rules.insert(pid.clone(), rule);
+            }
+            Err(message) => problems.push(Problem {
+                policy_id: Some(id.clone()),
+                ..Problem::new(Source::Policies, format!("policy `{id}`: {message}"))
+            }),
+        }
         if let Err(e) = set.add(p.new_id(pid)) {
             problems.push(Problem::new(Source::Policies, e.to_string()));
         }
@@ -367,6 +397,7 @@ pub fn compile_stored(policies: &str, schema_fragment: Option<&str>) -> Result<C
         schema,
         policies: set,
         approvals,
+        approval_rules,
         actions,
         action_entities,
     })
@@ -412,6 +443,31 @@ fn action_hierarchy(schema: &Schema) -> Result<Actions, Vec<Problem>> {
         }
     }
     Ok((actions, action_entities))
+}
+
+/// A policy's approval rule from its annotations (`None` if it has neither).
+fn approval_rule(approvers: Option<&str>, approvals: Option<&str>) -> Result<Option<ApprovalRule>, String> {
+    if approvers.is_none() && approvals.is_none() {
+        return Ok(None);
+    }
+    let who = match approvers {
+        None => Approvers::Any,
+        Some(a) => Approvers::parse(a)
+            .ok_or_else(|| format!("`@{APPROVERS}(\"{a}\")` is not `owner`, `group:<name>` or `any`"))?,
+    };
+    let required = match approvals {
+        None => 1,
+        Some(n) => n
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|n| (1..=MAX_REQUIRED).contains(n))
+            .ok_or_else(|| format!("`@{APPROVALS}(\"{n}\")` is not 1 or {MAX_REQUIRED}"))?,
+    };
+    Ok(Some(ApprovalRule {
+        approvers: vec![who],
+        required,
+    }))
 }
 
 /// Whether a policy's action scope can match `action` (given it and its

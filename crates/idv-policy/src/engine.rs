@@ -2,7 +2,7 @@
 //! directory, turned into Cedar policy slices and entity memberships. Built
 //! once per change, shared by every decision until the next.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -12,6 +12,7 @@ use cedar_policy::{
 };
 use idv_core::Timestamp;
 use idv_core::agent::Agent;
+use idv_core::approval::ApprovalRule;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::lifecycle::Status;
 use idv_core::role::{GrantSubject, Permission, Role, RoleGrant};
@@ -21,8 +22,19 @@ use serde_json::{Map, Value};
 use crate::compile::{Compiled, action_uid, entity_uid, may_apply};
 use crate::value::{ValueError, to_cedar};
 
-/// Context keys the server fills in; callers may not set them.
-pub const RESERVED_CONTEXT: [&str; 6] = ["now", "hour", "weekday", "source_ip", "token", "role"];
+/// Context keys the server fills in; callers may not set them. `action`
+/// and `subject` carry the request's `action.properties` and (for agent and
+/// token subjects) `subject.properties` (AuthZEN 1.0 §5.1, §5.3).
+pub const RESERVED_CONTEXT: [&str; 8] = [
+    "now",
+    "hour",
+    "weekday",
+    "source_ip",
+    "token",
+    "role",
+    "action",
+    "subject",
+];
 
 /// A party to a decision: the acting subject or one of its delegators.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +79,15 @@ pub struct Query<'a> {
     pub delegators: Vec<Party<'a>>,
     /// The action's name.
     pub action: &'a str,
+    /// The caller's `action.properties`: `context.action` (the schema has
+    /// no attributes for actions).
+    pub action_properties: Option<&'a Map<String, Value>>,
+    /// The caller's `subject.properties`. For a directory subject they fill
+    /// the attributes the directory does not set (the directory is
+    /// authoritative for who a subject is); for an agent (or token) subject
+    /// they are `context.subject`, beside the registry's attributes, which
+    /// callers cannot change.
+    pub subject_properties: Option<&'a Map<String, Value>>,
     /// On what.
     pub resource: Target<'a>,
     /// The caller's context attributes.
@@ -125,6 +146,17 @@ impl Decision {
     }
 }
 
+/// What the policies let one agent do ([`Engine::permitted`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permitted {
+    /// Actions some permit gives it outright.
+    pub actions: BTreeSet<String>,
+    /// Actions permitted only under a condition or after approval.
+    pub conditional: BTreeSet<String>,
+    /// Each of those actions with the ids of the permits that give it.
+    pub policies: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// A request the engine cannot evaluate as given.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
@@ -163,6 +195,9 @@ pub struct Engine {
     directory: HashMap<EntityUid, Map<String, Value>>,
     /// Actions of each role (generated roles for single permissions included).
     role_actions: HashMap<String, BTreeSet<String>>,
+    /// Policies with a `when` or `unless` clause (or no JSON form): they
+    /// hold only when their condition does.
+    conditional: HashSet<PolicyId>,
     /// Attribute names some policy reads (`.name`, `has name`); stored
     /// attributes outside it are left off the entities a decision builds.
     /// `None`: keep every attribute.
@@ -357,6 +392,16 @@ impl Engine {
             }
         }
         let read_attrs = read_attributes(&policies);
+        let conditional = policies
+            .iter()
+            .filter(|p| {
+                p.to_json()
+                    .ok()
+                    .and_then(|j| j.get("conditions").and_then(Value::as_array).map(Vec::is_empty))
+                    != Some(true)
+            })
+            .map(|p| p.id().clone())
+            .collect();
         let mut slices = HashMap::new();
         for (action, groups) in &compiled.actions {
             let mut slice = Slice::default();
@@ -379,10 +424,40 @@ impl Engine {
             ancestors: flatten(&edges),
             directory: attrs,
             role_actions,
+            conditional,
             read_attrs,
             valid_until,
             warnings,
         }
+    }
+
+    /// The approval rule of a decision that needs approval, from its
+    /// determining policies (their `@approvers` and `@approvals`, combined:
+    /// every approver constraint, the largest count).
+    pub fn approval_rule<'a>(&self, determining: impl IntoIterator<Item = &'a String>) -> ApprovalRule {
+        let rules: Vec<&ApprovalRule> = determining
+            .into_iter()
+            .filter_map(|id| self.compiled.approval_rules.get(&PolicyId::new(id)))
+            .collect();
+        ApprovalRule::combine(rules)
+    }
+
+    /// The directory groups an entity is in (transitively), by name: for
+    /// approvals that need a group's member.
+    pub fn groups_of(&self, type_name: &str, id: &str) -> Vec<String> {
+        let Some(uid) = entity_uid(type_name, id) else {
+            return vec![];
+        };
+        let mut out: Vec<String> = self
+            .ancestors
+            .get(&uid)
+            .into_iter()
+            .flatten()
+            .filter(|u| u.type_name().to_string() == "Group")
+            .map(|u| u.id().unescaped().to_owned())
+            .collect();
+        out.sort();
+        out
     }
 
     /// The version it runs.
@@ -428,6 +503,73 @@ impl Engine {
             }
         }
         (roles, actions)
+    }
+
+    /// What the policies let an agent do, by action: every permit whose
+    /// principal scope names the agent, its class, or a role or group it is
+    /// in (`principal in Role::"auditor"`), and every permit open to all
+    /// agents (`principal`, `principal is Agent`), for the actions whose
+    /// schema admits an `Agent` principal. Roles and grants count through the
+    /// policies they generate. An action is in [`Permitted::actions`] when
+    /// some such permit has no condition and needs no approval (it may still
+    /// name its resources), and in [`Permitted::conditional`] when every such
+    /// permit has a condition or needs approval. A forbid with no condition
+    /// and no resource scope that applies to the agent removes the action.
+    pub fn permitted(&self, agent: &Agent) -> Permitted {
+        let mut out = Permitted::default();
+        let Some(uid) = entity_uid("Agent", &agent.id.to_string()) else {
+            return out;
+        };
+        let mut scopes = self.agent_parents(agent, &uid);
+        scopes.insert(uid);
+        let is_agent = |t: &cedar_policy::EntityTypeName| t.to_string() == "Agent";
+        for (action, slice) in &self.slices {
+            let for_agents = self
+                .compiled
+                .schema
+                .principals_for_action(action)
+                .is_some_and(|mut ts| ts.any(is_agent));
+            if !for_agents {
+                continue;
+            }
+            let applies = |p: &&Policy| match p.principal_constraint() {
+                PrincipalConstraint::Any => true,
+                PrincipalConstraint::Is(t) => is_agent(&t),
+                PrincipalConstraint::In(u) | PrincipalConstraint::Eq(u) => scopes.contains(&u),
+                PrincipalConstraint::IsIn(t, u) => is_agent(&t) && scopes.contains(&u),
+            };
+            let policies: Vec<&Policy> = slice
+                .generic
+                .iter()
+                .chain(scopes.iter().filter_map(|u| slice.by_principal.get(u)).flatten())
+                .filter(applies)
+                .collect();
+            let unconditional = |p: &&&Policy| {
+                !self.conditional.contains(p.id()) && p.resource_constraint() == cedar_policy::ResourceConstraint::Any
+            };
+            let forbidden = policies
+                .iter()
+                .filter(|p| p.effect() == Effect::Forbid)
+                .any(|p| unconditional(&p));
+            let permits: Vec<&&Policy> = policies.iter().filter(|p| p.effect() == Effect::Permit).collect();
+            if permits.is_empty() || forbidden {
+                continue;
+            }
+            let name = action.id().unescaped().to_owned();
+            let free = permits
+                .iter()
+                .any(|p| !self.conditional.contains(p.id()) && !self.compiled.approvals.contains_key(p.id()));
+            if free {
+                out.actions.insert(name.clone());
+            } else {
+                out.conditional.insert(name.clone());
+            }
+            out.policies
+                .entry(name)
+                .or_default()
+                .extend(permits.iter().map(|p| p.id().to_string()));
+        }
+        out
     }
 
     fn agent_parents(&self, a: &Agent, uid: &EntityUid) -> HashSet<EntityUid> {
@@ -482,12 +624,14 @@ impl Engine {
         Some((entity, parents))
     }
 
-    /// A directory entity (or a bare one), with `properties` over its stored attributes.
+    /// A directory entity (or a bare one), with `properties` over or under
+    /// its stored attributes.
     fn other_entity(
         &self,
         r: &EntityRef,
         properties: Option<&Map<String, Value>>,
         path: &str,
+        overlay: Overlay,
     ) -> Result<Option<Entity>, QueryError> {
         let Some(uid) = ref_uid(r) else { return Ok(None) };
         let mut attrs = HashMap::new();
@@ -499,10 +643,31 @@ impl Engine {
             }
         }
         for (k, v) in properties.into_iter().flatten() {
-            attrs.insert(k.clone(), to_cedar(v, || format!("{path}.{k}"))?);
+            let v = to_cedar(v, || format!("{path}.{k}"))?;
+            match overlay {
+                Overlay::Over => {
+                    attrs.insert(k.clone(), v);
+                }
+                Overlay::Under => {
+                    attrs.entry(k.clone()).or_insert(v);
+                }
+            }
         }
         let parents = self.ancestors.get(&uid).cloned().unwrap_or_default();
         Ok(Entity::new(uid, attrs, parents).ok())
+    }
+
+    /// The ids of the directory's entities of one type (those stored and
+    /// those that only appear as a parent), sorted: the candidates of an
+    /// AuthZEN search for that type.
+    pub fn entity_ids(&self, type_name: &str) -> BTreeSet<String> {
+        self.directory
+            .keys()
+            .chain(self.ancestors.keys())
+            .chain(self.ancestors.values().flatten())
+            .filter(|u| u.type_name().to_string() == type_name)
+            .map(|u| u.id().unescaped().to_owned())
+            .collect()
     }
 
     fn known(&self, r: &EntityRef) -> bool {
@@ -522,6 +687,18 @@ impl Engine {
             let v = to_cedar(v, || format!("context.{k}"))?;
             if self.reads(k) {
                 base.push((k.clone(), v));
+            }
+        }
+        if let Some(p) = q.action_properties {
+            let v = to_cedar(&Value::Object(p.clone()), || "action.properties".to_owned())?;
+            if self.reads("action") {
+                base.push(("action".into(), v));
+            }
+        }
+        if let (Some(p), Party::Agent(_)) = (q.subject_properties, q.actor) {
+            let v = to_cedar(&Value::Object(p.clone()), || "subject.properties".to_owned())?;
+            if self.reads("subject") {
+                base.push(("subject".into(), v));
             }
         }
         let secs = q.now.as_micros().div_euclid(1_000_000);
@@ -567,7 +744,7 @@ impl Engine {
             Target::Agent(a) => self.agent(a).map(|(e, _)| e),
             Target::Entity { uid, properties } => {
                 if self.compiled.has_entity_type(&uid.type_name) {
-                    self.other_entity(uid, properties, "resource.properties")?
+                    self.other_entity(uid, properties, "resource.properties", Overlay::Over)?
                 } else {
                     None
                 }
@@ -645,7 +822,13 @@ impl Engine {
                 let ancestors = ref_uid(r)
                     .and_then(|u| self.ancestors.get(&u).cloned())
                     .unwrap_or_default();
-                (self.other_entity(r, None, "subject")?, ancestors)
+                // Only the actor is the request's subject: delegators have
+                // no caller-supplied properties.
+                let props = if role == "actor" { q.subject_properties } else { None };
+                (
+                    self.other_entity(r, props, "subject.properties", Overlay::Under)?,
+                    ancestors,
+                )
             }
         };
         let Some(principal) = principal else {
@@ -770,6 +953,15 @@ impl Engine {
         }
         Some(set)
     }
+}
+
+/// Whether request properties win over stored attributes (a resource: the
+/// PEP holds its current state) or only fill what is not stored (a subject:
+/// the directory is authoritative for who it is).
+#[derive(Clone, Copy, Debug)]
+enum Overlay {
+    Over,
+    Under,
 }
 
 fn party_name(p: Party<'_>) -> String {

@@ -9,4 +9,4 @@ pub mod shape;
 pub mod value;
 
 pub use compile::{BASE_SCHEMA, Compiled, Problem, compile, compile_stored};
-pub use engine::{Decision, Engine, Inputs, Outcome, Party, Query, QueryError, Target, TokenFacts};
+pub use engine::{Decision, Engine, Inputs, Outcome, Party, Permitted, Query, QueryError, Target, TokenFacts};

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use idv_core::Timestamp;
-use idv_core::approval::{Approval, ApprovalStatus};
+use idv_core::approval::{Approval, ApprovalError, ApprovalStatus, Approver};
 use idv_core::audit::Draft;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::policy_version::PolicyVersion;
@@ -499,7 +499,8 @@ pub(crate) async fn delete_entity(
 }
 
 pub(crate) const APPROVAL_COLS: &str = "id, tenant_id, agent_id, subject_type, subject_id, action, resource_type, \
-     resource_id, context, fingerprint, reasons, assignee, status, created_at, expires_at, decided_at, decided_by, comment";
+     resource_id, context, fingerprint, reasons, assignee, status, created_at, expires_at, decided_at, decided_by, comment, \
+     requested_by, rule, approvals";
 
 pub(crate) fn approval(r: &AnyRow) -> Result<Approval, StoreError> {
     let status: String = r.try_get("status")?;
@@ -523,6 +524,9 @@ pub(crate) fn approval(r: &AnyRow) -> Result<Approval, StoreError> {
         fingerprint: r.try_get("fingerprint")?,
         reasons: row::json(r, "reasons")?,
         assignee: r.try_get("assignee")?,
+        requested_by: row::json(r, "requested_by")?,
+        rule: row::json(r, "rule")?,
+        approvals: row::json(r, "approvals")?,
         status: ApprovalStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("approval status `{status}`")))?,
         created_at: row::ts(r, "created_at")?,
@@ -535,14 +539,15 @@ pub(crate) fn approval(r: &AnyRow) -> Result<Approval, StoreError> {
 
 async fn save_approval(conn: &mut AnyConnection, a: &Approval) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE approvals SET status = $1, expires_at = $2, decided_at = $3, decided_by = $4, comment = $5 \
-         WHERE id = $6",
+        "UPDATE approvals SET status = $1, expires_at = $2, decided_at = $3, decided_by = $4, comment = $5, \
+         approvals = $6 WHERE id = $7",
     )
     .bind(a.status.as_str())
     .bind(a.expires_at.as_micros())
     .bind(a.decided_at.map(Timestamp::as_micros))
     .bind(a.decided_by.clone())
     .bind(a.comment.clone())
+    .bind(to_json(&a.approvals))
     .bind(a.id.to_string())
     .execute(&mut *conn)
     .await?;
@@ -601,7 +606,7 @@ pub(crate) async fn decide(
 async fn insert_approval(conn: &mut AnyConnection, a: &Approval) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "INSERT INTO approvals ({APPROVAL_COLS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
     ))
     .bind(a.id.to_string())
     .bind(a.tenant_id.to_string())
@@ -621,6 +626,9 @@ async fn insert_approval(conn: &mut AnyConnection, a: &Approval) -> Result<(), S
     .bind(a.decided_at.map(Timestamp::as_micros))
     .bind(a.decided_by.clone())
     .bind(a.comment.clone())
+    .bind(to_json(&a.requested_by))
+    .bind(to_json(&a.rule))
+    .bind(to_json(&a.approvals))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -631,28 +639,57 @@ pub(crate) async fn decide_approval(
     tenant_id: Uuid,
     id: Uuid,
     approve: bool,
-    comment: Option<String>,
+    decider: &DecidingApprover,
     now: Timestamp,
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
     let mut a = load_approval(conn, tenant_id, id).await?;
-    a.decide(approve, &ctx.actor.name, comment, now)
-        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let action = if approve { "approval.approve" } else { "approval.reject" };
+    let ev = |a: &Approval| {
+        with_details(
+            draft(ctx, tenant_id, action, "approval", id.to_string()),
+            json!({
+                "subject": a.subject, "action": a.action, "resource": a.resource, "assignee": a.assignee,
+                "comment": decider.comment, "rule": a.rule, "approvals": a.approvals, "status": a.status.as_str(),
+            }),
+        )
+    };
+    // Checked against the approval as it stands in this transaction, so two
+    // approvals by one person cannot both count.
+    match a.decide(
+        approve,
+        &decider.approver,
+        decider.owner.as_deref(),
+        decider.comment.clone(),
+        now,
+    ) {
+        Ok(()) => {}
+        // Separation of duties: the refusal is recorded (denied, with its
+        // reason) in this commit, and nothing else changes.
+        Err(ApprovalError::Refused(r)) => {
+            let mut denied = ev(&a);
+            denied.outcome = idv_core::audit::Outcome::Denied;
+            denied.reason = Some(r.reason().to_owned());
+            let detail = r.to_string();
+            return Ok((Applied::ApprovalRefused(detail), vec![denied]));
+        }
+        Err(e) => return Err(StoreError::Conflict(e.to_string())),
+    }
     save_approval(conn, &a).await?;
-    let ev = with_details(
-        draft(
-            ctx,
-            tenant_id,
-            if approve { "approval.approve" } else { "approval.reject" },
-            "approval",
-            id.to_string(),
-        ),
-        json!({
-            "subject": a.subject, "action": a.action, "resource": a.resource, "assignee": a.assignee,
-            "comment": a.comment,
-        }),
-    );
-    Ok((Applied::Approval(Box::new(a)), vec![ev]))
+    let done = ev(&a);
+    Ok((Applied::Approval(Box::new(a)), vec![done]))
+}
+
+/// Who decides an approval, and what the decision needs to know of the
+/// agent (its owner), gathered before the command runs.
+#[derive(Clone, Debug)]
+pub struct DecidingApprover {
+    /// The person and credential.
+    pub approver: Approver,
+    /// The agent's owner, when the approval is for an agent.
+    pub owner: Option<String>,
+    /// Their comment.
+    pub comment: Option<String>,
 }
 
 /// Columns of one `agent_usage` row as [`Tally::usage_sql`] writes it.

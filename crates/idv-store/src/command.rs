@@ -347,8 +347,8 @@ pub enum Command {
         id: Uuid,
         /// Approve (`true`) or reject.
         approve: bool,
-        /// The approver's comment.
-        comment: Option<String>,
+        /// Who decides (checked for separation of duties in the commit).
+        decider: Box<crate::authz::DecidingApprover>,
     },
     /// Register or replace a target database.
     PutDbTarget {
@@ -514,6 +514,9 @@ pub enum Applied {
     Role(Box<Role>),
     /// A grant after the change.
     Grant(Box<RoleGrant>),
+    /// An approval that this approver may not decide (separation of
+    /// duties): the refusal was audited; why.
+    ApprovalRefused(String),
     /// An approval after the change.
     Approval(Box<Approval>),
     /// A rotation policy after the change, and how many credentials it
@@ -976,8 +979,8 @@ pub(crate) async fn apply(
             tenant_id,
             id,
             approve,
-            comment,
-        } => authz::decide_approval(conn, tenant_id, id, approve, comment, now, ctx).await,
+            decider,
+        } => authz::decide_approval(conn, tenant_id, id, approve, &decider, now, ctx).await,
         Command::CreateWebhook { webhook, sealed_secret } => webhooks::create(conn, *webhook, sealed_secret, ctx).await,
         Command::UpdateWebhook { tenant_id, id, changes } => {
             webhooks::update(conn, tenant_id, id, changes, now, clock, ctx).await

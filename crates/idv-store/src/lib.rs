@@ -32,7 +32,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
-pub use authz::{ApprovalFilter, ApprovalStep, DecisionRecord, Edge, EdgeUse, Usage, UsageRow};
+pub use authz::{ApprovalFilter, ApprovalStep, DecidingApprover, DecisionRecord, Edge, EdgeUse, Usage, UsageRow};
 pub use changes::Changes;
 pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job};
 pub use error::StoreError;

@@ -71,6 +71,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_agent_tokens_not_before.sql"),
         postgres: include_str!("../migrations/postgres/0012_agent_tokens_not_before.sql"),
     },
+    Migration {
+        version: 13,
+        sqlite: include_str!("../migrations/sqlite/0013_approval_duties.sql"),
+        postgres: include_str!("../migrations/postgres/0013_approval_duties.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

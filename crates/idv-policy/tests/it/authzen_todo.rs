@@ -46,6 +46,8 @@ fn decide(engine: &Engine, req: &Value) -> bool {
         actor: Party::Entity(&subject),
         delegators: vec![],
         action: req["action"]["name"].as_str().unwrap(),
+        action_properties: req["action"]["properties"].as_object(),
+        subject_properties: req["subject"]["properties"].as_object(),
         resource: Target::Entity {
             uid: &resource,
             properties: req["resource"]["properties"].as_object(),

@@ -122,6 +122,8 @@ fn ask<'a>(
         actor,
         delegators,
         action,
+        action_properties: None,
+        subject_properties: None,
         resource: Target::Entity {
             uid: res,
             properties: None,
@@ -178,6 +180,8 @@ proptest! {
             actor: Party::Agent(&caller),
             delegators: vec![],
             action: "invoke",
+            action_properties: None,
+            subject_properties: None,
             resource: Target::Agent(callee),
             context: &ctx,
             now: Timestamp::from_micros(hour * 3_600_000_000),
@@ -330,6 +334,8 @@ fn approvals_conditions_expiry_and_fail_closed_forbids() {
             actor: Party::Agent(&a),
             delegators: vec![],
             action: "write",
+            action_properties: None,
+            subject_properties: None,
             resource: Target::Entity {
                 uid: &res,
                 properties: Some(&props),

@@ -42,6 +42,8 @@ pub struct Ask {
     pub subject: Thing,
     /// Does what.
     pub action: String,
+    /// The action's caller-supplied attributes (`context.action`).
+    pub action_properties: Option<Map<String, Value>>,
     /// On what.
     pub resource: Thing,
     /// Circumstances.
@@ -60,13 +62,13 @@ pub struct Answer {
 }
 
 /// The subject and resource, loaded.
-struct Resolved {
-    actor: Option<Agent>,
+pub(super) struct Resolved {
+    pub(super) actor: Option<Agent>,
     /// When the subject is not an agent.
     entity: Option<EntityRef>,
     delegators: Vec<Delegator>,
     callee: Option<Agent>,
-    token: Option<(TokenFacts, String)>,
+    pub(super) token: Option<(TokenFacts, String)>,
     /// A reason to deny before any policy runs.
     refused: Option<&'static str>,
 }
@@ -76,7 +78,7 @@ enum Delegator {
     Entity(EntityRef),
 }
 
-fn is_agent_type(t: &str) -> bool {
+pub(super) fn is_agent_type(t: &str) -> bool {
     t == "agent" || t == "Agent"
 }
 
@@ -87,7 +89,11 @@ async fn load_agent(state: &AppState, tenant_id: Uuid, id: &str) -> Result<Optio
     }
 }
 
-async fn resolve(state: &AppState, tenant: &idv_core::tenant::Tenant, ask: &Ask) -> Result<Resolved, AppError> {
+pub(super) async fn resolve(
+    state: &AppState,
+    tenant: &idv_core::tenant::Tenant,
+    ask: &Ask,
+) -> Result<Resolved, AppError> {
     let mut r = Resolved {
         actor: None,
         entity: None,
@@ -157,7 +163,7 @@ async fn resolve(state: &AppState, tenant: &idv_core::tenant::Tenant, ask: &Ask)
     Ok(r)
 }
 
-fn run(
+pub(super) fn run(
     engine: &Engine,
     r: &Resolved,
     ask: &Ask,
@@ -194,6 +200,8 @@ fn run(
             })
             .collect(),
         action: &ask.action,
+        action_properties: ask.action_properties.as_ref(),
+        subject_properties: ask.subject.properties.as_ref(),
         resource,
         context: &ask.context,
         now,
@@ -230,9 +238,19 @@ fn outcome_name(o: &Outcome) -> &'static str {
 /// The request an approval is for, as a stable digest: only an identical
 /// request may use it.
 fn fingerprint(ask: &Ask) -> String {
+    // Subject and action properties enter only when given, so a request
+    // without them keeps the digest it had before they counted.
+    let mut subject = json!({ "type": ask.subject.type_name, "id": ask.subject.id });
+    if let (Some(p), Value::Object(m)) = (&ask.subject.properties, &mut subject) {
+        m.insert("properties".into(), Value::Object(p.clone()));
+    }
+    let action = match &ask.action_properties {
+        Some(p) => json!({ "name": ask.action, "properties": p }),
+        None => json!(ask.action),
+    };
     let v = json!({
-        "subject": { "type": ask.subject.type_name, "id": ask.subject.id },
-        "action": ask.action,
+        "subject": subject,
+        "action": action,
         "resource": { "type": ask.resource.type_name, "id": ask.resource.id, "properties": ask.resource.properties },
         "context": ask.context,
     });
@@ -271,10 +289,27 @@ async fn prepare(
                 });
             }
             None => {
-                let assignee = r
-                    .actor
-                    .as_ref()
-                    .map_or_else(|| ask.subject.id.clone(), |a| a.owner.clone());
+                let policies = decision.parties.iter().flat_map(|p| &p.determining);
+                let rule = engine.approval_rule(policies);
+                let group = rule.approvers.iter().find_map(|a| match a {
+                    approval::Approvers::Group(g) => Some(format!("group:{g}")),
+                    _ => None,
+                });
+                let assignee = group.unwrap_or_else(|| {
+                    r.actor
+                        .as_ref()
+                        .map_or_else(|| ask.subject.id.clone(), |a| a.owner.clone())
+                });
+                // Who asked: never allowed to approve it (separation of duties).
+                let requested_by = match ctx.actor.kind {
+                    idv_core::audit::ActorKind::System | idv_core::audit::ActorKind::Anonymous => {
+                        approval::Requester::default()
+                    }
+                    _ => approval::Requester {
+                        credential: Some(ctx.actor.reference()),
+                        name: Some(ctx.actor.name.clone()),
+                    },
+                };
                 step = Some(ApprovalStep::Request(Box::new(Approval {
                     id: state.clock.new_id(),
                     tenant_id: tenant.id,
@@ -296,6 +331,9 @@ async fn prepare(
                     fingerprint: fp,
                     reasons: reasons.clone(),
                     assignee,
+                    requested_by,
+                    rule,
+                    approvals: vec![],
                     status: ApprovalStatus::Pending,
                     created_at: now,
                     expires_at: now.plus_secs(approval::PENDING_SECS),
@@ -332,6 +370,8 @@ async fn prepare(
             "action": ask.action,
             "resource": { "type": ask.resource.type_name, "id": ask.resource.id },
             "context": ask.context,
+            "subject_properties": ask.subject.properties,
+            "action_properties": ask.action_properties,
             "decision": outcome_name(&outcome),
             "policy_version": engine.version(),
             "parties": decision.parties,
@@ -604,14 +644,37 @@ pub async fn decide_approval(
             detail: "`comment`: at most 1024 characters".into(),
         });
     }
+    // What separation of duties needs to know, gathered before the
+    // command; the check itself runs in the commit against the approval as
+    // it stands there.
+    let current = approval(state, caller, id).await?;
+    let owner = match current.agent_id {
+        Some(a) => state.store.agent(caller.tenant.id, a).await?.map(|a| a.owner),
+        None => None,
+    };
+    let engine = super::policies::engine(state, caller.tenant.id).await?;
+    let name = caller.principal.token_name.clone();
+    let approver = approval::Approver {
+        // The admin API takes admin tokens only: an agent's credential never
+        // reaches this point (kept explicit should that ever change).
+        is_agent: caller.actor().kind == idv_core::audit::ActorKind::Agent,
+        groups: engine.groups_of("Human", &name),
+        credential: caller.actor().reference(),
+        name,
+    };
     let cmd = Command::DecideApproval {
         tenant_id: caller.tenant.id,
         id,
         approve,
-        comment,
+        decider: Box::new(idv_store::DecidingApprover {
+            approver,
+            owner,
+            comment,
+        }),
     };
     match state.store.execute(cmd, caller.context()).await? {
         Applied::Approval(a) => Ok(*a),
+        Applied::ApprovalRefused(why) => Err(AppError::Forbidden(why)),
         _ => Err(super::tenants::unexpected()),
     }
 }
@@ -624,31 +687,46 @@ pub async fn graph(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<
     Ok(edges.into_iter().partition(|e| e.caller == agent_id))
 }
 
-/// What an agent may do (roles and actions from the data), its own grants,
-/// and what it has used.
-pub async fn permissions(
-    state: &AppState,
-    caller: &Caller,
-    agent_id: Uuid,
-) -> Result<
-    (
-        BTreeSet<String>,
-        BTreeSet<String>,
-        Vec<idv_core::role::RoleGrant>,
-        Vec<UsageRow>,
-    ),
-    AppError,
-> {
+/// What an agent may do: its roles, the actions they and the policies give
+/// it, its own grants, and what it has used.
+#[derive(Clone, Debug)]
+pub struct AgentPermissions {
+    /// Roles held directly, through its class or its groups.
+    pub roles: BTreeSet<String>,
+    /// What roles, grants and policies give it, by action.
+    pub permitted: idv_policy::Permitted,
+    /// Grants made to the agent itself.
+    pub grants: Vec<idv_core::role::RoleGrant>,
+    /// What it has used.
+    pub usage: Vec<UsageRow>,
+}
+
+/// What an agent may do: roles and actions from the data, the actions of
+/// the policies that name it or one of its roles, groups or its class, its
+/// own grants, and what it has used.
+pub async fn permissions(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<AgentPermissions, AppError> {
     caller
         .require(state, Permission::ReadRegistry, "agent.permissions")
         .await?;
     let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
     let (roles, actions) = engine.granted(&agent);
+    let mut permitted = engine.permitted(&agent);
+    // Roles' own actions are permits too (`role:<name>`); a role action the
+    // active schema no longer declares is listed as granted all the same.
+    for a in actions {
+        permitted.conditional.remove(&a);
+        permitted.actions.insert(a);
+    }
     let grants = state
         .store
         .role_grants(caller.tenant.id, Some(&idv_core::role::GrantSubject::Agent(agent_id)))
         .await?;
     let usage = state.store.agent_usage(caller.tenant.id, agent_id).await?;
-    Ok((roles, actions, grants, usage))
+    Ok(AgentPermissions {
+        roles,
+        permitted,
+        grants,
+        usage,
+    })
 }

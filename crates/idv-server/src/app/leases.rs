@@ -324,6 +324,7 @@ pub async fn issue(
             properties: None,
         },
         action: CONNECT_ACTION.into(),
+        action_properties: None,
         resource: Thing {
             type_name: TEMPLATE_TYPE.into(),
             id: template.name.clone(),

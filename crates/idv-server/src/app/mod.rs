@@ -16,6 +16,7 @@ pub mod lifetimes;
 pub mod oauth;
 pub mod policies;
 pub mod rotation;
+pub mod search;
 pub mod tenants;
 pub mod throttle;
 pub mod tokens;

@@ -30,6 +30,9 @@ fn view(a: &Approval) -> ApprovalView {
         decided_at: a.decided_at.map(Timestamp::to_rfc3339),
         decided_by: a.decided_by.clone(),
         comment: a.comment.clone(),
+        approvers: a.rule.approvers.iter().map(|x| x.as_string()).collect(),
+        required: a.rule.required,
+        approved_by: a.approvals.iter().map(|g| g.by.clone()).collect(),
     }
 }
 

@@ -1,13 +1,17 @@
 //! The OpenID AuthZEN Authorization API 1.0 (PDP): metadata (§9), one
-//! evaluation (§6) and many (§7). The tenant is the caller's (a `pep`,
-//! `operator` or `admin` token), never a field of the request.
+//! evaluation (§6), many (§7), and the subject, resource and action
+//! searches (§8). The tenant is the caller's (a `pep`, `operator` or
+//! `admin` token), never a field of the request. Bodies must be sent as
+//! `application/json`: any other content type is refused with 415 (RFC 9110
+//! §15.5.16), before the body is read.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use idv_api::{
-    AuthzenConfiguration, EvaluationItem, EvaluationRequest, EvaluationResponse, EvaluationsAnswer, EvaluationsRequest,
-    EvaluationsResponse,
+    ActionSearchResponse, AuthzenConfiguration, AzActionName, AzFound, AzSearchEntity, EntitySearchResponse,
+    EvaluationItem, EvaluationRequest, EvaluationResponse, EvaluationsAnswer, EvaluationsRequest, EvaluationsResponse,
+    SearchPageResponse, SearchRequest,
 };
 use serde_json::json;
 
@@ -15,7 +19,8 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::policies::ask;
 use crate::AppState;
-use crate::app::decisions::{Answer, Ask, ItemError, Semantic};
+use crate::app::decisions::{Answer, Ask, ItemError, Semantic, Thing};
+use crate::app::search::{Found, Kind, PAGE_DEFAULT, PAGE_MAX, Search};
 use crate::app::{self, Caller};
 
 /// AuthZEN 1.0 §9: where the PDP's endpoints are.
@@ -27,6 +32,9 @@ pub async fn configuration(State(state): State<AppState>) -> axum::Json<AuthzenC
         policy_decision_point: base.to_owned(),
         access_evaluation_endpoint: format!("{base}/access/v1/evaluation"),
         access_evaluations_endpoint: format!("{base}/access/v1/evaluations"),
+        search_subject_endpoint: format!("{base}/access/v1/search/subject"),
+        search_resource_endpoint: format!("{base}/access/v1/search/resource"),
+        search_action_endpoint: format!("{base}/access/v1/search/action"),
     })
 }
 
@@ -143,3 +151,148 @@ pub async fn evaluations(
 
 /// Most evaluations in one request.
 pub const MAX_BATCH: usize = 1_000;
+
+/// A search request as a [`Search`], or 400 naming the first missing part.
+fn search_of(kind: Kind, body: SearchRequest) -> Result<Search, ApiError> {
+    let missing = |what: &str| {
+        ApiError::bad_request("invalid-body", format!("a {} search needs `{what}`", kind.as_str()))
+            .with_field(what.to_owned())
+    };
+    // The searched part names a type only; the others name an entity.
+    let thing = |e: Option<AzSearchEntity>, part: &'static str, searched: bool| -> Result<Thing, ApiError> {
+        let e = e.ok_or_else(|| missing(part))?;
+        if e.type_.is_empty() {
+            return Err(missing(&format!("{part}.type")));
+        }
+        let id = match (searched, e.id) {
+            (true, _) => String::new(),
+            (false, Some(id)) if !id.is_empty() => id,
+            (false, _) => return Err(missing(&format!("{part}.id"))),
+        };
+        Ok(Thing {
+            type_name: e.type_,
+            id,
+            properties: e.properties,
+        })
+    };
+    let subject = thing(body.subject, "subject", kind == Kind::Subject)?;
+    let resource = thing(body.resource, "resource", kind == Kind::Resource)?;
+    let (action, action_properties) = match (kind, body.action) {
+        // §8.6: an action search has no action (one sent is ignored).
+        (Kind::Action, _) => (String::new(), None),
+        (_, Some(a)) if !a.name.is_empty() => (a.name, a.properties),
+        (_, Some(_)) => return Err(missing("action.name")),
+        (_, None) => return Err(missing("action")),
+    };
+    let page = body.page.unwrap_or_default();
+    let limit = match page.limit {
+        None => PAGE_DEFAULT,
+        Some(0) => {
+            return Err(ApiError::bad_request("invalid-body", "`page.limit` must be at least 1")
+                .with_field("page.limit".to_owned()));
+        }
+        Some(n) => usize::try_from(n).unwrap_or(PAGE_MAX).min(PAGE_MAX),
+    };
+    Ok(Search {
+        kind,
+        ask: Ask {
+            subject,
+            action,
+            action_properties,
+            resource,
+            context: body.context.unwrap_or_default(),
+        },
+        token: page.token,
+        limit,
+    })
+}
+
+fn page(f: &Found) -> SearchPageResponse {
+    SearchPageResponse {
+        next_token: f.next_token.clone(),
+        count: u64::try_from(f.results.len()).unwrap_or(u64::MAX),
+    }
+}
+
+async fn entity_search(
+    state: &AppState,
+    caller: &Caller,
+    peer: SocketAddr,
+    kind: Kind,
+    body: SearchRequest,
+) -> Result<axum::Json<EntitySearchResponse>, ApiError> {
+    let s = search_of(kind, body)?;
+    let type_name = match kind {
+        Kind::Subject => s.ask.subject.type_name.clone(),
+        _ => s.ask.resource.type_name.clone(),
+    };
+    let found = app::search::search(state, caller, &s, Some(peer.ip())).await?;
+    Ok(axum::Json(EntitySearchResponse {
+        page: page(&found),
+        results: found
+            .results
+            .into_iter()
+            .map(|id| AzFound {
+                type_: type_name.clone(),
+                id,
+            })
+            .collect(),
+    }))
+}
+
+/// AuthZEN 1.0 §8.4: which subjects of `subject.type` may do `action` on
+/// `resource`? Candidates are the tenant's active agents (type `agent`) or
+/// its directory entities of that type; each is decided as an evaluation
+/// would be. Paged (`page.limit`, `page.token`); one audit event per page.
+#[utoipa::path(post, path = "/access/v1/search/subject", tag = "authzen", request_body = SearchRequest,
+    responses((status = 200, body = EntitySearchResponse), (status = 400, body = idv_api::Problem),
+        (status = 401, body = idv_api::Problem), (status = 403, body = idv_api::Problem),
+        (status = 415, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn search_subject(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    Json(body): Json<SearchRequest>,
+) -> Result<axum::Json<EntitySearchResponse>, ApiError> {
+    entity_search(&state, &caller, peer, Kind::Subject, body).await
+}
+
+/// AuthZEN 1.0 §8.5: on which resources of `resource.type` may `subject`
+/// do `action`? Candidates are the directory's entities of that type (or
+/// the active agents, for `agent`). Paged; one audit event per page.
+#[utoipa::path(post, path = "/access/v1/search/resource", tag = "authzen", request_body = SearchRequest,
+    responses((status = 200, body = EntitySearchResponse), (status = 400, body = idv_api::Problem),
+        (status = 401, body = idv_api::Problem), (status = 403, body = idv_api::Problem),
+        (status = 415, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn search_resource(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    Json(body): Json<SearchRequest>,
+) -> Result<axum::Json<EntitySearchResponse>, ApiError> {
+    entity_search(&state, &caller, peer, Kind::Resource, body).await
+}
+
+/// AuthZEN 1.0 §8.6: which actions may `subject` take on `resource`?
+/// Candidates are the actions of the active schema. Paged; one audit event
+/// per page.
+#[utoipa::path(post, path = "/access/v1/search/action", tag = "authzen", request_body = SearchRequest,
+    responses((status = 200, body = ActionSearchResponse), (status = 400, body = idv_api::Problem),
+        (status = 401, body = idv_api::Problem), (status = 403, body = idv_api::Problem),
+        (status = 415, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn search_action(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    Json(body): Json<SearchRequest>,
+) -> Result<axum::Json<ActionSearchResponse>, ApiError> {
+    let s = search_of(Kind::Action, body)?;
+    let found = app::search::search(&state, &caller, &s, Some(peer.ip())).await?;
+    Ok(axum::Json(ActionSearchResponse {
+        page: page(&found),
+        results: found.results.into_iter().map(|name| AzActionName { name }).collect(),
+    }))
+}

@@ -63,7 +63,8 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
         policies::test, policies::put_role, policies::roles, policies::delete_role, policies::grant, policies::grants,
         policies::revoke_grant, policies::put_entities, policies::entities, policies::delete_entity,
         policies::permissions, approvals::list, approvals::get, approvals::approve, approvals::reject, approvals::graph,
-        authzen::configuration, authzen::evaluation, authzen::evaluations,
+        authzen::configuration, authzen::evaluation, authzen::evaluations, authzen::search_subject,
+        authzen::search_resource, authzen::search_action,
         leases::put_target, leases::targets, leases::target, leases::delete_target, leases::sweep,
         leases::put_template, leases::templates, leases::template, leases::delete_template,
         leases::list, leases::get, leases::renew, leases::revoke, leases::issue, leases::own, leases::self_renew,
@@ -260,6 +261,9 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/authzen-configuration", get(authzen::configuration))
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/access/v1/search/subject", post(authzen::search_subject))
+        .route("/access/v1/search/resource", post(authzen::search_resource))
+        .route("/access/v1/search/action", post(authzen::search_action))
         .route("/v1/db/targets", get(leases::targets))
         .route(
             "/v1/db/targets/{name}",

@@ -193,6 +193,7 @@ pub fn ask(r: EvaluationRequest) -> Result<Ask, EmptyField> {
             properties: r.subject.properties,
         },
         action: r.action.name,
+        action_properties: r.action.properties,
         resource: Thing {
             type_name: r.resource.type_,
             id: r.resource.id,
@@ -513,7 +514,8 @@ pub async fn delete_entity(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// What an agent may do (its roles and actions, from the data), its own
+/// What an agent may do (its roles, and the actions its roles, grants and
+/// the policies naming it or its roles, groups or class give), its own
 /// grants, and what it has used.
 #[utoipa::path(get, path = "/v1/agents/{id}/permissions", tag = "policies", params(("id" = String, Path)),
     responses((status = 200, body = AgentPermissions), (status = 404, body = idv_api::Problem)),
@@ -524,14 +526,17 @@ pub async fn permissions(
     Path(id): Path<String>,
 ) -> Result<axum::Json<AgentPermissions>, ApiError> {
     let agent_id = parse_id(&id, "agent")?;
-    let (roles, actions, grants, usage) = app::decisions::permissions(&state, &caller, agent_id).await?;
+    let p = app::decisions::permissions(&state, &caller, agent_id).await?;
     let now = state.clock.now();
     Ok(axum::Json(AgentPermissions {
         agent_id,
-        roles,
-        actions,
-        grants: grants.into_iter().map(|g| grant_view(g, now)).collect(),
-        usage: usage
+        roles: p.roles,
+        actions: p.permitted.actions,
+        conditional_actions: p.permitted.conditional,
+        policies: p.permitted.policies,
+        grants: p.grants.into_iter().map(|g| grant_view(g, now)).collect(),
+        usage: p
+            .usage
             .into_iter()
             .map(|u| UsageView {
                 action: u.action,

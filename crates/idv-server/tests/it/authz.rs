@@ -22,6 +22,7 @@ backend_tests!(
     tenants_do_not_see_each_others_policies_or_agents,
     bad_requests_get_clear_errors,
     a_second_postgres_node_uses_a_new_version_within_a_second,
+    permissions_include_what_policies_naming_its_roles_and_groups_permit,
 );
 
 fn example(name: &str) -> String {
@@ -1079,4 +1080,67 @@ async fn a_second_postgres_node_uses_a_new_version_within_a_second(backend: Back
         async move { evaluate(node2, &node2.token, &ask).await["decision"] == true }
     })
     .await;
+}
+
+/// Issue 21 item 15: "what may this agent do?" counts the policies that
+/// name a role, group or class the agent is in, not only roles' own actions.
+async fn permissions_include_what_policies_naming_its_roles_and_groups_permit(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let a = agent(&s, "auditor", &[]).await;
+    let policies = r#"
+        @id("auditors-read") permit(principal in Role::"auditor", action == Action::"read", resource);
+        @id("auditors-write-small") permit(principal in Role::"auditor", action == Action::"write", resource)
+          when { context has amount && context.amount < 100 };
+        @id("ops-invoke") permit(principal in Group::"ops", action == Action::"invoke", resource);
+        @id("ops-transfer") permit(principal in Group::"ops", action == Action::"transfer", resource);
+        @id("no-ops-transfer") forbid(principal in Group::"ops", action == Action::"transfer", resource);
+        @id("someone-else") permit(principal in Role::"payer", action == Action::"transfer", resource);
+    "#;
+    upload(&s, policies, None, true).await;
+    // A role that is only a name the policies use, granted to the agent;
+    // a group it is in through the directory.
+    let r = s
+        .req(Method::PUT, "/v1/roles/auditor")
+        .json(&json!({"actions": []}))
+        .send()
+        .await
+        .unwrap();
+    json_ok(r, StatusCode::OK).await;
+    json_ok(
+        s.req(Method::POST, "/v1/grants")
+            .json(&json!({"subject": {"type": "agent", "id": a.id}, "role": "auditor"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let r = s
+        .req(Method::POST, "/v1/entities")
+        .json(&json!({"entities": [
+            {"uid": {"type": "Group", "id": "ops"}, "attrs": {}, "parents": []},
+            {"uid": {"type": "Agent", "id": a.id}, "attrs": {}, "parents": [{"type": "Group", "id": "ops"}]},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    json_ok(r, StatusCode::OK).await;
+    // The decisions agree with what the listing will say.
+    assert_eq!(
+        decide(&s, agent_ref(&a.id), "read", account(), json!({})).await["decision"],
+        true
+    );
+    assert_eq!(
+        decide(&s, agent_ref(&a.id), "transfer", account(), json!({})).await["decision"],
+        false
+    );
+    let perms = get(&s, &format!("/v1/agents/{}/permissions", a.id)).await;
+    assert_eq!(perms["roles"], json!(["auditor"]), "{perms}");
+    assert_eq!(perms["actions"], json!(["invoke", "read"]), "{perms}");
+    assert_eq!(perms["conditional_actions"], json!(["write"]), "{perms}");
+    assert_eq!(perms["policies"]["read"], json!(["auditors-read"]), "{perms}");
+    assert_eq!(perms["policies"]["write"], json!(["auditors-write-small"]), "{perms}");
+    assert_eq!(perms["policies"]["invoke"], json!(["ops-invoke"]), "{perms}");
+    // Forbidden outright, and a role the agent does not hold: not listed.
+    assert!(perms["policies"].get("transfer").is_none(), "{perms}");
 }

@@ -15,8 +15,10 @@
 )]
 
 mod agents;
+mod approvals;
 mod audit;
 mod authz;
+mod authzen;
 mod concurrency;
 mod delegation;
 mod durability;

@@ -17,7 +17,7 @@ backend_tests!(
 );
 
 /// Every migration the store knows, as recorded in `idv_migrations`.
-const VERSIONS: [i64; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+const VERSIONS: [i64; 13] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
 
 async fn versions(db: &Database) -> Vec<i64> {
     let mut conn = raw(db).await;

@@ -501,6 +501,11 @@ fn show_approval(a: &ApprovalView) {
         ("context", a.context.to_string()),
         ("reasons", a.reasons.join("; ")),
         ("expires_at", a.expires_at.clone()),
+        (
+            "approvers",
+            format!("{} ({} needed)", a.approvers.join(" and "), a.required),
+        ),
+        ("approved_by", a.approved_by.join(", ")),
         ("decided_by", opt(&a.decided_by)),
         ("comment", opt(&a.comment)),
     ]);

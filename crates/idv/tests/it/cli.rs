@@ -316,11 +316,29 @@ async fn policy_decide_and_approval_commands(backend: Backend) {
         pending.contains(&approval) && pending.contains("treasury@bank.example"),
         "{pending}"
     );
-    let approved = json(idv(
+    // Separation of duties: the token that asked may not approve.
+    let err = fails(idv(&s, &["approval", "approve", &approval]));
+    assert!(err.contains("requester"), "{err}");
+    let approver = json(idv(
         &s,
+        &[
+            "admin-token",
+            "create",
+            "--name",
+            "desk-approver",
+            "--role",
+            "operator",
+            "--json",
+        ],
+    ));
+    let approver = approver["token"].as_str().unwrap().to_owned();
+    let approved = json(idv_as(
+        &s,
+        &approver,
         &["approval", "approve", &approval, "--comment", "ok", "--json"],
     ));
     assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approved_by"], serde_json::json!(["desk-approver"]));
     let again = json(idv(
         &s,
         &[
