@@ -158,7 +158,13 @@ impl FailedAuth {
             action: draft.action.clone(),
             target_type: draft.target_type.clone(),
             source,
-            error: draft.details["error"].as_str().unwrap_or("-").to_owned(),
+            error: draft
+                .details
+                .get("error")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
         };
         if !counted.contains_key(&group) && counted.len() >= MAX_KEYS {
             // Bounded: what does not fit is counted without its address.
@@ -246,10 +252,19 @@ impl FailedAuth {
             tenant_id: draft.tenant_id,
             action: draft.action.clone(),
             target_type: draft.target_type.clone(),
-            source: d["source"].as_str().and_then(|s| s.parse().ok()),
-            error: d["error"].as_str().unwrap_or("-").to_owned(),
+            source: d
+                .get("source")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .and_then(|s| s.parse().ok()),
+            error: d
+                .get("error")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
         };
-        let ts = |k: &str| d[k].as_str().and_then(|s| Timestamp::parse(s).ok());
+        let ts = |k: &str| d.get(k).and_then(Value::as_str).and_then(|s| Timestamp::parse(s).ok());
         let (Some(first), Some(last)) = (ts("first_at"), ts("last_at")) else {
             return;
         };
@@ -260,7 +275,7 @@ impl FailedAuth {
             samples: Vec::new(),
             last_request_id: draft.request_id.clone(),
         });
-        c.n += d["count"].as_u64().unwrap_or(0);
+        c.n += d.get("count").unwrap_or(&Value::Null).as_u64().unwrap_or(0);
         c.first = c.first.min(first);
     }
 }

@@ -63,7 +63,15 @@ mod postgres {
         let mut cmd = tokio::process::Command::new(IDV);
         // The checks below fail the same credentials hundreds of times from one
         // address, each to be answered 401: a failure budget far above that.
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--job-lease", "3s", "--auth-failure-limit", "1000000"]);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--job-lease",
+            "3s",
+            "--auth-failure-limit",
+            "1000000",
+        ]);
         cmd.arg("--data-dir")
             .arg(dir)
             .env("IDV_DATABASE_URL", url)
