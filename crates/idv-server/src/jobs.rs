@@ -2,13 +2,18 @@
 //! and runs them. Jobs survive restarts (they are rows); on PostgreSQL the
 //! lease (`FOR UPDATE SKIP LOCKED`) gives each due job to exactly one node, and
 //! a node that dies mid-job loses its lease so another picks the job up.
+//!
+//! Webhook deliveries have a loop of their own ([`deliveries`]): they wait on
+//! receivers, so they must never hold up lease revocation, expiry or key
+//! rotation, and they are leased only as slots to run them free up.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use idv_store::{Applied, Command, Context, Job};
-use tokio::sync::watch;
+use idv_store::{Applied, Command, Context, Job, JobKinds};
+use tokio::sync::{Notify, watch};
 
 use crate::AppState;
 
@@ -20,11 +25,16 @@ const BATCH: i64 = 500;
 const CONCURRENCY: usize = 8;
 /// How often a node prunes the webhook delivery log.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Webhook deliveries in flight at once on a node. They run beside the
-/// batch, not in it, so slow receivers (up to the delivery timeout each)
-/// never hold up lease revocation, expiry or key rotation; a delivery that
-/// finds no free slot stays leased and is claimed again when its lease ends.
+/// Webhook deliveries in flight at once on a node. A node leases no more
+/// deliveries than it has free slots, so a leased delivery starts at once
+/// and a backlog drains as fast as receivers answer.
 pub const DELIVERIES_IN_FLIGHT: usize = 16;
+/// How often, at most, the delivery loop looks for new events and due
+/// deliveries when no slot freed up meanwhile (two cheap reads on an idle
+/// node): events reach receivers within this of their commit.
+const DELIVERY_POLL: Duration = Duration::from_millis(250);
+/// Every job kind but webhook deliveries.
+const NOT_DELIVERIES: JobKinds = JobKinds::AllBut(idv_store::JOB_DELIVER_WEBHOOK);
 
 fn ctx() -> Context {
     Context::system("jobs")
@@ -32,12 +42,9 @@ fn ctx() -> Context {
 
 /// Runs until `stop` turns true.
 pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let delivering = tokio::spawn(deliveries(state.clone(), every.min(DELIVERY_POLL), stop.clone()));
     let mut pruned: Option<tokio::time::Instant> = None;
     loop {
-        // Webhook deliveries first, so those it makes run in this poll.
-        if let Err(e) = crate::app::webhooks::dispatch(&state).await {
-            tracing::warn!(error = %e, "webhook dispatch failed; retrying");
-        }
         // The delivery log's retention, hourly on each node (deleting what
         // another node already deleted finds nothing).
         if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
@@ -51,19 +58,22 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
         }
+    }
+    if let Err(e) = delivering.await {
+        tracing::warn!(error = %e, "the webhook delivery loop ended abnormally");
     }
 }
 
-/// Leases and runs due jobs, batch after batch, until none is due or `stop`
-/// turns true (jobs keep coming due under load, so shutdown must not wait
-/// for the table to empty; leased jobs not run go back when their lease
-/// ends). Returns how many ran.
+/// Leases and runs due jobs (webhook deliveries aside), batch after batch,
+/// until none is due or `stop` turns true (jobs keep coming due under load,
+/// so shutdown must not wait for the table to empty; leased jobs not run go
+/// back when their lease ends). Returns how many ran.
 async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize, idv_store::StoreError> {
     let mut ran = 0;
     loop {
-        if *stop.borrow() || !state.store.has_due_jobs(state.clock.now()).await? {
+        if *stop.borrow() || !state.store.has_due_jobs(state.clock.now(), NOT_DELIVERIES).await? {
             return Ok(ran);
         }
         let jobs = match state
@@ -72,6 +82,7 @@ async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize
                 Command::ClaimJobs {
                     lease_secs: LEASE_SECS,
                     limit: BATCH,
+                    kinds: NOT_DELIVERIES,
                 },
                 ctx(),
             )
@@ -87,28 +98,77 @@ async fn run_due(state: &AppState, stop: &watch::Receiver<bool>) -> Result<usize
         // Concurrently, so their writes share group commits; each job is
         // its own unit of work and fails alone. A job not started by half
         // its lease is left alone: started later, it could still run when
-        // the lease ends and another node claims it (slow webhook
-        // receivers can hold a batch that long); it is claimed again then.
+        // the lease ends and another node claims it; it is claimed again
+        // then.
         let claimed = tokio::time::Instant::now();
         let fresh = Duration::from_secs(u64::try_from(LEASE_SECS / 2).unwrap_or(30));
         futures_util::stream::iter(jobs)
             .for_each_concurrent(CONCURRENCY, |job| async move {
-                if claimed.elapsed() >= fresh {
-                    return;
+                if claimed.elapsed() < fresh {
+                    run_one(state, job).await;
                 }
-                if job.kind == idv_store::JOB_DELIVER_WEBHOOK {
-                    if let Ok(slot) = state.delivery_slots.clone().try_acquire_owned() {
-                        let state = state.clone();
-                        tokio::spawn(async move {
-                            run_one(&state, job).await;
-                            drop(slot);
-                        });
-                    }
-                    return;
-                }
-                run_one(state, job).await;
             })
             .await;
+    }
+}
+
+/// The delivery loop: turns new audit events into deliveries and starts due
+/// deliveries in free slots, every `every` and whenever a delivery ends,
+/// until `stop` turns true (deliveries under way finish on their own).
+async fn deliveries(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let freed = Arc::new(Notify::new());
+    loop {
+        if let Err(e) = crate::app::webhooks::dispatch(&state).await {
+            tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+        }
+        if let Err(e) = start_deliveries(&state, &freed).await {
+            tracing::warn!(error = %e, "webhook delivery poll failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            // A permit stored by `notify_one` is not lost if no one waited.
+            _ = freed.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Leases as many due deliveries as there are free slots and starts each in
+/// one, until the slots are full or none is due. Returns how many started.
+async fn start_deliveries(state: &AppState, freed: &Arc<Notify>) -> Result<usize, idv_store::StoreError> {
+    const DELIVERIES: JobKinds = JobKinds::Only(idv_store::JOB_DELIVER_WEBHOOK);
+    let mut started = 0;
+    loop {
+        let free = state.delivery_slots.available_permits();
+        if free == 0 || !state.store.has_due_jobs(state.clock.now(), DELIVERIES).await? {
+            return Ok(started);
+        }
+        let cmd = Command::ClaimJobs {
+            lease_secs: LEASE_SECS,
+            limit: i64::try_from(free).unwrap_or(i64::MAX),
+            kinds: DELIVERIES,
+        };
+        let jobs = match state.store.execute(cmd, ctx()).await? {
+            Applied::Jobs(j) => j,
+            _ => Vec::new(),
+        };
+        if jobs.is_empty() {
+            return Ok(started);
+        }
+        for job in jobs {
+            // INVARIANT: only this loop takes slots, and it leased no more
+            // jobs than were free, so this does not wait.
+            let Ok(slot) = state.delivery_slots.clone().acquire_owned().await else {
+                return Ok(started);
+            };
+            let (state, freed) = (state.clone(), freed.clone());
+            tokio::spawn(async move {
+                run_one(&state, job).await;
+                drop(slot);
+                freed.notify_one();
+            });
+            started += 1;
+        }
     }
 }
 

@@ -29,6 +29,7 @@ backend_tests!(
     subscriptions_change_and_secrets_rotate,
     settled_deliveries_are_pruned_after_their_retention,
     concurrent_rotations_return_only_secrets_in_effect,
+    a_burst_of_events_is_delivered_within_seconds,
 );
 
 /// One request the receiver got.
@@ -697,3 +698,34 @@ async fn concurrent_rotations_return_only_secrets_in_effect(backend: Backend) {
     );
 }
 
+/// A hundred events at once to a receiver that answers at once: all of them
+/// arrive within seconds (a node leases no more deliveries than it can run,
+/// so none waits out a lease behind a full set of slots).
+async fn a_burst_of_events_is_delivered_within_seconds(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = Receiver::start(204).await;
+    let sub = subscribe(&s, &s.token, &r.url, &["agent.created"]).await;
+    let hook = sub["webhook"]["id"].as_str().unwrap().to_owned();
+    let names: Vec<String> = (0..100).map(|i| format!("burst-{i}")).collect();
+    futures_util::future::join_all(names.iter().map(|n| create_agent(&s, &s.token, n))).await;
+    let created = std::time::Instant::now();
+    crate::eventually_within("all 100 deliveries at the receiver", 5, || async {
+        r.of("agent.created").len() == 100
+    })
+    .await;
+    let took = created.elapsed();
+    let mut ids: Vec<String> = r.all().into_iter().map(|g| g.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "each event once");
+    eventually("the log shows all 100 delivered", || async {
+        let f = "?status=delivered&limit=1000";
+        get(&s, &format!("/v1/webhooks/{hook}/deliveries{f}")).await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 100
+    })
+    .await;
+    eprintln!("100 deliveries in {took:?}");
+}

@@ -8,7 +8,7 @@ use idv_core::Clock as _;
 use idv_core::agent::{Agent, NewAgent};
 use idv_core::audit::{Actor, ActorKind, Outcome};
 use idv_core::lifecycle::{Status, Transition};
-use idv_store::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job, Store};
+use idv_store::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job, JobKinds, Store};
 use idv_testkit::{Backend, backend_tests};
 
 use crate::{Fixture, chain};
@@ -20,6 +20,7 @@ backend_tests!(
     retiring_an_agent_removes_its_expire_job,
     each_job_is_claimed_exactly_once,
     a_lapsed_claim_neither_finishes_nor_reschedules,
+    claims_and_due_checks_select_kinds,
 );
 
 /// The job runner's context.
@@ -33,7 +34,14 @@ fn jobs_ctx() -> Context {
 
 async fn claim(store: &Store, lease_secs: i64, limit: i64) -> Vec<Job> {
     match store
-        .execute(Command::ClaimJobs { lease_secs, limit }, jobs_ctx())
+        .execute(
+            Command::ClaimJobs {
+                lease_secs,
+                limit,
+                kinds: JobKinds::All,
+            },
+            jobs_ctx(),
+        )
         .await
         .unwrap()
     {
@@ -323,4 +331,53 @@ async fn a_lapsed_claim_neither_finishes_nor_reschedules(backend: Backend) {
     );
     f.store.execute(Command::FinishJob(current), jobs_ctx()).await.unwrap();
     assert_eq!(f.count("SELECT COUNT(*) FROM jobs").await, 0);
+}
+
+/// A claim (and the cheap due check before it) takes only the kinds asked
+/// for: the webhook delivery loop leases deliveries, the job loop the rest.
+async fn claims_and_due_checks_select_kinds(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    f.create(vec![ephemeral(&f, "short", 1)]).await.unwrap();
+    f.clock.advance_secs(1);
+    let now = f.clock.now();
+    let other = JobKinds::Only("webhook.deliver");
+    assert!(!f.store.has_due_jobs(now, other).await.unwrap());
+    assert!(
+        f.store
+            .has_due_jobs(now, JobKinds::AllBut("webhook.deliver"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .has_due_jobs(now, JobKinds::Only(JOB_EXPIRE_AGENT))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .has_due_jobs(now, JobKinds::AllBut(JOB_EXPIRE_AGENT))
+            .await
+            .unwrap()
+    );
+    let take = |kinds| Command::ClaimJobs {
+        lease_secs: 60,
+        limit: 10,
+        kinds,
+    };
+    let Applied::Jobs(none) = f.store.execute(take(other), jobs_ctx()).await.unwrap() else {
+        panic!("not a claim")
+    };
+    assert!(none.is_empty());
+    let Applied::Jobs(got) = f
+        .store
+        .execute(take(JobKinds::AllBut("webhook.deliver")), jobs_ctx())
+        .await
+        .unwrap()
+    else {
+        panic!("not a claim")
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].kind, JOB_EXPIRE_AGENT);
+    assert!(!f.store.has_due_jobs(now, JobKinds::All).await.unwrap(), "leased");
 }
