@@ -25,6 +25,8 @@ const BATCH: i64 = 500;
 const CONCURRENCY: usize = 8;
 /// How often a node prunes the webhook delivery log.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Prune batches per hour at most.
+const PRUNE_STEPS: usize = 100;
 /// Webhook deliveries in flight at once on a node. A node leases no more
 /// deliveries than it has free slots, so a leased delivery starts at once
 /// and a backlog drains as fast as receivers answer.
@@ -45,11 +47,17 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
     let delivering = tokio::spawn(deliveries(state.clone(), every.min(DELIVERY_POLL), stop.clone()));
     let mut pruned: Option<tokio::time::Instant> = None;
     loop {
-        // The delivery log's retention, hourly on each node (deleting what
-        // another node already deleted finds nothing).
+        // The delivery log's retention and expired one-time `jti`s, hourly
+        // on each node (deleting what another node already deleted finds
+        // nothing).
         if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            let jtis = prune_seen_jtis(&state).await;
+            if let Err(e) = &jtis {
+                tracing::warn!(error = %e, "pruning expired one-time jtis failed; retrying");
+            }
             match state.store.execute(Command::PruneWebhookDeliveries, ctx()).await {
-                Ok(_) => pruned = Some(tokio::time::Instant::now()),
+                Ok(_) if jtis.is_ok() => pruned = Some(tokio::time::Instant::now()),
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning the webhook delivery log failed; retrying"),
             }
         }
@@ -64,6 +72,18 @@ pub async fn run(state: AppState, every: Duration, mut stop: watch::Receiver<boo
     if let Err(e) = delivering.await {
         tracing::warn!(error = %e, "the webhook delivery loop ended abnormally");
     }
+}
+
+/// Deletes expired one-time `jti`s, a bounded batch at a time, until none
+/// is left (or [`PRUNE_STEPS`] batches, the rest an hour later).
+async fn prune_seen_jtis(state: &AppState) -> Result<(), idv_store::StoreError> {
+    for _ in 0..PRUNE_STEPS {
+        match state.store.execute(Command::PruneSeenJtis, ctx()).await? {
+            Applied::Count(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// Leases and runs due jobs (webhook deliveries aside), batch after batch,

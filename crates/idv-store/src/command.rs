@@ -476,6 +476,10 @@ pub enum Command {
     /// Delete settled webhook deliveries past their retention (a bounded
     /// batch; one event per tenant with the count).
     PruneWebhookDeliveries,
+    /// Forget one-time `jti`s (client assertions) whose tokens have expired
+    /// (a bounded batch; bookkeeping, no event): a replayed assertion is
+    /// refused by its `exp` after that, so only the unexpired need keeping.
+    PruneSeenJtis,
     /// Record one attempt of a [`crate::JOB_DELIVER_WEBHOOK`] job's delivery.
     RecordWebhookAttempt {
         /// The job as claimed.
@@ -796,6 +800,7 @@ impl Command {
             Command::ExpireAgent(_)
             | Command::DispatchWebhooks
             | Command::PruneWebhookDeliveries
+            | Command::PruneSeenJtis
             | Command::RecordWebhookAttempt { .. }
             | Command::RetryJob { .. }
             | Command::FinishJob(_)
@@ -1011,6 +1016,7 @@ pub(crate) async fn apply(
         Command::TestWebhook(d) => webhooks::test(conn, *d, clock, ctx).await,
         Command::DispatchWebhooks => webhooks::dispatch(conn, now, clock).await,
         Command::PruneWebhookDeliveries => webhooks::prune(conn, now, ctx).await,
+        Command::PruneSeenJtis => credentials::prune_seen_jtis(conn, now).await,
         Command::RecordWebhookAttempt { job, result, jitter } => {
             webhooks::record_attempt(conn, job, result, jitter, now, ctx).await
         }

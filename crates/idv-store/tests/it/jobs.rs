@@ -21,6 +21,7 @@ backend_tests!(
     each_job_is_claimed_exactly_once,
     a_lapsed_claim_neither_finishes_nor_reschedules,
     claims_and_due_checks_select_kinds,
+    expired_one_time_jtis_are_pruned,
 );
 
 /// The job runner's context.
@@ -380,4 +381,48 @@ async fn claims_and_due_checks_select_kinds(backend: Backend) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].kind, JOB_EXPIRE_AGENT);
     assert!(!f.store.has_due_jobs(now, JobKinds::All).await.unwrap(), "leased");
+}
+
+/// One-time `jti`s (client assertions, DPoP proofs) are kept while they
+/// could be replayed and pruned after, so the table does not grow with
+/// traffic; an unexpired one is still refused.
+async fn expired_one_time_jtis_are_pruned(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let issue = |once: Vec<(String, idv_core::Timestamp)>| Command::IssueToken {
+        event: idv_core::audit::Draft {
+            tenant_id: f.tenant.id,
+            actor: Actor::system("test"),
+            action: "token.issue".into(),
+            target_type: "token".into(),
+            target_id: "t".into(),
+            outcome: Outcome::Success,
+            reason: None,
+            request_id: None,
+            details: serde_json::json!({}),
+        },
+        once,
+    };
+    let now = f.clock.now();
+    let keys = vec![
+        ("short".to_owned(), now.plus_secs(10)),
+        ("long".to_owned(), now.plus_secs(100)),
+    ];
+    f.store.execute(issue(keys), jobs_ctx()).await.unwrap();
+    let prune = || async {
+        match f.store.execute(Command::PruneSeenJtis, jobs_ctx()).await.unwrap() {
+            Applied::Count(n) => n,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(prune().await, 0, "nothing expired yet");
+    f.clock.advance_secs(11);
+    assert_eq!(prune().await, 1);
+    let again = f
+        .store
+        .execute(issue(vec![("long".into(), now.plus_secs(100))]), jobs_ctx())
+        .await;
+    assert!(matches!(again, Err(idv_store::StoreError::Replayed(k)) if k == "long"));
+    f.clock.advance_secs(90);
+    assert_eq!(prune().await, 1);
+    assert_eq!(prune().await, 0);
 }
