@@ -26,7 +26,7 @@ pub fn owner(i: usize) -> String {
 
 /// One agent of the load as JSON: every filterable field set, one label and
 /// two capabilities, so rows and indexes are as large as a typical agent's.
-fn write_agent(out: &mut String, i: usize) {
+pub fn write_agent(out: &mut String, i: usize) {
     let environment = match i % 3 {
         0 => "dev",
         1 => "test",

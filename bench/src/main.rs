@@ -19,6 +19,7 @@ mod rotation;
 mod server;
 mod tokens;
 mod verify;
+mod webhooks;
 mod wire;
 
 use std::path::PathBuf;
@@ -108,6 +109,9 @@ enum Mode {
     /// Dynamic PostgreSQL credentials: issue + revoke cycles against a
     /// real PostgreSQL target.
     Dbcreds(dbcreds::DbCredsArgs),
+    /// Webhook delivery throughput and lag to a local receiver, sustained
+    /// and in a burst.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// Runs `measure` against a fresh database and (if `start`) a server on
@@ -188,6 +192,16 @@ fn main() -> anyhow::Result<()> {
                     report.print_table();
                 }
                 serde_json::json!({ "machine": machine, "dbcreds": report })
+            }
+            Mode::Webhooks(w) => {
+                let report = with_server(&args, &server_rt, &client_rt, true, async |s| {
+                    webhooks::run(w, s.ok_or_else(|| anyhow!("no server"))?).await
+                })?;
+                machine.load_at_end = report::load_average();
+                if !args.json {
+                    report.print_table();
+                }
+                serde_json::json!({ "machine": machine, "webhooks": report })
             }
             Mode::Tokens(t) => {
                 let report = with_server(&args, &server_rt, &client_rt, true, async |s| {

@@ -214,6 +214,32 @@ impl Lease {
         Ok(wanted.min(self.max_expires_at).max(self.expires_at))
     }
 
+    /// What a renewal by `increment_secs` at `now` does: the new end
+    /// ([`Lease::renew`]), or `None` when it would not move the end (at the
+    /// maximum): then nothing is changed, on the target or in the store, and
+    /// nothing is recorded.
+    pub fn renewal(&self, now: Timestamp, increment_secs: i64) -> Result<Option<Timestamp>, LeaseError> {
+        let until = self.renew(now, increment_secs)?;
+        Ok((until != self.expires_at).then_some(until))
+    }
+
+    /// The end to record for a renewal that moved the role's `VALID UNTIL`
+    /// to `until` (computed by [`Lease::renewal`] before the target was
+    /// changed): exactly `until`, so the record equals the target, checked
+    /// again at `now` (the lease may have ended meanwhile) and never past
+    /// the maximum nor shortening the lease; `None` when it changes nothing
+    /// (a concurrent renewal went as far or further).
+    pub fn extend_to(&self, now: Timestamp, until: Timestamp) -> Result<Option<Timestamp>, LeaseError> {
+        if self.state != LeaseState::Active {
+            return Err(LeaseError::NotRenewable(self.state));
+        }
+        if self.expires_at <= now {
+            return Err(LeaseError::Expired);
+        }
+        let until = until.min(self.max_expires_at);
+        Ok((until > self.expires_at).then_some(until))
+    }
+
     /// Checks that revocation can start: a lease already ending or ended
     /// cannot be revoked again.
     pub fn check_revocable(&self) -> Result<(), LeaseError> {
@@ -271,6 +297,32 @@ mod tests {
         );
         l.state = LeaseState::Active;
         l
+    }
+
+    #[test]
+    fn a_renewal_at_the_maximum_changes_nothing_and_records_what_was_set() {
+        let t0 = Timestamp::from_micros(1_000_000_123_456);
+        let mut l = Lease::new(
+            Uuid::nil(),
+            Uuid::nil(),
+            Uuid::nil(),
+            &template(600, 3600),
+            "r".into(),
+            t0,
+            None,
+        );
+        l.state = LeaseState::Active;
+        let now = Timestamp::from_micros(t0.as_micros() + 60_700_000);
+        let until = l.renewal(now, 100_000).unwrap().unwrap();
+        assert_eq!(until, l.max_expires_at);
+        // Recorded a moment later: exactly what was set, not recomputed.
+        let later = Timestamp::from_micros(now.as_micros() + 400_000);
+        assert_eq!(l.extend_to(later, until), Ok(Some(until)));
+        l.expires_at = until;
+        assert!(!l.renewable(later));
+        assert_eq!(l.renewal(later, 100_000), Ok(None));
+        assert_eq!(l.extend_to(later, until), Ok(None));
+        assert_eq!(l.extend_to(until, until), Err(LeaseError::Expired));
     }
 
     #[test]

@@ -856,11 +856,34 @@ pub fn disables(last_success_at: Option<Timestamp>, delivery_created: Timestamp)
     last_success_at.is_none_or(|s| s < delivery_created)
 }
 
+/// Whether the signing secret may be rotated at `now`, given when the
+/// previous secret's overlap ends (after an earlier rotation). While it runs
+/// the answer is no, with its end: a rotation would stop the previous
+/// secret signing while the receiver may still use it, and would leave
+/// unused the secret the earlier rotation returned — of several rotations
+/// sent at once, only one may succeed, and every secret a success returns
+/// must sign deliveries.
+pub fn may_rotate(previous_until: Option<Timestamp>, now: Timestamp) -> Result<(), Timestamp> {
+    match previous_until {
+        Some(until) if until > now => Err(until),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_rotation_waits_for_the_previous_overlap_to_end() {
+        let now = Timestamp::from_micros(1_000_000_000);
+        assert_eq!(may_rotate(None, now), Ok(()));
+        assert_eq!(may_rotate(Some(now.plus_secs(-1)), now), Ok(()));
+        assert_eq!(may_rotate(Some(now), now), Ok(()));
+        assert_eq!(may_rotate(Some(now.plus_secs(1)), now), Err(now.plus_secs(1)));
+    }
 
     /// The published Standard Webhooks test vector (the reference libraries'
     /// `test_sign`).

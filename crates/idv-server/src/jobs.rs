@@ -5,6 +5,10 @@
 //! While the node lives, a heartbeat renews the leases of the jobs it holds,
 //! so a lease can be short (a dead node's jobs wait at most about one lease)
 //! and still outlast a slow job.
+//!
+//! Webhook deliveries have a loop of their own ([`deliveries`]): they wait on
+//! receivers, so they must never hold up lease revocation, expiry or key
+//! rotation, and they are leased only as slots to run them free up.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -12,8 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use idv_store::{Applied, Command, Context, Job};
-use tokio::sync::watch;
+use idv_store::{Applied, Command, Context, Job, JobKinds};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -25,11 +29,18 @@ const BATCH: i64 = 500;
 const CONCURRENCY: usize = 8;
 /// How often a node prunes the webhook delivery log.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Webhook deliveries in flight at once on a node. They run beside the
-/// batch, not in it, so slow receivers (up to the delivery timeout each)
-/// never hold up lease revocation, expiry or key rotation; a delivery that
-/// finds no free slot stays leased and is claimed again when its lease ends.
+/// Prune batches per hour at most.
+const PRUNE_STEPS: usize = 100;
+/// Webhook deliveries in flight at once on a node. A node leases no more
+/// deliveries than it has free slots, so a leased delivery starts at once
+/// and a backlog drains as fast as receivers answer.
 pub const DELIVERIES_IN_FLIGHT: usize = 16;
+/// How often, at most, the delivery loop looks for new events and due
+/// deliveries when no slot freed up meanwhile (two cheap reads on an idle
+/// node): events reach receivers within this of their commit.
+const DELIVERY_POLL: Duration = Duration::from_millis(250);
+/// Every job kind but webhook deliveries.
+const NOT_DELIVERIES: JobKinds = JobKinds::AllBut(idv_store::JOB_DELIVER_WEBHOOK);
 
 fn ctx() -> Context {
     Context::system("jobs")
@@ -79,18 +90,27 @@ fn whole_secs(d: Duration) -> i64 {
 pub async fn run(state: AppState, every: Duration, lease: Duration, mut stop: watch::Receiver<bool>) {
     let held = Arc::new(Held::default());
     tokio::spawn(heartbeat(state.clone(), held.clone(), lease, stop.clone()));
+    let delivering = tokio::spawn(deliveries(
+        state.clone(),
+        held.clone(),
+        every.min(DELIVERY_POLL),
+        lease,
+        stop.clone(),
+    ));
     let mut pruned: Option<tokio::time::Instant> = None;
     loop {
         crate::app::throttle::FailedAuth::flush(&state, false).await;
-        // Webhook deliveries first, so those it makes run in this poll.
-        if let Err(e) = crate::app::webhooks::dispatch(&state).await {
-            tracing::warn!(error = %e, "webhook dispatch failed; retrying");
-        }
-        // The delivery log's retention, hourly on each node (deleting what
-        // another node already deleted finds nothing).
+        // The delivery log's retention and expired one-time `jti`s, hourly
+        // on each node (deleting what another node already deleted finds
+        // nothing).
         if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            let jtis = prune_seen_jtis(&state).await;
+            if let Err(e) = &jtis {
+                tracing::warn!(error = %e, "pruning expired one-time jtis failed; retrying");
+            }
             match state.store.execute(Command::PruneWebhookDeliveries, ctx()).await {
-                Ok(_) => pruned = Some(tokio::time::Instant::now()),
+                Ok(_) if jtis.is_ok() => pruned = Some(tokio::time::Instant::now()),
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning the webhook delivery log failed; retrying"),
             }
         }
@@ -104,6 +124,9 @@ pub async fn run(state: AppState, every: Duration, lease: Duration, mut stop: wa
         if stopping {
             // Counted refusals are on the record before the node stops.
             crate::app::throttle::FailedAuth::flush(&state, true).await;
+            if let Err(e) = delivering.await {
+                tracing::warn!(error = %e, "the webhook delivery loop ended abnormally");
+            }
             return;
         }
     }
@@ -118,7 +141,7 @@ async fn heartbeat(state: AppState, held: Arc<Held>, lease: Duration, mut stop: 
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
         }
         let jobs = held.all();
         if jobs.is_empty() {
@@ -136,7 +159,19 @@ async fn heartbeat(state: AppState, held: Arc<Held>, lease: Duration, mut stop: 
     }
 }
 
-/// Leases and runs due jobs, batch after batch, until none is due or `stop`
+/// Deletes expired one-time `jti`s, a bounded batch at a time, until none
+/// is left (or [`PRUNE_STEPS`] batches, the rest an hour later).
+async fn prune_seen_jtis(state: &AppState) -> Result<(), idv_store::StoreError> {
+    for _ in 0..PRUNE_STEPS {
+        match state.store.execute(Command::PruneSeenJtis, ctx()).await? {
+            Applied::Count(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+/// Leases and runs due jobs (webhook deliveries aside), batch after batch, until none is due or `stop`
 /// turns true (jobs keep coming due under load, so shutdown must not wait
 /// for the table to empty; leased jobs not run go back when their lease
 /// ends). Returns how many ran.
@@ -148,7 +183,7 @@ async fn run_due(
 ) -> Result<usize, idv_store::StoreError> {
     let mut ran = 0;
     loop {
-        if *stop.borrow() || !state.store.has_due_jobs(state.clock.now()).await? {
+        if *stop.borrow() || !state.store.has_due_jobs(state.clock.now(), NOT_DELIVERIES).await? {
             return Ok(ran);
         }
         let claimed = Instant::now();
@@ -158,6 +193,7 @@ async fn run_due(
                 Command::ClaimJobs {
                     lease_secs: whole_secs(lease),
                     limit: BATCH,
+                    kinds: NOT_DELIVERIES,
                 },
                 ctx(),
             )
@@ -181,27 +217,88 @@ async fn run_due(
         futures_util::stream::iter(jobs)
             .for_each_concurrent(CONCURRENCY, |job| async move {
                 let id = job.id;
-                if !held.fresh(id, fresh) {
-                    held.done(id);
-                    return;
+                if held.fresh(id, fresh) {
+                    run_one(state, job).await;
                 }
-                if job.kind == idv_store::JOB_DELIVER_WEBHOOK {
-                    if let Ok(slot) = state.delivery_slots.clone().try_acquire_owned() {
-                        let (state, held) = (state.clone(), held.clone());
-                        tokio::spawn(async move {
-                            run_one(&state, job).await;
-                            held.done(id);
-                            drop(slot);
-                        });
-                    } else {
-                        held.done(id);
-                    }
-                    return;
-                }
-                run_one(state, job).await;
                 held.done(id);
             })
             .await;
+    }
+}
+
+/// The delivery loop: turns new audit events into deliveries and starts due
+/// deliveries in free slots, every `every` and whenever a delivery ends,
+/// until `stop` turns true (deliveries under way finish on their own).
+async fn deliveries(
+    state: AppState,
+    held: Arc<Held>,
+    every: Duration,
+    lease: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let freed = Arc::new(Notify::new());
+    loop {
+        if let Err(e) = crate::app::webhooks::dispatch(&state).await {
+            tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+        }
+        if let Err(e) = start_deliveries(&state, &held, lease, &freed).await {
+            tracing::warn!(error = %e, "webhook delivery poll failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            // A permit stored by `notify_one` is not lost if no one waited.
+            _ = freed.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Leases as many due deliveries as there are free slots and starts each in
+/// one, until the slots are full or none is due. Returns how many started.
+async fn start_deliveries(
+    state: &AppState,
+    held: &Arc<Held>,
+    lease: Duration,
+    freed: &Arc<Notify>,
+) -> Result<usize, idv_store::StoreError> {
+    const DELIVERIES: JobKinds = JobKinds::Only(idv_store::JOB_DELIVER_WEBHOOK);
+    let mut started = 0;
+    loop {
+        let free = state.delivery_slots.available_permits();
+        if free == 0 || !state.store.has_due_jobs(state.clock.now(), DELIVERIES).await? {
+            return Ok(started);
+        }
+        let claimed = Instant::now();
+        let cmd = Command::ClaimJobs {
+            lease_secs: whole_secs(lease),
+            limit: i64::try_from(free).unwrap_or(i64::MAX),
+            kinds: DELIVERIES,
+        };
+        let jobs = match state.store.execute(cmd, ctx()).await? {
+            Applied::Jobs(j) => j,
+            _ => Vec::new(),
+        };
+        if jobs.is_empty() {
+            return Ok(started);
+        }
+        // The heartbeat renews a delivery's lease while its receiver answers.
+        held.add(&jobs, claimed);
+        for job in jobs {
+            // INVARIANT: only this loop takes slots, and it leased no more
+            // jobs than were free, so this does not wait.
+            let Ok(slot) = state.delivery_slots.clone().acquire_owned().await else {
+                return Ok(started);
+            };
+            let (state, freed, held) = (state.clone(), freed.clone(), held.clone());
+            tokio::spawn(async move {
+                let id = job.id;
+                run_one(&state, job).await;
+                held.done(id);
+                drop(slot);
+                freed.notify_one();
+            });
+            started += 1;
+        }
     }
 }
 

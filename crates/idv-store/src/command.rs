@@ -73,6 +73,29 @@ pub struct Job {
     pub attempts: i64,
 }
 
+/// Which kinds of job a claim (or a due-job check) takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKinds {
+    /// Every kind.
+    All,
+    /// Only this kind.
+    Only(&'static str),
+    /// Every kind but this one.
+    AllBut(&'static str),
+}
+
+impl JobKinds {
+    /// The SQL condition on `kind` (bound as parameter `$n`), and the kind
+    /// to bind.
+    pub(crate) fn condition(self, n: usize) -> (String, Option<&'static str>) {
+        match self {
+            JobKinds::All => (String::new(), None),
+            JobKinds::Only(k) => (format!(" AND kind = ${n}"), Some(k)),
+            JobKinds::AllBut(k) => (format!(" AND kind <> ${n}"), Some(k)),
+        }
+    }
+}
+
 /// Retire an ephemeral agent whose TTL has ended.
 pub const JOB_EXPIRE_AGENT: &str = "agent.expire";
 /// Job kind: revoke a rotated credential at the end of its overlap.
@@ -146,6 +169,8 @@ pub enum Command {
         lease_secs: i64,
         /// At most this many.
         limit: i64,
+        /// Of these kinds.
+        kinds: JobKinds,
     },
     /// Extend the leases of jobs this node claimed and is still running (a
     /// heartbeat), each only under the claim that leased it (`attempts`).
@@ -459,6 +484,10 @@ pub enum Command {
     /// Delete settled webhook deliveries past their retention (a bounded
     /// batch; one event per tenant with the count).
     PruneWebhookDeliveries,
+    /// Forget one-time `jti`s (client assertions) whose tokens have expired
+    /// (a bounded batch; bookkeeping, no event): a replayed assertion is
+    /// refused by its `exp` after that, so only the unexpired need keeping.
+    PruneSeenJtis,
     /// Record one attempt of a [`crate::JOB_DELIVER_WEBHOOK`] job's delivery.
     RecordWebhookAttempt {
         /// The job as claimed.
@@ -782,6 +811,7 @@ impl Command {
             Command::ExpireAgent(_)
             | Command::DispatchWebhooks
             | Command::PruneWebhookDeliveries
+            | Command::PruneSeenJtis
             | Command::RecordWebhookAttempt { .. }
             | Command::RetryJob { .. }
             | Command::FinishJob(_)
@@ -859,7 +889,11 @@ pub(crate) async fn apply(
             reason,
         } => transition_agent(conn, tenant_id, id, transition, reason, now, clock, ctx, None).await,
         Command::ExpireAgent(job) => expire_agent(conn, job, now, clock, ctx).await,
-        Command::ClaimJobs { lease_secs, limit } => claim_jobs(conn, dialect, now, lease_secs, limit).await,
+        Command::ClaimJobs {
+            lease_secs,
+            limit,
+            kinds,
+        } => claim_jobs(conn, dialect, now, (lease_secs, limit, kinds)).await,
         Command::RetryJob { job, run_at, error } => retry_job(conn, job, run_at, error, ctx).await,
         Command::RenewJobLeases { jobs, lease_secs } => renew_job_leases(conn, now, &jobs, lease_secs).await,
         Command::CreateCredential {
@@ -995,6 +1029,7 @@ pub(crate) async fn apply(
         Command::TestWebhook(d) => webhooks::test(conn, *d, clock, ctx).await,
         Command::DispatchWebhooks => webhooks::dispatch(conn, now, clock).await,
         Command::PruneWebhookDeliveries => webhooks::prune(conn, now, ctx).await,
+        Command::PruneSeenJtis => credentials::prune_seen_jtis(conn, now).await,
         Command::RecordWebhookAttempt { job, result, jitter } => {
             webhooks::record_attempt(conn, job, result, jitter, now, ctx).await
         }
@@ -1609,8 +1644,7 @@ async fn claim_jobs(
     conn: &mut AnyConnection,
     dialect: Dialect,
     now: Timestamp,
-    lease_secs: i64,
-    limit: i64,
+    (lease_secs, limit, kinds): (i64, i64, JobKinds),
 ) -> Result<Outcome2, StoreError> {
     // Dialect split: PostgreSQL skips rows other nodes have locked, so each due
     // job is leased to exactly one node; SQLite has one node and one writer.
@@ -1618,17 +1652,20 @@ async fn claim_jobs(
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
     };
+    let (kind, bound) = kinds.condition(4);
     let sql = format!(
         "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN \
-         (SELECT id FROM jobs WHERE run_at <= $2 AND (locked_until IS NULL OR locked_until < $2) \
+         (SELECT id FROM jobs WHERE run_at <= $2 AND (locked_until IS NULL OR locked_until < $2){kind} \
          ORDER BY run_at LIMIT $3{lock}) RETURNING id, tenant_id, kind, target_id, run_at, attempts"
     );
-    let rows = sqlx::query(&sql)
+    let mut q = sqlx::query(&sql)
         .bind(now.plus_secs(lease_secs).as_micros())
         .bind(now.as_micros())
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(limit);
+    if let Some(k) = bound {
+        q = q.bind(k);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
     let jobs = rows.iter().map(row::job).collect::<Result<Vec<_>, _>>()?;
     Ok((Applied::Jobs(jobs), vec![]))
 }

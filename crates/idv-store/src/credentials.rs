@@ -500,6 +500,23 @@ pub(crate) async fn issue_token(
     Ok((Applied::Done, vec![event]))
 }
 
+/// One-time `jti`s deleted per prune step at most.
+const PRUNE_JTIS: i64 = 10_000;
+
+/// Deletes up to [`PRUNE_JTIS`] one-time `jti`s whose assertions expired
+/// before `now` (RFC 7523 §3: the `jti` must be unique only while the
+/// assertion is acceptable; its `exp` refuses it after that).
+pub(crate) async fn prune_seen_jtis(conn: &mut AnyConnection, now: Timestamp) -> Result<Outcome2, StoreError> {
+    let deleted =
+        sqlx::query("DELETE FROM seen_jtis WHERE key IN (SELECT key FROM seen_jtis WHERE expires_at < $1 LIMIT $2)")
+            .bind(now.as_micros())
+            .bind(PRUNE_JTIS)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok((Applied::Count(usize::try_from(deleted).unwrap_or(usize::MAX)), vec![]))
+}
+
 pub(crate) async fn set_token_ttl(
     conn: &mut AnyConnection,
     tenant_id: Uuid,

@@ -516,7 +516,7 @@ pub(crate) async fn activate(
 }
 
 /// Extends an active lease to `expires_at` (the role's `VALID UNTIL` was
-/// moved first).
+/// moved to exactly that first).
 pub(crate) async fn renew(
     conn: &mut AnyConnection,
     tenant_id: Uuid,
@@ -527,9 +527,15 @@ pub(crate) async fn renew(
     ctx: &Context,
 ) -> Result<Outcome2, StoreError> {
     let mut l = load(conn, tenant_id, id).await?;
-    let until = l
-        .renew(now, (expires_at.as_micros() - now.as_micros()) / 1_000_000)
-        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    // Exactly the end the target was given (not recomputed from this later
+    // `now`, which would fall short of it); nothing recorded if it moves
+    // nothing.
+    let Some(until) = l
+        .extend_to(now, expires_at)
+        .map_err(|e| StoreError::Conflict(e.to_string()))?
+    else {
+        return Ok((Applied::Lease(Box::new(l)), vec![]));
+    };
     let before = l.expires_at;
     l.expires_at = until;
     set_state(conn, &l, &[LeaseState::Active]).await?;

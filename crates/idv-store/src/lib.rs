@@ -34,7 +34,9 @@ use tokio::sync::mpsc;
 
 pub use authz::{ApprovalFilter, ApprovalStep, DecidingApprover, DecisionRecord, Edge, EdgeUse, Usage, UsageRow};
 pub use changes::Changes;
-pub use command::{Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job};
+pub use command::{
+    Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job, JobKinds,
+};
 pub use error::StoreError;
 pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};

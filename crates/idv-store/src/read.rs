@@ -431,14 +431,17 @@ impl Store {
 
     /// Whether any job is due and not leased at `now`: a cheap read that lets
     /// an idle node skip the claiming write (and its commit).
-    pub async fn has_due_jobs(&self, now: Timestamp) -> Result<bool, StoreError> {
-        let row = sqlx::query(
+    pub async fn has_due_jobs(&self, now: Timestamp, kinds: crate::JobKinds) -> Result<bool, StoreError> {
+        let (kind, bound) = kinds.condition(2);
+        let sql = format!(
             "SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE run_at <= $1 \
-             AND (locked_until IS NULL OR locked_until < $1) LIMIT 1) AS due",
-        )
-        .bind(now.as_micros())
-        .fetch_one(&self.inner.read)
-        .await?;
+             AND (locked_until IS NULL OR locked_until < $1){kind} LIMIT 1) AS due"
+        );
+        let mut q = sqlx::query(&sql).bind(now.as_micros());
+        if let Some(k) = bound {
+            q = q.bind(k);
+        }
+        let row = q.fetch_one(&self.inner.read).await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 

@@ -425,7 +425,9 @@ pub(crate) async fn delete(
 }
 
 /// Replaces the signing secret; the old one keeps signing (as a second
-/// signature) until `previous_until`.
+/// signature) until `previous_until`. Refused while an earlier rotation's
+/// overlap runs ([`webhook::may_rotate`]), and when another rotation
+/// replaced `replacing` first.
 pub(crate) async fn rotate_secret(
     conn: &mut AnyConnection,
     tenant_id: Uuid,
@@ -437,10 +439,26 @@ pub(crate) async fn rotate_secret(
 ) -> Result<Outcome2, StoreError> {
     let mut w = load(conn, tenant_id, id).await?;
     w.updated_at = now;
+    // Read in the writer's transaction: a rotation committed since the
+    // caller read the secret is seen here.
+    let running: Option<i64> = sqlx::query_scalar("SELECT previous_secret_until FROM webhooks WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    if let Err(until) = webhook::may_rotate(running.map(Timestamp::from_micros), now) {
+        return Err(StoreError::Conflict(format!(
+            "the secret was rotated recently and the previous one co-signs until {}; rotate again after that \
+             (the secret that rotation returned signs every delivery)",
+            until.to_rfc3339()
+        )));
+    }
     let (previous, until) = secrets.previous.unzip();
+    // Compare-and-swap on the secret the caller replaced, and on the overlap
+    // having ended (another node's writer may have rotated meanwhile).
     let done = sqlx::query(
         "UPDATE webhooks SET sealed_secret = $1, sealed_previous_secret = $2, previous_secret_until = $3, \
-         updated_at = $4 WHERE id = $5 AND sealed_secret = $6",
+         updated_at = $4 WHERE id = $5 AND sealed_secret = $6 \
+         AND (previous_secret_until IS NULL OR previous_secret_until <= $4)",
     )
     .bind(secrets.current)
     .bind(previous)

@@ -437,6 +437,7 @@ async fn run_batch(
                 | Command::TestWebhook(_)
                 | Command::DispatchWebhooks
                 | Command::PruneWebhookDeliveries
+                | Command::PruneSeenJtis
                 | Command::RecordWebhookAttempt { .. }
         );
         let keys = matches!(cmd, Command::SigningKeys(_) | Command::ScheduleKeyRotations);

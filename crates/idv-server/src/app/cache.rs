@@ -16,19 +16,24 @@ use uuid::Uuid;
 use super::AppError;
 use crate::AppState;
 
-/// Most entries per cache before it is cleared.
+/// Most entries per cache before it is emptied.
 const CAPACITY: usize = 200_000;
 
-/// A map whose entries are good for one change generation.
+/// A map whose entries are good for one change generation. It holds only
+/// entries of the newest generation it has seen: generations only grow, so
+/// an older entry can never be read again, and a map that kept them would
+/// grow with every key touched since start (up to [`CAPACITY`]) and
+/// double its table as it did. A newer generation starts a new map (the old
+/// one's memory is freed), and a full map is emptied.
 #[derive(Debug)]
 pub struct GenCache<K, V> {
-    map: RwLock<HashMap<K, (u64, V)>>,
+    map: RwLock<(u64, HashMap<K, V>)>,
 }
 
 impl<K, V> Default for GenCache<K, V> {
     fn default() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new((0, HashMap::new())),
         }
     }
 }
@@ -38,18 +43,31 @@ impl<K: Hash + Eq, V: Clone> GenCache<K, V> {
     pub fn get(&self, k: &K, generation: Option<u64>) -> Option<V> {
         let g = generation?;
         let m = self.map.read().ok()?;
-        m.get(k).filter(|(at, _)| *at == g).map(|(_, v)| v.clone())
+        if m.0 != g {
+            return None;
+        }
+        m.1.get(k).cloned()
     }
 
-    /// Remembers `v`, loaded under `generation`.
+    /// Remembers `v`, loaded under `generation` (a load under an older
+    /// generation than the map's is dropped: it is stale already).
     pub fn put(&self, k: K, generation: Option<u64>, v: V) {
         let Some(g) = generation else { return };
         if let Ok(mut m) = self.map.write() {
-            if m.len() >= CAPACITY {
-                m.clear();
+            if g < m.0 {
+                return;
             }
-            m.insert(k, (g, v));
+            if g > m.0 || m.1.len() >= CAPACITY {
+                *m = (g, HashMap::new());
+            }
+            m.1.insert(k, v);
         }
+    }
+
+    /// Entries held (of the newest generation).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.1.len())
     }
 }
 
@@ -122,5 +140,28 @@ mod tests {
         assert_eq!(c.get(&1, None), None);
         c.put(2, None, "y");
         assert_eq!(c.get(&2, Some(5)), None);
+    }
+
+    /// Entries of older generations are dropped, not kept until the cap:
+    /// the map holds only what can still be read.
+    #[test]
+    fn only_the_newest_generation_is_held() {
+        let c: GenCache<u32, u32> = GenCache::default();
+        for g in 1..=1_000_u32 {
+            c.put(g, Some(u64::from(g)), g);
+            c.put(g + 1_000_000, Some(u64::from(g)), g);
+        }
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(&1_000, Some(1_000)), Some(1_000));
+        // A load under an older generation is stale: not stored.
+        c.put(7, Some(3), 7);
+        assert_eq!(c.get(&7, Some(3)), None);
+        assert_eq!(c.len(), 2);
+        // Within one generation the cap holds.
+        let big: GenCache<usize, ()> = GenCache::default();
+        for k in 0..=CAPACITY {
+            big.put(k, Some(1), ());
+        }
+        assert_eq!(big.len(), 1);
     }
 }

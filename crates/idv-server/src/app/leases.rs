@@ -466,9 +466,13 @@ pub async fn renew(
             .await
             .map_or(l.ttl_secs(l.issued_at), |t| t.default_ttl_secs),
     };
-    let until = l
-        .renew(now, increment)
-        .map_err(|e| AppError::Store(idv_store::StoreError::Conflict(e.to_string())))?;
+    let Some(until) = l
+        .renewal(now, increment)
+        .map_err(|e| AppError::Store(idv_store::StoreError::Conflict(e.to_string())))?
+    else {
+        // At the maximum: the role and the record stay as they are.
+        return Ok(l);
+    };
     let (_, pool) = target_with_pool(state, l.tenant_id, &l.target).await?;
     target_db::set_valid_until(&pool, &l.username, until).await?;
     let cmd = Command::RenewLease {

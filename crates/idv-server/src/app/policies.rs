@@ -36,7 +36,23 @@ pub struct Engines {
     building: tokio::sync::Mutex<()>,
 }
 
+/// Most compiled versions kept on a node: every version stored (candidates
+/// too) is compiled once and kept, so without a bound they would pile up
+/// with each policy change; past it the set starts again (a version is
+/// compiled again when next needed).
+const COMPILED_CAPACITY: usize = 1_000;
+
 impl Engines {
+    /// Keeps a compiled version, within [`COMPILED_CAPACITY`].
+    fn remember(&self, key: (Uuid, i64), c: Arc<Compiled>) {
+        if let Ok(mut m) = self.compiled.write() {
+            if m.len() >= COMPILED_CAPACITY && !m.contains_key(&key) {
+                *m = HashMap::new();
+            }
+            m.insert(key, c);
+        }
+    }
+
     /// The tenant's engine if it was built at `rev` and no grant in it expired.
     fn fresh(&self, tenant_id: Uuid, rev: i64, now: Timestamp) -> Option<Arc<Engine>> {
         let m = self.built.read().ok()?;
@@ -126,9 +142,7 @@ async fn compiled(state: &AppState, tenant_id: Uuid, active: Option<i64>) -> Res
     }
     .map_err(|p| AppError::Internal(format!("stored policy version does not compile: {p:?}")))?;
     let c = Arc::new(c);
-    if let Ok(mut m) = state.caches.engines.compiled.write() {
-        m.insert(key, c.clone());
-    }
+    state.caches.engines.remember(key, c.clone());
     Ok(c)
 }
 
@@ -178,9 +192,10 @@ pub async fn upload(
     };
     let v = match state.store.execute(cmd, caller.context()).await? {
         Applied::PolicyVersion(v) => {
-            if let Ok(mut m) = state.caches.engines.compiled.write() {
-                m.insert((v.tenant_id, v.version), Arc::new(compiled));
-            }
+            state
+                .caches
+                .engines
+                .remember((v.tenant_id, v.version), Arc::new(compiled));
             *v
         }
         _ => return Err(unexpected()),

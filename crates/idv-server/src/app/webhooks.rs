@@ -198,7 +198,9 @@ pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), A
 
 /// Replaces the signing secret; the old one also signs for
 /// [`SECRET_OVERLAP_SECS`] so the receiver can switch without losing a
-/// delivery. Returns the new secret (shown only here).
+/// delivery. Returns the new secret (shown only here). Refused (409) while
+/// an earlier rotation's overlap runs and when a concurrent rotation won, so
+/// every secret returned signs deliveries.
 pub async fn rotate_secret(state: &AppState, caller: &Caller, id: Uuid) -> Result<(Webhook, Secret), AppError> {
     caller
         .require(state, Permission::ManageWebhooks, "webhook.rotate_secret")

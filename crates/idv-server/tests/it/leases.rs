@@ -23,6 +23,7 @@ use crate::{all_events, db, eventually, exec, get, json_ok, problem, start_manua
 backend_tests!(
     an_agent_gets_a_role_that_can_do_what_its_template_grants_and_nothing_else,
     leases_renew_up_to_their_maximum_and_expire,
+    a_renewal_to_the_maximum_records_what_the_target_has_and_then_changes_nothing,
     a_target_that_is_down_leaves_the_revocation_pending_until_it_is_back,
     a_crash_between_create_role_and_activation_leaves_no_role_behind,
     the_sweeper_drops_orphans_and_nothing_else,
@@ -744,4 +745,69 @@ async fn concurrent_requests_and_revocations_on_one_template_all_succeed(backend
         assert_eq!(json_ok(r, StatusCode::OK).await["state"], "revoked");
     }
     assert!(t.prefixed_roles().await.is_empty());
+}
+
+/// On the real clock (the writer's `now` comes after the one the renewal
+/// was computed from): renewing to the maximum stores exactly the role's
+/// `VALID UNTIL`, says `renewable: false`, and further renewals change
+/// nothing, on the target or on the record.
+async fn a_renewal_to_the_maximum_records_what_the_target_has_and_then_changes_nothing(backend: Backend) {
+    let Some(t) = Target::create("a_renewal_to_the_maximum…").await else {
+        return;
+    };
+    let s = TestServer::start(backend).await;
+    setup(&s, &t, 60, 120).await;
+    let bot = agent(&s, "max-bot").await;
+    let issued = json_ok(creds(&s, &bot, json!({})).await, StatusCode::CREATED).await;
+    let id = issued["lease"]["id"].as_str().unwrap().to_owned();
+    let user = issued["username"].as_str().unwrap().to_owned();
+    // A fraction of a second into the lease, so the time left is not whole
+    // seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let renew = || async {
+        let r = s
+            .req(Method::POST, &format!("/v1/leases/{id}/renew"))
+            .json(&json!({"increment": "1h"}))
+            .send()
+            .await
+            .unwrap();
+        json_ok(r, StatusCode::OK).await
+    };
+    let renewals = || async {
+        all_events(&s)
+            .await
+            .iter()
+            .filter(|e| e["action"] == "lease.renew")
+            .count()
+    };
+    let r = renew().await;
+    assert_eq!(r["expires_at"], r["max_expires_at"], "{r}");
+    assert_eq!(r["renewable"], false, "{r}");
+    let stored = lease(&s, &id).await;
+    assert_eq!(stored["expires_at"], r["max_expires_at"], "{stored}");
+    assert_eq!(stored["renewable"], false);
+    let (until, _) = t.role(&user).await.unwrap();
+    let on_target = until.unwrap();
+    assert!(
+        (on_target - epoch(stored["expires_at"].as_str().unwrap())).abs() < 1e-5,
+        "VALID UNTIL {on_target} but the lease says {}",
+        stored["expires_at"]
+    );
+    assert_eq!(renewals().await, 1);
+    // At the maximum a renewal changes nothing and records nothing.
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let again = renew().await;
+        assert_eq!(again["expires_at"], stored["expires_at"], "{again}");
+        assert_eq!(again["renewable"], false);
+        let self_renewed = json_ok(
+            self_post(&s, &bot, &format!("/v1/self/leases/{id}/renew"), json!({})).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(self_renewed["expires_at"], stored["expires_at"]);
+    }
+    assert_eq!(renewals().await, 1);
+    assert_eq!(t.role(&user).await.unwrap().0, Some(on_target));
+    assert_eq!(lease(&s, &id).await["expires_at"], stored["expires_at"]);
 }

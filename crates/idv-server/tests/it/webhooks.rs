@@ -28,6 +28,8 @@ backend_tests!(
     tenants_are_isolated_and_input_is_checked,
     subscriptions_change_and_secrets_rotate,
     settled_deliveries_are_pruned_after_their_retention,
+    concurrent_rotations_return_only_secrets_in_effect,
+    a_burst_of_events_is_delivered_within_seconds,
 );
 
 /// One request the receiver got.
@@ -631,4 +633,99 @@ async fn settled_deliveries_are_pruned_after_their_retention(backend: Backend) {
         .collect();
     assert_eq!(pruned.len(), 1, "{pruned:?}");
     assert_eq!(pruned[0]["details"]["deleted"], 1);
+}
+
+/// Twenty rotations sent at once: each success returns a secret that signs
+/// deliveries (only one can, the compare-and-swap and the running overlap
+/// refuse the rest with 409); after the overlap a rotation succeeds again.
+async fn concurrent_rotations_return_only_secrets_in_effect(backend: Backend) {
+    let s = start_manual(backend).await;
+    let r = Receiver::start(204).await;
+    let sub = subscribe(&s, &s.token, &r.url, &["agent.created"]).await;
+    let first = sub["secret"].as_str().unwrap().to_owned();
+    let hook = sub["webhook"]["id"].as_str().unwrap().to_owned();
+    let rotate = || async {
+        let res = s
+            .req(Method::POST, &format!("/v1/webhooks/{hook}/rotate-secret"))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json::<Value>().await.unwrap())
+    };
+    let answers = futures_util::future::join_all((0..20).map(|_| rotate())).await;
+    let mut won = Vec::new();
+    for (status, body) in &answers {
+        match *status {
+            StatusCode::OK => won.push(body["secret"].as_str().unwrap().to_owned()),
+            StatusCode::CONFLICT => assert_eq!(body["status"], 409, "{body}"),
+            other => panic!("a rotation answered {other}: {body}"),
+        }
+    }
+    assert!(!won.is_empty(), "no rotation succeeded: {answers:?}");
+    create_agent(&s, &s.token, "after-the-race").await;
+    eventually("a delivery after the race", || async { r.all().len() == 1 }).await;
+    let g = &r.all()[0];
+    for secret in &won {
+        assert!(
+            signed_by(secret, g),
+            "a rotation returned a secret that signs nothing ({} won)",
+            won.len()
+        );
+    }
+    // The receiver's old secret co-signs, and nothing else does.
+    assert!(signed_by(&first, g));
+    assert_eq!(g.sig.split(' ').count(), 2, "{}", g.sig);
+    assert_eq!(won.len(), 1);
+
+    // Once the overlap has ended, a rotation succeeds again.
+    let clock = s.clock.clone().unwrap();
+    clock.advance_secs(idv_server::app::webhooks::SECRET_OVERLAP_SECS - 60);
+    let (status, body) = rotate().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("co-signs until"), "{body}");
+    clock.advance_secs(61);
+    let (status, body) = rotate().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let newest = body["secret"].as_str().unwrap().to_owned();
+    create_agent(&s, &s.token, "after-the-overlap").await;
+    eventually("a delivery after the second rotation", || async { r.all().len() == 2 }).await;
+    let g = &r.all()[1];
+    assert!(
+        signed_by(&newest, g) && signed_by(&won[0], g) && !signed_by(&first, g),
+        "{}",
+        g.sig
+    );
+}
+
+/// A hundred events at once to a receiver that answers at once: all of them
+/// arrive within seconds (a node leases no more deliveries than it can run,
+/// so none waits out a lease behind a full set of slots).
+async fn a_burst_of_events_is_delivered_within_seconds(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = Receiver::start(204).await;
+    let sub = subscribe(&s, &s.token, &r.url, &["agent.created"]).await;
+    let hook = sub["webhook"]["id"].as_str().unwrap().to_owned();
+    let names: Vec<String> = (0..100).map(|i| format!("burst-{i}")).collect();
+    futures_util::future::join_all(names.iter().map(|n| create_agent(&s, &s.token, n))).await;
+    let created = std::time::Instant::now();
+    crate::eventually_within("all 100 deliveries at the receiver", 5, || async {
+        r.of("agent.created").len() == 100
+    })
+    .await;
+    let took = created.elapsed();
+    let mut ids: Vec<String> = r.all().into_iter().map(|g| g.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "each event once");
+    eventually("the log shows all 100 delivered", || async {
+        let f = "?status=delivered&limit=1000";
+        get(&s, &format!("/v1/webhooks/{hook}/deliveries{f}")).await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 100
+    })
+    .await;
+    eprintln!("100 deliveries in {took:?}");
 }

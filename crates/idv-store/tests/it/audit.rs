@@ -247,6 +247,7 @@ async fn every_write_records_its_events(backend: Backend) {
     let cmd = Command::ClaimJobs {
         lease_secs: 60,
         limit: 10,
+        kinds: idv_store::JobKinds::All,
     };
     let (res, _) = step(&f, cmd, &system, &[]).await;
     let Ok(Applied::Jobs(jobs)) = res else {

@@ -8,7 +8,7 @@ use idv_core::Clock as _;
 use idv_core::agent::{Agent, NewAgent};
 use idv_core::audit::{Actor, ActorKind, Outcome};
 use idv_core::lifecycle::{Status, Transition};
-use idv_store::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job, Store};
+use idv_store::{Applied, Command, Context, JOB_EXPIRE_AGENT, Job, JobKinds, Store};
 use idv_testkit::{Backend, backend_tests};
 
 use crate::{Fixture, chain};
@@ -20,6 +20,8 @@ backend_tests!(
     retiring_an_agent_removes_its_expire_job,
     each_job_is_claimed_exactly_once,
     a_lapsed_claim_neither_finishes_nor_reschedules,
+    claims_and_due_checks_select_kinds,
+    expired_one_time_jtis_are_pruned,
 );
 
 /// The job runner's context.
@@ -33,7 +35,14 @@ fn jobs_ctx() -> Context {
 
 async fn claim(store: &Store, lease_secs: i64, limit: i64) -> Vec<Job> {
     match store
-        .execute(Command::ClaimJobs { lease_secs, limit }, jobs_ctx())
+        .execute(
+            Command::ClaimJobs {
+                lease_secs,
+                limit,
+                kinds: JobKinds::All,
+            },
+            jobs_ctx(),
+        )
         .await
         .unwrap()
     {
@@ -323,4 +332,97 @@ async fn a_lapsed_claim_neither_finishes_nor_reschedules(backend: Backend) {
     );
     f.store.execute(Command::FinishJob(current), jobs_ctx()).await.unwrap();
     assert_eq!(f.count("SELECT COUNT(*) FROM jobs").await, 0);
+}
+
+/// A claim (and the cheap due check before it) takes only the kinds asked
+/// for: the webhook delivery loop leases deliveries, the job loop the rest.
+async fn claims_and_due_checks_select_kinds(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    f.create(vec![ephemeral(&f, "short", 1)]).await.unwrap();
+    f.clock.advance_secs(1);
+    let now = f.clock.now();
+    let other = JobKinds::Only("webhook.deliver");
+    assert!(!f.store.has_due_jobs(now, other).await.unwrap());
+    assert!(
+        f.store
+            .has_due_jobs(now, JobKinds::AllBut("webhook.deliver"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .has_due_jobs(now, JobKinds::Only(JOB_EXPIRE_AGENT))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .has_due_jobs(now, JobKinds::AllBut(JOB_EXPIRE_AGENT))
+            .await
+            .unwrap()
+    );
+    let take = |kinds| Command::ClaimJobs {
+        lease_secs: 60,
+        limit: 10,
+        kinds,
+    };
+    let Applied::Jobs(none) = f.store.execute(take(other), jobs_ctx()).await.unwrap() else {
+        panic!("not a claim")
+    };
+    assert!(none.is_empty());
+    let Applied::Jobs(got) = f
+        .store
+        .execute(take(JobKinds::AllBut("webhook.deliver")), jobs_ctx())
+        .await
+        .unwrap()
+    else {
+        panic!("not a claim")
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].kind, JOB_EXPIRE_AGENT);
+    assert!(!f.store.has_due_jobs(now, JobKinds::All).await.unwrap(), "leased");
+}
+
+/// One-time `jti`s (client assertions, DPoP proofs) are kept while they
+/// could be replayed and pruned after, so the table does not grow with
+/// traffic; an unexpired one is still refused.
+async fn expired_one_time_jtis_are_pruned(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let issue = |once: Vec<(String, idv_core::Timestamp)>| Command::IssueToken {
+        event: idv_core::audit::Draft {
+            tenant_id: f.tenant.id,
+            actor: Actor::system("test"),
+            action: "token.issue".into(),
+            target_type: "token".into(),
+            target_id: "t".into(),
+            outcome: Outcome::Success,
+            reason: None,
+            request_id: None,
+            details: serde_json::json!({}),
+        },
+        once,
+    };
+    let now = f.clock.now();
+    let keys = vec![
+        ("short".to_owned(), now.plus_secs(10)),
+        ("long".to_owned(), now.plus_secs(100)),
+    ];
+    f.store.execute(issue(keys), jobs_ctx()).await.unwrap();
+    let prune = || async {
+        match f.store.execute(Command::PruneSeenJtis, jobs_ctx()).await.unwrap() {
+            Applied::Count(n) => n,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(prune().await, 0, "nothing expired yet");
+    f.clock.advance_secs(11);
+    assert_eq!(prune().await, 1);
+    let again = f
+        .store
+        .execute(issue(vec![("long".into(), now.plus_secs(100))]), jobs_ctx())
+        .await;
+    assert!(matches!(again, Err(idv_store::StoreError::Replayed(k)) if k == "long"));
+    f.clock.advance_secs(90);
+    assert_eq!(prune().await, 1);
+    assert_eq!(prune().await, 0);
 }

@@ -27,6 +27,7 @@ async fn claim_delivery(store: &Store, delivery: &Delivery) -> Job {
             Command::ClaimJobs {
                 lease_secs: 30,
                 limit: 100,
+                kinds: idv_store::JobKinds::All,
             },
             ctx("jobs"),
         )
