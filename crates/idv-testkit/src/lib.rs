@@ -113,6 +113,8 @@ pub struct Options {
     /// Signing key rotation period and publication lead (default: the
     /// server's defaults, 30 days and 1 hour).
     pub key_rotation: Option<(Option<Duration>, Duration)>,
+    /// Connection limits (default: the server's defaults).
+    pub connections: Option<idv_server::config::ConnectionLimits>,
 }
 
 /// A running in-process server.
@@ -195,6 +197,7 @@ impl TestServer {
                 .map_or(idv_server::config::DEFAULT_KEY_PUBLISH_AHEAD, |(_, ahead)| ahead),
             webhook_http: idv_core::webhook::HttpPolicy::Loopback,
             webhook_hosts: Vec::new(),
+            connections: opts.connections.unwrap_or_default(),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

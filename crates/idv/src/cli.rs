@@ -836,6 +836,17 @@ pub struct ServeArgs {
     /// JWKS (1 minute to 30 days).
     #[arg(long, env = "IDV_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h")]
     pub signing_key_publish_ahead: String,
+    /// How long a client has to send a request's headers, and how long a
+    /// kept-alive connection may stay idle, e.g. `10s` (1 second to 5 minutes).
+    #[arg(long, env = "IDV_HTTP_HEADER_TIMEOUT", default_value = "10s")]
+    pub http_header_timeout: String,
+    /// Open connections from one client address (IPv6: one /64) beyond which
+    /// new ones are closed at once.
+    #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS_PER_IP", default_value_t = idv_server::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub http_max_connections_per_ip: usize,
+    /// Open connections in all beyond which new ones are closed at once.
+    #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS", default_value_t = idv_server::config::DEFAULT_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,

@@ -18,6 +18,7 @@ mod agents;
 mod audit;
 mod authz;
 mod concurrency;
+mod connections;
 mod delegation;
 mod durability;
 mod errors;
