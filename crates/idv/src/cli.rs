@@ -1188,9 +1188,15 @@ pub enum AuditCommand {
     /// Walk the hash chain and report the first broken link.
     ///
     /// Online (default) it reads the chain through the API with a platform
-    /// token; with `--data-dir` or `--database-url` it reads the database
-    /// directly, with no server running.
+    /// token. With `--offline` it reads the database directly, read-only and
+    /// with no server needed, found as `idv serve` finds it
+    /// (`IDV_DATABASE_URL`, else the data directory: `IDV_DATA_DIR`, else
+    /// `./idv-data`); `--data-dir` or `--database-url` name it and imply
+    /// `--offline`.
     Verify {
+        /// Read the database directly instead of through the API.
+        #[arg(long)]
+        offline: bool,
         /// Read the SQLite database in this data directory.
         #[arg(long, conflicts_with = "database_url")]
         data_dir: Option<PathBuf>,
