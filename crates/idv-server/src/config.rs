@@ -65,6 +65,61 @@ pub struct Config {
     /// third of it at once; a sixth of it per claimed client id. Past it,
     /// 429 and counted audit events ([`crate::app::throttle`]).
     pub auth_failure_limit: u32,
+    /// Limits on client connections (`--http-header-timeout`,
+    /// `--http-max-connections-per-ip`, `--http-max-connections`).
+    pub connections: ConnectionLimits,
+}
+
+/// Limits on client connections, so that slow or idle clients cannot hold
+/// the server's connections (slowloris).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a client has to send a request's headers, counted from the
+    /// first byte it may send: on a kept-alive connection that is also how
+    /// long it may stay idle between requests (`--http-header-timeout`,
+    /// `IDV_HTTP_HEADER_TIMEOUT`; default [`DEFAULT_HEADER_TIMEOUT`]).
+    pub header_timeout: Duration,
+    /// Open connections from one client address (IPv6: one /64) beyond which
+    /// a new one is closed at once (`--http-max-connections-per-ip`,
+    /// `IDV_HTTP_MAX_CONNECTIONS_PER_IP`; default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_IP`]).
+    pub max_per_ip: usize,
+    /// Open connections in all beyond which a new one is closed at once
+    /// (`--http-max-connections`, `IDV_HTTP_MAX_CONNECTIONS`; default
+    /// [`DEFAULT_MAX_CONNECTIONS`]).
+    pub max: usize,
+}
+
+/// Default header (and keep-alive idle) timeout.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on connections from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default bound on connections in all.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The longest header timeout.
+pub const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// Refuses limits the server cannot run with.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.header_timeout < Duration::from_secs(1) || self.header_timeout > MAX_HEADER_TIMEOUT {
+            bail!("the HTTP header timeout must be between 1 second and 5 minutes");
+        }
+        if self.max == 0 || self.max_per_ip == 0 {
+            bail!("the HTTP connection limits must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// The hard maximum access token lifetime: self-contained tokens cannot be
@@ -134,6 +189,7 @@ impl Default for Config {
             webhook_http: idv_core::webhook::HttpPolicy::Loopback,
             webhook_hosts: Vec::new(),
             auth_failure_limit: crate::app::throttle::DEFAULT_LIMIT,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -192,6 +248,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
     }
     .check()
     .map_err(|e| anyhow::anyhow!("--webhook-hosts: {e}"))?;
+    config.connections.check()?;
     create_private_dir(&config.data_dir)?;
     let mut new_key_file = None;
     let master_key = match (&config.master_key, &config.master_key_file) {

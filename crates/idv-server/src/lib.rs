@@ -72,18 +72,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, listener: TcpListener)
     app::keys::schedule_all(&state).await?;
     let (stop, stop_rx) = watch::channel(false);
     let router = http::router(state.clone());
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        // The peer address feeds `context.source_ip` of decisions.
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let server = tokio::spawn(http::connections::serve(
+        listener,
+        router,
+        config.connections,
+        state.metrics.clone(),
+        stop_rx.clone(),
+    ));
     let jobs = tokio::spawn(jobs::run(state.clone(), config.job_interval, config.job_lease, stop_rx));
     Ok(Running {
         addr,

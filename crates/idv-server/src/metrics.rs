@@ -16,6 +16,17 @@ pub struct Metrics {
     pub jobs_run: AtomicU64,
     /// Background jobs that failed (retried later).
     pub jobs_failed: AtomicU64,
+    /// Client connections open now.
+    pub connections_open: AtomicU64,
+    /// Client connections accepted and served.
+    pub connections_accepted: AtomicU64,
+    /// Connections closed at once: their address had too many open.
+    pub connections_refused_per_ip: AtomicU64,
+    /// Connections closed at once: the server had too many open.
+    pub connections_refused_capacity: AtomicU64,
+    /// Connections closed because a request's headers (or the next request
+    /// on a kept-alive connection) did not arrive in time.
+    pub connections_timed_out: AtomicU64,
 }
 
 impl Metrics {
@@ -41,7 +52,39 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP idv_http_connections_refused_total Connections closed at once by a connection bound."
+        );
+        let _ = writeln!(s, "# TYPE idv_http_connections_refused_total counter");
+        for (limit, c) in [
+            ("per_ip", &self.connections_refused_per_ip),
+            ("total", &self.connections_refused_capacity),
+        ] {
+            let _ = writeln!(
+                s,
+                "idv_http_connections_refused_total{{limit=\"{limit}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(s, "# HELP idv_http_connections_open Client connections open now.");
+        let _ = writeln!(s, "# TYPE idv_http_connections_open gauge");
+        let _ = writeln!(
+            s,
+            "idv_http_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
         let counters = [
+            (
+                "idv_http_connections_accepted_total",
+                "Client connections accepted.",
+                &self.connections_accepted,
+            ),
+            (
+                "idv_http_connections_timed_out_total",
+                "Connections closed because headers or the next request did not arrive in time.",
+                &self.connections_timed_out,
+            ),
             (
                 "idv_auth_failures_total",
                 "Admin API authentication failures.",

@@ -129,6 +129,21 @@ struct Inner {
     clock: Arc<dyn Clock>,
     stats: Arc<WriterStats>,
     changes: Arc<Changes>,
+    /// Opened with [`Store::open_read_only`]: no writer, no migrations.
+    read_only: bool,
+}
+
+/// `url` with its `mode` parameter set to `ro` (SQLite opens the file
+/// read-only and never creates it).
+fn read_only_sqlite_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .chain(std::iter::once("mode=ro"))
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{base}?{params}")
 }
 
 /// Per-connection settings for SQLite: WAL so readers never block the writer,
@@ -205,6 +220,56 @@ impl Store {
                 clock,
                 stats,
                 changes,
+                read_only: false,
+            }),
+        })
+    }
+
+    /// Opens the database at `url` for reading only, as offline tools need
+    /// (`idv audit verify --offline`): SQLite in `mode=ro`, PostgreSQL
+    /// sessions with read-only transactions; no migrations, no writer (every
+    /// [`Store::execute`] is refused), no change listener. Refuses a database
+    /// whose schema is older or newer than this binary's.
+    pub async fn open_read_only(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url)?;
+        let url = match dialect {
+            Dialect::Sqlite => read_only_sqlite_url(url),
+            Dialect::Postgres => url.to_owned(),
+        };
+        let opts: AnyConnectOptions = url.parse().map_err(StoreError::from)?;
+        let read = AnyPoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // A second guard besides the open mode: any write fails.
+                    conn.execute(match dialect {
+                        Dialect::Sqlite => "PRAGMA busy_timeout=10000; PRAGMA query_only=ON;",
+                        Dialect::Postgres => "SET default_transaction_read_only = on",
+                    })
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts.disable_statement_logging())
+            .await?;
+        {
+            let mut conn = read.acquire().await?;
+            migrate::check(&mut conn).await?;
+        }
+        // No receiver: nothing is ever written (`execute` refuses first).
+        let (writer, _) = mpsc::channel(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dialect,
+                read,
+                writer,
+                clock,
+                stats: Arc::new(WriterStats::default()),
+                changes: Arc::new(Changes::new(false)),
+                read_only: true,
             }),
         })
     }
@@ -227,6 +292,9 @@ impl Store {
     /// Runs `cmd` with its audit events in the next group commit and waits
     /// until that commit is durable.
     pub async fn execute(&self, cmd: Command, ctx: Context) -> Result<Applied, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::Config("the database is open read-only".into()));
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.inner
             .writer
@@ -303,6 +371,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_only_urls_open_sqlite_in_mode_ro() {
+        assert_eq!(
+            read_only_sqlite_url("sqlite://d/idv.db?mode=rwc"),
+            "sqlite://d/idv.db?mode=ro"
+        );
+        assert_eq!(read_only_sqlite_url("sqlite://d/idv.db"), "sqlite://d/idv.db?mode=ro");
+        assert_eq!(
+            read_only_sqlite_url("sqlite:d.db?cache=shared&mode=rw"),
+            "sqlite:d.db?cache=shared&mode=ro"
+        );
+    }
 
     #[test]
     fn urls_name_their_dialect() {

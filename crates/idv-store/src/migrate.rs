@@ -111,6 +111,32 @@ pub(crate) async fn run(conn: &mut AnyConnection, dialect: Dialect) -> Result<()
     Ok(())
 }
 
+/// Checks, without changing anything, that the database's schema is this
+/// binary's: every migration applied and none unknown.
+pub(crate) async fn check(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM idv_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Config(format!("no IdentityVault schema found in this database ({e})")))?;
+    let applied: Vec<i64> = applied.into_iter().map(|(v,)| v).collect();
+    let ours = MIGRATIONS.last().map_or(0, |m| m.version);
+    let theirs = applied.last().copied().unwrap_or(0);
+    if theirs > ours {
+        return Err(StoreError::Config(format!(
+            "the database's schema (version {theirs}) is newer than this binary's (version {ours}): \
+             use the `idv` of the server that wrote it"
+        )));
+    }
+    if MIGRATIONS.iter().any(|m| !applied.contains(&m.version)) {
+        return Err(StoreError::Config(format!(
+            "the database's schema (version {theirs}) is older than this binary's (version {ours}): \
+             read it with the `idv` of the server that wrote it, or start this version's server once \
+             to migrate it"
+        )));
+    }
+    Ok(())
+}
+
 /// On PostgreSQL, serialises migrations across nodes until the transaction ends.
 async fn lock(tx: &mut AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
     if dialect == Dialect::Postgres {

@@ -220,12 +220,26 @@ pub(crate) const EVENT_COLS: &str = "seq, id, time, tenant_id, actor_kind, actor
      action, target_type, target_id, outcome, reason, request_id, details, prev_hash, hash";
 pub(crate) const EVENT_NCOLS: usize = 16;
 
+/// Names the event in an error about one of its columns, so that an
+/// operator knows which row to inspect.
+fn in_event(seq: i64, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("audit event {seq}: {m}")),
+        other => other,
+    }
+}
+
 pub(crate) fn event(row: &AnyRow) -> Result<Event, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    event_columns(row, seq).map_err(|e| in_event(seq, e))
+}
+
+fn event_columns(row: &AnyRow, seq: i64) -> Result<Event, StoreError> {
     let kind: String = row.try_get("actor_kind")?;
     let outcome: String = row.try_get("outcome")?;
     let details: String = row.try_get("details")?;
     Ok(Event {
-        seq: row.try_get("seq")?,
+        seq,
         id: uuid(row, "id")?,
         time: ts(row, "time")?,
         tenant_id: uuid(row, "tenant_id")?,
@@ -270,37 +284,61 @@ type PackedEvent = (
 
 /// Events from a packed page.
 pub(crate) fn packed_events(page: &str) -> Result<Vec<Event>, StoreError> {
-    let rows: Vec<PackedEvent> = serde_json::from_str(page).map_err(|e| corrupt("audit page", e))?;
-    rows.into_iter()
-        .map(|r| {
-            let (seq, id, time, tenant_id, kind, name, token_id, action, target_type, target_id, outcome) =
-                (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10);
-            let (reason, request_id, details, prev_hash, hash) = (r.11, r.12, r.13, r.14, r.15);
-            let parse_id = |what: &str, s: &str| Uuid::parse_str(s).map_err(|e| corrupt(what, e));
-            let hex32 = |what: &str, s: &str| idv_core::hex::decode::<32>(s).ok_or_else(|| corrupt(what, s));
-            Ok(Event {
-                seq,
-                id: parse_id("id", &id)?,
-                time: Timestamp::from_micros(time),
-                tenant_id: parse_id("tenant_id", &tenant_id)?,
-                actor: Actor {
-                    kind: ActorKind::parse(&kind).ok_or_else(|| corrupt("actor_kind", &kind))?,
-                    name,
-                    token_id: token_id.map(|t| parse_id("actor_token_id", &t)).transpose()?,
-                },
-                action,
-                target_type,
-                target_id,
-                outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
-                reason,
-                request_id,
-                // As in `event`: unparseable details are kept raw for the verifier.
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
-                prev_hash: hex32("prev_hash", &prev_hash)?,
-                hash: hex32("hash", &hash)?,
-            })
+    match serde_json::from_str::<Vec<PackedEvent>>(page) {
+        Ok(rows) => rows.into_iter().map(packed_event).collect(),
+        // A value of the wrong type fails the whole page: find its event.
+        Err(e) => Err(locate_malformed(page).unwrap_or_else(|| corrupt("audit page", e))),
+    }
+}
+
+/// The error for the first event of `page` that does not decode, naming its
+/// sequence number (the slow path, taken only when the page failed).
+fn locate_malformed(page: &str) -> Option<StoreError> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(page).ok()?;
+    rows.into_iter().enumerate().find_map(|(i, row)| {
+        let seq = row.get(0).and_then(serde_json::Value::as_i64);
+        let err = match serde_json::from_value::<PackedEvent>(row) {
+            Ok(_) => return None,
+            Err(e) => corrupt("a column has the wrong type", e),
+        };
+        Some(match seq {
+            Some(seq) => in_event(seq, err),
+            None => corrupt("audit page", format!("the event after row {i} has no sequence number")),
         })
-        .collect()
+    })
+}
+
+fn packed_event(r: PackedEvent) -> Result<Event, StoreError> {
+    let seq = r.0;
+    let (id, time, tenant_id, kind, name, token_id, action, target_type, target_id, outcome) =
+        (r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10);
+    let (reason, request_id, details, prev_hash, hash) = (r.11, r.12, r.13, r.14, r.15);
+    let parse_id = |what: &str, s: &str| Uuid::parse_str(s).map_err(|e| corrupt(what, e));
+    let hex32 = |what: &str, s: &str| idv_core::hex::decode::<32>(s).ok_or_else(|| corrupt(what, s));
+    let event = || {
+        Ok(Event {
+            seq,
+            id: parse_id("id", &id)?,
+            time: Timestamp::from_micros(time),
+            tenant_id: parse_id("tenant_id", &tenant_id)?,
+            actor: Actor {
+                kind: ActorKind::parse(&kind).ok_or_else(|| corrupt("actor_kind", &kind))?,
+                name,
+                token_id: token_id.as_deref().map(|t| parse_id("actor_token_id", t)).transpose()?,
+            },
+            action,
+            target_type,
+            target_id,
+            outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
+            reason,
+            request_id,
+            // As in `event`: unparseable details are kept raw for the verifier.
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+            prev_hash: hex32("prev_hash", &prev_hash)?,
+            hash: hex32("hash", &hash)?,
+        })
+    };
+    event().map_err(|e| in_event(seq, e))
 }
 
 /// Binds an event's columns in [`EVENT_COLS`] order, borrowing what it can

@@ -118,6 +118,8 @@ pub struct Options {
     /// Failed authentications allowed per minute from one address (default:
     /// the server's).
     pub auth_failure_limit: Option<u32>,
+    /// Connection limits (default: the server's defaults).
+    pub connections: Option<idv_server::config::ConnectionLimits>,
 }
 
 /// A running in-process server.
@@ -204,6 +206,7 @@ impl TestServer {
             auth_failure_limit: opts
                 .auth_failure_limit
                 .unwrap_or(idv_server::app::throttle::DEFAULT_LIMIT),
+            connections: opts.connections.unwrap_or_default(),
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

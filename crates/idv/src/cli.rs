@@ -846,6 +846,17 @@ pub struct ServeArgs {
     /// long before another node runs them.
     #[arg(long, env = "IDV_JOB_LEASE", default_value = "15s")]
     pub job_lease: String,
+    /// How long a client has to send a request's headers, and how long a
+    /// kept-alive connection may stay idle, e.g. `10s` (1 second to 5 minutes).
+    #[arg(long, env = "IDV_HTTP_HEADER_TIMEOUT", default_value = "10s")]
+    pub http_header_timeout: String,
+    /// Open connections from one client address (IPv6: one /64) beyond which
+    /// new ones are closed at once.
+    #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS_PER_IP", default_value_t = idv_server::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub http_max_connections_per_ip: usize,
+    /// Open connections in all beyond which new ones are closed at once.
+    #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS", default_value_t = idv_server::config::DEFAULT_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
     /// Master key file (default: `<data-dir>/master.key`, created on first start).
     #[arg(long, env = "IDV_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -1187,9 +1198,15 @@ pub enum AuditCommand {
     /// Walk the hash chain and report the first broken link.
     ///
     /// Online (default) it reads the chain through the API with a platform
-    /// token; with `--data-dir` or `--database-url` it reads the database
-    /// directly, with no server running.
+    /// token. With `--offline` it reads the database directly, read-only and
+    /// with no server needed, found as `idv serve` finds it
+    /// (`IDV_DATABASE_URL`, else the data directory: `IDV_DATA_DIR`, else
+    /// `./idv-data`); `--data-dir` or `--database-url` name it and imply
+    /// `--offline`.
     Verify {
+        /// Read the database directly instead of through the API.
+        #[arg(long)]
+        offline: bool,
         /// Read the SQLite database in this data directory.
         #[arg(long, conflicts_with = "database_url")]
         data_dir: Option<PathBuf>,

@@ -59,6 +59,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .filter(|h| !h.is_empty())
             .collect(),
         auth_failure_limit: args.auth_failure_limit,
+        connections: idv_server::config::ConnectionLimits {
+            header_timeout: std::time::Duration::from_secs(
+                idv_core::duration::parse_seconds(&args.http_header_timeout)
+                    .map_err(|e| anyhow::anyhow!("--http-header-timeout / IDV_HTTP_HEADER_TIMEOUT: {e}"))?,
+            ),
+            max_per_ip: args.http_max_connections_per_ip,
+            max: args.http_max_connections,
+        },
         ..Config::default()
     };
     idv_server::serve(config).await

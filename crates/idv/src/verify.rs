@@ -57,9 +57,9 @@ struct EventPage {
 }
 
 impl Source {
-    /// Opens the database at `url` for an offline walk.
+    /// Opens the database at `url` read-only for an offline walk.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let store = Store::open(url, Arc::new(SystemClock::default()))
+        let store = Store::open_read_only(url, Arc::new(SystemClock::default()))
             .await
             .context("cannot open the database")?;
         Ok(Source::Store(store))

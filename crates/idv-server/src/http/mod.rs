@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod authzen;
+pub mod connections;
 pub mod credentials;
 pub mod delegations;
 pub mod error;

@@ -20,6 +20,7 @@ mod audit;
 mod authz;
 mod authzen;
 mod concurrency;
+mod connections;
 mod delegation;
 mod durability;
 mod errors;

@@ -105,6 +105,11 @@ async fn metrics_are_prometheus_text_and_count(backend: Backend) {
         "idv_audit_commit_seconds_total",
         "idv_writer_reconnects_total",
         "idv_writer_healthy",
+        "idv_http_connections_open",
+        "idv_http_connections_accepted_total",
+        "idv_http_connections_timed_out_total",
+        "idv_http_connections_refused_total{limit=\"per_ip\"}",
+        "idv_http_connections_refused_total{limit=\"total\"}",
     ] {
         assert!(before.contains_key(name), "missing {name} in {before:?}");
     }
@@ -123,6 +128,9 @@ async fn metrics_are_prometheus_text_and_count(backend: Backend) {
     assert_eq!(delta("idv_auth_failures_total"), 1.0);
     assert_eq!(delta("idv_audit_events_total"), 1.0);
     assert!(delta("idv_audit_batches_total") >= 1.0);
+    // The scrapes' own connection is open.
+    assert!(after["idv_http_connections_open"] >= 1.0);
+    assert!(after["idv_http_connections_accepted_total"] >= 1.0);
 }
 
 /// The routes of `src/http/mod.rs`: path → methods.

@@ -19,6 +19,7 @@ backend_tests!(
     every_audit_filter_narrows,
     chain_pages_match_the_events,
     tampering_breaks_the_chain_where_it_happened,
+    a_malformed_column_names_its_event,
 );
 
 /// An admin-token actor with a request id and a note.
@@ -604,6 +605,57 @@ async fn tampering_breaks_the_chain_where_it_happened(backend: Backend) {
     let b = verify(&both_ways(&f.store).await).unwrap_err();
     assert_eq!(b.seq, 7, "{b}");
     assert!(b.problem.contains("missing"), "{b}");
+}
+
+/// A stored column that cannot be decoded is reported with the sequence
+/// number of its event, by both ways of reading the chain.
+async fn a_malformed_column_names_its_event(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    for i in 0..8 {
+        f.create_one(&format!("m{i}")).await;
+    }
+    let original = chain(&f.store).await;
+    let mut conn = raw(&f.db).await;
+    let short_hash = match backend {
+        Backend::Sqlite => "UPDATE audit_events SET hash = X'0102' WHERE seq = 5",
+        Backend::Postgres => "UPDATE audit_events SET hash = '\\x0102'::bytea WHERE seq = 5",
+    };
+    let mut cases = vec![
+        (short_hash, 5, "hash"),
+        (
+            "UPDATE audit_events SET tenant_id = 'not-a-uuid' WHERE seq = 6",
+            6,
+            "tenant_id",
+        ),
+        ("UPDATE audit_events SET outcome = 'maybe' WHERE seq = 7", 7, "outcome"),
+    ];
+    if backend == Backend::Sqlite {
+        // SQLite keeps a text in an integer column: a value of the wrong type.
+        cases.push(("UPDATE audit_events SET time = 'yesterday' WHERE seq = 3", 3, "type"));
+    }
+    for (sql, seq, what) in cases {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        let packed = f.store.audit_chain_page(0, 1000).await.unwrap_err().to_string();
+        let rows = f
+            .store
+            .audit_events(&AuditFilter::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for err in [Some(packed), rows.err()].into_iter().flatten() {
+            assert!(err.contains(&format!("audit event {seq}:")), "{sql}: {err}");
+            assert!(err.contains(what), "{sql}: {err}");
+        }
+        let e = &original[usize::try_from(seq - 1).unwrap()];
+        sqlx::query("UPDATE audit_events SET tenant_id = $1 WHERE seq = $2")
+            .bind(e.tenant_id.to_string())
+            .bind(seq)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        restore(&mut conn, e).await;
+        assert_eq!(chain(&f.store).await, original, "restored after {sql}");
+    }
 }
 
 /// Writes every column of `e` back into its row.

@@ -1,5 +1,7 @@
 //! `idv audit …`.
 
+use std::path::PathBuf;
+
 use anyhow::bail;
 use idv_api::{AuditEventView, Page};
 use indicatif::ProgressBar;
@@ -54,24 +56,15 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             super::print_next(&items);
         }
         AuditCommand::Verify {
+            offline,
             data_dir,
             database_url,
             conn,
         } => {
-            let source = match (data_dir, database_url) {
-                (Some(dir), _) => {
-                    let file = idv_server::config::sqlite_path(&dir);
-                    if !file.is_file() {
-                        bail!(
-                            "no IdentityVault database in {} (expected {})",
-                            dir.display(),
-                            file.display()
-                        );
-                    }
-                    Source::open(&idv_server::config::sqlite_url(&dir)).await?
-                }
-                (None, Some(url)) => Source::open(&url).await?,
-                (None, None) => Source::Api(Client::new(&conn)?),
+            let source = if offline || data_dir.is_some() || database_url.is_some() {
+                Source::open(&offline_url(data_dir, database_url)?).await?
+            } else {
+                Source::Api(Client::new(&conn)?)
             };
             let bar = if conn.json {
                 ProgressBar::hidden()
@@ -95,4 +88,38 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The database an offline command reads: the one named, else the one `idv
+/// serve` would open in this environment (`IDV_DATABASE_URL`, else the
+/// SQLite file in `IDV_DATA_DIR`, else in `./idv-data`).
+fn offline_url(data_dir: Option<PathBuf>, database_url: Option<String>) -> anyhow::Result<String> {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (dir, named) = match (data_dir, database_url) {
+        (Some(dir), _) => (dir, true),
+        (None, Some(url)) => return Ok(url),
+        (None, None) => {
+            if let Some(url) = from_env("IDV_DATABASE_URL") {
+                return Ok(url);
+            }
+            match from_env("IDV_DATA_DIR") {
+                Some(dir) => (PathBuf::from(dir), false),
+                None => (idv_server::Config::default().data_dir, false),
+            }
+        }
+    };
+    let file = idv_server::config::sqlite_path(&dir);
+    if !file.is_file() {
+        let hint = if named {
+            ""
+        } else {
+            " (name it with --data-dir, IDV_DATA_DIR or --database-url, as for `idv serve`)"
+        };
+        bail!(
+            "no IdentityVault database in {} (expected {}){hint}",
+            dir.display(),
+            file.display()
+        );
+    }
+    Ok(idv_server::config::sqlite_url(&dir))
 }

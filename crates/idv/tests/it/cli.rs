@@ -10,6 +10,7 @@ backend_tests!(
     tenants_and_admin_tokens,
     import_and_list_all,
     audit_verify_points_at_a_tampered_event,
+    audit_verify_offline_reads_only_and_finds_the_database_as_serve_does,
     client_mistakes_are_one_line_errors,
     credential_commands,
     policy_decide_and_approval_commands,
@@ -847,6 +848,137 @@ async fn audit_verify_points_at_a_tampered_event(backend: Backend) {
     assert_eq!(report["ok"], false);
     assert_eq!(report["broken"]["seq"], target);
     assert_eq!(report["verified"], target - 1);
+}
+
+/// Name, size and modification time of every file in `dir`; not the time
+/// of SQLite's `-shm` file, the WAL's index in shared memory, where every
+/// reader (read-only ones too) marks what it reads.
+fn listing(dir: &std::path::Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let time = (!name.ends_with("-shm")).then(|| m.modified().unwrap());
+            (name, m.len(), time)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `idv audit verify --offline`, from a directory other than the server's,
+/// with the database found as `idv serve` finds it: `env` set, no other
+/// `IDV_*` location variable.
+fn verify_offline(cwd: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(crate::support::IDV);
+    cmd.current_dir(cwd)
+        .args(["audit", "verify", "--offline"])
+        .env_remove("IDV_DATA_DIR")
+        .env_remove("IDV_DATABASE_URL")
+        .env_remove("IDV_ADDR")
+        .env_remove("IDV_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Offline verification opens the database read-only (nothing in the data
+/// directory changes, no migration runs, a schema of another version is
+/// refused) and finds it through `IDV_DATA_DIR` / `IDV_DATABASE_URL` or the
+/// default `./idv-data`, like `idv serve`.
+async fn audit_verify_offline_reads_only_and_finds_the_database_as_serve_does(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for i in 0..3 {
+        ok(idv(
+            &s,
+            &[
+                "agent",
+                "create",
+                "--name",
+                &format!("v{i}"),
+                "--owner",
+                "o",
+                "--purpose",
+                "p",
+            ],
+        ));
+    }
+    let db = s.stop().await;
+    sqlx::any::install_default_drivers();
+    // SQLite: a consistent copy of the database in a data directory of its
+    // own, as a cleanly stopped server leaves it (the stopped test server's
+    // last connections may still be closing in this process).
+    let copy = tempfile::tempdir().unwrap();
+    let (dir, url) = match backend {
+        Backend::Sqlite => {
+            let file = copy.path().join("idv.db");
+            let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+            sqlx::query(&format!("VACUUM INTO '{}'", file.display()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            (copy.path(), format!("sqlite://{}", file.display()))
+        }
+        Backend::Postgres => (db.dir.path(), db.url.clone()),
+    };
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data_dir = dir.to_str().unwrap().to_owned();
+    let env: Vec<(&str, &str)> = match backend {
+        Backend::Sqlite => vec![("IDV_DATA_DIR", &data_dir)],
+        Backend::Postgres => vec![("IDV_DATABASE_URL", &db.url)],
+    };
+    let before = listing(dir);
+    let out = ok(verify_offline(elsewhere.path(), &env));
+    assert!(out.contains("Audit chain intact"), "{out}");
+    assert_eq!(listing(dir), before, "the data directory changed");
+
+    // Nothing found where serve would look: a clear error naming the place.
+    let err = fails(verify_offline(elsewhere.path(), &[]));
+    assert!(err.contains("idv-data") && err.contains("IDV_DATA_DIR"), "{err}");
+    if backend == Backend::Sqlite {
+        // The default data directory, `./idv-data`, as `idv serve` uses.
+        std::os::unix::fs::symlink(dir, elsewhere.path().join("idv-data")).unwrap();
+        let out = ok(verify_offline(elsewhere.path(), &[]));
+        assert!(out.contains("Audit chain intact"), "{out}");
+        assert_eq!(listing(dir), before, "the data directory changed");
+    }
+
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let run = |sql: &'static str| sqlx::query(sql);
+    // A schema newer than this binary's is refused.
+    run("INSERT INTO idv_migrations (version, applied_at) VALUES (9999, 'applied')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = fails(verify_offline(elsewhere.path(), &env));
+    assert!(err.contains("newer"), "{err}");
+    run("DELETE FROM idv_migrations WHERE version = 9999")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // An older one too, and it is not migrated.
+    let (latest,): (i64,) = sqlx::query_as("SELECT MAX(version) FROM idv_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM idv_migrations WHERE version = $1")
+        .bind(latest)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = fails(verify_offline(elsewhere.path(), &env));
+    assert!(err.contains("older"), "{err}");
+    let (still,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM idv_migrations WHERE version = $1")
+        .bind(latest)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(still, 0, "offline verify migrated the database");
+    conn.close().await.unwrap();
 }
 
 async fn client_mistakes_are_one_line_errors(backend: Backend) {
