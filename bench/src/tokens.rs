@@ -85,7 +85,8 @@ pub(crate) async fn agent(server: &Server, name: &str) -> anyhow::Result<Agent> 
         server,
         "/v1/agents",
         json!({"name": name, "owner": "bench@bank.example", "purpose": "token benchmark",
-            "allowed_scopes": ["ledger:read", "ledger:write"]}),
+            // `introspect`: the introspection phase asks about another agent's token.
+            "allowed_scopes": ["ledger:read", "ledger:write", "introspect"]}),
     )
     .await?;
     let id = text(&a, "id")?.to_owned();
