@@ -140,9 +140,9 @@ async fn all_there_after_restart(s: TestServer, backend: Backend, acked: &[Strin
     s
 }
 
-/// SQLite on a real, small filesystem that runs out of space mid-run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn needs_root_a_full_disk_loses_no_acknowledged_write() {
+/// A SQLite server whose data directory is on a fresh 24 MiB tmpfs (the
+/// tmpfs comes first: it must outlive the server).
+async fn on_tmpfs() -> (Tmpfs, TestServer) {
     let fs = match Tmpfs::mount("24m") {
         Ok(fs) => fs,
         Err(why) => panic!("this test mounts a tmpfs and needs root (run it as root, or leave it to CI): {why}"),
@@ -161,6 +161,13 @@ async fn needs_root_a_full_disk_loses_no_acknowledged_write() {
     )
     .await
     .unwrap();
+    (fs, s)
+}
+
+/// SQLite on a real, small filesystem that runs out of space mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needs_root_a_full_disk_loses_no_acknowledged_write() {
+    let (fs, s) = on_tmpfs().await;
     let (mut acked, refused) = create_many(&s, "before", 20).await;
     assert_eq!((acked.len(), refused), (20, 0));
     assert_eq!(readyz(&s).await, StatusCode::OK);
@@ -193,24 +200,7 @@ async fn needs_root_a_full_disk_loses_no_acknowledged_write() {
 /// storage works again reports ready without any write being sent to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn needs_root_an_idle_writer_recovers_by_itself() {
-    let fs = match Tmpfs::mount("24m") {
-        Ok(fs) => fs,
-        Err(why) => panic!("this test mounts a tmpfs and needs root: {why}"),
-    };
-    let dir = tempfile::tempdir_in(fs.path()).unwrap();
-    let database = Database {
-        url: format!("sqlite://{}?mode=rwc", dir.path().join("idv.db").display()),
-        dir,
-    };
-    let s = TestServer::start_with(
-        Backend::Sqlite,
-        Options {
-            database: Some(database),
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (fs, s) = on_tmpfs().await;
     let filler = fill(fs.path());
     let (_, refused) = create_many(&s, "full", 200).await;
     assert!(refused > 0, "the disk never filled up");
