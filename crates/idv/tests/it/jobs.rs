@@ -14,18 +14,7 @@ const AGENTS: usize = 2_000;
 
 /// `idv_jobs_run_total` of the node at `base`.
 async fn jobs_run(http: &reqwest::Client, base: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("idv_jobs_run_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no idv_jobs_run_total in {text}"))
+    crate::support::metric(http, base, "idv_jobs_run_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,7 @@ mod postgres {
     use tokio::io::{AsyncBufReadExt as _, BufReader};
     use tokio::process::Child;
 
-    use crate::support::IDV;
+    use crate::support::{IDV, metric};
 
     /// The job lease the nodes run with (the shortest allowed).
     const LEASE: Duration = Duration::from_secs(3);
@@ -129,21 +129,6 @@ mod postgres {
     fn named(url: &str, name: &str) -> String {
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}application_name={name}")
-    }
-
-    async fn metric(http: &reqwest::Client, base: &str, name: &str) -> u64 {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
     }
 
     async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
