@@ -22,6 +22,7 @@ mod authzen;
 mod concurrency;
 mod connections;
 mod delegation;
+mod documents;
 mod durability;
 mod errors;
 mod isolation;
