@@ -15,6 +15,10 @@ use uuid::Uuid;
 
 use crate::Timestamp;
 
+mod vocabulary;
+
+pub use vocabulary::{Action, TargetKind, TargetType, UnknownName};
+
 /// The hash before the first event.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -134,9 +138,9 @@ pub struct Draft {
     /// Who acted.
     pub actor: Actor,
     /// What was done, e.g. `agent.create`.
-    pub action: String,
+    pub action: Action,
     /// The kind of thing acted on, e.g. `agent`.
-    pub target_type: String,
+    pub target_type: TargetKind,
     /// Which one.
     pub target_id: String,
     /// How it ended.
@@ -308,8 +312,8 @@ impl Head {
             time,
             tenant_id: draft.tenant_id,
             actor: draft.actor,
-            action: draft.action,
-            target_type: draft.target_type,
+            action: draft.action.as_str().to_owned(),
+            target_type: draft.target_type.as_str().to_owned(),
             target_id: draft.target_id,
             outcome: draft.outcome,
             reason: draft.reason,
@@ -389,8 +393,8 @@ mod tests {
         Draft {
             tenant_id: Uuid::nil(),
             actor: Actor::system("test"),
-            action: format!("agent.create.{i}"),
-            target_type: "agent".into(),
+            action: Action::AgentCreate,
+            target_type: TargetType::Agent.into(),
             target_id: i.to_string(),
             outcome: Outcome::Success,
             reason: i.is_multiple_of(2).then(|| "because".into()),

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::Timestamp;
 use crate::agent::Agent;
-use crate::credential::{Kind, MAX_OVERLAP_SECS, Retire, Rotation};
+use crate::credential::{Credential, Kind, MAX_OVERLAP_SECS, Retire, Rotation};
 
 /// Shortest `every` (or `max_age` less the overlap): one minute.
 pub const MIN_PERIOD_SECS: u64 = 60;
@@ -187,6 +187,30 @@ pub fn rotates(kind: Kind) -> bool {
     kind != Kind::PrivateKeyJwt
 }
 
+/// What a due scheduled rotation (a `credential.rotate` job) does: the rule
+/// of whether it still has work. Decided here; the job runner carries it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueRotation<'a> {
+    /// Nothing is left to do: the credential is gone, rotated or revoked
+    /// meanwhile, no longer under a policy, or a key the agent holds. The
+    /// job just finishes.
+    Finish,
+    /// Rotate it under this policy.
+    Rotate(&'a RotationPolicy),
+}
+
+impl<'a> DueRotation<'a> {
+    /// The work left for a rotation job of `credential` (`None`: it no
+    /// longer exists) under `policy` (the one in effect for its agent, if
+    /// any) at `now`.
+    pub fn new(credential: Option<&Credential>, policy: Option<&'a RotationPolicy>, now: Timestamp) -> Self {
+        match (credential, policy) {
+            (Some(c), Some(p)) if rotates(c.kind) && c.check_rotatable(now).is_ok() => DueRotation::Rotate(p),
+            _ => DueRotation::Finish,
+        }
+    }
+}
+
 /// The policy that applies to `agent`: its own, else its class's, else the
 /// tenant's.
 pub fn effective<'a>(policies: &'a [RotationPolicy], agent: &Agent) -> Option<&'a RotationPolicy> {
@@ -217,6 +241,76 @@ pub fn effective_for<'a>(
 mod tests {
     use super::*;
     use crate::agent::NewAgent;
+    use proptest::prelude::*;
+
+    fn credential(kind: Kind) -> Credential {
+        Credential {
+            id: Uuid::from_u128(1),
+            tenant_id: Uuid::nil(),
+            agent_id: Uuid::from_u128(7),
+            kind,
+            hint: None,
+            jwk: None,
+            scopes: Default::default(),
+            created_at: Timestamp::from_micros(0),
+            created_by: "t".into(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            revoked_reason: None,
+            predecessor_id: None,
+            successor_id: None,
+            retire_on_use: false,
+            awaiting_pickup: false,
+        }
+    }
+
+    #[test]
+    fn a_due_rotation_rotates_a_live_secret_under_a_policy() {
+        let now = Timestamp::from_micros(10);
+        let p = policy(Scope::Tenant, Some(60), None, 0);
+        let c = credential(Kind::ClientSecret);
+        assert_eq!(DueRotation::new(Some(&c), Some(&p), now), DueRotation::Rotate(&p));
+        assert_eq!(DueRotation::new(Some(&c), None, now), DueRotation::Finish);
+        assert_eq!(DueRotation::new(None, Some(&p), now), DueRotation::Finish);
+        let key = credential(Kind::PrivateKeyJwt);
+        assert_eq!(DueRotation::new(Some(&key), Some(&p), now), DueRotation::Finish);
+        let rotated = Credential {
+            successor_id: Some(Uuid::from_u128(2)),
+            ..c.clone()
+        };
+        assert_eq!(DueRotation::new(Some(&rotated), Some(&p), now), DueRotation::Finish);
+        let revoked = Credential {
+            revoked_at: Some(now),
+            ..c
+        };
+        assert_eq!(DueRotation::new(Some(&revoked), Some(&p), now), DueRotation::Finish);
+    }
+
+    proptest! {
+        /// A job has work exactly when there is a credential of a kind we
+        /// make secrets for, under a policy, still rotatable now.
+        #[test]
+        fn a_due_rotation_has_work_only_when_every_condition_holds(
+            exists in any::<bool>(), under_policy in any::<bool>(), kind in 0usize..3,
+            rotated in any::<bool>(), revoked in any::<bool>(), expires in proptest::option::of(0i64..20),
+            now in 0i64..20,
+        ) {
+            let kind = [Kind::ClientSecret, Kind::ApiKey, Kind::PrivateKeyJwt][kind];
+            let c = Credential {
+                successor_id: rotated.then(|| Uuid::from_u128(2)),
+                revoked_at: revoked.then(|| Timestamp::from_micros(0)),
+                expires_at: expires.map(Timestamp::from_micros),
+                ..credential(kind)
+            };
+            let p = policy(Scope::Tenant, Some(60), None, 0);
+            let now = Timestamp::from_micros(now);
+            let plan = DueRotation::new(exists.then_some(&c), under_policy.then_some(&p), now);
+            let work = exists && under_policy && rotates(kind) && c.check_rotatable(now).is_ok();
+            prop_assert_eq!(plan == DueRotation::Rotate(&p), work);
+            prop_assert_eq!(plan == DueRotation::Finish, !work);
+        }
+    }
 
     fn policy(scope: Scope, every: Option<u64>, max_age: Option<u64>, overlap: u64) -> RotationPolicy {
         RotationPolicy {

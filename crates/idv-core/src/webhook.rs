@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
 use crate::Timestamp;
-use crate::audit::Event;
+use crate::audit::{Action, Event};
 
 /// Prefix of a signing secret as shown to people (Standard Webhooks).
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -194,7 +194,7 @@ impl Filter {
     /// not checked again, so a type removed later does not break them.
     pub fn check_known(&self) -> Result<(), WebhookError> {
         for p in &self.0 {
-            let known = EVENT_TYPES.iter().any(|(_, t)| p.matches(t)) || p.matches(TEST_EVENT);
+            let known = event_types().any(|(_, t)| p.matches(t)) || p.matches(TEST_EVENT);
             if !known {
                 return Err(invalid(
                     "events",
@@ -208,65 +208,18 @@ impl Filter {
     /// The audit actions whose events the filter selects (what the
     /// dispatcher asks the audit log for).
     pub fn actions(&self) -> Vec<&'static str> {
-        EVENT_TYPES
-            .iter()
+        event_types()
             .filter(|(_, t)| self.matches(t))
-            .map(|(a, _)| *a)
+            .map(|(a, _)| a.as_str())
             .collect()
     }
 }
 
 /// Audit action → webhook event type, for every audit action that is a
-/// webhook event. Event types are the public names (Standard Webhooks
-/// style: `noun.past_tense`); the audit action names stay internal.
-pub const EVENT_TYPES: &[(&str, &str)] = &[
-    ("agent.create", "agent.created"),
-    ("agent.update", "agent.updated"),
-    ("agent.activate", "agent.activated"),
-    ("agent.suspend", "agent.suspended"),
-    ("agent.resume", "agent.resumed"),
-    ("agent.retire", "agent.retired"),
-    ("agent.compromised", "security.agent_compromised"),
-    ("agent.edge.first_seen", "security.new_edge"),
-    ("credential.create", "credential.issued"),
-    ("credential.rotate", "credential.rotated"),
-    ("credential.revoke", "credential.revoked"),
-    ("token.revoke", "token.revoked"),
-    ("lease.issue", "lease.issued"),
-    ("lease.renew", "lease.renewed"),
-    ("lease.revoked", "lease.revoked"),
-    ("db.target.put", "db.target_changed"),
-    ("db.target.delete", "db.target_deleted"),
-    ("db.template.put", "db.template_changed"),
-    ("db.template.delete", "db.template_deleted"),
-    ("signing_key.create", "key.created"),
-    ("signing_key.activate", "key.activated"),
-    ("signing_key.retire", "key.retired"),
-    ("signing_key.remove", "key.removed"),
-    ("delegation.create", "delegation.created"),
-    ("delegation.revoke", "delegation.revoked"),
-    ("policy.version.create", "policy.version_created"),
-    ("policy.version.activate", "policy.activated"),
-    ("policy.version.rollback", "policy.rolled_back"),
-    ("role.put", "policy.role_changed"),
-    ("role.delete", "policy.role_deleted"),
-    ("grant.create", "policy.grant_created"),
-    ("grant.delete", "policy.grant_deleted"),
-    ("rotation_policy.put", "policy.rotation_changed"),
-    ("rotation_policy.delete", "policy.rotation_deleted"),
-    ("approval.approve", "approval.approved"),
-    ("approval.reject", "approval.rejected"),
-    ("trusted_issuer.create", "trust.issuer_added"),
-    ("trusted_issuer.delete", "trust.issuer_removed"),
-    ("webhook.create", "webhook.created"),
-    ("webhook.update", "webhook.updated"),
-    ("webhook.delete", "webhook.deleted"),
-    ("webhook.disabled", "webhook.disabled"),
-    // High volume: only a pattern naming them exactly selects them.
-    ("token.issue", "token.issued"),
-    ("token.exchange", "token.exchanged"),
-    ("authz.decision", "authz.decision"),
-];
+/// webhook event (declared with the actions: [`Action::webhook_event`]).
+pub fn event_types() -> impl Iterator<Item = (Action, &'static str)> {
+    Action::ALL.iter().filter_map(|a| a.webhook_event().map(|t| (*a, t)))
+}
 
 /// The type of the test event `POST /v1/webhooks/{id}/test` sends.
 pub const TEST_EVENT: &str = "webhook.test";
@@ -278,7 +231,7 @@ pub fn high_volume(event_type: &str) -> bool {
 
 /// The webhook event type of an audit action, if it is one.
 pub fn event_type(action: &str) -> Option<&'static str> {
-    EVENT_TYPES.iter().find(|(a, _)| *a == action).map(|(_, t)| *t)
+    action.parse::<Action>().ok()?.webhook_event()
 }
 
 /// The body sent for an audit event (Standard Webhooks payload shape:
@@ -1000,8 +953,8 @@ mod tests {
 
     #[test]
     fn every_event_type_is_a_valid_exact_pattern() {
-        for (action, t) in EVENT_TYPES {
-            assert_eq!(event_type(action), Some(*t));
+        for (action, t) in event_types() {
+            assert_eq!(event_type(action.as_str()), Some(t));
             assert!(Pattern::parse(t).unwrap().matches(t));
         }
     }

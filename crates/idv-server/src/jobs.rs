@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use idv_store::{Applied, Command, Context, Job, JobKinds};
+use idv_store::{Context, Job, JobKinds};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -108,7 +108,7 @@ pub async fn run(state: AppState, every: Duration, lease: Duration, mut stop: wa
             if let Err(e) = &jtis {
                 tracing::warn!(error = %e, "pruning expired one-time jtis failed; retrying");
             }
-            match state.store.execute(Command::PruneWebhookDeliveries, ctx()).await {
+            match state.store.prune_webhook_deliveries(ctx()).await {
                 Ok(_) if jtis.is_ok() => pruned = Some(tokio::time::Instant::now()),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning the webhook delivery log failed; retrying"),
@@ -148,11 +148,11 @@ async fn heartbeat(state: AppState, held: Arc<Held>, lease: Duration, mut stop: 
             continue;
         }
         let at = Instant::now();
-        let renew = Command::RenewJobLeases {
-            jobs: jobs.clone(),
-            lease_secs: whole_secs(lease),
-        };
-        match state.store.execute(renew, ctx()).await {
+        match state
+            .store
+            .renew_job_leases(jobs.clone(), whole_secs(lease), ctx())
+            .await
+        {
             Ok(_) => held.renewed(&jobs, at),
             Err(e) => tracing::warn!(error = %e, held = jobs.len(), "could not renew job leases; retrying"),
         }
@@ -163,9 +163,8 @@ async fn heartbeat(state: AppState, held: Arc<Held>, lease: Duration, mut stop: 
 /// is left (or [`PRUNE_STEPS`] batches, the rest an hour later).
 async fn prune_seen_jtis(state: &AppState) -> Result<(), idv_store::StoreError> {
     for _ in 0..PRUNE_STEPS {
-        match state.store.execute(Command::PruneSeenJtis, ctx()).await? {
-            Applied::Count(n) if n > 0 => {}
-            _ => break,
+        if state.store.prune_seen_jtis(ctx()).await? == 0 {
+            break;
         }
     }
     Ok(())
@@ -187,21 +186,10 @@ async fn run_due(
             return Ok(ran);
         }
         let claimed = Instant::now();
-        let jobs = match state
+        let jobs = state
             .store
-            .execute(
-                Command::ClaimJobs {
-                    lease_secs: whole_secs(lease),
-                    limit: BATCH,
-                    kinds: NOT_DELIVERIES,
-                },
-                ctx(),
-            )
-            .await?
-        {
-            Applied::Jobs(j) => j,
-            _ => Vec::new(),
-        };
+            .claim_jobs(whole_secs(lease), BATCH, NOT_DELIVERIES, ctx())
+            .await?;
         if jobs.is_empty() {
             return Ok(ran);
         }
@@ -269,15 +257,11 @@ async fn start_deliveries(
             return Ok(started);
         }
         let claimed = Instant::now();
-        let cmd = Command::ClaimJobs {
-            lease_secs: whole_secs(lease),
-            limit: i64::try_from(free).unwrap_or(i64::MAX),
-            kinds: DELIVERIES,
-        };
-        let jobs = match state.store.execute(cmd, ctx()).await? {
-            Applied::Jobs(j) => j,
-            _ => Vec::new(),
-        };
+        let limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let jobs = state
+            .store
+            .claim_jobs(whole_secs(lease), limit, DELIVERIES, ctx())
+            .await?;
         if jobs.is_empty() {
             return Ok(started);
         }
@@ -303,32 +287,31 @@ async fn start_deliveries(
 }
 
 async fn run_one(state: &AppState, job: Job) {
-    let cmd = match job.kind.as_str() {
-        idv_store::JOB_EXPIRE_AGENT => Some(Command::ExpireAgent(job.clone())),
-        idv_store::JOB_RETIRE_CREDENTIAL => Some(Command::RetireCredential(job.clone())),
-        _ => None,
-    };
-    let res = match (cmd, job.kind.as_str()) {
-        (Some(cmd), _) => state
+    let res = match job.kind.as_str() {
+        idv_store::JOB_EXPIRE_AGENT => state
             .store
-            .execute(cmd, ctx())
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        (None, idv_store::JOB_ROTATE_CREDENTIAL) => crate::app::rotation::rotate_due(state, job.clone(), ctx())
+            .expire_agent(job.clone(), ctx())
             .await
             .map_err(|e| e.to_string()),
-        (None, idv_store::JOB_REVOKE_LEASE) => crate::app::leases::revoke_due(state, job.clone())
+        idv_store::JOB_RETIRE_CREDENTIAL => state
+            .store
+            .retire_credential(job.clone(), ctx())
             .await
             .map_err(|e| e.to_string()),
-        (None, idv_store::JOB_SWEEP_TARGET) => sweep(state, job.clone()).await,
-        (None, idv_store::JOB_ROTATE_SIGNING_KEYS) => crate::app::keys::rotate_due(state, job.clone(), ctx())
+        idv_store::JOB_ROTATE_CREDENTIAL => crate::app::rotation::rotate_due(state, job.clone(), ctx())
             .await
             .map_err(|e| e.to_string()),
-        (None, idv_store::JOB_DELIVER_WEBHOOK) => crate::app::webhooks::deliver(state, job.clone())
+        idv_store::JOB_REVOKE_LEASE => crate::app::leases::revoke_due(state, job.clone())
             .await
             .map_err(|e| e.to_string()),
-        (None, kind) => Err(format!("unknown job kind `{kind}` (a newer node's job?)")),
+        idv_store::JOB_SWEEP_TARGET => sweep(state, job.clone()).await,
+        idv_store::JOB_ROTATE_SIGNING_KEYS => crate::app::keys::rotate_due(state, job.clone(), ctx())
+            .await
+            .map_err(|e| e.to_string()),
+        idv_store::JOB_DELIVER_WEBHOOK => crate::app::webhooks::deliver(state, job.clone())
+            .await
+            .map_err(|e| e.to_string()),
+        kind => Err(format!("unknown job kind `{kind}` (a newer node's job?)")),
     };
     match res {
         Ok(()) => {
@@ -338,9 +321,8 @@ async fn run_one(state: &AppState, job: Job) {
             state.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
             let run_at = state.clock.now().plus_secs(backoff_secs(job.attempts));
             tracing::warn!(kind = %job.kind, job = %job.id, attempts = job.attempts, %error, "job failed; retrying later");
-            let retry = Command::RetryJob { job, run_at, error };
             // If even this fails, the lease runs out and the job is claimed again.
-            if let Err(e) = state.store.execute(retry, ctx()).await {
+            if let Err(e) = state.store.retry_job(job, run_at, error, ctx()).await {
                 tracing::warn!(error = %e, "could not reschedule a failed job; its lease will expire");
             }
         }
@@ -353,21 +335,15 @@ async fn sweep(state: &AppState, job: Job) -> Result<(), String> {
     match crate::app::leases::sweep(state, job.tenant_id, &job.target_id, ctx()).await {
         Ok(_) => {}
         Err(crate::app::AppError::Store(idv_store::StoreError::NotFound { .. })) => {
-            return state
-                .store
-                .execute(Command::FinishJob(job), ctx())
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string());
+            return state.store.finish_job(job, ctx()).await.map_err(|e| e.to_string());
         }
         Err(e) => return Err(e.to_string()),
     }
     let run_at = state.clock.now().plus_secs(idv_store::SWEEP_EVERY_SECS);
     state
         .store
-        .execute(Command::RescheduleJob { job, run_at }, ctx())
+        .reschedule_job(job, run_at, ctx())
         .await
-        .map(drop)
         .map_err(|e| e.to_string())
 }
 

@@ -17,8 +17,9 @@ use idv_core::Timestamp;
 use idv_core::audit::Event;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::audit::{self, EVENT_COLS, EVENT_NCOLS};
 use crate::authz::Tally;
-use crate::row::{self, EVENT_COLS, EVENT_NCOLS};
+use crate::row;
 use crate::{SQLITE_PRAGMAS, StoreError};
 
 /// Cached statements: one insert, one upsert, and the few others a
@@ -62,7 +63,7 @@ impl Appender {
         {
             let mut insert = tx.prepare_cached(&self.insert_event)?;
             for e in events {
-                row::insert_event(&mut insert, e)?;
+                audit::insert_event(&mut insert, e)?;
             }
         }
         tally.write_usage(&tx, now)?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use idv_core::Timestamp;
 use idv_core::approval::{Approval, ApprovalError, ApprovalStatus, Approver};
-use idv_core::audit::Draft;
+use idv_core::audit::{Action, Draft, TargetType};
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{GrantSubject, Permission, Role, RoleGrant};
@@ -17,7 +17,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::command::{Applied, Context, Outcome2, draft, with_details};
+use crate::audit::{draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
 use crate::row::{self, to_json};
 use crate::{Dialect, Store, StoreError};
 
@@ -166,7 +167,7 @@ pub(crate) async fn create_version(
     activate: bool,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS n FROM policy_versions WHERE tenant_id = $1")
         .bind(v.tenant_id.to_string())
         .fetch_one(&mut *conn)
@@ -191,8 +192,8 @@ pub(crate) async fn create_version(
         draft(
             ctx,
             v.tenant_id,
-            "policy.version.create",
-            "policy_version",
+            Action::PolicyVersionCreate,
+            TargetType::PolicyVersion,
             v.version.to_string(),
         ),
         json!({ "policies": v.policy_ids, "description": v.description, "schema": v.schema.is_some() }),
@@ -213,7 +214,7 @@ pub(crate) async fn activate_version(
     version: Option<i64>,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let current: Option<i64> = sqlx::query("SELECT active_version FROM policy_state WHERE tenant_id = $1")
         .bind(tenant_id.to_string())
         .fetch_optional(&mut *conn)
@@ -222,7 +223,7 @@ pub(crate) async fn activate_version(
         .transpose()?
         .flatten();
     let (target, action) = match version {
-        Some(v) => (v, "policy.version.activate"),
+        Some(v) => (v, Action::PolicyVersionActivate),
         None => {
             let prev = sqlx::query(
                 "SELECT version FROM policy_versions WHERE tenant_id = $1 AND activated_at IS NOT NULL \
@@ -233,7 +234,7 @@ pub(crate) async fn activate_version(
             .fetch_optional(&mut *conn)
             .await?;
             match prev {
-                Some(r) => (r.try_get::<i64, _>("version")?, "policy.version.rollback"),
+                Some(r) => (r.try_get::<i64, _>("version")?, Action::PolicyVersionRollback),
                 None => {
                     return Err(StoreError::Conflict("no earlier active version to roll back to".into()));
                 }
@@ -259,13 +260,13 @@ pub(crate) async fn activate_version(
         .await?;
     let v = load_version(conn, tenant_id, target).await?;
     let ev = with_details(
-        draft(ctx, tenant_id, action, "policy_version", target.to_string()),
+        draft(ctx, tenant_id, action, TargetType::PolicyVersion, target.to_string()),
         json!({ "previous": current, "policies": v.policy_ids }),
     );
     Ok((Applied::PolicyVersion(Box::new(v)), vec![ev]))
 }
 
-pub(crate) async fn put_role(conn: &mut AnyConnection, r: Role, ctx: &Context) -> Result<Outcome2, StoreError> {
+pub(crate) async fn put_role(conn: &mut AnyConnection, r: Role, ctx: &Context) -> Result<Effect, StoreError> {
     let existed = sqlx::query("SELECT 1 FROM roles WHERE tenant_id = $1 AND name = $2")
         .bind(r.tenant_id.to_string())
         .bind(r.name.clone())
@@ -289,8 +290,12 @@ pub(crate) async fn put_role(conn: &mut AnyConnection, r: Role, ctx: &Context) -
         draft(
             ctx,
             r.tenant_id,
-            if existed { "role.update" } else { "role.create" },
-            "role",
+            if existed {
+                Action::RoleUpdate
+            } else {
+                Action::RoleCreate
+            },
+            TargetType::Role,
             r.name.clone(),
         ),
         json!({ "actions": r.actions }),
@@ -303,7 +308,7 @@ pub(crate) async fn delete_role(
     tenant_id: Uuid,
     name: String,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM role_grants WHERE tenant_id = $1 AND role = $2")
         .bind(tenant_id.to_string())
         .bind(name.clone())
@@ -324,7 +329,10 @@ pub(crate) async fn delete_role(
         return Err(StoreError::NotFound { what: "role", id: name });
     }
     bump_rev(conn, tenant_id).await?;
-    Ok((Applied::Done, vec![draft(ctx, tenant_id, "role.delete", "role", name)]))
+    Ok((
+        Applied::Done,
+        vec![draft(ctx, tenant_id, Action::RoleDelete, TargetType::Role, name)],
+    ))
 }
 
 pub(crate) const GRANT_COLS: &str =
@@ -358,11 +366,7 @@ pub(crate) fn grant(r: &AnyRow) -> Result<RoleGrant, StoreError> {
     })
 }
 
-pub(crate) async fn create_grant(
-    conn: &mut AnyConnection,
-    g: RoleGrant,
-    ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+pub(crate) async fn create_grant(conn: &mut AnyConnection, g: RoleGrant, ctx: &Context) -> Result<Effect, StoreError> {
     if let Permission::Role(name) = &g.permission {
         let known = sqlx::query("SELECT 1 FROM roles WHERE tenant_id = $1 AND name = $2")
             .bind(g.tenant_id.to_string())
@@ -377,7 +381,7 @@ pub(crate) async fn create_grant(
         }
     }
     if let GrantSubject::Agent(id) = g.subject {
-        crate::command::load_agent(conn, g.tenant_id, id).await?;
+        crate::agents::load_agent(conn, g.tenant_id, id).await?;
     }
     let (role, action) = match &g.permission {
         Permission::Role(r) => (Some(r.clone()), None),
@@ -401,7 +405,13 @@ pub(crate) async fn create_grant(
     .await?;
     bump_rev(conn, g.tenant_id).await?;
     let ev = with_details(
-        draft(ctx, g.tenant_id, "grant.create", "grant", g.id.to_string()),
+        draft(
+            ctx,
+            g.tenant_id,
+            Action::GrantCreate,
+            TargetType::Grant,
+            g.id.to_string(),
+        ),
         json!({
             "subject": g.subject, "permission": g.permission, "condition": g.condition,
             "expires_at": g.expires_at.map(Timestamp::to_rfc3339),
@@ -415,15 +425,15 @@ pub(crate) async fn delete_grant(
     tenant_id: Uuid,
     id: Uuid,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
-    let g = crate::command::load_one(conn, ("role_grants", GRANT_COLS, "grant"), tenant_id, id, grant).await?;
+) -> Result<Effect, StoreError> {
+    let g = crate::row::load_one(conn, ("role_grants", GRANT_COLS, "grant"), tenant_id, id, grant).await?;
     sqlx::query("DELETE FROM role_grants WHERE id = $1")
         .bind(id.to_string())
         .execute(&mut *conn)
         .await?;
     bump_rev(conn, tenant_id).await?;
     let ev = with_details(
-        draft(ctx, tenant_id, "grant.delete", "grant", id.to_string()),
+        draft(ctx, tenant_id, Action::GrantDelete, TargetType::Grant, id.to_string()),
         json!({ "subject": g.subject, "permission": g.permission }),
     );
     Ok((Applied::Done, vec![ev]))
@@ -435,7 +445,7 @@ pub(crate) async fn put_entities(
     entities: Vec<DirectoryEntity>,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     for e in &entities {
         sqlx::query(
             "INSERT INTO directory_entities (tenant_id, entity_type, entity_id, attrs, parents, updated_at) \
@@ -457,8 +467,8 @@ pub(crate) async fn put_entities(
         draft(
             ctx,
             tenant_id,
-            "directory.put",
-            "directory",
+            Action::DirectoryPut,
+            TargetType::Directory,
             format!("{} entities", entities.len()),
         ),
         json!({ "count": entities.len(), "entities": uids }),
@@ -471,7 +481,7 @@ pub(crate) async fn delete_entity(
     tenant_id: Uuid,
     uid: EntityRef,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let done =
         sqlx::query("DELETE FROM directory_entities WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3")
             .bind(tenant_id.to_string())
@@ -491,8 +501,8 @@ pub(crate) async fn delete_entity(
         vec![draft(
             ctx,
             tenant_id,
-            "directory.delete",
-            "directory",
+            Action::DirectoryDelete,
+            TargetType::Directory,
             format!("{}::{}", uid.type_name, uid.id),
         )],
     ))
@@ -555,7 +565,7 @@ async fn save_approval(conn: &mut AnyConnection, a: &Approval) -> Result<(), Sto
 }
 
 async fn load_approval(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Approval, StoreError> {
-    crate::command::load_one(conn, ("approvals", APPROVAL_COLS, "approval"), tenant_id, id, approval).await
+    crate::row::load_one(conn, ("approvals", APPROVAL_COLS, "approval"), tenant_id, id, approval).await
 }
 
 /// A decision: its event, and any approval step (in a savepoint; usage and
@@ -564,7 +574,7 @@ pub(crate) async fn decide(
     conn: &mut AnyConnection,
     rec: DecisionRecord,
     now: Timestamp,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut event = rec.event;
     let applied = match rec.approval {
         None => Applied::Done,
@@ -642,12 +652,16 @@ pub(crate) async fn decide_approval(
     decider: &DecidingApprover,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut a = load_approval(conn, tenant_id, id).await?;
-    let action = if approve { "approval.approve" } else { "approval.reject" };
+    let action = if approve {
+        Action::ApprovalApprove
+    } else {
+        Action::ApprovalReject
+    };
     let ev = |a: &Approval| {
         with_details(
-            draft(ctx, tenant_id, action, "approval", id.to_string()),
+            draft(ctx, tenant_id, action, TargetType::Approval, id.to_string()),
             json!({
                 "subject": a.subject, "action": a.action, "resource": a.resource, "assignee": a.assignee,
                 "comment": decider.comment, "rule": a.rule, "approvals": a.approvals, "status": a.status.as_str(),
@@ -813,8 +827,8 @@ impl Tally {
                 let mut d = draft(
                     &Context::system("pdp"),
                     tenant_id,
-                    "agent.edge.first_seen",
-                    "agent",
+                    Action::AgentEdgeFirstSeen,
+                    TargetType::Agent,
                     caller.to_string(),
                 );
                 d.details = json!({ "caller": caller, "callee": callee, "action": action });
@@ -1097,5 +1111,74 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// What deciding an approval came to.
+#[derive(Clone, Debug)]
+pub enum ApprovalDecision {
+    /// Approved or rejected: the approval after the change.
+    Decided(Box<Approval>),
+    /// This approver may not decide it (separation of duties): the refusal
+    /// was audited; why.
+    Refused(String),
+}
+
+typed_writes! {
+    /// Stores a policy version (numbered by the store), made active at once
+    /// if `activate`.
+    fn create_policy_version(version: PolicyVersion, activate: bool) -> PolicyVersion {
+        Command::CreatePolicyVersion { version: Box::new(version), activate } => Applied::PolicyVersion(v) => *v
+    }
+
+    /// Makes a version active (`Some`), or rolls back (`None`) to the one
+    /// active before the current one.
+    fn activate_policy_version(tenant_id: Uuid, version: Option<i64>) -> PolicyVersion {
+        Command::ActivatePolicyVersion { tenant_id, version } => Applied::PolicyVersion(v) => *v
+    }
+
+    /// Creates or replaces a role.
+    fn put_role(role: Role) -> Role {
+        Command::PutRole(role) => Applied::Role(r) => *r
+    }
+
+    /// Deletes a role no grant uses.
+    fn delete_role(tenant_id: Uuid, name: String) {
+        Command::DeleteRole { tenant_id, name }
+    }
+
+    /// Grants a role or a single permission.
+    fn create_grant(grant: RoleGrant) -> RoleGrant {
+        Command::CreateGrant(grant) => Applied::Grant(g) => *g
+    }
+
+    /// Removes a grant.
+    fn delete_grant(tenant_id: Uuid, id: Uuid) {
+        Command::DeleteGrant { tenant_id, id }
+    }
+
+    /// Creates or replaces directory entities, all or nothing.
+    fn put_entities(tenant_id: Uuid, entities: Vec<DirectoryEntity>) {
+        Command::PutEntities { tenant_id, entities }
+    }
+
+    /// Removes a directory entity.
+    fn delete_entity(tenant_id: Uuid, uid: EntityRef) {
+        Command::DeleteEntity { tenant_id, uid }
+    }
+
+    /// Records an authorization decision; answers its approval, if the
+    /// decision asked for one or used one.
+    fn decide(record: DecisionRecord) -> Option<Approval> {
+        Command::Decide(Box::new(record)) =>
+            Applied::Approval(a) => Some(*a),
+            Applied::Done => None,
+    }
+
+    /// Approves (`approve`) or rejects a pending approval as `decider`.
+    fn decide_approval(tenant_id: Uuid, id: Uuid, approve: bool, decider: DecidingApprover) -> ApprovalDecision {
+        Command::DecideApproval { tenant_id, id, approve, decider: Box::new(decider) } =>
+            Applied::Approval(a) => ApprovalDecision::Decided(a),
+            Applied::ApprovalRefused(why) => ApprovalDecision::Refused(why),
     }
 }

@@ -1,20 +1,54 @@
 //! Commands on credentials, signing keys and revoked tokens.
 
-use idv_core::audit::Draft;
+use idv_core::audit::{Action, Draft, TargetType};
 use idv_core::credential::{Credential, Kind, Revocation, Rotation};
 use idv_core::lifecycle::Status;
 use idv_core::{Clock, Timestamp};
 use serde_json::json;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::StoreError;
-use crate::command::{
-    Applied, Context, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job, Outcome2, draft, load_agent, load_one,
-    with_details,
-};
-use crate::rotation;
-use crate::row::{self, CREDENTIAL_COLS, to_json};
+use crate::agents::load_agent;
+use crate::audit::{draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
+use crate::jobs::Job;
+use crate::rotation::{self, JOB_ROTATE_CREDENTIAL};
+use crate::row::{self, load_one, to_json};
+use crate::{Store, StoreError};
+
+/// Job kind: revoke a rotated credential at the end of its overlap.
+pub const JOB_RETIRE_CREDENTIAL: &str = "credential.retire";
+
+pub(crate) const CREDENTIAL_COLS: &str = "id, tenant_id, agent_id, kind, hint, jwk, scopes, created_at, \
+     created_by, expires_at, revoked_at, last_used_at, revoked_reason, predecessor_id, successor_id, \
+     retire_on_use, CAST(CASE WHEN sealed_secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS awaiting_pickup";
+
+pub(crate) fn credential(row: &AnyRow) -> Result<Credential, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let jwk: Option<String> = row.try_get("jwk")?;
+    Ok(Credential {
+        id: row::uuid(row, "id")?,
+        tenant_id: row::uuid(row, "tenant_id")?,
+        agent_id: row::uuid(row, "agent_id")?,
+        kind: kind.parse::<Kind>().map_err(|e| row::corrupt("kind", e))?,
+        hint: row.try_get("hint")?,
+        jwk: jwk
+            .map(|j| serde_json::from_str(&j).map_err(|e| row::corrupt("jwk", e)))
+            .transpose()?,
+        scopes: row::json(row, "scopes")?,
+        created_at: row::ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        expires_at: row::opt_ts(row, "expires_at")?,
+        revoked_at: row::opt_ts(row, "revoked_at")?,
+        last_used_at: row::opt_ts(row, "last_used_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
+        predecessor_id: row::opt_uuid(row, "predecessor_id")?,
+        successor_id: row::opt_uuid(row, "successor_id")?,
+        retire_on_use: row.try_get::<i64, _>("retire_on_use")? != 0,
+        awaiting_pickup: row.try_get::<i64, _>("awaiting_pickup")? != 0,
+    })
+}
 
 pub(crate) async fn create(
     conn: &mut AnyConnection,
@@ -22,7 +56,7 @@ pub(crate) async fn create(
     secret_hash: Option<[u8; 32]>,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     insert(conn, &c, secret_hash, None, clock).await?;
     let d = created_event(ctx, &c);
     Ok((Applied::Credential(Box::new(c)), vec![d]))
@@ -30,7 +64,13 @@ pub(crate) async fn create(
 
 fn created_event(ctx: &Context, c: &Credential) -> Draft {
     with_details(
-        draft(ctx, c.tenant_id, "credential.create", "credential", c.id.to_string()),
+        draft(
+            ctx,
+            c.tenant_id,
+            Action::CredentialCreate,
+            TargetType::Credential,
+            c.id.to_string(),
+        ),
         json!({
             "agent_id": c.agent_id, "kind": c.kind.as_str(), "hint": c.hint,
             "scopes": c.scopes, "expires_at": c.expires_at.map(Timestamp::to_rfc3339),
@@ -84,7 +124,7 @@ async fn load(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Cre
         ("credentials", CREDENTIAL_COLS, "credential"),
         tenant_id,
         id,
-        row::credential,
+        credential,
     )
     .await
 }
@@ -95,7 +135,7 @@ pub(crate) async fn revoke(
     id: Uuid,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut c = load(conn, tenant_id, id).await?;
     if c.revoked_at.is_some() {
         return Err(StoreError::Conflict("the credential is already revoked".into()));
@@ -130,7 +170,13 @@ async fn mark_revoked(
     c.revoked_at = Some(now);
     c.revoked_reason = Some(why.as_str().to_owned());
     Ok(with_details(
-        draft(ctx, c.tenant_id, "credential.revoke", "credential", c.id.to_string()),
+        draft(
+            ctx,
+            c.tenant_id,
+            Action::CredentialRevoke,
+            TargetType::Credential,
+            c.id.to_string(),
+        ),
         json!({
             "agent_id": c.agent_id, "kind": c.kind.as_str(), "hint": c.hint,
             "reason": why.as_str(), "cause": cause, "successor_id": c.successor_id,
@@ -154,7 +200,7 @@ pub(crate) async fn rotate(
     now: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let predecessor_id = successor
         .predecessor_id
         .ok_or_else(|| StoreError::Corrupt("a successor without a predecessor".into()))?;
@@ -185,8 +231,8 @@ pub(crate) async fn rotate(
         draft(
             ctx,
             old.tenant_id,
-            "credential.rotate",
-            "credential",
+            Action::CredentialRotate,
+            TargetType::Credential,
             old.id.to_string(),
         ),
         json!({
@@ -227,8 +273,8 @@ pub(crate) async fn retire_job(
     job: Job,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
-    let id = crate::command::take_job(conn, &job).await?;
+) -> Result<Effect, StoreError> {
+    let id = crate::jobs::take_job(conn, &job).await?;
     let mut c = match load(conn, job.tenant_id, id).await {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => return Ok((Applied::Done, vec![])),
@@ -249,7 +295,7 @@ pub(crate) async fn retire_predecessor(
     successor_id: Uuid,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let s = load(conn, tenant_id, successor_id).await?;
     let Some(p) = s.predecessor_id.filter(|_| s.retire_on_use) else {
         return Ok((Applied::Done, vec![]));
@@ -269,7 +315,7 @@ pub(crate) async fn collect_successor(
     tenant_id: Uuid,
     presenting: Uuid,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let c = load(conn, tenant_id, presenting).await?;
     let none = || StoreError::NotFound {
         what: "successor awaiting pick-up for credential",
@@ -295,8 +341,8 @@ pub(crate) async fn collect_successor(
         draft(
             ctx,
             tenant_id,
-            "credential.successor.collect",
-            "credential",
+            Action::CredentialSuccessorCollect,
+            TargetType::Credential,
             successor_id.to_string(),
         ),
         json!({ "agent_id": s.agent_id, "predecessor_id": presenting, "kind": s.kind.as_str() }),
@@ -323,7 +369,7 @@ pub(crate) async fn compromise(
     now: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     // Every access token issued until now is dead for good (the successors'
     // tokens, issued from now on, are not).
     let mut agent = load_agent(conn, tenant_id, agent_id).await?;
@@ -331,7 +377,7 @@ pub(crate) async fn compromise(
     agent.tokens_not_before = Some(now);
     agent.updated_at = now;
     agent.version += 1;
-    crate::command::save_agent(conn, &agent, old_version).await?;
+    crate::agents::save_agent(conn, &agent, old_version).await?;
     let mut drafts = Vec::new();
     let mut revoked = Vec::new();
     let mut issued = Vec::new();
@@ -368,7 +414,7 @@ pub(crate) async fn compromise(
         .fetch_all(&mut *conn)
         .await?;
     for r in &live {
-        let mut c = row::credential(r)?;
+        let mut c = credential(r)?;
         if issued_ids.contains(&c.id) {
             continue;
         }
@@ -378,7 +424,13 @@ pub(crate) async fn compromise(
     // Its database roles go too (their revocation jobs are due now).
     drafts.extend(crate::leases::revoke_for_agent(conn, tenant_id, agent_id, now, clock, ctx).await?);
     let mut d = with_details(
-        draft(ctx, tenant_id, "agent.compromised", "agent", agent_id.to_string()),
+        draft(
+            ctx,
+            tenant_id,
+            Action::AgentCompromised,
+            TargetType::Agent,
+            agent_id.to_string(),
+        ),
         json!({
             "credentials_revoked": revoked.iter().map(|c| c.id).collect::<Vec<_>>(),
             "successors": issued_ids,
@@ -430,7 +482,7 @@ pub(crate) async fn used(
     id: Uuid,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut c = load(conn, tenant_id, id).await?;
     sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
         .bind(now.as_micros())
@@ -439,11 +491,11 @@ pub(crate) async fn used(
         .await?;
     c.last_used_at = Some(now);
     let action = match c.kind {
-        Kind::ApiKey => "api_key.use",
-        Kind::ClientSecret | Kind::PrivateKeyJwt => "credential.use",
+        Kind::ApiKey => Action::ApiKeyUse,
+        Kind::ClientSecret | Kind::PrivateKeyJwt => Action::CredentialUse,
     };
     let d = with_details(
-        draft(ctx, tenant_id, action, "credential", id.to_string()),
+        draft(ctx, tenant_id, action, TargetType::Credential, id.to_string()),
         json!({ "agent_id": c.agent_id, "hint": c.hint }),
     );
     Ok((Applied::Credential(Box::new(c)), vec![d]))
@@ -457,7 +509,7 @@ pub(crate) async fn revoke_token(
     subject: String,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let seen = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
         .bind(jti.clone())
         .fetch_optional(&mut *conn)
@@ -472,7 +524,7 @@ pub(crate) async fn revoke_token(
             .await?;
     }
     let d = with_details(
-        draft(ctx, tenant_id, "token.revoke", "token", jti),
+        draft(ctx, tenant_id, Action::TokenRevoke, TargetType::Token, jti),
         json!({ "sub": subject, "exp": expires_at.to_rfc3339(), "already_revoked": seen.is_some() }),
     );
     Ok((Applied::Done, vec![d]))
@@ -482,7 +534,7 @@ pub(crate) async fn issue_token(
     conn: &mut AnyConnection,
     event: Draft,
     once: Vec<(String, Timestamp)>,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     for (key, expires_at) in once {
         let seen = sqlx::query("SELECT 1 FROM seen_jtis WHERE key = $1")
             .bind(key.clone())
@@ -506,7 +558,7 @@ const PRUNE_JTIS: i64 = 10_000;
 /// Deletes up to [`PRUNE_JTIS`] one-time `jti`s whose assertions expired
 /// before `now` (RFC 7523 §3: the `jti` must be unique only while the
 /// assertion is acceptable; its `exp` refuses it after that).
-pub(crate) async fn prune_seen_jtis(conn: &mut AnyConnection, now: Timestamp) -> Result<Outcome2, StoreError> {
+pub(crate) async fn prune_seen_jtis(conn: &mut AnyConnection, now: Timestamp) -> Result<Effect, StoreError> {
     let deleted =
         sqlx::query("DELETE FROM seen_jtis WHERE key IN (SELECT key FROM seen_jtis WHERE expires_at < $1 LIMIT $2)")
             .bind(now.as_micros())
@@ -524,7 +576,7 @@ pub(crate) async fn set_token_ttl(
     ttl_secs: Option<i64>,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let existed = sqlx::query("DELETE FROM token_ttls WHERE tenant_id = $1 AND class = $2")
         .bind(tenant_id.to_string())
         .bind(class.clone())
@@ -557,11 +609,171 @@ pub(crate) async fn set_token_ttl(
         draft(
             ctx,
             tenant_id,
-            "token_ttl.set",
-            "token_ttl",
+            Action::TokenTtlSet,
+            TargetType::TokenTtl,
             if class.is_empty() { "*".into() } else { class.clone() },
         ),
         json!({ "class": class, "ttl_secs": ttl_secs }),
     );
     Ok((Applied::Done, vec![d]))
+}
+
+impl Store {
+    /// The credential whose secret hashes to `hash`, if any (revoked and
+    /// expired ones included; the caller checks `Credential::is_usable`).
+    pub async fn credential_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Credential>, StoreError> {
+        let sql = format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE secret_hash = $1");
+        let r = sqlx::query(&sql)
+            .bind(hash.to_vec())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(credential).transpose()
+    }
+
+    /// One credential of a tenant.
+    pub async fn credential(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Credential>, StoreError> {
+        let sql = format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE tenant_id = $1 AND id = $2");
+        let r = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(credential).transpose()
+    }
+
+    /// An agent's credentials (revoked ones included), oldest first.
+    pub async fn credentials(&self, tenant_id: Uuid, agent_id: Uuid) -> Result<Vec<Credential>, StoreError> {
+        let sql =
+            format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE tenant_id = $1 AND agent_id = $2 ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(agent_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(credential).collect()
+    }
+
+    /// Whether the access token with this `jti` was revoked.
+    pub async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1")
+            .bind(jti.to_owned())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        Ok(r.is_some())
+    }
+
+    /// A tenant's token lifetimes: `(class, seconds)`, class empty for the
+    /// tenant's default.
+    pub async fn token_ttls(&self, tenant_id: Uuid) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT class, ttl_secs FROM token_ttls WHERE tenant_id = $1 ORDER BY class")
+            .bind(tenant_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("class")?, r.try_get::<i64, _>("ttl_secs")?)))
+            .collect()
+    }
+}
+
+typed_writes! {
+    /// Issues a credential to an agent (not retired) of its tenant.
+    fn create_credential(credential: Credential, secret_hash: Option<[u8; 32]>) -> Credential {
+        Command::CreateCredential { credential, secret_hash } => Applied::Credential(c) => *c
+    }
+
+    /// Revokes one credential.
+    fn revoke_credential(tenant_id: Uuid, id: Uuid) -> Credential {
+        Command::RevokeCredential { tenant_id, id } => Applied::Credential(c) => *c
+    }
+
+    /// Rotates a credential to `successor` (whose `predecessor_id` names
+    /// it); answers the predecessor and the successor after the change.
+    fn rotate_credential(
+        successor: Credential,
+        secret_hash: Option<[u8; 32]>,
+        sealed_secret: Option<Vec<u8>>,
+        rotation: Rotation,
+        why: Revocation,
+    ) -> (Credential, Credential) {
+        Command::RotateCredential { successor, secret_hash, sealed_secret, rotation, why, job: None }
+            => Applied::Rotated(pair) => *pair
+    }
+
+    /// Runs a due [`JOB_ROTATE_CREDENTIAL`] job: the rotation to
+    /// `successor`, the job finished in the same commit (a credential
+    /// rotated or revoked meanwhile just finishes it).
+    fn rotate_credential_due(
+        successor: Credential,
+        secret_hash: Option<[u8; 32]>,
+        sealed_secret: Option<Vec<u8>>,
+        rotation: Rotation,
+        job: Job,
+    ) {
+        Command::RotateCredential {
+            successor,
+            secret_hash,
+            sealed_secret,
+            rotation,
+            why: Revocation::Rotated,
+            job: Some(job),
+        }
+    }
+
+    /// Runs a due [`JOB_RETIRE_CREDENTIAL`] job.
+    fn retire_credential(job: Job) {
+        Command::RetireCredential(job)
+    }
+
+    /// A successor with `retire_on_use` authenticated: revokes its
+    /// predecessor, once.
+    fn retire_predecessor(tenant_id: Uuid, successor_id: Uuid) {
+        Command::RetirePredecessor { tenant_id, successor_id }
+    }
+
+    /// The agent collects the sealed secret of the successor of the
+    /// credential it presents: answers the successor and the sealed secret.
+    fn collect_successor(tenant_id: Uuid, presenting: Uuid) -> (Credential, Vec<u8>) {
+        Command::CollectSuccessor { tenant_id, presenting }
+            => Applied::Collected { credential, sealed_secret } => (*credential, sealed_secret)
+    }
+
+    /// A security event: revokes every live credential of the agent at
+    /// once, rotating those with a successor here to it. Answers the
+    /// revoked credentials and the successors issued.
+    fn compromise_agent(
+        tenant_id: Uuid,
+        agent_id: Uuid,
+        reason: String,
+        successors: Vec<(Credential, Option<[u8; 32]>)>,
+    ) -> (Vec<Credential>, Vec<Credential>) {
+        Command::CompromiseAgent { tenant_id, agent_id, reason, successors }
+            => Applied::Compromised { revoked, successors } => (revoked, successors)
+    }
+
+    /// Records that an API key authenticated.
+    fn use_credential(tenant_id: Uuid, id: Uuid) {
+        Command::UseCredential { tenant_id, id }
+    }
+
+    /// Revokes an access token by its `jti` until `expires_at` (RFC 7009).
+    fn revoke_token(tenant_id: Uuid, jti: String, expires_at: Timestamp, subject: String) {
+        Command::RevokeToken { tenant_id, jti, expires_at, subject }
+    }
+
+    /// Records a token issuance, first consuming the one-time ids `once`
+    /// (a key already seen refuses it with [`StoreError::Replayed`]).
+    fn issue_token(event: Draft, once: Vec<(String, Timestamp)>) {
+        Command::IssueToken { event, once }
+    }
+
+    /// Sets (`Some`) or clears the token lifetime of a tenant (`class`
+    /// empty) or of one agent class.
+    fn set_token_ttl(tenant_id: Uuid, class: String, ttl_secs: Option<i64>) {
+        Command::SetTokenTtl { tenant_id, class, ttl_secs }
+    }
+
+    /// Forgets a bounded batch of expired one-time ids; answers how many.
+    fn prune_seen_jtis() -> usize {
+        Command::PruneSeenJtis => Applied::Count(n) => n
+    }
 }

@@ -1,16 +1,82 @@
 //! Commands on delegations and trusted issuers.
 
 use idv_core::Timestamp;
+use idv_core::audit::{Action, TargetType};
 use idv_core::delegation::{Delegation, Delegator};
 use idv_core::lifecycle::Status;
 use idv_core::trusted_issuer::TrustedIssuer;
 use serde_json::json;
-use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::StoreError;
-use crate::command::{Applied, Context, Outcome2, draft, load_agent, load_one, with_details};
-use crate::row::{self, DELEGATION_COLS, ISSUER_COLS, delegator_columns, to_json};
+use crate::agents::load_agent;
+use crate::audit::{draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
+use crate::read::{Arg, Sql};
+use crate::row::{self, load_one, to_json};
+use crate::{Store, StoreError};
+
+pub(crate) const DELEGATION_COLS: &str = "id, tenant_id, delegator_type, delegator, delegate_id, scopes, audiences, \
+     task, max_depth, created_at, created_by, expires_at, revoked_at";
+
+/// The stored form of a delegator: `agent` + its id, or `human` +
+/// `<issuer>#<sub>` (an issuer URI has no fragment, so `#` splits it).
+pub(crate) fn delegator_columns(d: &Delegator) -> (&'static str, String) {
+    match d {
+        Delegator::Agent { id } => ("agent", id.to_string()),
+        Delegator::Human { issuer, sub } => ("human", format!("{issuer}#{sub}")),
+    }
+}
+
+pub(crate) fn delegation(row: &AnyRow) -> Result<Delegation, StoreError> {
+    let kind: String = row.try_get("delegator_type")?;
+    let who: String = row.try_get("delegator")?;
+    let delegator = match kind.as_str() {
+        "agent" => Delegator::Agent {
+            id: Uuid::parse_str(&who).map_err(|e| row::corrupt("delegator", e))?,
+        },
+        "human" => {
+            let (issuer, sub) = who.split_once('#').ok_or_else(|| row::corrupt("delegator", "no `#`"))?;
+            Delegator::Human {
+                issuer: issuer.to_owned(),
+                sub: sub.to_owned(),
+            }
+        }
+        other => return Err(row::corrupt("delegator_type", other)),
+    };
+    let task: Option<String> = row.try_get("task")?;
+    Ok(Delegation {
+        id: row::uuid(row, "id")?,
+        tenant_id: row::uuid(row, "tenant_id")?,
+        delegator,
+        delegate: row::uuid(row, "delegate_id")?,
+        scopes: row::json(row, "scopes")?,
+        audiences: row::json(row, "audiences")?,
+        task: task
+            .map(|t| serde_json::from_str(&t).map_err(|e| row::corrupt("task", e)))
+            .transpose()?,
+        max_depth: u32::try_from(row.try_get::<i64, _>("max_depth")?).map_err(|e| row::corrupt("max_depth", e))?,
+        created_at: row::ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        expires_at: row::ts(row, "expires_at")?,
+        revoked_at: row::opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub(crate) const ISSUER_COLS: &str = "id, tenant_id, issuer, keys, audience, created_at, created_by";
+
+pub(crate) fn trusted_issuer(row: &AnyRow) -> Result<TrustedIssuer, StoreError> {
+    Ok(TrustedIssuer {
+        id: row::uuid(row, "id")?,
+        tenant_id: row::uuid(row, "tenant_id")?,
+        issuer: row.try_get("issuer")?,
+        keys: row::json(row, "keys")?,
+        audience: row.try_get("audience")?,
+        created_at: row::ts(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+    })
+}
 
 async fn require_usable_agent(
     conn: &mut AnyConnection,
@@ -25,7 +91,7 @@ async fn require_usable_agent(
     Ok(())
 }
 
-pub(crate) async fn create(conn: &mut AnyConnection, d: Delegation, ctx: &Context) -> Result<Outcome2, StoreError> {
+pub(crate) async fn create(conn: &mut AnyConnection, d: Delegation, ctx: &Context) -> Result<Effect, StoreError> {
     require_usable_agent(conn, d.tenant_id, d.delegate, "delegate").await?;
     match &d.delegator {
         Delegator::Agent { id } => require_usable_agent(conn, d.tenant_id, *id, "delegating").await?,
@@ -63,7 +129,13 @@ pub(crate) async fn create(conn: &mut AnyConnection, d: Delegation, ctx: &Contex
     .execute(&mut *conn)
     .await?;
     let ev = with_details(
-        draft(ctx, d.tenant_id, "delegation.create", "delegation", d.id.to_string()),
+        draft(
+            ctx,
+            d.tenant_id,
+            Action::DelegationCreate,
+            TargetType::Delegation,
+            d.id.to_string(),
+        ),
         json!({
             "delegator": d.delegator, "delegate": d.delegate, "scopes": d.scopes, "audiences": d.audiences,
             "max_depth": d.max_depth, "expires_at": d.expires_at.to_rfc3339(),
@@ -78,13 +150,13 @@ pub(crate) async fn revoke(
     id: Uuid,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut d = load_one(
         conn,
         ("delegations", DELEGATION_COLS, "delegation"),
         tenant_id,
         id,
-        row::delegation,
+        delegation,
     )
     .await?;
     if d.revoked_at.is_some() {
@@ -97,7 +169,13 @@ pub(crate) async fn revoke(
         .await?;
     d.revoked_at = Some(now);
     let ev = with_details(
-        draft(ctx, tenant_id, "delegation.revoke", "delegation", id.to_string()),
+        draft(
+            ctx,
+            tenant_id,
+            Action::DelegationRevoke,
+            TargetType::Delegation,
+            id.to_string(),
+        ),
         json!({ "delegator": d.delegator, "delegate": d.delegate }),
     );
     Ok((Applied::Delegation(Box::new(d)), vec![ev]))
@@ -107,7 +185,7 @@ pub(crate) async fn create_issuer(
     conn: &mut AnyConnection,
     t: TrustedIssuer,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let taken = sqlx::query("SELECT 1 FROM trusted_issuers WHERE tenant_id = $1 AND issuer = $2")
         .bind(t.tenant_id.to_string())
         .bind(t.issuer.clone())
@@ -138,8 +216,8 @@ pub(crate) async fn create_issuer(
         draft(
             ctx,
             t.tenant_id,
-            "trusted_issuer.create",
-            "trusted_issuer",
+            Action::TrustedIssuerCreate,
+            TargetType::TrustedIssuer,
             t.id.to_string(),
         ),
         json!({ "issuer": t.issuer, "kids": kids, "audience": t.audience }),
@@ -152,13 +230,13 @@ pub(crate) async fn delete_issuer(
     tenant_id: Uuid,
     id: Uuid,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let t = load_one(
         conn,
         ("trusted_issuers", ISSUER_COLS, "trusted issuer"),
         tenant_id,
         id,
-        row::trusted_issuer,
+        trusted_issuer,
     )
     .await?;
     sqlx::query("DELETE FROM trusted_issuers WHERE id = $1")
@@ -169,11 +247,115 @@ pub(crate) async fn delete_issuer(
         draft(
             ctx,
             tenant_id,
-            "trusted_issuer.delete",
-            "trusted_issuer",
+            Action::TrustedIssuerDelete,
+            TargetType::TrustedIssuer,
             id.to_string(),
         ),
         json!({ "issuer": t.issuer }),
     );
     Ok((Applied::TrustedIssuer(Box::new(t)), vec![ev]))
+}
+
+impl Store {
+    /// One delegation of a tenant.
+    pub async fn delegation(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<Delegation>, StoreError> {
+        let sql = format!("SELECT {DELEGATION_COLS} FROM delegations WHERE tenant_id = $1 AND id = $2");
+        let r = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.inner.read)
+            .await?;
+        r.as_ref().map(delegation).transpose()
+    }
+
+    /// A tenant's delegations in id order after `after`, optionally only
+    /// those to agent `delegate`.
+    pub async fn delegations(
+        &self,
+        tenant_id: Uuid,
+        delegate: Option<Uuid>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let mut sql = Sql::new(format!("SELECT {DELEGATION_COLS} FROM delegations WHERE 1 = 1"));
+        sql.and("tenant_id = ?", vec![Arg::Text(tenant_id.to_string())]);
+        if let Some(d) = delegate {
+            sql.and("delegate_id = ?", vec![Arg::Text(d.to_string())]);
+        }
+        if let Some(a) = after {
+            sql.and("id > ?", vec![Arg::Text(a.to_string())]);
+        }
+        let lim = sql.bind_next(Arg::Int(limit));
+        sql.push(&format!(" ORDER BY id LIMIT {lim}"));
+        sql.fetch_all(self).await?.iter().map(delegation).collect()
+    }
+
+    /// Delegations from `delegator` to agent `delegate` (revoked and expired
+    /// ones included), newest first.
+    pub async fn delegations_between(
+        &self,
+        tenant_id: Uuid,
+        delegator: &Delegator,
+        delegate: Uuid,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let (_, who) = delegator_columns(delegator);
+        let sql = format!(
+            "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant_id = $1 AND delegate_id = $2 AND delegator = $3 \
+             ORDER BY id DESC LIMIT 100"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(delegate.to_string())
+            .bind(who)
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter()
+            .map(delegation)
+            .filter(|d| d.as_ref().map_or(true, |d| d.delegator == *delegator))
+            .collect()
+    }
+
+    /// The tenant's delegations among `ids` (for checking a token's chain).
+    pub async fn delegations_by_ids(&self, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Delegation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(format!("SELECT {DELEGATION_COLS} FROM delegations WHERE 1 = 1"));
+        sql.and("tenant_id = ?", vec![Arg::Text(tenant_id.to_string())]);
+        let marks: Vec<String> = ids.iter().map(|id| sql.bind_next(Arg::Text(id.to_string()))).collect();
+        sql.push(&format!(" AND id IN ({})", marks.join(", ")));
+        sql.fetch_all(self).await?.iter().map(delegation).collect()
+    }
+
+    /// A tenant's trusted issuers.
+    pub async fn trusted_issuers(&self, tenant_id: Uuid) -> Result<Vec<TrustedIssuer>, StoreError> {
+        let sql = format!("SELECT {ISSUER_COLS} FROM trusted_issuers WHERE tenant_id = $1 ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(trusted_issuer).collect()
+    }
+}
+
+typed_writes! {
+    /// Stores a delegation.
+    fn create_delegation(delegation: Delegation) -> Delegation {
+        Command::CreateDelegation(delegation) => Applied::Delegation(d) => *d
+    }
+
+    /// Revokes a delegation (and with it every token issued through it).
+    fn revoke_delegation(tenant_id: Uuid, id: Uuid) -> Delegation {
+        Command::RevokeDelegation { tenant_id, id } => Applied::Delegation(d) => *d
+    }
+
+    /// Trusts an external issuer.
+    fn create_trusted_issuer(issuer: TrustedIssuer) -> TrustedIssuer {
+        Command::CreateTrustedIssuer(issuer) => Applied::TrustedIssuer(t) => *t
+    }
+
+    /// Stops trusting an external issuer; answers the one removed.
+    fn delete_trusted_issuer(tenant_id: Uuid, id: Uuid) -> TrustedIssuer {
+        Command::DeleteTrustedIssuer { tenant_id, id } => Applied::TrustedIssuer(t) => *t
+    }
 }

@@ -5,15 +5,36 @@
 //! two nodes (or a job and an administrator) racing on one ring cannot both
 //! publish a next key: PostgreSQL batches hold the chain-head lock.
 
+use idv_core::audit::{Action, TargetType};
 use idv_core::keyring::{self, Change, KeyPolicy, Manual, SigningKey};
 use idv_core::{Clock, Timestamp};
 use serde_json::json;
-use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::command::{Applied, Context, Outcome2, draft, with_details};
-use crate::row::{self, SIGNING_KEY_COLS, to_json};
+use crate::audit::{draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
+use crate::row::{self, to_json};
 use crate::{Store, StoreError};
+
+pub(crate) const SIGNING_KEY_COLS: &str =
+    "id, tenant_id, alg, public_jwk, sealed_private, created_at, activates_at, retired_at, publish_until, removed_at";
+
+pub(crate) fn signing_key(row: &AnyRow) -> Result<SigningKey, StoreError> {
+    Ok(SigningKey {
+        kid: row.try_get("id")?,
+        tenant_id: row::uuid(row, "tenant_id")?,
+        alg: row.try_get("alg")?,
+        public_jwk: row::json(row, "public_jwk")?,
+        sealed_private: row.try_get("sealed_private")?,
+        created_at: row::ts(row, "created_at")?,
+        activates_at: row::ts(row, "activates_at")?,
+        retired_at: row::opt_ts(row, "retired_at")?,
+        publish_until: row::opt_ts(row, "publish_until")?,
+        removed_at: row::opt_ts(row, "removed_at")?,
+    })
+}
 
 /// Job kind: record a tenant's due key transitions and publish its next
 /// key when rotation is due (one job per tenant; its target is the tenant).
@@ -32,7 +53,7 @@ where
 {
     let sql = format!("SELECT {SIGNING_KEY_COLS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, id");
     let rows = sqlx::query(&sql).bind(tenant_id.to_string()).fetch_all(ex).await?;
-    rows.iter().map(row::signing_key).collect()
+    rows.iter().map(signing_key).collect()
 }
 
 /// What moves a ring, for the audit trail.
@@ -61,7 +82,7 @@ pub(crate) async fn advance(
     now: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut keys = load(&mut *conn, req.tenant_id).await?;
     if req.candidate.tenant_id != req.tenant_id {
         return Err(StoreError::Corrupt("a signing key made for another tenant".into()));
@@ -90,8 +111,11 @@ async fn record(
     reason: Option<&str>,
     ctx: &Context,
 ) -> Result<idv_core::audit::Draft, StoreError> {
-    let event = |action: &str, kid: &str, details: serde_json::Value| {
-        with_details(draft(ctx, tenant_id, action, "signing_key", kid.to_owned()), details)
+    let event = |action: Action, kid: &str, details: serde_json::Value| {
+        with_details(
+            draft(ctx, tenant_id, action, TargetType::SigningKey, kid.to_owned()),
+            details,
+        )
     };
     Ok(match change {
         Change::Create(k) => {
@@ -109,7 +133,7 @@ async fn record(
             .execute(&mut *conn)
             .await?;
             event(
-                "signing_key.create",
+                Action::SigningKeyCreate,
                 &k.kid,
                 json!({
                     "alg": k.alg, "activates_at": k.activates_at.to_rfc3339(), "cause": cause, "reason": reason,
@@ -117,7 +141,7 @@ async fn record(
             )
         }
         Change::Activate { kid, at, predecessor } => event(
-            "signing_key.activate",
+            Action::SigningKeyActivate,
             kid,
             json!({ "activated_at": at.to_rfc3339(), "predecessor": predecessor, "cause": cause }),
         ),
@@ -134,7 +158,7 @@ async fn record(
                 .execute(&mut *conn)
                 .await?;
             event(
-                "signing_key.retire",
+                Action::SigningKeyRetire,
                 kid,
                 json!({
                     "retired_at": retired_at.to_rfc3339(), "publish_until": publish_until.to_rfc3339(),
@@ -155,7 +179,7 @@ async fn record(
             .execute(&mut *conn)
             .await?;
             event(
-                "signing_key.remove",
+                Action::SigningKeyRemove,
                 kid,
                 json!({ "removed_at": at.to_rfc3339(), "revoked": revoked, "cause": cause, "reason": reason }),
             )
@@ -196,7 +220,7 @@ pub(crate) async fn schedule_all(
     conn: &mut AnyConnection,
     now: Timestamp,
     clock: &dyn Clock,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let tenants: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT tenant_id FROM signing_keys")
         .fetch_all(&mut *conn)
         .await?;
@@ -205,4 +229,17 @@ pub(crate) async fn schedule_all(
         schedule(conn, id, Some(now), clock).await?;
     }
     Ok((Applied::Count(tenants.len()), vec![]))
+}
+
+typed_writes! {
+    /// Records what is due on a tenant's signing key ring (or a manual
+    /// rotation); answers the ring after the change.
+    fn advance_signing_keys(request: KeyRequest) -> Vec<SigningKey> {
+        Command::SigningKeys(Box::new(request)) => Applied::SigningKeys(keys) => keys
+    }
+
+    /// At start: a key job due now for every tenant with signing keys.
+    fn schedule_key_rotations() {
+        Command::ScheduleKeyRotations
+    }
 }

@@ -7,7 +7,7 @@
 
 use idv_core::Clock;
 use idv_core::Timestamp;
-use idv_core::audit::Draft;
+use idv_core::audit::{Action, Draft, TargetType};
 use idv_core::db_template::{DbTarget, DbTemplate};
 use idv_core::lease::{EndReason, ISSUE_DEADLINE_SECS, Lease, LeaseState};
 use serde_json::json;
@@ -15,7 +15,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::command::{Applied, Context, Outcome2, draft, with_details};
+use crate::audit::{draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
 use crate::row;
 use crate::{Store, StoreError};
 
@@ -209,7 +210,7 @@ pub(crate) async fn put_target(
     sealed_url: Vec<u8>,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     sqlx::query(
         "INSERT INTO db_targets (tenant_id, name, host, port, database, admin_user, role_prefix, sealed_url, \
          updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -247,7 +248,13 @@ pub(crate) async fn put_target(
     }
     // The connection string is a secret: only its safe parts are recorded.
     let d = with_details(
-        draft(ctx, t.tenant_id, "db.target.put", "db_target", t.name.clone()),
+        draft(
+            ctx,
+            t.tenant_id,
+            Action::DbTargetPut,
+            TargetType::DbTarget,
+            t.name.clone(),
+        ),
         json!({ "host": t.host, "port": t.port, "database": t.database, "admin_user": t.admin_user,
                 "role_prefix": t.role_prefix }),
     );
@@ -268,7 +275,7 @@ pub(crate) async fn delete_target(
     tenant_id: Uuid,
     name: String,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let templates = count(
         conn,
         "SELECT COUNT(*) FROM db_templates WHERE tenant_id = $1 AND target = $2",
@@ -308,15 +315,17 @@ pub(crate) async fn delete_target(
         .await?;
     Ok((
         Applied::Done,
-        vec![draft(ctx, tenant_id, "db.target.delete", "db_target", name)],
+        vec![draft(
+            ctx,
+            tenant_id,
+            Action::DbTargetDelete,
+            TargetType::DbTarget,
+            name,
+        )],
     ))
 }
 
-pub(crate) async fn put_template(
-    conn: &mut AnyConnection,
-    t: DbTemplate,
-    ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+pub(crate) async fn put_template(conn: &mut AnyConnection, t: DbTemplate, ctx: &Context) -> Result<Effect, StoreError> {
     let exists = count(
         conn,
         "SELECT COUNT(*) FROM db_targets WHERE tenant_id = $1 AND name = $2",
@@ -348,7 +357,13 @@ pub(crate) async fn put_template(
     .execute(&mut *conn)
     .await?;
     let d = with_details(
-        draft(ctx, t.tenant_id, "db.template.put", "db_template", t.name.clone()),
+        draft(
+            ctx,
+            t.tenant_id,
+            Action::DbTemplatePut,
+            TargetType::DbTemplate,
+            t.name.clone(),
+        ),
         json!({ "target": t.target, "statements": t.statements, "default_ttl_secs": t.default_ttl_secs,
                 "max_ttl_secs": t.max_ttl_secs }),
     );
@@ -360,7 +375,7 @@ pub(crate) async fn delete_template(
     tenant_id: Uuid,
     name: String,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let live = count(
         conn,
         "SELECT COUNT(*) FROM leases WHERE tenant_id = $1 AND template = $2 AND state <> 'revoked'",
@@ -386,7 +401,13 @@ pub(crate) async fn delete_template(
     }
     Ok((
         Applied::Done,
-        vec![draft(ctx, tenant_id, "db.template.delete", "db_template", name)],
+        vec![draft(
+            ctx,
+            tenant_id,
+            Action::DbTemplateDelete,
+            TargetType::DbTemplate,
+            name,
+        )],
     ))
 }
 
@@ -446,9 +467,9 @@ async fn schedule(conn: &mut AnyConnection, l: &Lease, run_at: Timestamp, clock:
     Ok(())
 }
 
-fn lease_draft(ctx: &Context, l: &Lease, action: &str) -> Draft {
+fn lease_draft(ctx: &Context, l: &Lease, action: Action) -> Draft {
     with_details(
-        draft(ctx, l.tenant_id, action, "lease", l.id.to_string()),
+        draft(ctx, l.tenant_id, action, TargetType::Lease, l.id.to_string()),
         json!({ "agent_id": l.agent_id, "template": l.template, "target": l.target, "username": l.username,
                 "state": l.state.as_str(), "expires_at": l.expires_at.to_rfc3339(),
                 "end_reason": l.end_reason.map(|r| r.as_str()) }),
@@ -463,8 +484,8 @@ pub(crate) async fn begin(
     l: Lease,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
-    let agent = crate::command::load_agent(conn, l.tenant_id, l.agent_id).await?;
+) -> Result<Effect, StoreError> {
+    let agent = crate::agents::load_agent(conn, l.tenant_id, l.agent_id).await?;
     if agent.status != idv_core::lifecycle::Status::Active {
         return Err(StoreError::Conflict(format!(
             "agent `{}` is {}; only active agents get database credentials",
@@ -488,7 +509,7 @@ pub(crate) async fn begin(
     .execute(&mut *conn)
     .await?;
     schedule(conn, &l, l.issued_at.plus_secs(ISSUE_DEADLINE_SECS), clock).await?;
-    let d = lease_draft(ctx, &l, "lease.request");
+    let d = lease_draft(ctx, &l, Action::LeaseRequest);
     Ok((Applied::Lease(Box::new(l)), vec![d]))
 }
 
@@ -500,7 +521,7 @@ pub(crate) async fn activate(
     id: Uuid,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut l = load(conn, tenant_id, id).await?;
     if l.state != LeaseState::Pending {
         return Err(StoreError::Conflict(format!(
@@ -511,7 +532,7 @@ pub(crate) async fn activate(
     l.state = LeaseState::Active;
     set_state(conn, &l, &[LeaseState::Pending]).await?;
     schedule(conn, &l, l.expires_at, clock).await?;
-    let d = lease_draft(ctx, &l, "lease.issue");
+    let d = lease_draft(ctx, &l, Action::LeaseIssue);
     Ok((Applied::Lease(Box::new(l)), vec![d]))
 }
 
@@ -525,7 +546,7 @@ pub(crate) async fn renew(
     now: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut l = load(conn, tenant_id, id).await?;
     // Exactly the end the target was given (not recomputed from this later
     // `now`, which would fall short of it); nothing recorded if it moves
@@ -541,7 +562,7 @@ pub(crate) async fn renew(
     set_state(conn, &l, &[LeaseState::Active]).await?;
     schedule(conn, &l, l.expires_at, clock).await?;
     let d = with_details(
-        lease_draft(ctx, &l, "lease.renew"),
+        lease_draft(ctx, &l, Action::LeaseRenew),
         json!({ "previous_expires_at": before.to_rfc3339() }),
     );
     Ok((Applied::Lease(Box::new(l)), vec![d]))
@@ -559,7 +580,7 @@ pub(crate) async fn revoke(
     now: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     revoke_with_job_at(
         conn,
         tenant_id,
@@ -581,7 +602,7 @@ async fn revoke_with_job_at(
     job_at: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut l = load(conn, tenant_id, id).await?;
     l.check_revocable().map_err(|e| StoreError::Conflict(e.to_string()))?;
     let from = l.state;
@@ -589,7 +610,7 @@ async fn revoke_with_job_at(
     l.end_reason = Some(reason);
     set_state(conn, &l, &[from]).await?;
     schedule(conn, &l, job_at, clock).await?;
-    let d = lease_draft(ctx, &l, "lease.revoke");
+    let d = lease_draft(ctx, &l, Action::LeaseRevoke);
     Ok((Applied::Lease(Box::new(l)), vec![d]))
 }
 
@@ -601,7 +622,7 @@ pub(crate) async fn finish_revocation(
     id: Uuid,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     sqlx::query("DELETE FROM jobs WHERE kind = $1 AND target_id = $2")
         .bind(JOB_REVOKE_LEASE)
         .bind(id.to_string())
@@ -616,7 +637,7 @@ pub(crate) async fn finish_revocation(
     l.revoked_at = Some(now);
     l.end_reason = l.end_reason.or(Some(EndReason::Revoked));
     set_state(conn, &l, &[from]).await?;
-    let d = lease_draft(ctx, &l, "lease.revoked");
+    let d = lease_draft(ctx, &l, Action::LeaseRevoked);
     Ok((Applied::Lease(Box::new(l)), vec![d]))
 }
 
@@ -646,4 +667,52 @@ pub(crate) async fn revoke_for_agent(
         drafts.append(&mut d);
     }
     Ok(drafts)
+}
+
+typed_writes! {
+    /// Registers or replaces a target database, its admin connection
+    /// string sealed under the master key.
+    fn put_db_target(target: DbTarget, sealed_url: Vec<u8>) -> DbTarget {
+        Command::PutDbTarget { target, sealed_url } => Applied::DbTarget(t) => *t
+    }
+
+    /// Removes a target no template or live lease uses.
+    fn delete_db_target(tenant_id: Uuid, name: String) {
+        Command::DeleteDbTarget { tenant_id, name }
+    }
+
+    /// Creates or replaces a role template.
+    fn put_db_template(template: DbTemplate) -> DbTemplate {
+        Command::PutDbTemplate(template) => Applied::DbTemplate(t) => *t
+    }
+
+    /// Removes a role template no live lease uses.
+    fn delete_db_template(tenant_id: Uuid, name: String) {
+        Command::DeleteDbTemplate { tenant_id, name }
+    }
+
+    /// Records a lease, `pending`, before its role is made.
+    fn begin_lease(lease: Lease) -> Lease {
+        Command::BeginLease(Box::new(lease)) => Applied::Lease(l) => *l
+    }
+
+    /// The lease's role exists: makes it active.
+    fn activate_lease(tenant_id: Uuid, id: Uuid) -> Lease {
+        Command::ActivateLease { tenant_id, id } => Applied::Lease(l) => *l
+    }
+
+    /// Extends an active lease towards `expires_at` (capped by its maximum).
+    fn renew_lease(tenant_id: Uuid, id: Uuid, expires_at: Timestamp) -> Lease {
+        Command::RenewLease { tenant_id, id, expires_at } => Applied::Lease(l) => *l
+    }
+
+    /// Starts revoking a lease for `reason` (its job due now).
+    fn revoke_lease(tenant_id: Uuid, id: Uuid, reason: EndReason) -> Lease {
+        Command::RevokeLease { tenant_id, id, reason } => Applied::Lease(l) => *l
+    }
+
+    /// The target confirmed a lease's role is gone.
+    fn finish_lease_revocation(tenant_id: Uuid, id: Uuid) -> Lease {
+        Command::FinishLeaseRevocation { tenant_id, id } => Applied::Lease(l) => *l
+    }
 }

@@ -6,8 +6,16 @@
 //! requests' [`Command`]s run in one transaction, each in a savepoint, with
 //! their audit events appended to the hash chain in the same transaction; every
 //! caller is answered only after the commit is durable.
+//!
+//! Each concept (tenants, admin tokens, agents, jobs, credentials, leases,
+//! webhooks, keys, rotation policies, delegations, authorization, the audit
+//! log) has one module with its commands, its reads and its row decoding,
+//! and declares one typed [`Store`] method per write.
 
+mod admin_tokens;
+mod agents;
 mod append;
+mod audit;
 mod authz;
 mod changes;
 mod checkpoint;
@@ -15,12 +23,14 @@ mod command;
 mod credentials;
 mod delegations;
 mod error;
+mod jobs;
 mod keys;
 mod leases;
 mod migrate;
 mod read;
 mod rotation;
 mod row;
+mod tenants;
 mod webhooks;
 mod writer;
 
@@ -32,15 +42,19 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
-pub use authz::{ApprovalFilter, ApprovalStep, DecidingApprover, DecisionRecord, Edge, EdgeUse, Usage, UsageRow};
-pub use changes::Changes;
-pub use command::{
-    Applied, Command, Context, JOB_EXPIRE_AGENT, JOB_RETIRE_CREDENTIAL, JOB_ROTATE_CREDENTIAL, Job, JobKinds,
+pub use agents::{AgentFilter, JOB_EXPIRE_AGENT};
+pub use audit::AuditFilter;
+pub use authz::{
+    ApprovalDecision, ApprovalFilter, ApprovalStep, DecidingApprover, DecisionRecord, Edge, EdgeUse, Usage, UsageRow,
 };
+pub use changes::Changes;
+pub use command::{Applied, Command, Context};
+pub use credentials::JOB_RETIRE_CREDENTIAL;
 pub use error::StoreError;
+pub use jobs::{Job, JobKinds};
 pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};
-pub use read::{AgentFilter, AuditFilter};
+pub use rotation::JOB_ROTATE_CREDENTIAL;
 pub use webhooks::{
     DELIVERY_RETENTION_SECS, DISPATCH_WINDOW, DeliveryFilter, JOB_DELIVER_WEBHOOK, SealedSecrets, WebhookChanges,
 };
@@ -290,7 +304,10 @@ impl Store {
     }
 
     /// Runs `cmd` with its audit events in the next group commit and waits
-    /// until that commit is durable.
+    /// until that commit is durable. The untyped form, public for the
+    /// store's own conformance tests (which run any command); callers use
+    /// the typed write of each command instead (`create_agents`, …), which
+    /// answers that command's own result.
     pub async fn execute(&self, cmd: Command, ctx: Context) -> Result<Applied, StoreError> {
         if self.inner.read_only {
             return Err(StoreError::Config("the database is open read-only".into()));

@@ -3,6 +3,7 @@
 //! policy, due when the policy says, rescheduled whenever a policy changes.
 
 use idv_core::Clock;
+use idv_core::audit::{Action, TargetType};
 use idv_core::credential::{Credential, Kind, Retire};
 use idv_core::rotation::{self, RotationPolicy, Scope};
 use serde_json::json;
@@ -10,9 +11,13 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::command::{Applied, Context, JOB_ROTATE_CREDENTIAL, Outcome2, draft, with_details};
+use crate::audit::{draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
 use crate::row::{self, chunk_rows, placeholders};
 use crate::{Dialect, Store, StoreError};
+
+/// Job kind: rotate a credential because its rotation policy says so.
+pub const JOB_ROTATE_CREDENTIAL: &str = "credential.rotate";
 
 const COLS: &str =
     "tenant_id, scope_type, scope_id, every_secs, max_age_secs, overlap_secs, retire, updated_at, updated_by";
@@ -169,9 +174,9 @@ pub(crate) async fn put(
     p: RotationPolicy,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     if let Scope::Agent(a) = &p.scope {
-        crate::command::load_agent(conn, p.tenant_id, *a).await?;
+        crate::agents::load_agent(conn, p.tenant_id, *a).await?;
     }
     sqlx::query("DELETE FROM rotation_policies WHERE tenant_id = $1 AND scope_type = $2 AND scope_id = $3")
         .bind(p.tenant_id.to_string())
@@ -198,8 +203,8 @@ pub(crate) async fn put(
         draft(
             ctx,
             p.tenant_id,
-            "rotation_policy.put",
-            "rotation_policy",
+            Action::RotationPolicyPut,
+            TargetType::RotationPolicy,
             p.scope.to_string(),
         ),
         json!({
@@ -218,7 +223,7 @@ pub(crate) async fn delete(
     scope: Scope,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let done = sqlx::query("DELETE FROM rotation_policies WHERE tenant_id = $1 AND scope_type = $2 AND scope_id = $3")
         .bind(tenant_id.to_string())
         .bind(scope.type_name())
@@ -236,8 +241,8 @@ pub(crate) async fn delete(
         draft(
             ctx,
             tenant_id,
-            "rotation_policy.delete",
-            "rotation_policy",
+            Action::RotationPolicyDelete,
+            TargetType::RotationPolicy,
             scope.to_string(),
         ),
         json!({ "credentials_scheduled": scheduled }),
@@ -253,4 +258,18 @@ pub(crate) async fn unschedule(conn: &mut AnyConnection, credential_id: Uuid) ->
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+typed_writes! {
+    /// Sets a rotation policy; answers it and how many credentials it
+    /// scheduled.
+    fn put_rotation_policy(policy: RotationPolicy) -> (RotationPolicy, usize) {
+        Command::PutRotationPolicy(policy) => Applied::RotationPolicy(p, n) => (*p, n)
+    }
+
+    /// Removes a rotation policy; answers how many credentials were
+    /// rescheduled.
+    fn delete_rotation_policy(tenant_id: Uuid, scope: Scope) -> usize {
+        Command::DeleteRotationPolicy { tenant_id, scope } => Applied::Count(n) => n
+    }
 }

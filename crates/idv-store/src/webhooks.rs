@@ -11,15 +11,17 @@
 
 use idv_core::Clock;
 use idv_core::Timestamp;
-use idv_core::audit::{Draft, Outcome};
+use idv_core::audit::{Action, Draft, Outcome, TargetType};
 use idv_core::webhook::{self, AttemptResult, Delivery, DeliveryStatus, Filter, Next, Status, Webhook};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::command::{Applied, Context, Job, Outcome2, draft, with_details};
-use crate::row::{self, EVENT_COLS};
+use crate::audit::{self, EVENT_COLS, draft, with_details};
+use crate::command::{Applied, Command, Context, Effect, typed_writes};
+use crate::jobs::Job;
+use crate::row;
 use crate::{Store, StoreError};
 
 /// Job kind: attempt one delivery (`target_id` is the delivery id).
@@ -227,14 +229,14 @@ async fn head_seq(conn: &mut AnyConnection) -> Result<i64, StoreError> {
 }
 
 async fn load(conn: &mut AnyConnection, tenant_id: Uuid, id: Uuid) -> Result<Webhook, StoreError> {
-    crate::command::load_one(conn, ("webhooks", COLS, "webhook"), tenant_id, id, decode).await
+    crate::row::load_one(conn, ("webhooks", COLS, "webhook"), tenant_id, id, decode).await
 }
 
-fn webhook_draft(ctx: &Context, w: &Webhook, action: &str) -> Draft {
+fn webhook_draft(ctx: &Context, w: &Webhook, action: Action) -> Draft {
     // The URL's path and query can hold the receiver's own tokens: only its
     // origin is on the record. The secret never is.
     with_details(
-        draft(ctx, w.tenant_id, action, "webhook", w.id.to_string()),
+        draft(ctx, w.tenant_id, action, TargetType::Webhook, w.id.to_string()),
         json!({ "url_origin": webhook::url_origin(&w.url), "events": w.events.to_strings(),
                 "description": w.description, "status": w.status.as_str() }),
     )
@@ -299,7 +301,7 @@ pub(crate) async fn create(
     w: Webhook,
     sealed_secret: Vec<u8>,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let cursor = head_seq(conn).await?;
     sqlx::query(
         "INSERT INTO webhooks (id, tenant_id, url, events, description, status, sealed_secret, cursor_seq, \
@@ -319,7 +321,7 @@ pub(crate) async fn create(
     .bind(w.updated_at.as_micros())
     .execute(&mut *conn)
     .await?;
-    let d = webhook_draft(ctx, &w, "webhook.create");
+    let d = webhook_draft(ctx, &w, Action::WebhookCreate);
     Ok((Applied::Webhook(Box::new(w)), vec![d]))
 }
 
@@ -334,7 +336,7 @@ pub(crate) async fn update(
     now: Timestamp,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut w = load(conn, tenant_id, id).await?;
     let mut changed = Vec::new();
     if let Some(url) = changes.url {
@@ -377,7 +379,10 @@ pub(crate) async fn update(
     }
     w.updated_at = now;
     save(conn, &w).await?;
-    let d = with_details(webhook_draft(ctx, &w, "webhook.update"), json!({ "changed": changed }));
+    let d = with_details(
+        webhook_draft(ctx, &w, Action::WebhookUpdate),
+        json!({ "changed": changed }),
+    );
     Ok((Applied::Webhook(Box::new(w)), vec![d]))
 }
 
@@ -409,7 +414,7 @@ pub(crate) async fn delete(
     tenant_id: Uuid,
     id: Uuid,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let w = load(conn, tenant_id, id).await?;
     unschedule_all(conn, id).await?;
     sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
@@ -420,7 +425,7 @@ pub(crate) async fn delete(
         .bind(id.to_string())
         .execute(&mut *conn)
         .await?;
-    let d = webhook_draft(ctx, &w, "webhook.delete");
+    let d = webhook_draft(ctx, &w, Action::WebhookDelete);
     Ok((Applied::Webhook(Box::new(w)), vec![d]))
 }
 
@@ -436,7 +441,7 @@ pub(crate) async fn rotate_secret(
     replacing: &[u8],
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let mut w = load(conn, tenant_id, id).await?;
     w.updated_at = now;
     // Read in the writer's transaction: a rotation committed since the
@@ -474,7 +479,7 @@ pub(crate) async fn rotate_secret(
         ));
     }
     let d = with_details(
-        webhook_draft(ctx, &w, "webhook.rotate_secret"),
+        webhook_draft(ctx, &w, Action::WebhookRotateSecret),
         json!({ "previous_secret_until": until.map(Timestamp::to_rfc3339) }),
     );
     Ok((Applied::Webhook(Box::new(w)), vec![d]))
@@ -487,10 +492,13 @@ pub(crate) async fn test(
     d: Delivery,
     clock: &dyn Clock,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let w = load(conn, d.tenant_id, d.webhook_id).await?;
     insert_delivery(conn, &d, clock).await?;
-    let ev = with_details(webhook_draft(ctx, &w, "webhook.test"), json!({ "delivery_id": d.id }));
+    let ev = with_details(
+        webhook_draft(ctx, &w, Action::WebhookTest),
+        json!({ "delivery_id": d.id }),
+    );
     Ok((Applied::Delivery(Box::new(d)), vec![ev]))
 }
 
@@ -502,7 +510,7 @@ pub(crate) async fn dispatch(
     conn: &mut AnyConnection,
     now: Timestamp,
     clock: &dyn Clock,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     // INVARIANT: inside the writer's transaction no event can commit at or
     // below this head after it is read, so a cursor never skips one.
     let head = head_seq(conn).await?;
@@ -543,9 +551,9 @@ pub(crate) async fn dispatch(
                 q = q.bind(*a);
             }
             for er in q.fetch_all(&mut *conn).await? {
-                let e = row::event(&er)?;
+                let e = audit::event(&er)?;
                 // A subscription never hears of its own disabling.
-                if e.action == "webhook.disabled" && e.target_id == id.to_string() {
+                if e.action == Action::WebhookDisabled.as_str() && e.target_id == id.to_string() {
                     continue;
                 }
                 let Some(t) = webhook::event_type(&e.action).filter(|t| filter.matches(t)) else {
@@ -574,7 +582,7 @@ pub(crate) async fn dispatch(
 
 /// Deletes up to [`PRUNE_BATCH`] settled deliveries older than
 /// [`DELIVERY_RETENTION_SECS`], recording per tenant how many went.
-pub(crate) async fn prune(conn: &mut AnyConnection, now: Timestamp, ctx: &Context) -> Result<Outcome2, StoreError> {
+pub(crate) async fn prune(conn: &mut AnyConnection, now: Timestamp, ctx: &Context) -> Result<Effect, StoreError> {
     let before = now.plus_secs(-DELIVERY_RETENTION_SECS).as_micros();
     let tenants: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT tenant_id FROM webhook_deliveries WHERE created_at < $1 AND status <> 'pending'",
@@ -599,8 +607,8 @@ pub(crate) async fn prune(conn: &mut AnyConnection, now: Timestamp, ctx: &Contex
             draft(
                 ctx,
                 tenant_id,
-                "webhook.deliveries.prune",
-                "webhook_deliveries",
+                Action::WebhookDeliveriesPrune,
+                TargetType::WebhookDeliveries,
                 "retention".into(),
             ),
             json!({ "deleted": deleted, "created_before": Timestamp::from_micros(before).to_rfc3339() }),
@@ -629,7 +637,7 @@ pub(crate) async fn record_attempt(
     jitter: f64,
     now: Timestamp,
     ctx: &Context,
-) -> Result<Outcome2, StoreError> {
+) -> Result<Effect, StoreError> {
     let id = Uuid::parse_str(&job.target_id).map_err(|e| corrupt("job target", e))?;
     // Fencing, with the claim count as the token: a worker whose lease ran
     // out while it was sending must not record over the one that claimed the
@@ -689,8 +697,8 @@ pub(crate) async fn record_attempt(
                 draft(
                     ctx,
                     d.tenant_id,
-                    "webhook.delivery.succeeded",
-                    "webhook_delivery",
+                    Action::WebhookDeliverySucceeded,
+                    TargetType::WebhookDelivery,
                     d.id.to_string(),
                 ),
                 details(&d),
@@ -712,8 +720,8 @@ pub(crate) async fn record_attempt(
                 draft(
                     ctx,
                     d.tenant_id,
-                    "webhook.delivery.failed",
-                    "webhook_delivery",
+                    Action::WebhookDeliveryFailed,
+                    TargetType::WebhookDelivery,
                     d.id.to_string(),
                 ),
                 details(&d),
@@ -731,8 +739,8 @@ pub(crate) async fn record_attempt(
                 draft(
                     ctx,
                     d.tenant_id,
-                    "webhook.delivery.failed",
-                    "webhook_delivery",
+                    Action::WebhookDeliveryFailed,
+                    TargetType::WebhookDelivery,
                     d.id.to_string(),
                 ),
                 details(&d),
@@ -755,7 +763,7 @@ pub(crate) async fn record_attempt(
                 unschedule_all(conn, w.id).await?;
                 let system = Context::system("webhooks");
                 let mut ev = with_details(
-                    webhook_draft(&system, &w, "webhook.disabled"),
+                    webhook_draft(&system, &w, Action::WebhookDisabled),
                     json!({ "consecutive_failures": w.consecutive_failures,
                             "failing_since": w.failing_since.map(Timestamp::to_rfc3339),
                             "last_success_at": w.last_success_at.map(Timestamp::to_rfc3339) }),
@@ -782,4 +790,48 @@ pub(crate) async fn record_attempt(
     .await?;
     save(conn, &w).await?;
     Ok((Applied::Delivery(Box::new(d)), drafts))
+}
+
+typed_writes! {
+    /// Subscribes an endpoint, its signing secret sealed.
+    fn create_webhook(webhook: Webhook, sealed_secret: Vec<u8>) -> Webhook {
+        Command::CreateWebhook { webhook: Box::new(webhook), sealed_secret } => Applied::Webhook(w) => *w
+    }
+
+    /// Changes a subscription.
+    fn update_webhook(tenant_id: Uuid, id: Uuid, changes: WebhookChanges) -> Webhook {
+        Command::UpdateWebhook { tenant_id, id, changes } => Applied::Webhook(w) => *w
+    }
+
+    /// Removes a subscription and its delivery log.
+    fn delete_webhook(tenant_id: Uuid, id: Uuid) {
+        Command::DeleteWebhook { tenant_id, id }
+    }
+
+    /// Replaces a subscription's signing secret, if it is still `replacing`.
+    fn rotate_webhook_secret(tenant_id: Uuid, id: Uuid, secrets: SealedSecrets, replacing: Vec<u8>) -> Webhook {
+        Command::RotateWebhookSecret { tenant_id, id, secrets, replacing } => Applied::Webhook(w) => *w
+    }
+
+    /// Queues a test event to one subscription.
+    fn test_webhook(delivery: Delivery) -> Delivery {
+        Command::TestWebhook(Box::new(delivery)) => Applied::Delivery(d) => *d
+    }
+
+    /// Turns the audit events after each subscription's cursor into
+    /// deliveries; answers how many.
+    fn dispatch_webhooks() -> usize {
+        Command::DispatchWebhooks => Applied::Count(n) => n
+    }
+
+    /// Deletes a bounded batch of settled deliveries past their retention;
+    /// answers how many.
+    fn prune_webhook_deliveries() -> usize {
+        Command::PruneWebhookDeliveries => Applied::Count(n) => n
+    }
+
+    /// Records one attempt of a delivery job.
+    fn record_webhook_attempt(job: Job, result: AttemptResult, jitter: f64) {
+        Command::RecordWebhookAttempt { job, result, jitter }
+    }
 }

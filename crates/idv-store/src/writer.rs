@@ -18,10 +18,11 @@ use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::append::Appender;
+use crate::audit::{self, EVENT_COLS, EVENT_NCOLS};
 use crate::authz::{DecisionRecord, Tally};
 use crate::checkpoint::Nudge;
 use crate::command::{self, Applied, Command, Context};
-use crate::row::{self, EVENT_COLS, EVENT_NCOLS, chunk_rows, placeholders};
+use crate::row::{chunk_rows, placeholders};
 use crate::{Changes, Dialect, StoreError};
 
 /// Queue depth before callers wait.
@@ -575,7 +576,7 @@ async fn insert_events(conn: &mut AnyConnection, dialect: Dialect, events: &[Eve
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {
-            q = row::bind_event(q, e);
+            q = audit::bind_event(q, e);
         }
         q.execute(&mut *conn).await?;
     }

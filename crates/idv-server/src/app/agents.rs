@@ -2,11 +2,11 @@
 
 use idv_core::admin_token::Permission;
 use idv_core::agent::{Agent, AgentChanges, NewAgent};
+use idv_core::audit::Action;
 use idv_core::lifecycle::Transition;
-use idv_store::{AgentFilter, Applied, Command, StoreError};
+use idv_store::{AgentFilter, StoreError};
 use uuid::Uuid;
 
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -21,7 +21,9 @@ pub async fn create(
     specs: Vec<NewAgent>,
     bulk: bool,
 ) -> Result<Vec<Agent>, AppError> {
-    caller.require(state, Permission::WriteRegistry, "agent.create").await?;
+    caller
+        .require(state, Permission::WriteRegistry, Action::AgentCreate)
+        .await?;
     if specs.is_empty() || specs.len() > MAX_BULK {
         return Err(AppError::BadParameter {
             field: "agents".into(),
@@ -46,25 +48,17 @@ pub async fn create(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    match state
+    Ok(state
         .store
-        .execute(
-            Command::CreateAgents {
-                tenant_id: caller.tenant.id,
-                agents,
-            },
-            caller.context(),
-        )
-        .await?
-    {
-        Applied::Agents(a) => Ok(a),
-        _ => Err(unexpected()),
-    }
+        .create_agents(caller.tenant.id, agents, caller.context())
+        .await?)
 }
 
 /// One agent of the caller's tenant.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
-    caller.require(state, Permission::ReadRegistry, "agent.read").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentRead)
+        .await?;
     existing(state, caller.tenant.id, id).await
 }
 
@@ -82,7 +76,9 @@ pub async fn existing(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Age
 
 /// Agents of the caller's tenant matching `filter`.
 pub async fn list(state: &AppState, caller: &Caller, filter: &AgentFilter) -> Result<Vec<Agent>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "agent.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentList)
+        .await?;
     Ok(state.store.agents(caller.tenant.id, filter).await?)
 }
 
@@ -94,23 +90,13 @@ pub async fn update(
     if_match: Option<i64>,
     changes: AgentChanges,
 ) -> Result<Agent, AppError> {
-    caller.require(state, Permission::WriteRegistry, "agent.update").await?;
-    match state
+    caller
+        .require(state, Permission::WriteRegistry, Action::AgentUpdate)
+        .await?;
+    Ok(state
         .store
-        .execute(
-            Command::UpdateAgent {
-                tenant_id: caller.tenant.id,
-                id,
-                if_match,
-                changes,
-            },
-            caller.context(),
-        )
-        .await?
-    {
-        Applied::Agent(a) => Ok(*a),
-        _ => Err(unexpected()),
-    }
+        .update_agent(caller.tenant.id, id, if_match, changes, caller.context())
+        .await?)
 }
 
 /// Moves an agent through its lifecycle; the reason is required.
@@ -122,23 +108,11 @@ pub async fn transition(
     reason: String,
 ) -> Result<Agent, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "agent.transition")
+        .require(state, Permission::WriteRegistry, Action::AgentTransition)
         .await?;
     idv_core::agent::validate_reason(&reason)?;
-    match state
+    Ok(state
         .store
-        .execute(
-            Command::TransitionAgent {
-                tenant_id: caller.tenant.id,
-                id,
-                transition,
-                reason,
-            },
-            caller.context(),
-        )
-        .await?
-    {
-        Applied::Agent(a) => Ok(*a),
-        _ => Err(unexpected()),
-    }
+        .transition_agent(caller.tenant.id, id, transition, reason, caller.context())
+        .await?)
 }

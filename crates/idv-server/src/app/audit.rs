@@ -1,7 +1,7 @@
 //! Reading the audit log.
 
 use idv_core::admin_token::Permission;
-use idv_core::audit::{Event, Head};
+use idv_core::audit::{Action, Event, Head};
 use idv_store::AuditFilter;
 
 use super::{AppError, Caller};
@@ -15,10 +15,10 @@ pub async fn events(
     mut filter: AuditFilter,
     all_tenants: bool,
 ) -> Result<Vec<Event>, AppError> {
-    caller.require(state, Permission::ReadAudit, "audit.read").await?;
+    caller.require(state, Permission::ReadAudit, Action::AuditRead).await?;
     if all_tenants {
         caller
-            .require(state, Permission::ReadAllAudit, "audit.read_all_tenants")
+            .require(state, Permission::ReadAllAudit, Action::AuditReadAllTenants)
             .await?;
         filter.tenant_id = None;
     } else {
@@ -30,7 +30,7 @@ pub async fn events(
 /// The head of the whole chain (platform operators only: it spans tenants).
 pub async fn head(state: &AppState, caller: &Caller) -> Result<Head, AppError> {
     caller
-        .require(state, Permission::ReadAllAudit, "audit.read_all_tenants")
+        .require(state, Permission::ReadAllAudit, Action::AuditReadAllTenants)
         .await?;
     Ok(state.store.audit_head().await?)
 }

@@ -1,9 +1,8 @@
 //! Authenticating admin tokens and choosing the tenant a request acts in.
 
 use idv_core::admin_token::{self, Principal};
-use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::audit::{Action, Actor, ActorKind, Draft, Outcome, TargetType};
 use idv_core::tenant::DEFAULT_TENANT;
-use idv_store::Command;
 use serde_json::json;
 
 use super::{AppError, Caller};
@@ -55,15 +54,15 @@ pub async fn authenticate(
                 let draft = Draft {
                     tenant_id: caller.tenant.id,
                     actor: ctx.actor.clone(),
-                    action: "tenant.act_in".into(),
-                    target_type: "tenant".into(),
+                    action: Action::TenantActIn,
+                    target_type: TargetType::Tenant.into(),
                     target_id: name.to_owned(),
                     outcome: Outcome::Denied,
                     reason: None,
                     request_id: ctx.request_id.clone(),
                     details: json!({ "platform": false }),
                 };
-                state.store.execute(Command::Record(draft), ctx).await?;
+                state.store.record(draft, ctx).await?;
                 return Err(AppError::Forbidden(format!(
                     "this token belongs to tenant `{}` and cannot act in `{name}`",
                     caller.tenant.name
@@ -105,8 +104,8 @@ pub async fn failed(state: &AppState, bearer: &str, request_id: &str) -> Option<
             name: hint.clone(),
             token_id: None,
         },
-        action: "admin_token.authenticate".into(),
-        target_type: "admin_token".into(),
+        action: Action::AdminTokenAuthenticate,
+        target_type: TargetType::AdminToken.into(),
         target_id: hint,
         outcome: Outcome::Denied,
         reason: None,

@@ -3,7 +3,7 @@
 use anyhow::bail;
 use idv_core::admin_token::{self, AdminToken, Role};
 use idv_core::tenant::{DEFAULT_TENANT, Tenant};
-use idv_store::{Command, Context, StoreError};
+use idv_store::{Context, StoreError};
 
 use crate::AppState;
 
@@ -41,7 +41,7 @@ async fn bootstrap(state: &AppState, given: Option<&str>) -> anyhow::Result<Boot
                 display_name: "Default tenant".into(),
                 created_at: state.clock.now(),
             };
-            match state.store.execute(Command::CreateTenant(t), ctx()).await {
+            match state.store.create_tenant(t, ctx()).await {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -88,10 +88,7 @@ async fn bootstrap(state: &AppState, given: Option<&str>) -> anyhow::Result<Boot
         revoked_at: None,
     };
     let secret_hash = state.token_hasher.hash(&secret);
-    state
-        .store
-        .execute(Command::CreateAdminToken { token, secret_hash }, ctx())
-        .await?;
+    state.store.create_admin_token(token, secret_hash, ctx()).await?;
     Ok(Bootstrap {
         token: Some(secret),
         from_env,

@@ -4,15 +4,14 @@
 
 use idv_core::admin_token::Permission;
 use idv_core::agent::Agent;
-use idv_core::audit::{Actor, ActorKind};
+use idv_core::audit::{Action, Actor, ActorKind};
 use idv_core::credential::{self, API_KEY, CLIENT_SECRET, Credential, Kind, NewCredential, Revocation, Rotation};
 use idv_core::jose::{Jwk, PublicKey};
 use idv_core::lifecycle::Status;
-use idv_store::{Applied, Command, Context, StoreError};
+use idv_store::{Context, StoreError};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -60,7 +59,7 @@ pub async fn create(
     req: NewCredential,
 ) -> Result<(Credential, Option<String>), AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "credential.create")
+        .require(state, Permission::WriteRegistry, Action::CredentialCreate)
         .await?;
     let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let jwk = req.jwk.as_ref().map(public_jwk).transpose()?;
@@ -76,26 +75,17 @@ pub async fn create(
         &caller.actor().reference(),
     )?;
     let secret_hash = secret.as_deref().map(|s| state.credential_hasher.hash(s));
-    match state
+    let c = state
         .store
-        .execute(
-            Command::CreateCredential {
-                credential,
-                secret_hash,
-            },
-            caller.context(),
-        )
-        .await?
-    {
-        Applied::Credential(c) => Ok((*c, secret)),
-        _ => Err(unexpected()),
-    }
+        .create_credential(credential, secret_hash, caller.context())
+        .await?;
+    Ok((c, secret))
 }
 
 /// An agent's credentials.
 pub async fn list(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<Vec<Credential>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "credential.list")
+        .require(state, Permission::ReadRegistry, Action::CredentialList)
         .await?;
     super::agents::existing(state, caller.tenant.id, agent_id).await?;
     Ok(state.store.credentials(caller.tenant.id, agent_id).await?)
@@ -104,7 +94,7 @@ pub async fn list(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<V
 /// One credential.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Credential, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "credential.read")
+        .require(state, Permission::ReadRegistry, Action::CredentialRead)
         .await?;
     get_in(state, caller.tenant.id, id).await
 }
@@ -113,22 +103,12 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Credenti
 /// authentication reads it from the store).
 pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<Credential, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "credential.revoke")
+        .require(state, Permission::WriteRegistry, Action::CredentialRevoke)
         .await?;
-    match state
+    Ok(state
         .store
-        .execute(
-            Command::RevokeCredential {
-                tenant_id: caller.tenant.id,
-                id,
-            },
-            caller.context(),
-        )
-        .await?
-    {
-        Applied::Credential(c) => Ok(*c),
-        _ => Err(unexpected()),
-    }
+        .revoke_credential(caller.tenant.id, id, caller.context())
+        .await?)
 }
 
 /// The RFC 7638 thumbprint of a checked public JWK.
@@ -162,7 +142,7 @@ pub struct Rotated {
 /// Rotates credential `id` (administrators).
 pub async fn rotate(state: &AppState, caller: &Caller, id: Uuid, req: RotateRequest) -> Result<Rotated, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "credential.rotate")
+        .require(state, Permission::WriteRegistry, Action::CredentialRotate)
         .await?;
     let old = get_in(state, caller.tenant.id, id).await?;
     rotate_as(state, caller.context(), &caller.actor().reference(), &old, req).await
@@ -205,31 +185,28 @@ pub(super) async fn rotate_as(
         (Some(s), true) => Some(state.secret_sealer.seal(s.as_bytes(), &sealing_aad(&successor))),
         _ => None,
     };
-    let cmd = Command::RotateCredential {
+    let (predecessor, successor) = state
+        .store
+        .rotate_credential(
+            successor,
+            secret_hash,
+            sealed_secret,
+            req.rotation,
+            Revocation::Rotated,
+            ctx,
+        )
+        .await?;
+    Ok(Rotated {
+        predecessor,
         successor,
-        secret_hash,
-        sealed_secret,
-        rotation: req.rotation,
-        why: Revocation::Rotated,
-        job: None,
-    };
-    match state.store.execute(cmd, ctx).await? {
-        Applied::Rotated(pair) => {
-            let (predecessor, successor) = *pair;
-            Ok(Rotated {
-                predecessor,
-                successor,
-                secret: secret.filter(|_| !req.pickup),
-            })
-        }
-        _ => Err(unexpected()),
-    }
+        secret: secret.filter(|_| !req.pickup),
+    })
 }
 
 /// The rotation lineage of credential `id`, oldest first.
 pub async fn history(state: &AppState, caller: &Caller, id: Uuid) -> Result<Vec<Credential>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "credential.history")
+        .require(state, Permission::ReadRegistry, Action::CredentialHistory)
         .await?;
     let c = get_in(state, caller.tenant.id, id).await?;
     let all = state.store.credentials(caller.tenant.id, c.agent_id).await?;
@@ -246,7 +223,7 @@ pub async fn compromised(
     reason: String,
 ) -> Result<(Vec<Credential>, Vec<(Credential, Option<String>)>), AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "agent.compromised")
+        .require(state, Permission::WriteRegistry, Action::AgentCompromised)
         .await?;
     if reason.trim().is_empty() {
         return Err(AppError::BadParameter {
@@ -279,25 +256,18 @@ pub async fn compromised(
         successors.push((s.clone(), Some(state.credential_hasher.hash(&secret))));
         secrets.push((s.id, secret));
     }
-    let cmd = Command::CompromiseAgent {
-        tenant_id: caller.tenant.id,
-        agent_id,
-        reason,
-        successors,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Compromised { revoked, successors } => {
-            let with_secrets = successors
-                .into_iter()
-                .map(|c| {
-                    let secret = secrets.iter().find(|(id, _)| *id == c.id).map(|(_, s)| s.clone());
-                    (c, secret)
-                })
-                .collect();
-            Ok((revoked, with_secrets))
-        }
-        _ => Err(unexpected()),
-    }
+    let (revoked, successors) = state
+        .store
+        .compromise_agent(caller.tenant.id, agent_id, reason, successors, caller.context())
+        .await?;
+    let with_secrets = successors
+        .into_iter()
+        .map(|c| {
+            let secret = secrets.iter().find(|(id, _)| *id == c.id).map(|(_, s)| s.clone());
+            (c, secret)
+        })
+        .collect();
+    Ok((revoked, with_secrets))
 }
 
 /// How an agent authenticates to its self-service endpoints.
@@ -357,25 +327,17 @@ pub(super) fn agent_context(agent: &Agent, c: &Credential, request_id: &str) -> 
 /// secret comes out of its seal once and the sealed copy is erased.
 pub async fn collect(state: &AppState, p: &Presented, request_id: &str) -> Result<(Credential, String), AppError> {
     let (agent, c) = authenticate_self(state, p).await?;
-    let cmd = Command::CollectSuccessor {
-        tenant_id: c.tenant_id,
-        presenting: c.id,
-    };
-    match state.store.execute(cmd, agent_context(&agent, &c, request_id)).await? {
-        Applied::Collected {
-            credential,
-            sealed_secret,
-        } => {
-            let opened = state
-                .secret_sealer
-                .open(&sealed_secret, &sealing_aad(&credential))
-                .map_err(|e| AppError::Internal(format!("a successor secret does not open: {e}")))?;
-            let secret = String::from_utf8(opened.to_vec())
-                .map_err(|_| AppError::Internal("a successor secret is not text".into()))?;
-            Ok((*credential, secret))
-        }
-        _ => Err(unexpected()),
-    }
+    let (credential, sealed_secret) = state
+        .store
+        .collect_successor(c.tenant_id, c.id, agent_context(&agent, &c, request_id))
+        .await?;
+    let opened = state
+        .secret_sealer
+        .open(&sealed_secret, &sealing_aad(&credential))
+        .map_err(|e| AppError::Internal(format!("a successor secret does not open: {e}")))?;
+    let secret =
+        String::from_utf8(opened.to_vec()).map_err(|_| AppError::Internal("a successor secret is not text".into()))?;
+    Ok((credential, secret))
 }
 
 /// The agent rotates the credential it presents; the new secret is in the
@@ -409,15 +371,5 @@ pub async fn successor_used(state: &AppState, c: &Credential, request_id: Option
         request_id,
         ..Context::system("rotation")
     };
-    state
-        .store
-        .execute(
-            Command::RetirePredecessor {
-                tenant_id: c.tenant_id,
-                successor_id: c.id,
-            },
-            ctx,
-        )
-        .await?;
-    Ok(())
+    Ok(state.store.retire_predecessor(c.tenant_id, c.id, ctx).await?)
 }

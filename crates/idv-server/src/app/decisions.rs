@@ -10,12 +10,12 @@ use idv_core::Timestamp;
 use idv_core::admin_token::Permission;
 use idv_core::agent::Agent;
 use idv_core::approval::{self, Approval, ApprovalStatus};
-use idv_core::audit::{Draft, Outcome as AuditOutcome, canonical_json};
+use idv_core::audit::{Action, Draft, Outcome as AuditOutcome, TargetKind, TargetType, canonical_json};
 use idv_core::delegation;
 use idv_core::directory::EntityRef;
 use idv_policy::{Decision, Engine, Outcome, Party, Query, Target, TokenFacts};
 use idv_store::{
-    Applied, ApprovalFilter, ApprovalStep, Command, Context, DecisionRecord, Edge, EdgeUse, StoreError, Usage, UsageRow,
+    ApprovalDecision, ApprovalFilter, ApprovalStep, Context, DecisionRecord, Edge, EdgeUse, StoreError, Usage, UsageRow,
 };
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -349,14 +349,17 @@ async fn prepare(
     let policies: Vec<&String> = decision.parties.iter().flat_map(|p| &p.determining).collect();
     let errors: Vec<&String> = decision.parties.iter().flat_map(|p| &p.errors).collect();
     let (target_type, target_id) = match &r.actor {
-        Some(a) => ("agent".to_owned(), a.id.to_string()),
-        None => (ask.subject.type_name.clone(), ask.subject.id.clone()),
+        Some(a) => (TargetType::Agent.into(), a.id.to_string()),
+        None => (
+            TargetKind::Entity(ask.subject.type_name.clone()),
+            ask.subject.id.clone(),
+        ),
     };
     let ctx = ctx.clone();
     let event = Draft {
         tenant_id: tenant.id,
         actor: ctx.actor,
-        action: "authz.decision".into(),
+        action: Action::AuthzDecision,
         target_type,
         target_id,
         outcome: if allowed {
@@ -445,8 +448,8 @@ async fn prepare(
 /// Records a prepared decision; the answer goes out only once it is durable.
 async fn commit(state: &AppState, ctx: Context, p: Pending) -> Result<Answer, AppError> {
     let Pending { mut answer, record } = p;
-    match state.store.execute(Command::Decide(Box::new(record)), ctx).await {
-        Ok(Applied::Approval(a)) => {
+    match state.store.decide(record, ctx).await {
+        Ok(Some(a)) => {
             if a.status == ApprovalStatus::Pending
                 && let Value::Object(m) = &mut answer.context
             {
@@ -463,7 +466,7 @@ async fn commit(state: &AppState, ctx: Context, p: Pending) -> Result<Answer, Ap
             }
             Ok(answer)
         }
-        Ok(_) => Ok(answer),
+        Ok(None) => Ok(answer),
         // Someone used the approval first: this request is not approved.
         Err(StoreError::Conflict(d)) => Ok(Answer {
             allowed: false,
@@ -481,7 +484,7 @@ pub async fn evaluate(
     ask: &Ask,
     source_ip: Option<IpAddr>,
 ) -> Result<Answer, AppError> {
-    caller.require(state, Permission::Decide, "authz.decision").await?;
+    caller.require(state, Permission::Decide, Action::AuthzDecision).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
     let p = prepare(state, &caller.tenant, &caller.context(), &engine, ask, source_ip).await?;
     commit(state, caller.context(), p).await
@@ -532,7 +535,7 @@ pub async fn evaluate_many(
     semantic: Semantic,
     source_ip: Option<IpAddr>,
 ) -> Result<Vec<Result<Answer, ItemError>>, AppError> {
-    caller.require(state, Permission::Decide, "authz.decision").await?;
+    caller.require(state, Permission::Decide, Action::AuthzDecision).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
     let mut prepared: Vec<Result<Pending, ItemError>> = Vec::with_capacity(asks.len());
     for ask in asks {
@@ -613,13 +616,17 @@ pub async fn compare(
 
 /// The tenant's approvals (`status`, `assignee` filters), newest first.
 pub async fn approvals(state: &AppState, caller: &Caller, f: &ApprovalFilter) -> Result<Vec<Approval>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "approval.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::ApprovalList)
+        .await?;
     Ok(state.store.approvals(caller.tenant.id, f).await?)
 }
 
 /// One approval.
 pub async fn approval(state: &AppState, caller: &Caller, id: Uuid) -> Result<Approval, AppError> {
-    caller.require(state, Permission::ReadRegistry, "approval.get").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::ApprovalGet)
+        .await?;
     state.store.approval(caller.tenant.id, id).await?.ok_or_else(|| {
         AppError::Store(StoreError::NotFound {
             what: "approval",
@@ -636,7 +643,11 @@ pub async fn decide_approval(
     approve: bool,
     comment: Option<String>,
 ) -> Result<Approval, AppError> {
-    let action = if approve { "approval.approve" } else { "approval.reject" };
+    let action = if approve {
+        Action::ApprovalApprove
+    } else {
+        Action::ApprovalReject
+    };
     caller.require(state, Permission::Approve, action).await?;
     if comment.as_ref().is_some_and(|c| c.len() > 1024) {
         return Err(AppError::BadParameter {
@@ -662,26 +673,26 @@ pub async fn decide_approval(
         credential: caller.actor().reference(),
         name,
     };
-    let cmd = Command::DecideApproval {
-        tenant_id: caller.tenant.id,
-        id,
-        approve,
-        decider: Box::new(idv_store::DecidingApprover {
-            approver,
-            owner,
-            comment,
-        }),
+    let decider = idv_store::DecidingApprover {
+        approver,
+        owner,
+        comment,
     };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Approval(a) => Ok(*a),
-        Applied::ApprovalRefused(why) => Err(AppError::Forbidden(why)),
-        _ => Err(super::tenants::unexpected()),
+    match state
+        .store
+        .decide_approval(caller.tenant.id, id, approve, decider, caller.context())
+        .await?
+    {
+        ApprovalDecision::Decided(a) => Ok(*a),
+        ApprovalDecision::Refused(why) => Err(AppError::Forbidden(why)),
     }
 }
 
 /// An agent's communication edges (`calls`, `called_by`).
 pub async fn graph(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<(Vec<Edge>, Vec<Edge>), AppError> {
-    caller.require(state, Permission::ReadRegistry, "agent.graph").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentGraph)
+        .await?;
     super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let edges = state.store.agent_edges(caller.tenant.id, agent_id).await?;
     Ok(edges.into_iter().partition(|e| e.caller == agent_id))
@@ -706,7 +717,7 @@ pub struct AgentPermissions {
 /// own grants, and what it has used.
 pub async fn permissions(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<AgentPermissions, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "agent.permissions")
+        .require(state, Permission::ReadRegistry, Action::AgentPermissions)
         .await?;
     let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;

@@ -2,12 +2,12 @@
 //! issuers whose tokens can start them.
 
 use idv_core::admin_token::Permission;
+use idv_core::audit::Action;
 use idv_core::delegation::{self, Delegation, Delegator};
 use idv_core::trusted_issuer::TrustedIssuer;
-use idv_store::{Applied, Command, StoreError};
+use idv_store::StoreError;
 use uuid::Uuid;
 
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -33,7 +33,7 @@ pub struct NewDelegation {
 /// Records a delegation (roles `admin`, `operator`).
 pub async fn create(state: &AppState, caller: &Caller, req: NewDelegation) -> Result<Delegation, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "delegation.create")
+        .require(state, Permission::WriteRegistry, Action::DelegationCreate)
         .await?;
     if req.ttl_seconds == 0 || req.ttl_seconds > delegation::limits::MAX_TTL_SECS {
         return Err(AppError::BadParameter {
@@ -57,14 +57,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: NewDelegation) -> Re
         revoked_at: None,
     };
     delegation::validate(&d)?;
-    match state
-        .store
-        .execute(Command::CreateDelegation(d), caller.context())
-        .await?
-    {
-        Applied::Delegation(d) => Ok(*d),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.create_delegation(d, caller.context()).await?)
 }
 
 /// The tenant's delegations (optionally only those to one agent).
@@ -76,7 +69,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Delegation>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "delegation.list")
+        .require(state, Permission::ReadRegistry, Action::DelegationList)
         .await?;
     Ok(state
         .store
@@ -87,7 +80,7 @@ pub async fn list(
 /// One delegation.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delegation, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "delegation.read")
+        .require(state, Permission::ReadRegistry, Action::DelegationRead)
         .await?;
     state.store.delegation(caller.tenant.id, id).await?.ok_or_else(|| {
         StoreError::NotFound {
@@ -103,16 +96,12 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delegati
 /// the chain's delegations from the store).
 pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delegation, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "delegation.revoke")
+        .require(state, Permission::WriteRegistry, Action::DelegationRevoke)
         .await?;
-    let cmd = Command::RevokeDelegation {
-        tenant_id: caller.tenant.id,
-        id,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Delegation(d) => Ok(*d),
-        _ => Err(unexpected()),
-    }
+    Ok(state
+        .store
+        .revoke_delegation(caller.tenant.id, id, caller.context())
+        .await?)
 }
 
 /// Trusts an external issuer (role `admin`).
@@ -124,7 +113,7 @@ pub async fn trust(
     audience: Option<String>,
 ) -> Result<TrustedIssuer, AppError> {
     caller
-        .require(state, Permission::ManageTrust, "trusted_issuer.create")
+        .require(state, Permission::ManageTrust, Action::TrustedIssuerCreate)
         .await?;
     let t = TrustedIssuer {
         id: state.clock.new_id(),
@@ -136,20 +125,13 @@ pub async fn trust(
         created_by: caller.actor().reference(),
     };
     t.validate()?;
-    match state
-        .store
-        .execute(Command::CreateTrustedIssuer(t), caller.context())
-        .await?
-    {
-        Applied::TrustedIssuer(t) => Ok(*t),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.create_trusted_issuer(t, caller.context()).await?)
 }
 
 /// The tenant's trusted issuers.
 pub async fn issuers(state: &AppState, caller: &Caller) -> Result<Vec<TrustedIssuer>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "trusted_issuer.list")
+        .require(state, Permission::ReadRegistry, Action::TrustedIssuerList)
         .await?;
     Ok(state.store.trusted_issuers(caller.tenant.id).await?)
 }
@@ -157,14 +139,10 @@ pub async fn issuers(state: &AppState, caller: &Caller) -> Result<Vec<TrustedIss
 /// Stops trusting an issuer (role `admin`).
 pub async fn distrust(state: &AppState, caller: &Caller, id: Uuid) -> Result<TrustedIssuer, AppError> {
     caller
-        .require(state, Permission::ManageTrust, "trusted_issuer.delete")
+        .require(state, Permission::ManageTrust, Action::TrustedIssuerDelete)
         .await?;
-    let cmd = Command::DeleteTrustedIssuer {
-        tenant_id: caller.tenant.id,
-        id,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::TrustedIssuer(t) => Ok(*t),
-        _ => Err(unexpected()),
-    }
+    Ok(state
+        .store
+        .delete_trusted_issuer(caller.tenant.id, id, caller.context())
+        .await?)
 }

@@ -19,12 +19,12 @@ use std::sync::{Arc, RwLock};
 
 use idv_core::Timestamp;
 use idv_core::admin_token::Permission;
+use idv_core::audit::Action;
 use idv_core::jose::{Alg, Jwk, KeyPair, PublicKey};
 use idv_core::keyring::{self, KeyState, Manual, SigningKey};
-use idv_store::{Applied, Command, Context, Job, KeyRequest, StoreError};
+use idv_store::{Context, Job, KeyRequest, StoreError};
 use uuid::Uuid;
 
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -252,13 +252,9 @@ async fn advance(
         cause,
         reason,
     };
-    match state.store.execute(Command::SigningKeys(Box::new(req)), ctx).await? {
-        Applied::SigningKeys(keys) => {
-            let made = keys.iter().any(|k| k.kid == kid).then_some(kid);
-            Ok((keys, made))
-        }
-        _ => Err(unexpected()),
-    }
+    let keys = state.store.advance_signing_keys(req, ctx).await?;
+    let made = keys.iter().any(|k| k.kid == kid).then_some(kid);
+    Ok((keys, made))
 }
 
 /// Runs a due [`idv_store::JOB_ROTATE_SIGNING_KEYS`] job: records what time
@@ -274,18 +270,14 @@ pub async fn rotate_due(state: &AppState, job: Job, ctx: Context) -> Result<(), 
 /// At start: every tenant's ring is looked at soon under this node's
 /// settings (a changed rotation period applies from the next run).
 pub async fn schedule_all(state: &AppState) -> Result<(), StoreError> {
-    state
-        .store
-        .execute(Command::ScheduleKeyRotations, system_ctx())
-        .await
-        .map(drop)
+    state.store.schedule_key_rotations(system_ctx()).await
 }
 
 /// A tenant's keys with their state now, oldest first (never private
 /// material).
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<(SigningKey, KeyState)>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "signing_key.list")
+        .require(state, Permission::ReadRegistry, Action::SigningKeyList)
         .await?;
     let keys = state.store.signing_keys(caller.tenant.id).await?;
     Ok(with_states(keys, state.clock.now()))
@@ -334,7 +326,7 @@ pub async fn rotate(
     req: RotateRequest,
 ) -> Result<(String, Vec<(SigningKey, KeyState)>), AppError> {
     caller
-        .require(state, Permission::ManageTrust, "signing_key.rotate")
+        .require(state, Permission::ManageTrust, Action::SigningKeyRotate)
         .await?;
     let bad = |field: &str, detail: &str| AppError::BadParameter {
         field: field.into(),
@@ -376,5 +368,7 @@ pub async fn rotate(
         caller.context(),
     )
     .await?;
-    Ok((made.ok_or_else(unexpected)?, with_states(keys, state.clock.now())))
+    // A manual rotation always makes a key (or is refused).
+    let made = made.ok_or_else(|| StoreError::Corrupt("the store answered with an unexpected result".into()))?;
+    Ok((made, with_states(keys, state.clock.now())))
 }

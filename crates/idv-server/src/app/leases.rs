@@ -12,11 +12,11 @@
 use std::net::IpAddr;
 
 use idv_core::admin_token::Permission;
-use idv_core::audit::{Draft, Outcome};
+use idv_core::audit::{Action, Draft, Outcome, TargetType};
 use idv_core::db_template::{self, DbTarget, DbTemplate};
 use idv_core::lease::{self, EndReason, Lease, LeaseState};
 use idv_core::secret::random_base62;
-use idv_store::{Applied, Command, Context, Job, LeaseFilter};
+use idv_store::{Context, Job, LeaseFilter};
 use rand::RngCore as _;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -46,10 +46,6 @@ impl From<TargetError> for AppError {
     }
 }
 
-fn unexpected() -> AppError {
-    AppError::Internal("the store answered a lease command with something else".into())
-}
-
 fn url_aad(tenant_id: Uuid, name: &str) -> Vec<u8> {
     format!("db_targets/{tenant_id}/{name}/connection_url").into_bytes()
 }
@@ -64,7 +60,9 @@ pub async fn put_target(
     connection_url: &str,
     role_prefix: Option<String>,
 ) -> Result<DbTarget, AppError> {
-    caller.require(state, Permission::ManageTrust, "db.target.put").await?;
+    caller
+        .require(state, Permission::ManageTrust, Action::DbTargetPut)
+        .await?;
     db_template::check_name("name", name).map_err(bad)?;
     let role_prefix = role_prefix.unwrap_or_else(|| db_template::DEFAULT_PREFIX.to_owned());
     db_template::check_prefix(&role_prefix).map_err(bad)?;
@@ -105,14 +103,7 @@ pub async fn put_target(
         .secret_sealer
         .seal(connection_url.as_bytes(), &url_aad(t.tenant_id, name));
     let previous = target_with_url(state, caller.tenant.id, name).await.ok();
-    let stored = match state
-        .store
-        .execute(Command::PutDbTarget { target: t, sealed_url }, caller.context())
-        .await?
-    {
-        Applied::DbTarget(t) => *t,
-        _ => return Err(unexpected()),
-    };
+    let stored = state.store.put_db_target(t, sealed_url, caller.context()).await?;
     if let Some((_, url)) = previous
         && url.as_str() != connection_url
     {
@@ -131,28 +122,29 @@ fn bad(e: db_template::TemplateError) -> AppError {
 /// A tenant's targets.
 pub async fn targets(state: &AppState, caller: &Caller) -> Result<Vec<DbTarget>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "db.target.list")
+        .require(state, Permission::ReadRegistry, Action::DbTargetList)
         .await?;
     Ok(state.store.db_targets(caller.tenant.id).await?)
 }
 
 /// One target.
 pub async fn target(state: &AppState, caller: &Caller, name: &str) -> Result<DbTarget, AppError> {
-    caller.require(state, Permission::ReadRegistry, "db.target.get").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::DbTargetGet)
+        .await?;
     Ok(target_with_url(state, caller.tenant.id, name).await?.0)
 }
 
 /// Removes a target that no template or live lease uses.
 pub async fn delete_target(state: &AppState, caller: &Caller, name: &str) -> Result<(), AppError> {
     caller
-        .require(state, Permission::ManageTrust, "db.target.delete")
+        .require(state, Permission::ManageTrust, Action::DbTargetDelete)
         .await?;
     let previous = target_with_url(state, caller.tenant.id, name).await.ok();
-    let cmd = Command::DeleteDbTarget {
-        tenant_id: caller.tenant.id,
-        name: name.to_owned(),
-    };
-    state.store.execute(cmd, caller.context()).await?;
+    state
+        .store
+        .delete_db_target(caller.tenant.id, name.to_owned(), caller.context())
+        .await?;
     if let Some((_, url)) = previous {
         state.target_pools.forget(&url);
     }
@@ -213,7 +205,7 @@ pub async fn put_template(
     input: TemplateInput,
 ) -> Result<DbTemplate, AppError> {
     caller
-        .require(state, Permission::ManageTrust, "db.template.put")
+        .require(state, Permission::ManageTrust, Action::DbTemplatePut)
         .await?;
     let mut t = DbTemplate {
         tenant_id: caller.tenant.id,
@@ -232,16 +224,13 @@ pub async fn put_template(
             detail: format!("`target`: no database target `{}` in this tenant", t.target),
         });
     }
-    match state.store.execute(Command::PutDbTemplate(t), caller.context()).await? {
-        Applied::DbTemplate(t) => Ok(*t),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.put_db_template(t, caller.context()).await?)
 }
 
 /// A tenant's templates.
 pub async fn templates(state: &AppState, caller: &Caller) -> Result<Vec<DbTemplate>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "db.template.list")
+        .require(state, Permission::ReadRegistry, Action::DbTemplateList)
         .await?;
     Ok(state.store.db_templates(caller.tenant.id).await?)
 }
@@ -249,7 +238,7 @@ pub async fn templates(state: &AppState, caller: &Caller) -> Result<Vec<DbTempla
 /// One template.
 pub async fn template(state: &AppState, caller: &Caller, name: &str) -> Result<DbTemplate, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "db.template.get")
+        .require(state, Permission::ReadRegistry, Action::DbTemplateGet)
         .await?;
     template_in(state, caller.tenant.id, name).await
 }
@@ -268,14 +257,12 @@ async fn template_in(state: &AppState, tenant_id: Uuid, name: &str) -> Result<Db
 /// Removes a template no live lease uses.
 pub async fn delete_template(state: &AppState, caller: &Caller, name: &str) -> Result<(), AppError> {
     caller
-        .require(state, Permission::ManageTrust, "db.template.delete")
+        .require(state, Permission::ManageTrust, Action::DbTemplateDelete)
         .await?;
-    let cmd = Command::DeleteDbTemplate {
-        tenant_id: caller.tenant.id,
-        name: name.to_owned(),
-    };
-    state.store.execute(cmd, caller.context()).await?;
-    Ok(())
+    Ok(state
+        .store
+        .delete_db_template(caller.tenant.id, name.to_owned(), caller.context())
+        .await?)
 }
 
 /// A credential just issued: the lease and the password (shown once).
@@ -352,14 +339,7 @@ pub async fn issue(
         now,
         ttl_secs,
     );
-    let l = match state
-        .store
-        .execute(Command::BeginLease(Box::new(l)), ctx.clone())
-        .await?
-    {
-        Applied::Lease(l) => *l,
-        _ => return Err(unexpected()),
-    };
+    let l = state.store.begin_lease(l, ctx.clone()).await?;
     let password = zeroize::Zeroizing::new(random_base62(PASSWORD_LEN));
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
@@ -369,27 +349,21 @@ pub async fn issue(
     if let Err(e) = target_db::create_role(&pool, &l.username, &verifier, l.expires_at, &comment, &grants).await {
         // Nothing was made (one transaction on the target); the lease ends
         // as incomplete and its job confirms the role is absent.
-        let revoke = Command::RevokeLease {
-            tenant_id: l.tenant_id,
-            id: l.id,
-            reason: EndReason::Incomplete,
-        };
-        if let Err(s) = state.store.execute(revoke, ctx).await {
+        if let Err(s) = state
+            .store
+            .revoke_lease(l.tenant_id, l.id, EndReason::Incomplete, ctx)
+            .await
+        {
             tracing::warn!(lease = %l.id, error = %s, "could not end a failed lease now; its deadline job will");
         }
         return Err(e.into());
     }
-    let activate = Command::ActivateLease {
-        tenant_id: l.tenant_id,
-        id: l.id,
-    };
-    match state.store.execute(activate, ctx).await {
-        Ok(Applied::Lease(l)) => Ok(Issued {
-            lease: *l,
+    match state.store.activate_lease(l.tenant_id, l.id, ctx).await {
+        Ok(lease) => Ok(Issued {
+            lease,
             password,
             target,
         }),
-        Ok(_) => Err(unexpected()),
         Err(e) => {
             // Not recorded as active: the role must not outlive this answer.
             // If this drop fails too, the deadline job drops it.
@@ -416,7 +390,7 @@ async fn load_for(
     id: Uuid,
     request_id: &str,
     permission: Permission,
-    action: &str,
+    action: Action,
 ) -> Result<(Lease, Context), AppError> {
     let not_found = || {
         AppError::from(idv_store::StoreError::NotFound {
@@ -452,7 +426,15 @@ pub async fn renew(
     increment_secs: Option<i64>,
     request_id: &str,
 ) -> Result<Lease, AppError> {
-    let (l, ctx) = load_for(state, &who, id, request_id, Permission::WriteRegistry, "lease.renew").await?;
+    let (l, ctx) = load_for(
+        state,
+        &who,
+        id,
+        request_id,
+        Permission::WriteRegistry,
+        Action::LeaseRenew,
+    )
+    .await?;
     let now = state.clock.now();
     let increment = match increment_secs {
         Some(i) if i < 1 => {
@@ -475,31 +457,26 @@ pub async fn renew(
     };
     let (_, pool) = target_with_pool(state, l.tenant_id, &l.target).await?;
     target_db::set_valid_until(&pool, &l.username, until).await?;
-    let cmd = Command::RenewLease {
-        tenant_id: l.tenant_id,
-        id,
-        expires_at: until,
-    };
-    match state.store.execute(cmd, ctx).await? {
-        Applied::Lease(l) => Ok(*l),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.renew_lease(l.tenant_id, id, until, ctx).await?)
 }
 
 /// Revokes a lease: recorded `revocation_pending`, then the role is dropped
 /// at once; if the target cannot be reached the lease stays pending and its
 /// job retries (the answer says which).
 pub async fn revoke(state: &AppState, who: Holder<'_>, id: Uuid, request_id: &str) -> Result<Lease, AppError> {
-    let (l, ctx) = load_for(state, &who, id, request_id, Permission::WriteRegistry, "lease.revoke").await?;
-    let cmd = Command::RevokeLease {
-        tenant_id: l.tenant_id,
+    let (l, ctx) = load_for(
+        state,
+        &who,
         id,
-        reason: EndReason::Revoked,
-    };
-    let l = match state.store.execute(cmd, ctx).await? {
-        Applied::Lease(l) => *l,
-        _ => return Err(unexpected()),
-    };
+        request_id,
+        Permission::WriteRegistry,
+        Action::LeaseRevoke,
+    )
+    .await?;
+    let l = state
+        .store
+        .revoke_lease(l.tenant_id, id, EndReason::Revoked, ctx)
+        .await?;
     match drop_and_finish(state, &l).await {
         Ok(done) => Ok(done),
         Err(e) => {
@@ -512,14 +489,10 @@ pub async fn revoke(state: &AppState, who: Holder<'_>, id: Uuid, request_id: &st
 async fn drop_and_finish(state: &AppState, l: &Lease) -> Result<Lease, AppError> {
     let (_, pool) = target_with_pool(state, l.tenant_id, &l.target).await?;
     target_db::drop_role(&pool, &l.username).await?;
-    let cmd = Command::FinishLeaseRevocation {
-        tenant_id: l.tenant_id,
-        id: l.id,
-    };
-    match state.store.execute(cmd, jobs_context()).await? {
-        Applied::Lease(l) => Ok(*l),
-        _ => Err(unexpected()),
-    }
+    Ok(state
+        .store
+        .finish_lease_revocation(l.tenant_id, l.id, jobs_context())
+        .await?)
 }
 
 fn jobs_context() -> Context {
@@ -532,23 +505,19 @@ fn jobs_context() -> Context {
 pub async fn revoke_due(state: &AppState, job: Job) -> Result<(), AppError> {
     let id = Uuid::parse_str(&job.target_id).map_err(|e| AppError::Internal(format!("lease job target: {e}")))?;
     let Some(mut l) = state.store.lease(job.tenant_id, id).await? else {
-        state.store.execute(Command::FinishJob(job), jobs_context()).await?;
+        state.store.finish_job(job, jobs_context()).await?;
         return Ok(());
     };
     let now = state.clock.now();
     let reason = match l.state {
         LeaseState::Revoked => {
-            state.store.execute(Command::FinishJob(job), jobs_context()).await?;
+            state.store.finish_job(job, jobs_context()).await?;
             return Ok(());
         }
         LeaseState::Active if l.expires_at > now => {
             // Renewed after this run was claimed: come back at the new end.
-            let retry = Command::RetryJob {
-                job,
-                run_at: l.expires_at,
-                error: "not due: the lease was renewed".into(),
-            };
-            state.store.execute(retry, jobs_context()).await?;
+            let error = "not due: the lease was renewed".to_owned();
+            state.store.retry_job(job, l.expires_at, error, jobs_context()).await?;
             return Ok(());
         }
         LeaseState::Active => Some(EndReason::Expired),
@@ -556,21 +525,19 @@ pub async fn revoke_due(state: &AppState, job: Job) -> Result<(), AppError> {
         LeaseState::RevocationPending => None,
     };
     if let Some(reason) = reason {
-        let cmd = Command::RevokeLease {
-            tenant_id: l.tenant_id,
-            id,
-            reason,
-        };
-        if let Applied::Lease(x) = state.store.execute(cmd, jobs_context()).await? {
-            l = *x;
-        }
+        l = state
+            .store
+            .revoke_lease(l.tenant_id, id, reason, jobs_context())
+            .await?;
     }
     drop_and_finish(state, &l).await.map(drop)
 }
 
 /// Leases, filtered, a page at a time.
 pub async fn list(state: &AppState, caller: &Caller, f: &LeaseFilter) -> Result<Vec<Lease>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "lease.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::LeaseList)
+        .await?;
     Ok(state.store.leases(caller.tenant.id, f).await?)
 }
 
@@ -589,7 +556,7 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Lease, A
         id,
         "",
         Permission::ReadRegistry,
-        "lease.get",
+        Action::LeaseGet,
     )
     .await?
     .0)
@@ -618,15 +585,15 @@ pub async fn sweep(state: &AppState, tenant_id: Uuid, name: &str, ctx: Context) 
     let d = Draft {
         tenant_id,
         actor: ctx.actor.clone(),
-        action: "db.target.sweep".into(),
-        target_type: "db_target".into(),
+        action: Action::DbTargetSweep,
+        target_type: TargetType::DbTarget.into(),
         target_id: name.to_owned(),
         outcome: Outcome::Success,
         reason: None,
         request_id: ctx.request_id.clone(),
         details: json!({ "found": ours.len(), "dropped": orphans }),
     };
-    state.store.execute(Command::Record(d), ctx).await?;
+    state.store.record(d, ctx).await?;
     Ok(Swept {
         found: ours.len(),
         dropped: orphans,
@@ -636,7 +603,7 @@ pub async fn sweep(state: &AppState, tenant_id: Uuid, name: &str, ctx: Context) 
 /// An administrator sweeps a target now.
 pub async fn sweep_now(state: &AppState, caller: &Caller, name: &str) -> Result<Swept, AppError> {
     caller
-        .require(state, Permission::ManageTrust, "db.target.sweep")
+        .require(state, Permission::ManageTrust, Action::DbTargetSweep)
         .await?;
     sweep(state, caller.tenant.id, name, caller.context()).await
 }

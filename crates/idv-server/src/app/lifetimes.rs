@@ -3,7 +3,7 @@
 //! the tenant's default, else the server's `--token-ttl`.
 
 use idv_core::admin_token::Permission;
-use idv_store::Command;
+use idv_core::audit::Action;
 use uuid::Uuid;
 
 use super::{AppError, Caller};
@@ -37,7 +37,9 @@ fn key(class: &str) -> Result<String, AppError> {
 
 /// Sets (or with `None` removes) a lifetime; role `admin`, audited.
 pub async fn set(state: &AppState, caller: &Caller, class: &str, ttl_secs: Option<u64>) -> Result<(), AppError> {
-    caller.require(state, Permission::ManageTrust, "token_ttl.set").await?;
+    caller
+        .require(state, Permission::ManageTrust, Action::TokenTtlSet)
+        .await?;
     let class = key(class)?;
     let max = MAX_TOKEN_TTL.as_secs();
     if let Some(t) = ttl_secs
@@ -48,19 +50,17 @@ pub async fn set(state: &AppState, caller: &Caller, class: &str, ttl_secs: Optio
             detail: format!("`ttl`: must be between 1 second and {max} seconds (the server's hard maximum)"),
         });
     }
-    let cmd = Command::SetTokenTtl {
-        tenant_id: caller.tenant.id,
-        class,
-        ttl_secs: ttl_secs.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
-    };
-    state.store.execute(cmd, caller.context()).await?;
-    Ok(())
+    let ttl_secs = ttl_secs.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+    Ok(state
+        .store
+        .set_token_ttl(caller.tenant.id, class, ttl_secs, caller.context())
+        .await?)
 }
 
 /// The tenant's settings as `(class or "*", seconds)`.
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<(String, i64)>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "token_ttl.list")
+        .require(state, Permission::ReadRegistry, Action::TokenTtlList)
         .await?;
     Ok(state
         .store

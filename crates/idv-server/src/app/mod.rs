@@ -24,12 +24,12 @@ pub mod webhooks;
 
 use idv_core::admin_token::{Permission, Principal};
 use idv_core::agent::AgentError;
-use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::audit::{Action, Actor, ActorKind, Draft, Outcome, TargetType};
 use idv_core::credential::CredentialError;
 use idv_core::delegation::DelegationError;
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::IssuerError;
-use idv_store::{Command, Context, StoreError};
+use idv_store::{Context, StoreError};
 use serde_json::json;
 
 use crate::AppState;
@@ -148,7 +148,7 @@ impl Caller {
     }
 
     /// Refuses (and audits the refusal) unless the caller may do `p`.
-    pub async fn require(&self, state: &AppState, p: Permission, action: &str) -> Result<(), AppError> {
+    pub async fn require(&self, state: &AppState, p: Permission, action: Action) -> Result<(), AppError> {
         if self.principal.may(p) {
             return Ok(());
         }
@@ -156,15 +156,15 @@ impl Caller {
         let draft = Draft {
             tenant_id: self.tenant.id,
             actor: ctx.actor.clone(),
-            action: action.to_owned(),
-            target_type: "api".into(),
-            target_id: action.to_owned(),
+            action,
+            target_type: TargetType::Api.into(),
+            target_id: action.as_str().to_owned(),
             outcome: Outcome::Denied,
             reason: None,
             request_id: ctx.request_id.clone(),
             details: json!({ "role": self.principal.role.as_str(), "platform": self.principal.platform }),
         };
-        state.store.execute(Command::Record(draft), ctx).await?;
+        state.store.record(draft, ctx).await?;
         // The operation too: a permission's name alone can puzzle (a `pep`
         // asking to validate policies is refused reading the registry).
         Err(AppError::Forbidden(format!(

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use idv_core::access_token::{self, AccessToken, Checked};
 use idv_core::agent::{Agent, spiffe_id};
-use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::audit::{Action, Actor, ActorKind, Draft, Outcome, TargetType};
 use idv_core::credential::{API_KEY, CLIENT_SECRET, Credential, Kind};
 use idv_core::delegation::{self, Delegator};
 use idv_core::dpop;
@@ -16,7 +16,7 @@ use idv_core::jose::{self, Jwk, PublicKey};
 use idv_core::lifecycle::Status;
 use idv_core::tenant::{DEFAULT_TENANT, Tenant};
 use idv_core::{Timestamp, admin_token};
-use idv_store::{Applied, Command, Context, StoreError};
+use idv_store::{Context, StoreError};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -432,7 +432,7 @@ pub struct TokenResponse {
     pub authorization_details: Option<Vec<Value>>,
 }
 
-fn refusal_event(issuer: &Issuer, actor: Actor, action: &str, target: &str, err: &OAuthError, extra: Value) -> Draft {
+fn refusal_event(issuer: &Issuer, actor: Actor, action: Action, target: &str, err: &OAuthError, extra: Value) -> Draft {
     let mut details = json!({ "error": err.code(), "error_description": err.to_string() });
     if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
         d.extend(e);
@@ -440,8 +440,8 @@ fn refusal_event(issuer: &Issuer, actor: Actor, action: &str, target: &str, err:
     Draft {
         tenant_id: issuer.tenant.id,
         actor,
-        action: action.to_owned(),
-        target_type: "agent".into(),
+        action,
+        target_type: TargetType::Agent.into(),
         target_id: target.to_owned(),
         outcome: Outcome::Denied,
         reason: None,
@@ -478,8 +478,8 @@ async fn refuse(state: &AppState, mut event: Draft, request_id: &str, err: OAuth
         request_id: Some(request_id.to_owned()),
         note: None,
     };
-    match state.store.execute(Command::Record(event), ctx).await {
-        Ok(_) => err,
+    match state.store.record(event, ctx).await {
+        Ok(()) => err,
         Err(e) => OAuthError::Server(e.into()),
     }
 }
@@ -505,7 +505,7 @@ pub async fn refuse_request(
     let ev = refusal_event(
         issuer,
         anonymous(claimed_client_id),
-        "token.issue",
+        Action::TokenIssue,
         &target,
         &err,
         json!({}),
@@ -526,7 +526,7 @@ pub async fn token(
         let ev = refusal_event(
             issuer,
             anonymous(None),
-            "token.issue",
+            Action::TokenIssue,
             "-",
             &err,
             json!({ "grant_type": req.grant_type }),
@@ -540,7 +540,7 @@ pub async fn token(
             let ev = refusal_event(
                 issuer,
                 anonymous(auth.claimed_id()),
-                "token.issue",
+                Action::TokenIssue,
                 &target,
                 &err,
                 json!({ "method": auth.method(), "grant_type": req.grant_type }),
@@ -554,7 +554,7 @@ pub async fn token(
             let ev = refusal_event(
                 issuer,
                 client.actor(),
-                "token.issue",
+                Action::TokenIssue,
                 &client.agent.id.to_string(),
                 &err,
                 json!({ "method": client.method, "grant_type": req.grant_type, "scope": req.scope }),
@@ -645,9 +645,9 @@ async fn sign_and_record(
     request_id: &str,
 ) -> Result<TokenResponse, OAuthError> {
     let action = if req.grant_type == GRANT_TOKEN_EXCHANGE {
-        "token.exchange"
+        Action::TokenExchange
     } else {
-        "token.issue"
+        Action::TokenIssue
     };
     let dpop_once = match &req.dpop {
         Some(p) => {
@@ -680,8 +680,8 @@ async fn sign_and_record(
     let event = Draft {
         tenant_id: issuer.tenant.id,
         actor: client.actor(),
-        action: action.to_owned(),
-        target_type: "agent".into(),
+        action,
+        target_type: TargetType::Agent.into(),
         target_id: client.agent.id.to_string(),
         outcome: Outcome::Success,
         reason: None,
@@ -695,8 +695,8 @@ async fn sign_and_record(
     };
     let mut once: Vec<(String, Timestamp)> = client.assertion_jti.iter().cloned().collect();
     once.extend(dpop_once);
-    match state.store.execute(Command::IssueToken { event, once }, ctx).await {
-        Ok(_) => {}
+    match state.store.issue_token(event, once, ctx).await {
+        Ok(()) => {}
         Err(StoreError::Replayed(key)) if key.starts_with(DPOP_KEY) => {
             return Err(OAuthError::InvalidDpopProof(
                 "DPoP proof refused: its `jti` was already used".into(),
@@ -712,7 +712,7 @@ async fn sign_and_record(
     Ok(TokenResponse {
         access_token: jwt,
         token_type: if token.cnf_jkt.is_some() { "DPoP" } else { "Bearer" },
-        issued_token_type: (action == "token.exchange").then_some(TOKEN_TYPE_ACCESS),
+        issued_token_type: (action == Action::TokenExchange).then_some(TOKEN_TYPE_ACCESS),
         expires_in: (token.expires_at.as_micros() - token.issued_at.as_micros())
             .div_euclid(1_000_000)
             .max(1),
@@ -1305,16 +1305,7 @@ pub async fn introspect(
                 request_id: Some(request_id.to_owned()),
                 note: None,
             };
-            state
-                .store
-                .execute(
-                    Command::UseCredential {
-                        tenant_id: issuer.tenant.id,
-                        id: c.id,
-                    },
-                    ctx,
-                )
-                .await?;
+            state.store.use_credential(issuer.tenant.id, c.id, ctx).await?;
             super::credentials::successor_used(state, &c, Some(request_id.to_owned())).await?;
             let scope: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
             let mut out = json!({
@@ -1384,20 +1375,17 @@ pub async fn revoke(
                 let ev = refusal_event(
                     issuer,
                     caller.actor(),
-                    "token.revoke",
+                    Action::TokenRevoke,
                     &sub,
                     &err,
                     json!({ "jti": jti }),
                 );
                 return Err(refuse(state, ev, request_id, err).await);
             }
-            let cmd = Command::RevokeToken {
-                tenant_id: issuer.tenant.id,
-                jti,
-                expires_at,
-                subject: sub,
-            };
-            state.store.execute(cmd, ctx).await?;
+            state
+                .store
+                .revoke_token(issuer.tenant.id, jti, expires_at, sub, ctx)
+                .await?;
             Ok(())
         }
         Some(Known::ApiKey(c)) => {
@@ -1406,7 +1394,7 @@ pub async fn revoke(
                 let ev = refusal_event(
                     issuer,
                     caller.actor(),
-                    "credential.revoke",
+                    Action::CredentialRevoke,
                     &c.agent_id.to_string(),
                     &err,
                     json!({ "credential_id": c.id }),
@@ -1416,13 +1404,8 @@ pub async fn revoke(
             if c.revoked_at.is_some() {
                 return Ok(());
             }
-            let cmd = Command::RevokeCredential {
-                tenant_id: issuer.tenant.id,
-                id: c.id,
-            };
-            match state.store.execute(cmd, ctx).await {
-                Ok(Applied::Credential(_)) | Err(StoreError::Conflict(_)) => Ok(()),
-                Ok(_) => Ok(()),
+            match state.store.revoke_credential(issuer.tenant.id, c.id, ctx).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
                 Err(e) => Err(e.into()),
             }
         }

@@ -9,15 +9,15 @@ use std::sync::{Arc, RwLock};
 
 use idv_core::Timestamp;
 use idv_core::admin_token::Permission;
+use idv_core::audit::Action;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{GrantSubject, Permission as Granted, Role, RoleGrant};
 use idv_policy::{Compiled, Engine, Inputs, compile, compile_stored};
-use idv_store::{Applied, Command, StoreError};
+use idv_store::StoreError;
 use uuid::Uuid;
 
 use super::cache::GenCache;
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -161,7 +161,7 @@ pub async fn upload(
     activate: bool,
 ) -> Result<(PolicyVersion, Vec<String>), AppError> {
     caller
-        .require(state, Permission::ManagePolicy, "policy.version.create")
+        .require(state, Permission::ManagePolicy, Action::PolicyVersionCreate)
         .await?;
     if description.chars().count() > idv_core::policy_version::DESCRIPTION {
         return Err(AppError::BadParameter {
@@ -186,20 +186,11 @@ pub async fn upload(
         activated_at: None,
         active: false,
     };
-    let cmd = Command::CreatePolicyVersion {
-        version: Box::new(v),
-        activate,
-    };
-    let v = match state.store.execute(cmd, caller.context()).await? {
-        Applied::PolicyVersion(v) => {
-            state
-                .caches
-                .engines
-                .remember((v.tenant_id, v.version), Arc::new(compiled));
-            *v
-        }
-        _ => return Err(unexpected()),
-    };
+    let v = state.store.create_policy_version(v, activate, caller.context()).await?;
+    state
+        .caches
+        .engines
+        .remember((v.tenant_id, v.version), Arc::new(compiled));
     let warnings = if v.active {
         active_warnings(state, v.tenant_id).await?
     } else {
@@ -240,30 +231,31 @@ pub async fn activate(
     version: Option<i64>,
 ) -> Result<(PolicyVersion, Vec<String>), AppError> {
     let action = if version.is_some() {
-        "policy.version.activate"
+        Action::PolicyVersionActivate
     } else {
-        "policy.version.rollback"
+        Action::PolicyVersionRollback
     };
     caller.require(state, Permission::ManagePolicy, action).await?;
-    let cmd = Command::ActivatePolicyVersion {
-        tenant_id: caller.tenant.id,
-        version,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::PolicyVersion(v) => Ok((*v, active_warnings(state, caller.tenant.id).await?)),
-        _ => Err(unexpected()),
-    }
+    let v = state
+        .store
+        .activate_policy_version(caller.tenant.id, version, caller.context())
+        .await?;
+    Ok((v, active_warnings(state, caller.tenant.id).await?))
 }
 
 /// The tenant's versions, newest first.
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<PolicyVersion>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "policy.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::PolicyList)
+        .await?;
     Ok(state.store.policy_versions(caller.tenant.id).await?)
 }
 
 /// One version.
 pub async fn get(state: &AppState, caller: &Caller, version: i64) -> Result<PolicyVersion, AppError> {
-    caller.require(state, Permission::ReadRegistry, "policy.get").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::PolicyGet)
+        .await?;
     state
         .store
         .policy_version(caller.tenant.id, version)
@@ -279,7 +271,9 @@ pub async fn candidate(
     version: Option<i64>,
     text: Option<(&str, Option<&str>)>,
 ) -> Result<Arc<Engine>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "policy.test").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::PolicyTest)
+        .await?;
     let tenant_id = caller.tenant.id;
     let compiled = match (version, text) {
         (Some(v), None) => {
@@ -315,7 +309,7 @@ pub async fn put_role(
     description: String,
     actions: BTreeSet<String>,
 ) -> Result<Role, AppError> {
-    caller.require(state, Permission::ManagePolicy, "role.put").await?;
+    caller.require(state, Permission::ManagePolicy, Action::RolePut).await?;
     let role = Role {
         tenant_id: caller.tenant.id,
         name: name.to_owned(),
@@ -334,26 +328,25 @@ pub async fn put_role(
             ),
         });
     }
-    match state.store.execute(Command::PutRole(role), caller.context()).await? {
-        Applied::Role(r) => Ok(*r),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.put_role(role, caller.context()).await?)
 }
 
 /// Deletes a role no grant holds.
 pub async fn delete_role(state: &AppState, caller: &Caller, name: &str) -> Result<(), AppError> {
-    caller.require(state, Permission::ManagePolicy, "role.delete").await?;
-    let cmd = Command::DeleteRole {
-        tenant_id: caller.tenant.id,
-        name: name.to_owned(),
-    };
-    state.store.execute(cmd, caller.context()).await?;
-    Ok(())
+    caller
+        .require(state, Permission::ManagePolicy, Action::RoleDelete)
+        .await?;
+    Ok(state
+        .store
+        .delete_role(caller.tenant.id, name.to_owned(), caller.context())
+        .await?)
 }
 
 /// The tenant's roles.
 pub async fn roles(state: &AppState, caller: &Caller) -> Result<Vec<Role>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "role.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::RoleList)
+        .await?;
     Ok(state.store.roles(caller.tenant.id).await?)
 }
 
@@ -373,7 +366,9 @@ pub struct NewGrant {
 /// Grants a role or single permission (a conditional grant's condition is
 /// checked against the active schema).
 pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<RoleGrant, AppError> {
-    caller.require(state, Permission::ManagePolicy, "grant.create").await?;
+    caller
+        .require(state, Permission::ManagePolicy, Action::GrantCreate)
+        .await?;
     let g = RoleGrant {
         id: state.clock.new_id(),
         tenant_id: caller.tenant.id,
@@ -398,21 +393,15 @@ pub async fn grant(state: &AppState, caller: &Caller, new: NewGrant) -> Result<R
         let roles = state.store.roles(caller.tenant.id).await?;
         compiled.validate_grant(&g, &roles).map_err(AppError::PolicyInvalid)?;
     }
-    match state.store.execute(Command::CreateGrant(g), caller.context()).await? {
-        Applied::Grant(g) => Ok(*g),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.create_grant(g, caller.context()).await?)
 }
 
 /// Removes a grant.
 pub async fn revoke_grant(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), AppError> {
-    caller.require(state, Permission::ManagePolicy, "grant.delete").await?;
-    let cmd = Command::DeleteGrant {
-        tenant_id: caller.tenant.id,
-        id,
-    };
-    state.store.execute(cmd, caller.context()).await?;
-    Ok(())
+    caller
+        .require(state, Permission::ManagePolicy, Action::GrantDelete)
+        .await?;
+    Ok(state.store.delete_grant(caller.tenant.id, id, caller.context()).await?)
 }
 
 /// A page of the tenant's grants (`subject`: only those to it), oldest
@@ -424,7 +413,9 @@ pub async fn grants(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<RoleGrant>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "grant.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::GrantList)
+        .await?;
     Ok(state.store.grants_page(caller.tenant.id, subject, after, limit).await?)
 }
 
@@ -435,7 +426,9 @@ pub async fn put_entities(
     caller: &Caller,
     mut entities: Vec<DirectoryEntity>,
 ) -> Result<usize, AppError> {
-    caller.require(state, Permission::ManagePolicy, "directory.put").await?;
+    caller
+        .require(state, Permission::ManagePolicy, Action::DirectoryPut)
+        .await?;
     if entities.is_empty() || entities.len() > idv_core::directory::limits::BATCH {
         return Err(AppError::BadParameter {
             field: "entities".into(),
@@ -483,31 +476,28 @@ pub async fn put_entities(
         }
     }
     let n = entities.len();
-    let cmd = Command::PutEntities {
-        tenant_id: caller.tenant.id,
-        entities,
-    };
-    state.store.execute(cmd, caller.context()).await?;
+    state
+        .store
+        .put_entities(caller.tenant.id, entities, caller.context())
+        .await?;
     Ok(n)
 }
 
 /// Removes a directory entity.
 pub async fn delete_entity(state: &AppState, caller: &Caller, uid: EntityRef) -> Result<(), AppError> {
     caller
-        .require(state, Permission::ManagePolicy, "directory.delete")
+        .require(state, Permission::ManagePolicy, Action::DirectoryDelete)
         .await?;
-    let cmd = Command::DeleteEntity {
-        tenant_id: caller.tenant.id,
-        uid,
-    };
-    state.store.execute(cmd, caller.context()).await?;
-    Ok(())
+    Ok(state
+        .store
+        .delete_entity(caller.tenant.id, uid, caller.context())
+        .await?)
 }
 
 /// The tenant's directory.
 pub async fn directory(state: &AppState, caller: &Caller) -> Result<Vec<DirectoryEntity>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "directory.list")
+        .require(state, Permission::ReadRegistry, Action::DirectoryList)
         .await?;
     Ok(state.store.directory(caller.tenant.id).await?)
 }

@@ -3,13 +3,13 @@
 //! its new secret sealed for the agent to collect.
 
 use idv_core::admin_token::Permission;
-use idv_core::credential::{Kind, Retire, Revocation, Rotation};
-use idv_core::rotation::{self, RotationPolicy, Scope};
-use idv_store::{Applied, Command, Context, Job, StoreError};
+use idv_core::audit::Action;
+use idv_core::credential::{Kind, Retire, Rotation};
+use idv_core::rotation::{self, DueRotation, RotationPolicy, Scope};
+use idv_store::{Context, Job, StoreError};
 use uuid::Uuid;
 
 use super::credentials::{RotateRequest, Rotated, new_secret, rotate_as, sealing_aad};
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -49,7 +49,7 @@ pub async fn put(
     req: PolicyRequest,
 ) -> Result<(RotationPolicy, usize), AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "rotation_policy.put")
+        .require(state, Permission::WriteRegistry, Action::RotationPolicyPut)
         .await?;
     let p = RotationPolicy {
         tenant_id: caller.tenant.id,
@@ -62,20 +62,13 @@ pub async fn put(
         updated_by: caller.actor().reference(),
     };
     p.check().map_err(|e| invalid(&e))?;
-    match state
-        .store
-        .execute(Command::PutRotationPolicy(p), caller.context())
-        .await?
-    {
-        Applied::RotationPolicy(p, n) => Ok((*p, n)),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.put_rotation_policy(p, caller.context()).await?)
 }
 
 /// The tenant's policies.
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<RotationPolicy>, AppError> {
     caller
-        .require(state, Permission::ReadRegistry, "rotation_policy.list")
+        .require(state, Permission::ReadRegistry, Action::RotationPolicyList)
         .await?;
     Ok(state.store.rotation_policies(caller.tenant.id).await?)
 }
@@ -99,16 +92,12 @@ pub async fn get(state: &AppState, caller: &Caller, scope: &Scope) -> Result<Rot
 /// scheduled under the broader policies that apply instead.
 pub async fn delete(state: &AppState, caller: &Caller, scope: Scope) -> Result<usize, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "rotation_policy.delete")
+        .require(state, Permission::WriteRegistry, Action::RotationPolicyDelete)
         .await?;
-    let cmd = Command::DeleteRotationPolicy {
-        tenant_id: caller.tenant.id,
-        scope,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Count(n) => Ok(n),
-        _ => Err(unexpected()),
-    }
+    Ok(state
+        .store
+        .delete_rotation_policy(caller.tenant.id, scope, caller.context())
+        .await?)
 }
 
 /// Runs a due [`idv_store::JOB_ROTATE_CREDENTIAL`] job: rotates the
@@ -119,15 +108,16 @@ pub async fn rotate_due(state: &AppState, job: Job, ctx: Context) -> Result<(), 
     let id = Uuid::parse_str(&job.target_id).map_err(|e| StoreError::Corrupt(format!("job target: {e}")))?;
     let now = state.clock.now();
     let Some(old) = state.store.credential(job.tenant_id, id).await? else {
-        return state.store.execute(Command::FinishJob(job), ctx).await.map(drop);
+        return state.store.finish_job(job, ctx).await;
     };
     let agent = state.store.agent(job.tenant_id, old.agent_id).await?;
     let policies = state.store.rotation_policies(job.tenant_id).await?;
     let policy = agent.as_ref().and_then(|a| rotation::effective(&policies, a));
-    // No policy any more, a `private_key_jwt` key (no secret of ours), or
-    // rotated or revoked meanwhile: nothing to do.
-    let (Some(policy), Some((secret, hint)), Ok(())) = (policy, new_secret(old.kind), old.check_rotatable(now)) else {
-        return state.store.execute(Command::FinishJob(job), ctx).await.map(drop);
+    // Whether the job still has work is the core's rule (no policy any
+    // more, a `private_key_jwt` key, or rotated or revoked meanwhile: none).
+    let due = DueRotation::new(Some(&old), policy, now);
+    let (DueRotation::Rotate(policy), Some((secret, hint))) = (due, new_secret(old.kind)) else {
+        return state.store.finish_job(job, ctx).await;
     };
     let successor = old
         .successor(
@@ -140,15 +130,11 @@ pub async fn rotate_due(state: &AppState, job: Job, ctx: Context) -> Result<(), 
         )
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let sealed = state.secret_sealer.seal(secret.as_bytes(), &sealing_aad(&successor));
-    let cmd = Command::RotateCredential {
-        secret_hash: Some(state.credential_hasher.hash(&secret)),
-        successor,
-        sealed_secret: Some(sealed),
-        rotation: policy.rotation(),
-        why: Revocation::Rotated,
-        job: Some(job),
-    };
-    state.store.execute(cmd, ctx).await.map(drop)
+    let secret_hash = Some(state.credential_hasher.hash(&secret));
+    state
+        .store
+        .rotate_credential_due(successor, secret_hash, Some(sealed), policy.rotation(), job, ctx)
+        .await
 }
 
 /// Rotates every live client secret and API key of an agent now, with its
@@ -164,7 +150,7 @@ pub async fn rotate_agent(
     reason: String,
 ) -> Result<Vec<Rotated>, AppError> {
     caller
-        .require(state, Permission::WriteRegistry, "agent.rotate_credentials")
+        .require(state, Permission::WriteRegistry, Action::AgentRotateCredentials)
         .await?;
     if reason.trim().is_empty() {
         return Err(AppError::BadParameter {

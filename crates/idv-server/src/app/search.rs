@@ -12,10 +12,10 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use idv_core::admin_token::Permission;
-use idv_core::audit::{Draft, Outcome as AuditOutcome, canonical_json};
+use idv_core::audit::{Action, Draft, Outcome as AuditOutcome, TargetKind, canonical_json};
 use idv_core::lifecycle::Status;
 use idv_policy::{Engine, Outcome};
-use idv_store::{AgentFilter, Command, DecisionRecord};
+use idv_store::{AgentFilter, DecisionRecord};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -177,7 +177,7 @@ pub async fn search(
     s: &Search,
     source_ip: Option<IpAddr>,
 ) -> Result<Found, AppError> {
-    caller.require(state, Permission::Decide, "authz.search").await?;
+    caller.require(state, Permission::Decide, Action::AuthzSearch).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
     let tenant = &caller.tenant;
     let now = state.clock.now();
@@ -244,8 +244,8 @@ pub async fn search(
     let event = Draft {
         tenant_id: tenant.id,
         actor: ctx.actor.clone(),
-        action: "authz.search".into(),
-        target_type,
+        action: Action::AuthzSearch,
+        target_type: TargetKind::Entity(target_type),
         target_id,
         outcome: AuditOutcome::Success,
         reason: None,
@@ -270,6 +270,6 @@ pub async fn search(
         edge: None,
         approval: None,
     };
-    state.store.execute(Command::Decide(Box::new(record)), ctx).await?;
+    state.store.decide(record, ctx).await?;
     Ok(Found { results, next_token })
 }

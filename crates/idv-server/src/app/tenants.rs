@@ -1,8 +1,9 @@
 //! Tenants: created by platform operators; everyone can see their own.
 
 use idv_core::admin_token::Permission;
+use idv_core::audit::Action;
 use idv_core::tenant::{self, Tenant};
-use idv_store::{Applied, Command, StoreError};
+use idv_store::StoreError;
 use uuid::Uuid;
 
 use super::{AppError, Caller};
@@ -16,7 +17,7 @@ pub async fn create(
     display_name: Option<String>,
 ) -> Result<Tenant, AppError> {
     caller
-        .require(state, Permission::ManagePlatform, "tenant.create")
+        .require(state, Permission::ManagePlatform, Action::TenantCreate)
         .await?;
     tenant::validate_name(&name).map_err(|e| AppError::BadParameter {
         field: "name".into(),
@@ -38,15 +39,14 @@ pub async fn create(
         display_name,
         created_at: state.clock.now(),
     };
-    match state.store.execute(Command::CreateTenant(t), caller.context()).await? {
-        Applied::Tenant(t) => Ok(t),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.create_tenant(t, caller.context()).await?)
 }
 
 /// Lists tenants: every tenant for platform operators, else just the caller's.
 pub async fn list(state: &AppState, caller: &Caller, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>, AppError> {
-    caller.require(state, Permission::ReadRegistry, "tenant.list").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::TenantList)
+        .await?;
     if caller.principal.platform {
         Ok(state.store.tenants(after, limit).await?)
     } else {
@@ -58,7 +58,9 @@ pub async fn list(state: &AppState, caller: &Caller, after: Option<Uuid>, limit:
 
 /// One tenant by name: platform operators see any, others only their own.
 pub async fn get(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant, AppError> {
-    caller.require(state, Permission::ReadRegistry, "tenant.get").await?;
+    caller
+        .require(state, Permission::ReadRegistry, Action::TenantGet)
+        .await?;
     let not_found = || StoreError::NotFound {
         what: "tenant",
         id: name.to_owned(),
@@ -70,12 +72,6 @@ pub async fn get(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant
     } else {
         Err(not_found().into())
     }
-}
-
-pub(crate) fn unexpected() -> AppError {
-    AppError::Store(StoreError::Corrupt(
-        "the store answered with an unexpected result".into(),
-    ))
 }
 
 /// Tenants seen by this node, by id and by name. Tenants are never renamed
@@ -120,4 +116,10 @@ pub async fn by_id(state: &AppState, id: Uuid) -> Result<Option<Tenant>, AppErro
         state.tenants.remember(t);
     }
     Ok(t)
+}
+
+pub(crate) fn unexpected() -> AppError {
+    AppError::Store(StoreError::Corrupt(
+        "the store answered with an unexpected result".into(),
+    ))
 }

@@ -24,9 +24,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use idv_core::Timestamp;
-use idv_core::audit::{Actor, ActorKind, Draft, Outcome};
+use idv_core::audit::{Action, Actor, ActorKind, Draft, Outcome, TargetKind};
 use idv_core::throttle::{Bucket, Rate};
-use idv_store::{Command, Context};
+use idv_store::Context;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -79,8 +79,8 @@ enum Key {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Group {
     tenant_id: Uuid,
-    action: String,
-    target_type: String,
+    action: Action,
+    target_type: TargetKind,
     source: Option<IpAddr>,
     error: String,
 }
@@ -155,7 +155,7 @@ impl FailedAuth {
         let mut counted = self.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut group = Group {
             tenant_id: draft.tenant_id,
-            action: draft.action.clone(),
+            action: draft.action,
             target_type: draft.target_type.clone(),
             source,
             error: draft
@@ -237,7 +237,7 @@ impl FailedAuth {
                 request_id: draft.request_id.clone(),
                 note: None,
             };
-            if let Err(e) = state.store.execute(Command::Record(draft.clone()), ctx).await {
+            if let Err(e) = state.store.record(draft.clone(), ctx).await {
                 tracing::warn!(error = %e, "counted refusals could not be recorded; kept for the next try");
                 state.failed_auth.put_back(draft);
             }
@@ -250,7 +250,7 @@ impl FailedAuth {
         let d = &draft.details;
         let group = Group {
             tenant_id: draft.tenant_id,
-            action: draft.action.clone(),
+            action: draft.action,
             target_type: draft.target_type.clone(),
             source: d
                 .get("source")
@@ -283,6 +283,7 @@ impl FailedAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use idv_core::audit::TargetType;
 
     fn draft(target: &str) -> Draft {
         Draft {
@@ -292,8 +293,8 @@ mod tests {
                 name: target.into(),
                 token_id: None,
             },
-            action: "token.issue".into(),
-            target_type: "agent".into(),
+            action: Action::TokenIssue,
+            target_type: TargetType::Agent.into(),
             target_id: target.into(),
             outcome: Outcome::Denied,
             reason: None,

@@ -1,12 +1,12 @@
 //! Admin tokens: created by tenant admins, shown once, stored as keyed hashes.
 
 use idv_core::admin_token::{self, AdminToken, Permission, Role};
+use idv_core::audit::Action;
 use idv_core::duration;
 use idv_core::tenant::Tenant;
-use idv_store::{Applied, Command, StoreError};
+use idv_store::StoreError;
 use uuid::Uuid;
 
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -20,7 +20,7 @@ pub async fn create(
     platform: bool,
 ) -> Result<(String, AdminToken), AppError> {
     caller
-        .require(state, Permission::ManageTokens, "admin_token.create")
+        .require(state, Permission::ManageTokens, Action::AdminTokenCreate)
         .await?;
     let role: Role = role
         .parse()
@@ -30,7 +30,7 @@ pub async fn create(
         })?;
     if platform {
         caller
-            .require(state, Permission::ManagePlatform, "admin_token.create_platform")
+            .require(state, Permission::ManagePlatform, Action::AdminTokenCreatePlatform)
             .await?;
     }
     if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
@@ -64,14 +64,11 @@ pub async fn create(
         revoked_at: None,
     };
     let secret_hash = state.token_hasher.hash(&secret);
-    match state
+    let t = state
         .store
-        .execute(Command::CreateAdminToken { token, secret_hash }, caller.context())
-        .await?
-    {
-        Applied::AdminToken(t) => Ok((secret, t)),
-        _ => Err(unexpected()),
-    }
+        .create_admin_token(token, secret_hash, caller.context())
+        .await?;
+    Ok((secret, t))
 }
 
 /// The tenant's admin tokens.
@@ -82,7 +79,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<AdminToken>, AppError> {
     caller
-        .require(state, Permission::ManageTokens, "admin_token.list")
+        .require(state, Permission::ManageTokens, Action::AdminTokenList)
         .await?;
     Ok(state.store.admin_tokens(caller.tenant.id, after, limit).await?)
 }
@@ -90,7 +87,7 @@ pub async fn list(
 /// One admin token of the tenant.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<AdminToken, AppError> {
     caller
-        .require(state, Permission::ManageTokens, "admin_token.get")
+        .require(state, Permission::ManageTokens, Action::AdminTokenGet)
         .await?;
     state.store.admin_token(caller.tenant.id, id).await?.ok_or_else(|| {
         StoreError::NotFound {
@@ -117,28 +114,18 @@ pub async fn current(state: &AppState, caller: &Caller) -> Result<(AdminToken, T
 /// Revokes an admin token of the tenant; it stops working at once.
 pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<AdminToken, AppError> {
     caller
-        .require(state, Permission::ManageTokens, "admin_token.revoke")
+        .require(state, Permission::ManageTokens, Action::AdminTokenRevoke)
         .await?;
     // Revoking a platform token is a platform operation, like creating one:
     // a tenant admin must not be able to lock the platform operators out.
     let target = state.store.admin_token(caller.tenant.id, id).await?;
     if target.is_some_and(|t| t.platform) {
         caller
-            .require(state, Permission::ManagePlatform, "admin_token.revoke_platform")
+            .require(state, Permission::ManagePlatform, Action::AdminTokenRevokePlatform)
             .await?;
     }
-    match state
+    Ok(state
         .store
-        .execute(
-            Command::RevokeAdminToken {
-                tenant_id: caller.tenant.id,
-                id,
-            },
-            caller.context(),
-        )
-        .await?
-    {
-        Applied::AdminToken(t) => Ok(t),
-        _ => Err(unexpected()),
-    }
+        .revoke_admin_token(caller.tenant.id, id, caller.context())
+        .await?)
 }

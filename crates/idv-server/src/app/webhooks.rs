@@ -6,11 +6,11 @@
 use std::time::Instant;
 
 use idv_core::admin_token::Permission;
+use idv_core::audit::Action;
 use idv_core::webhook::{self, AttemptResult, Delivery, DeliveryStatus, Filter, Secret, Status, Webhook};
-use idv_store::{Applied, Command, Context, DeliveryFilter, Job, SealedSecrets, StoreError, WebhookChanges};
+use idv_store::{Context, DeliveryFilter, Job, SealedSecrets, StoreError, WebhookChanges};
 use uuid::Uuid;
 
-use super::tenants::unexpected;
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -63,7 +63,7 @@ pub struct NewWebhook {
 /// here).
 pub async fn create(state: &AppState, caller: &Caller, req: NewWebhook) -> Result<(Webhook, Secret), AppError> {
     caller
-        .require(state, Permission::ManageWebhooks, "webhook.create")
+        .require(state, Permission::ManageWebhooks, Action::WebhookCreate)
         .await?;
     webhook::check_url(&req.url, &state.webhook_urls)?;
     let events = Filter::parse(&req.events)?;
@@ -92,14 +92,8 @@ pub async fn create(state: &AppState, caller: &Caller, req: NewWebhook) -> Resul
     let sealed_secret = state
         .secret_sealer
         .seal(secret.as_bytes(), &aad(w.tenant_id, w.id, "secret"));
-    let cmd = Command::CreateWebhook {
-        webhook: Box::new(w),
-        sealed_secret,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Webhook(w) => Ok((*w, secret)),
-        _ => Err(unexpected()),
-    }
+    let w = state.store.create_webhook(w, sealed_secret, caller.context()).await?;
+    Ok((w, secret))
 }
 
 /// The tenant's subscriptions, a page at a time.
@@ -109,7 +103,9 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Webhook>, AppError> {
-    caller.require(state, Permission::ReadAudit, "webhook.list").await?;
+    caller
+        .require(state, Permission::ReadAudit, Action::WebhookList)
+        .await?;
     let items = state.store.webhooks(caller.tenant.id, after, limit).await?;
     Ok(items.into_iter().map(|w| for_reader(caller, w)).collect())
 }
@@ -129,7 +125,7 @@ fn for_reader(caller: &Caller, mut w: Webhook) -> Webhook {
 
 /// One subscription.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Webhook, AppError> {
-    caller.require(state, Permission::ReadAudit, "webhook.get").await?;
+    caller.require(state, Permission::ReadAudit, Action::WebhookGet).await?;
     state
         .store
         .webhook(caller.tenant.id, id)
@@ -154,7 +150,7 @@ pub struct Patch {
 /// Changes a subscription.
 pub async fn update(state: &AppState, caller: &Caller, id: Uuid, p: Patch) -> Result<Webhook, AppError> {
     caller
-        .require(state, Permission::ManageWebhooks, "webhook.update")
+        .require(state, Permission::ManageWebhooks, Action::WebhookUpdate)
         .await?;
     if let Some(u) = &p.url {
         webhook::check_url(u, &state.webhook_urls)?;
@@ -172,28 +168,21 @@ pub async fn update(state: &AppState, caller: &Caller, id: Uuid, p: Patch) -> Re
         description: p.description,
         enabled: p.enabled,
     };
-    let cmd = Command::UpdateWebhook {
-        tenant_id: caller.tenant.id,
-        id,
-        changes,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Webhook(w) => Ok(*w),
-        _ => Err(unexpected()),
-    }
+    Ok(state
+        .store
+        .update_webhook(caller.tenant.id, id, changes, caller.context())
+        .await?)
 }
 
 /// Removes a subscription and its delivery log.
 pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), AppError> {
     caller
-        .require(state, Permission::ManageWebhooks, "webhook.delete")
+        .require(state, Permission::ManageWebhooks, Action::WebhookDelete)
         .await?;
-    let cmd = Command::DeleteWebhook {
-        tenant_id: caller.tenant.id,
-        id,
-    };
-    state.store.execute(cmd, caller.context()).await?;
-    Ok(())
+    Ok(state
+        .store
+        .delete_webhook(caller.tenant.id, id, caller.context())
+        .await?)
 }
 
 /// Replaces the signing secret; the old one also signs for
@@ -203,7 +192,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), A
 /// every secret returned signs deliveries.
 pub async fn rotate_secret(state: &AppState, caller: &Caller, id: Uuid) -> Result<(Webhook, Secret), AppError> {
     caller
-        .require(state, Permission::ManageWebhooks, "webhook.rotate_secret")
+        .require(state, Permission::ManageWebhooks, Action::WebhookRotateSecret)
         .await?;
     let tenant_id = caller.tenant.id;
     let sealed = state
@@ -225,16 +214,11 @@ pub async fn rotate_secret(state: &AppState, caller: &Caller, id: Uuid) -> Resul
             until,
         )),
     };
-    let cmd = Command::RotateWebhookSecret {
-        tenant_id,
-        id,
-        secrets,
-        replacing: sealed.current,
-    };
-    match state.store.execute(cmd, caller.context()).await? {
-        Applied::Webhook(w) => Ok((*w, secret)),
-        _ => Err(unexpected()),
-    }
+    let w = state
+        .store
+        .rotate_webhook_secret(tenant_id, id, secrets, sealed.current, caller.context())
+        .await?;
+    Ok((w, secret))
 }
 
 /// A subscription's delivery log.
@@ -251,7 +235,7 @@ pub async fn deliveries(
 /// Queues a `webhook.test` event to one subscription, sent at once.
 pub async fn test(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delivery, AppError> {
     caller
-        .require(state, Permission::ManageWebhooks, "webhook.test")
+        .require(state, Permission::ManageWebhooks, Action::WebhookTest)
         .await?;
     let now = state.clock.now();
     let d = Delivery::pending(
@@ -261,14 +245,7 @@ pub async fn test(state: &AppState, caller: &Caller, id: Uuid) -> Result<Deliver
         webhook::test_payload(id, caller.tenant.id, now, &caller.actor().reference()),
         now,
     );
-    match state
-        .store
-        .execute(Command::TestWebhook(Box::new(d)), caller.context())
-        .await?
-    {
-        Applied::Delivery(d) => Ok(*d),
-        _ => Err(unexpected()),
-    }
+    Ok(state.store.test_webhook(d, caller.context()).await?)
 }
 
 /// Moves every enabled subscription's cursor up to the chain head, making
@@ -280,9 +257,7 @@ pub async fn dispatch(state: &AppState) -> Result<usize, StoreError> {
         if !state.store.webhooks_behind().await? {
             break;
         }
-        if let Applied::Count(n) = state.store.execute(Command::DispatchWebhooks, context()).await? {
-            made += n;
-        }
+        made += state.store.dispatch_webhooks(context()).await?;
     }
     Ok(made)
 }
@@ -302,7 +277,7 @@ fn open(state: &AppState, tenant_id: Uuid, id: Uuid, column: &str, sealed: &[u8]
 /// again).
 pub async fn deliver(state: &AppState, job: Job) -> Result<(), AppError> {
     let id = Uuid::parse_str(&job.target_id).map_err(|e| AppError::Internal(format!("delivery job target: {e}")))?;
-    let finish = |job: Job| async move { state.store.execute(Command::FinishJob(job), context()).await };
+    let finish = |job: Job| async move { state.store.finish_job(job, context()).await };
     let Some(d) = state.store.webhook_delivery(job.tenant_id, id).await? else {
         finish(job).await?;
         return Ok(());
@@ -339,13 +314,10 @@ pub async fn deliver(state: &AppState, job: Job) -> Result<(), AppError> {
         tracing::info!(webhook = %w.id, delivery = %d.id, status = ?result.status_code,
             error = ?result.error, "webhook delivery attempt failed");
     }
-    let cmd = Command::RecordWebhookAttempt {
-        job,
-        result,
-        jitter: rand::random::<f64>(),
-    };
-    state.store.execute(cmd, context()).await?;
-    Ok(())
+    Ok(state
+        .store
+        .record_webhook_attempt(job, result, rand::random::<f64>(), context())
+        .await?)
 }
 
 /// One attempt: the Standard Webhooks headers over the stored payload, a

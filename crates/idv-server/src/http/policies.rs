@@ -9,6 +9,7 @@ use idv_api::{
     RolePut, RoleView, UsageView,
 };
 use idv_core::Timestamp;
+use idv_core::audit::Action;
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{GrantSubject, Permission, Role, RoleGrant};
@@ -85,7 +86,7 @@ pub async fn validate(
         .require(
             &state,
             idv_core::admin_token::Permission::ReadRegistry,
-            "policy.validate",
+            Action::PolicyValidate,
         )
         .await?;
     Ok(axum::Json(

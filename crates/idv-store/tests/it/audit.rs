@@ -4,7 +4,7 @@
 use idv_core::Clock as _;
 use idv_core::admin_token::{AdminToken, Role};
 use idv_core::agent::{Environment, NewAgent};
-use idv_core::audit::{Actor, ActorKind, Draft, Event, Outcome};
+use idv_core::audit::{Action, Actor, ActorKind, Draft, Event, Outcome, TargetKind, TargetType};
 use idv_core::lifecycle::Transition;
 use idv_core::tenant::Tenant;
 use idv_store::{Applied, AuditFilter, Command, Context, JOB_EXPIRE_AGENT, Store};
@@ -289,8 +289,8 @@ async fn every_write_records_its_events(backend: Backend) {
     let draft = Draft {
         tenant_id: beta.id,
         actor: ctx.actor.clone(),
-        action: "authz.deny".into(),
-        target_type: "agent".into(),
+        action: Action::AuthzDecision,
+        target_type: TargetType::Agent.into(),
         target_id: "späť/ünïcødé 🚀 \"quoted\" \\ back".into(),
         outcome: Outcome::Denied,
         reason: Some("line\nbreak\ttab".into()),
@@ -303,7 +303,7 @@ async fn every_write_records_its_events(backend: Backend) {
     };
     let want = Want {
         tenant_id: beta.id,
-        action: "authz.deny",
+        action: "authz.decision",
         target_type: "agent",
         target_id: draft.target_id.clone(),
         outcome: Outcome::Denied,
@@ -498,8 +498,8 @@ async fn chain_pages_match_the_events(backend: Backend) {
             name: "ünïcødé \"name\"".into(),
             token_id: Some(f.clock.new_id()),
         },
-        action: "x.y".into(),
-        target_type: "t".into(),
+        action: Action::AuthzDecision,
+        target_type: TargetKind::Entity("t".into()),
         target_id: "🚀".into(),
         outcome: Outcome::Denied,
         reason: Some("a\nb".into()),

@@ -392,8 +392,8 @@ async fn expired_one_time_jtis_are_pruned(backend: Backend) {
         event: idv_core::audit::Draft {
             tenant_id: f.tenant.id,
             actor: Actor::system("test"),
-            action: "token.issue".into(),
-            target_type: "token".into(),
+            action: idv_core::audit::Action::TokenIssue,
+            target_type: idv_core::audit::TargetType::Token.into(),
             target_id: "t".into(),
             outcome: Outcome::Success,
             reason: None,

@@ -4,7 +4,7 @@
 //! one node; there these tests only note that they do not apply.)
 
 use idv_core::agent::AgentChanges;
-use idv_core::audit::{Actor, Draft, Outcome};
+use idv_core::audit::{Action, Actor, Draft, Outcome, TargetKind};
 use idv_store::{Applied, Command, StoreError};
 use idv_testkit::{Backend, Database, backend_tests};
 use serde_json::json;
@@ -45,8 +45,8 @@ async fn two_nodes_write_one_chain(backend: Backend) {
                 2 => Command::Record(Draft {
                     tenant_id: f.tenant.id,
                     actor: Actor::system("test"),
-                    action: "test.record".into(),
-                    target_type: "test".into(),
+                    action: Action::AuthzDecision,
+                    target_type: TargetKind::Entity("test".into()),
                     target_id: i.to_string(),
                     outcome: Outcome::Success,
                     reason: None,

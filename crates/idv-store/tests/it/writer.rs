@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use idv_core::agent::AgentChanges;
-use idv_core::audit::{Actor, Draft, Outcome};
+use idv_core::audit::{Action, Actor, Draft, Outcome, TargetKind};
 use idv_core::lifecycle::Transition;
 use idv_store::{Applied, Command, DecisionRecord, Store, StoreError, Usage, WriterStats};
 use idv_testkit::{Backend, backend_tests};
@@ -35,8 +35,8 @@ fn record(f: &Fixture, i: usize) -> Command {
     Command::Record(Draft {
         tenant_id: f.tenant.id,
         actor: Actor::system("test"),
-        action: "test.record".into(),
-        target_type: "test".into(),
+        action: Action::AuthzDecision,
+        target_type: TargetKind::Entity("test".into()),
         target_id: format!("r{i}"),
         outcome: Outcome::Success,
         reason: None,
@@ -95,7 +95,7 @@ async fn concurrent_commands_are_group_committed(backend: Backend) {
         assert!(create_targets.contains(&a.id.to_string()));
         assert_eq!(f.store.agent(f.tenant.id, a.id).await.unwrap().as_ref(), Some(a));
     }
-    assert_eq!(events.iter().filter(|e| e.action == "test.record").count(), 50);
+    assert_eq!(events.iter().filter(|e| e.action == "authz.decision").count(), 50);
 }
 
 async fn refusals_in_a_batch_do_not_sink_it(backend: Backend) {
