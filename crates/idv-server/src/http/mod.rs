@@ -22,14 +22,17 @@ pub mod tokens;
 pub mod views;
 pub mod webhooks;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
-use utoipa::OpenApi;
+use axum::{Extension, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::error::ApiError;
 use self::extract::RequestId;
@@ -40,48 +43,23 @@ pub const BODY_LIMIT: usize = 1 << 20;
 /// Largest bulk-create body (50,000 agents).
 pub const BULK_BODY_LIMIT: usize = 64 << 20;
 
-/// The OpenAPI document.
+/// The OpenAPI document's frame: its info and the shared schemas. The
+/// operations come from the routes themselves (see [`router`]); the
+/// security schemes and the common problem responses are added after.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "IdentityVault admin API", description = "Identity and access management for AI agents."),
-    paths(
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
-        tenants::create, tenants::list, tenants::get,
-        tokens::create, tokens::list, tokens::current, tokens::get, tokens::revoke,
-        agents::create, agents::bulk_create, agents::list, agents::export, agents::get, agents::update, agents::transition,
-        credentials::create, credentials::list, credentials::get, credentials::revoke, credentials::rotate,
-        credentials::history, credentials::compromised, credentials::rotate_agent, credentials::collect,
-        credentials::self_rotate,
-        rotation::list, rotation::put_tenant, rotation::put_scoped, rotation::get_tenant, rotation::get_scoped,
-        rotation::delete_tenant, rotation::delete_scoped,
-        delegations::create, delegations::list, delegations::get, delegations::revoke,
-        delegations::trust, delegations::issuers, delegations::distrust,
-        lifetimes::list, lifetimes::set, lifetimes::remove, keys::list, keys::rotate,
-        oauth::token, oauth::tenant_token, oauth::introspect, oauth::tenant_introspect, oauth::revoke,
-        oauth::tenant_revoke, oauth::root_metadata, oauth::tenant_metadata, oauth::root_jwks, oauth::tenant_jwks,
-        audit::events, audit::head,
-        policies::upload, policies::validate, policies::list, policies::get, policies::activate, policies::rollback,
-        policies::test, policies::put_role, policies::roles, policies::delete_role, policies::grant, policies::grants,
-        policies::revoke_grant, policies::put_entities, policies::entities, policies::delete_entity,
-        policies::permissions, approvals::list, approvals::get, approvals::approve, approvals::reject, approvals::graph,
-        authzen::configuration, authzen::evaluation, authzen::evaluations, authzen::search_subject,
-        authzen::search_resource, authzen::search_action,
-        leases::put_target, leases::targets, leases::target, leases::delete_target, leases::sweep,
-        leases::put_template, leases::templates, leases::template, leases::delete_template,
-        leases::list, leases::get, leases::renew, leases::revoke, leases::issue, leases::own, leases::self_renew,
-        leases::self_revoke,
-        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries,
-        webhooks::test, webhooks::rotate_secret,
+    info(
+        title = "IdentityVault admin API",
+        description = "Identity and access management for AI agents."
     ),
-    components(schemas(idv_api::Problem)),
-    modifiers(&BearerAuth, &Problems),
+    components(schemas(idv_api::Problem))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
 
 struct BearerAuth;
 
-impl utoipa::Modify for BearerAuth {
+impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -100,7 +78,7 @@ impl utoipa::Modify for BearerAuth {
 /// clients and contract testers know them), as `application/problem+json`.
 struct Problems;
 
-impl utoipa::Modify for Problems {
+impl Modify for Problems {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         let problem = |description: &str| {
@@ -165,143 +143,118 @@ impl utoipa::Modify for Problems {
     }
 }
 
-/// The whole application.
+/// The whole application. Each route is declared once, by its handler's
+/// `#[utoipa::path]`: `routes!` takes the path and method from there and
+/// adds the operation to the OpenAPI document as it adds the route, so a
+/// route cannot be served undocumented or documented unserved.
 pub fn router(state: AppState) -> Router {
-    let bulk = Router::new()
-        .route("/v1/agents/bulk", post(agents::bulk_create))
+    let bulk = OpenApiRouter::new()
+        .routes(routes!(agents::bulk_create))
         .layer(DefaultBodyLimit::max(BULK_BODY_LIMIT));
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route("/v1/tenants/{name}", get(tenants::get))
-        .route("/v1/admin-tokens", post(tokens::create).get(tokens::list))
-        .route("/v1/admin-tokens/self", get(tokens::current))
-        .route("/v1/admin-tokens/{id}", get(tokens::get).delete(tokens::revoke))
-        .route("/v1/agents", post(agents::create).get(agents::list))
-        .route("/v1/agents/export", get(agents::export))
-        .route("/v1/agents/{id}", get(agents::get).patch(agents::update))
-        .route("/v1/agents/{id}/{transition}", post(agents::transition))
-        .route(
-            "/v1/agents/{id}/credentials",
-            post(credentials::create).get(credentials::list),
-        )
-        .route(
-            "/v1/credentials/{id}",
-            get(credentials::get).delete(credentials::revoke),
-        )
-        .route("/v1/credentials/{id}/rotate", post(credentials::rotate))
-        .route("/v1/credentials/{id}/history", get(credentials::history))
-        .route("/v1/agents/{id}/compromised", post(credentials::compromised))
-        .route("/v1/agents/{id}/rotate-credentials", post(credentials::rotate_agent))
-        .route("/v1/self/credential/successor", post(credentials::collect))
-        .route("/v1/self/credential/rotate", post(credentials::self_rotate))
-        .route("/v1/rotation-policies", get(rotation::list))
-        .route(
-            "/v1/rotation-policies/{scope}",
-            put(rotation::put_tenant)
-                .get(rotation::get_tenant)
-                .delete(rotation::delete_tenant),
-        )
-        .route(
-            "/v1/rotation-policies/{scope}/{id}",
-            put(rotation::put_scoped)
-                .get(rotation::get_scoped)
-                .delete(rotation::delete_scoped),
-        )
-        .route("/v1/delegations", post(delegations::create).get(delegations::list))
-        .route(
-            "/v1/delegations/{id}",
-            get(delegations::get).delete(delegations::revoke),
-        )
-        .route(
-            "/v1/trusted-issuers",
-            post(delegations::trust).get(delegations::issuers),
-        )
-        .route("/v1/trusted-issuers/{id}", delete(delegations::distrust))
-        .route("/v1/token-ttls", get(lifetimes::list))
-        .route("/v1/token-ttls/{class}", put(lifetimes::set).delete(lifetimes::remove))
-        .route("/v1/keys", get(keys::list))
-        .route("/v1/keys/rotate", post(keys::rotate))
-        .route("/oauth2/token", post(oauth::token))
-        .route("/oauth2/introspect", post(oauth::introspect))
-        .route("/oauth2/revoke", post(oauth::revoke))
-        .route("/t/{tenant}/oauth2/token", post(oauth::tenant_token))
-        .route("/t/{tenant}/oauth2/introspect", post(oauth::tenant_introspect))
-        .route("/t/{tenant}/oauth2/revoke", post(oauth::tenant_revoke))
-        .route("/.well-known/oauth-authorization-server", get(oauth::root_metadata))
-        .route(
-            "/.well-known/oauth-authorization-server/t/{tenant}",
-            get(oauth::tenant_metadata),
-        )
-        .route("/.well-known/jwks.json", get(oauth::root_jwks))
-        .route("/t/{tenant}/.well-known/jwks.json", get(oauth::tenant_jwks))
-        .route("/v1/policies", post(policies::upload).get(policies::list))
-        .route("/v1/policies/validate", post(policies::validate))
-        .route("/v1/policies/test", post(policies::test))
-        .route("/v1/policies/rollback", post(policies::rollback))
-        .route("/v1/policies/{version}", get(policies::get))
-        .route("/v1/policies/{version}/activate", post(policies::activate))
-        .route("/v1/roles", get(policies::roles))
-        .route(
-            "/v1/roles/{name}",
-            put(policies::put_role).delete(policies::delete_role),
-        )
-        .route("/v1/grants", post(policies::grant).get(policies::grants))
-        .route("/v1/grants/{id}", delete(policies::revoke_grant))
-        .route("/v1/entities", post(policies::put_entities).get(policies::entities))
-        .route("/v1/entities/{type}/{id}", delete(policies::delete_entity))
-        .route("/v1/agents/{id}/permissions", get(policies::permissions))
-        .route("/v1/agents/{id}/graph", get(approvals::graph))
-        .route("/v1/approvals", get(approvals::list))
-        .route("/v1/approvals/{id}", get(approvals::get))
-        .route("/v1/approvals/{id}/approve", post(approvals::approve))
-        .route("/v1/approvals/{id}/reject", post(approvals::reject))
-        .route("/.well-known/authzen-configuration", get(authzen::configuration))
-        .route("/access/v1/evaluation", post(authzen::evaluation))
-        .route("/access/v1/evaluations", post(authzen::evaluations))
-        .route("/access/v1/search/subject", post(authzen::search_subject))
-        .route("/access/v1/search/resource", post(authzen::search_resource))
-        .route("/access/v1/search/action", post(authzen::search_action))
-        .route("/v1/db/targets", get(leases::targets))
-        .route(
-            "/v1/db/targets/{name}",
-            put(leases::put_target)
-                .get(leases::target)
-                .delete(leases::delete_target),
-        )
-        .route("/v1/db/targets/{name}/sweep", post(leases::sweep))
-        .route("/v1/db/templates", get(leases::templates))
-        .route(
-            "/v1/db/templates/{name}",
-            put(leases::put_template)
-                .get(leases::template)
-                .delete(leases::delete_template),
-        )
-        .route("/v1/leases", get(leases::list))
-        .route("/v1/leases/{id}", get(leases::get))
-        .route("/v1/leases/{id}/renew", post(leases::renew))
-        .route("/v1/leases/{id}/revoke", post(leases::revoke))
-        .route("/v1/self/db/creds/{template}", post(leases::issue))
-        .route("/v1/self/leases", get(leases::own))
-        .route("/v1/self/leases/{id}/renew", post(leases::self_renew))
-        .route("/v1/self/leases/{id}/revoke", post(leases::self_revoke))
-        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route("/v1/webhooks/{id}/test", post(webhooks::test))
-        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
-        .route("/v1/audit/events", get(audit::events))
-        .route("/v1/audit/head", get(audit::head))
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(tenants::create, tenants::list))
+        .routes(routes!(tenants::get))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::current))
+        .routes(routes!(tokens::get, tokens::revoke))
+        .routes(routes!(agents::create, agents::list))
+        .routes(routes!(agents::export))
+        .routes(routes!(agents::get, agents::update))
+        .routes(routes!(agents::transition))
+        .routes(routes!(credentials::create, credentials::list))
+        .routes(routes!(credentials::get, credentials::revoke))
+        .routes(routes!(credentials::rotate))
+        .routes(routes!(credentials::history))
+        .routes(routes!(credentials::compromised))
+        .routes(routes!(credentials::rotate_agent))
+        .routes(routes!(credentials::collect))
+        .routes(routes!(credentials::self_rotate))
+        .routes(routes!(rotation::list))
+        .routes(routes!(
+            rotation::put_tenant,
+            rotation::get_tenant,
+            rotation::delete_tenant
+        ))
+        .routes(routes!(
+            rotation::put_scoped,
+            rotation::get_scoped,
+            rotation::delete_scoped
+        ))
+        .routes(routes!(delegations::create, delegations::list))
+        .routes(routes!(delegations::get, delegations::revoke))
+        .routes(routes!(delegations::trust, delegations::issuers))
+        .routes(routes!(delegations::distrust))
+        .routes(routes!(lifetimes::list))
+        .routes(routes!(lifetimes::set, lifetimes::remove))
+        .routes(routes!(keys::list))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::introspect))
+        .routes(routes!(oauth::revoke))
+        .routes(routes!(oauth::tenant_token))
+        .routes(routes!(oauth::tenant_introspect))
+        .routes(routes!(oauth::tenant_revoke))
+        .routes(routes!(oauth::root_metadata))
+        .routes(routes!(oauth::tenant_metadata))
+        .routes(routes!(oauth::root_jwks))
+        .routes(routes!(oauth::tenant_jwks))
+        .routes(routes!(policies::upload, policies::list))
+        .routes(routes!(policies::validate))
+        .routes(routes!(policies::test))
+        .routes(routes!(policies::rollback))
+        .routes(routes!(policies::get))
+        .routes(routes!(policies::activate))
+        .routes(routes!(policies::roles))
+        .routes(routes!(policies::put_role, policies::delete_role))
+        .routes(routes!(policies::grant, policies::grants))
+        .routes(routes!(policies::revoke_grant))
+        .routes(routes!(policies::put_entities, policies::entities))
+        .routes(routes!(policies::delete_entity))
+        .routes(routes!(policies::permissions))
+        .routes(routes!(approvals::graph))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::get))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
+        .routes(routes!(authzen::configuration))
+        .routes(routes!(authzen::evaluation))
+        .routes(routes!(authzen::evaluations))
+        .routes(routes!(authzen::search_subject))
+        .routes(routes!(authzen::search_resource))
+        .routes(routes!(authzen::search_action))
+        .routes(routes!(leases::targets))
+        .routes(routes!(leases::put_target, leases::target, leases::delete_target))
+        .routes(routes!(leases::sweep))
+        .routes(routes!(leases::templates))
+        .routes(routes!(leases::put_template, leases::template, leases::delete_template))
+        .routes(routes!(leases::list))
+        .routes(routes!(leases::get))
+        .routes(routes!(leases::renew))
+        .routes(routes!(leases::revoke))
+        .routes(routes!(leases::issue))
+        .routes(routes!(leases::own))
+        .routes(routes!(leases::self_renew))
+        .routes(routes!(leases::self_revoke))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(audit::events))
+        .routes(routes!(audit::head))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(bulk)
+        .split_for_parts();
+    BearerAuth.modify(&mut api);
+    Problems.modify(&mut api);
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(Arc::new(api)))
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }

@@ -1,10 +1,13 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use idv_api::Health;
-use utoipa::OpenApi;
+use utoipa::openapi::OpenApi;
 
 use crate::AppState;
 
@@ -50,6 +53,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// This API's OpenAPI 3.1 document, generated from the handlers.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI document")))]
-pub async fn openapi() -> impl IntoResponse {
-    axum::Json(super::ApiDoc::openapi())
+pub async fn openapi(Extension(doc): Extension<Arc<OpenApi>>) -> impl IntoResponse {
+    // The document `router` built from the routes as it added them.
+    axum::Json(OpenApi::clone(&doc))
 }
