@@ -1,12 +1,11 @@
-//! `/v1/approvals` (human approval of actions a policy marked) and an
-//! agent's communication `/graph`.
+//! `/v1/approvals`: human approval of actions a policy marked.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use idv_api::{AgentGraph, ApprovalDecision, ApprovalView, EdgeView, Page};
+use idv_api::{ApprovalDecision, ApprovalView, Page};
 use idv_core::Timestamp;
 use idv_core::approval::{Approval, ApprovalStatus};
-use idv_store::{ApprovalFilter, Edge};
+use idv_store::ApprovalFilter;
 use serde_json::json;
 
 use super::error::ApiError;
@@ -127,34 +126,4 @@ pub async fn reject(
     body: Bytes,
 ) -> Result<axum::Json<ApprovalView>, ApiError> {
     decide(state, caller, id, &body, false).await
-}
-
-fn edge_view(e: Edge) -> EdgeView {
-    EdgeView {
-        caller: e.caller,
-        callee: e.callee,
-        action: e.action,
-        allowed: e.allowed,
-        denied: e.denied,
-        first_seen: e.first_seen.to_rfc3339(),
-        last_seen: e.last_seen.to_rfc3339(),
-    }
-}
-
-/// The agent's neighbourhood in the communication graph: who it calls and
-/// who calls it, with counts.
-#[utoipa::path(get, path = "/v1/agents/{id}/graph", tag = "agents", params(("id" = String, Path)),
-    responses((status = 200, body = AgentGraph), (status = 404, body = idv_api::Problem)), security(("bearer" = [])))]
-pub async fn graph(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<axum::Json<AgentGraph>, ApiError> {
-    let agent_id = parse_id(&id, "agent")?;
-    let (calls, called_by) = app::decisions::graph(&state, &caller, agent_id).await?;
-    Ok(axum::Json(AgentGraph {
-        agent_id,
-        calls: calls.into_iter().map(edge_view).collect(),
-        called_by: called_by.into_iter().map(edge_view).collect(),
-    }))
 }

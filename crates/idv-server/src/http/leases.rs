@@ -1,6 +1,6 @@
-//! Dynamic PostgreSQL credentials: `/v1/db/targets`, `/v1/db/templates`,
-//! the administrators' `/v1/leases`, and the agents' own
-//! `/v1/self/db/creds/{template}` and `/v1/self/leases/…`.
+//! Leases of dynamic PostgreSQL credentials: the administrators'
+//! `/v1/leases`, and the agents' own `/v1/self/db/creds/{template}` and
+//! `/v1/self/leases/…` (targets and templates: `db_targets`, `db_templates`).
 
 use std::net::SocketAddr;
 
@@ -8,11 +8,7 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use idv_api::{
-    DbCredsIssued, DbCredsRequest, DbSweepView, DbTargetPut, DbTargetView, DbTemplatePut, DbTemplateView, LeaseRenew,
-    LeaseView, Page,
-};
-use idv_core::db_template::{DbTarget, DbTemplate};
+use idv_api::{DbCredsIssued, DbCredsRequest, LeaseRenew, LeaseView, Page};
 use idv_core::lease::{Lease, LeaseState};
 use idv_store::LeaseFilter;
 use uuid::Uuid;
@@ -21,38 +17,8 @@ use super::credentials::{AGENT_CHALLENGE, presented, seconds};
 use super::error::ApiError;
 use super::extract::{Json, Path, QueryPairs, RequestId, keyset_page, page_size, parse_id};
 use crate::AppState;
-use crate::app::leases::{Holder, TemplateInput};
+use crate::app::leases::Holder;
 use crate::app::{self, AppError, Caller};
-
-/// A template's lease time when it names none.
-const DEFAULT_TTL_SECS: i64 = 3_600;
-/// A template's longest lease when it names none.
-const DEFAULT_MAX_TTL_SECS: i64 = 86_400;
-
-fn target_view(t: &DbTarget) -> DbTargetView {
-    DbTargetView {
-        name: t.name.clone(),
-        host: t.host.clone(),
-        port: t.port,
-        database: t.database.clone(),
-        admin_user: t.admin_user.clone(),
-        role_prefix: t.role_prefix.clone(),
-        updated_at: t.updated_at.to_rfc3339(),
-        updated_by: t.updated_by.clone(),
-    }
-}
-
-fn template_view(t: &DbTemplate) -> DbTemplateView {
-    DbTemplateView {
-        name: t.name.clone(),
-        target: t.target.clone(),
-        statements: t.statements.clone(),
-        default_ttl_secs: t.default_ttl_secs,
-        max_ttl_secs: t.max_ttl_secs,
-        updated_at: t.updated_at.to_rfc3339(),
-        updated_by: t.updated_by.clone(),
-    }
-}
 
 fn lease_view(l: &Lease, state: &AppState) -> LeaseView {
     let now = state.clock.now();
@@ -76,7 +42,7 @@ fn lease_view(l: &Lease, state: &AppState) -> LeaseView {
 
 /// Seconds as the store keeps them; a duration too long for that is out of
 /// every range anyway.
-fn secs(v: Option<idv_api::DurationValue>, field: &str) -> Result<Option<i64>, ApiError> {
+pub(super) fn secs(v: Option<idv_api::DurationValue>, field: &str) -> Result<Option<i64>, ApiError> {
     seconds(v, field)?
         .map(|s| i64::try_from(s).map_err(|_| ApiError::invalid_field(field, format!("`{field}`: too long"))))
         .transpose()
@@ -85,146 +51,6 @@ fn secs(v: Option<idv_api::DurationValue>, field: &str) -> Result<Option<i64>, A
 /// An agent's own call: its errors carry the agent challenge (RFC 9110 §11.6.1).
 fn as_agent(e: AppError) -> ApiError {
     ApiError::from(e).with_challenge(AGENT_CHALLENGE)
-}
-
-/// Register or replace a target database. The server connects with the
-/// given URL first and checks that the role there may create roles.
-#[utoipa::path(put, path = "/v1/db/targets/{name}", tag = "leases", params(("name" = String, Path)),
-    request_body = DbTargetPut,
-    responses((status = 200, body = DbTargetView), (status = 422, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn put_target(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    Json(body): Json<DbTargetPut>,
-) -> Result<axum::Json<DbTargetView>, ApiError> {
-    let t = app::leases::put_target(&state, &caller, &name, &body.connection_url, body.role_prefix).await?;
-    Ok(axum::Json(target_view(&t)))
-}
-
-/// The tenant's target databases.
-#[utoipa::path(get, path = "/v1/db/targets", tag = "leases",
-    responses((status = 200, body = Page<DbTargetView>)), security(("bearer" = [])))]
-pub async fn targets(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<axum::Json<Page<DbTargetView>>, ApiError> {
-    let items = app::leases::targets(&state, &caller).await?;
-    Ok(axum::Json(Page {
-        items: items.iter().map(target_view).collect(),
-        next_cursor: None,
-    }))
-}
-
-/// One target database.
-#[utoipa::path(get, path = "/v1/db/targets/{name}", tag = "leases", params(("name" = String, Path)),
-    responses((status = 200, body = DbTargetView), (status = 404, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn target(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<axum::Json<DbTargetView>, ApiError> {
-    Ok(axum::Json(target_view(
-        &app::leases::target(&state, &caller, &name).await?,
-    )))
-}
-
-/// Remove a target no template or live lease uses (409 otherwise).
-#[utoipa::path(delete, path = "/v1/db/targets/{name}", tag = "leases", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = idv_api::Problem), (status = 409, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn delete_target(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    app::leases::delete_target(&state, &caller, &name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Drop, now, the roles on a target that carry our mark but have no live
-/// lease (the server also sweeps every target periodically).
-#[utoipa::path(post, path = "/v1/db/targets/{name}/sweep", tag = "leases", params(("name" = String, Path)),
-    responses((status = 200, body = DbSweepView), (status = 404, body = idv_api::Problem),
-        (status = 502, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn sweep(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<axum::Json<DbSweepView>, ApiError> {
-    let s = app::leases::sweep_now(&state, &caller, &name).await?;
-    Ok(axum::Json(DbSweepView {
-        found: s.found,
-        dropped: s.dropped,
-    }))
-}
-
-/// Create or replace a role template; its statements must all be on the
-/// allow-list (422 names the first that is not).
-#[utoipa::path(put, path = "/v1/db/templates/{name}", tag = "leases", params(("name" = String, Path)),
-    request_body = DbTemplatePut,
-    responses((status = 200, body = DbTemplateView), (status = 422, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn put_template(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    Json(body): Json<DbTemplatePut>,
-) -> Result<axum::Json<DbTemplateView>, ApiError> {
-    let max_ttl_secs = secs(body.max_ttl, "max_ttl")?.unwrap_or(DEFAULT_MAX_TTL_SECS);
-    let default_ttl_secs = secs(body.default_ttl, "default_ttl")?.unwrap_or(DEFAULT_TTL_SECS.min(max_ttl_secs));
-    let input = TemplateInput {
-        target: body.target,
-        statements: body.statements,
-        default_ttl_secs,
-        max_ttl_secs,
-    };
-    let t = app::leases::put_template(&state, &caller, &name, input).await?;
-    Ok(axum::Json(template_view(&t)))
-}
-
-/// The tenant's role templates.
-#[utoipa::path(get, path = "/v1/db/templates", tag = "leases",
-    responses((status = 200, body = Page<DbTemplateView>)), security(("bearer" = [])))]
-pub async fn templates(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<axum::Json<Page<DbTemplateView>>, ApiError> {
-    let items = app::leases::templates(&state, &caller).await?;
-    Ok(axum::Json(Page {
-        items: items.iter().map(template_view).collect(),
-        next_cursor: None,
-    }))
-}
-
-/// One role template.
-#[utoipa::path(get, path = "/v1/db/templates/{name}", tag = "leases", params(("name" = String, Path)),
-    responses((status = 200, body = DbTemplateView), (status = 404, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn template(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<axum::Json<DbTemplateView>, ApiError> {
-    Ok(axum::Json(template_view(
-        &app::leases::template(&state, &caller, &name).await?,
-    )))
-}
-
-/// Remove a template no live lease uses (409 otherwise).
-#[utoipa::path(delete, path = "/v1/db/templates/{name}", tag = "leases", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = idv_api::Problem), (status = 409, body = idv_api::Problem)),
-    security(("bearer" = [])))]
-pub async fn delete_template(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    app::leases::delete_template(&state, &caller, &name).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The filter of a lease list from its query.

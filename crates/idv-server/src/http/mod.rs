@@ -1,24 +1,32 @@
 //! The HTTP edge: routing, request ids, metrics, and the problem+json
 //! fallbacks. Handlers are thin: parse, call a use case, render.
 
+pub mod admin_tokens;
 pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod authzen;
 pub mod connections;
 pub mod credentials;
+pub mod db_targets;
+pub mod db_templates;
 pub mod delegations;
+pub mod entities;
 pub mod error;
 pub mod extract;
+pub mod grants;
+pub mod graph;
 pub mod keys;
 pub mod leases;
-pub mod lifetimes;
 pub mod oauth;
 pub mod ops;
+pub mod permissions;
 pub mod policies;
-pub mod rotation;
+pub mod roles;
+pub mod rotation_policies;
 pub mod tenants;
-pub mod tokens;
+pub mod token_ttls;
+pub mod trusted_issuers;
 pub mod views;
 pub mod webhooks;
 
@@ -158,9 +166,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(ops::openapi))
         .routes(routes!(tenants::create, tenants::list))
         .routes(routes!(tenants::get))
-        .routes(routes!(tokens::create, tokens::list))
-        .routes(routes!(tokens::current))
-        .routes(routes!(tokens::get, tokens::revoke))
+        .routes(routes!(admin_tokens::create, admin_tokens::list))
+        .routes(routes!(admin_tokens::current))
+        .routes(routes!(admin_tokens::get, admin_tokens::revoke))
         .routes(routes!(agents::create, agents::list))
         .routes(routes!(agents::export))
         .routes(routes!(agents::get, agents::update))
@@ -173,23 +181,23 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(credentials::rotate_agent))
         .routes(routes!(credentials::collect))
         .routes(routes!(credentials::self_rotate))
-        .routes(routes!(rotation::list))
+        .routes(routes!(rotation_policies::list))
         .routes(routes!(
-            rotation::put_tenant,
-            rotation::get_tenant,
-            rotation::delete_tenant
+            rotation_policies::put_tenant,
+            rotation_policies::get_tenant,
+            rotation_policies::delete_tenant
         ))
         .routes(routes!(
-            rotation::put_scoped,
-            rotation::get_scoped,
-            rotation::delete_scoped
+            rotation_policies::put_scoped,
+            rotation_policies::get_scoped,
+            rotation_policies::delete_scoped
         ))
         .routes(routes!(delegations::create, delegations::list))
         .routes(routes!(delegations::get, delegations::revoke))
-        .routes(routes!(delegations::trust, delegations::issuers))
-        .routes(routes!(delegations::distrust))
-        .routes(routes!(lifetimes::list))
-        .routes(routes!(lifetimes::set, lifetimes::remove))
+        .routes(routes!(trusted_issuers::trust, trusted_issuers::issuers))
+        .routes(routes!(trusted_issuers::distrust))
+        .routes(routes!(token_ttls::list))
+        .routes(routes!(token_ttls::set, token_ttls::remove))
         .routes(routes!(keys::list))
         .routes(routes!(keys::rotate))
         .routes(routes!(oauth::token))
@@ -208,14 +216,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(policies::rollback))
         .routes(routes!(policies::get))
         .routes(routes!(policies::activate))
-        .routes(routes!(policies::roles))
-        .routes(routes!(policies::put_role, policies::delete_role))
-        .routes(routes!(policies::grant, policies::grants))
-        .routes(routes!(policies::revoke_grant))
-        .routes(routes!(policies::put_entities, policies::entities))
-        .routes(routes!(policies::delete_entity))
-        .routes(routes!(policies::permissions))
-        .routes(routes!(approvals::graph))
+        .routes(routes!(roles::roles))
+        .routes(routes!(roles::put_role, roles::delete_role))
+        .routes(routes!(grants::grant, grants::grants))
+        .routes(routes!(grants::revoke_grant))
+        .routes(routes!(entities::put_entities, entities::entities))
+        .routes(routes!(entities::delete_entity))
+        .routes(routes!(permissions::permissions))
+        .routes(routes!(graph::graph))
         .routes(routes!(approvals::list))
         .routes(routes!(approvals::get))
         .routes(routes!(approvals::approve))
@@ -226,11 +234,19 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(authzen::search_subject))
         .routes(routes!(authzen::search_resource))
         .routes(routes!(authzen::search_action))
-        .routes(routes!(leases::targets))
-        .routes(routes!(leases::put_target, leases::target, leases::delete_target))
-        .routes(routes!(leases::sweep))
-        .routes(routes!(leases::templates))
-        .routes(routes!(leases::put_template, leases::template, leases::delete_template))
+        .routes(routes!(db_targets::targets))
+        .routes(routes!(
+            db_targets::put_target,
+            db_targets::target,
+            db_targets::delete_target
+        ))
+        .routes(routes!(db_targets::sweep))
+        .routes(routes!(db_templates::templates))
+        .routes(routes!(
+            db_templates::put_template,
+            db_templates::template,
+            db_templates::delete_template
+        ))
         .routes(routes!(leases::list))
         .routes(routes!(leases::get))
         .routes(routes!(leases::renew))
