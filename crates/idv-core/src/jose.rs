@@ -9,6 +9,18 @@
 //! nothing is ever fetched (`jku`, `x5u` and `x5c` are ignored). Parsing is
 //! strict: unpadded base64url only, duplicate JSON members are refused, and the
 //! claims must be a JSON object.
+//!
+//! Why this is hand-written rather than a general JOSE crate (`jsonwebtoken`,
+//! `josekit`, …): those offer what we refuse (HMAC and RSA beside the curves,
+//! `none` or header-chosen algorithms, JWK sets fetched by URL, lenient
+//! base64 and JSON), and each option left in is one more way for a token to be
+//! accepted that we never issued. What is here is only the encoding around two
+//! signatures; the cryptography itself comes from maintained crates
+//! (`ed25519-dalek`, `p256`, `sha2`). Its strictness is checked from outside:
+//! against every Project Wycheproof JWS and JWK vector
+//! (`tests/conformance/jose/`, the `wycheproof` test below), and by PyJWT and
+//! Authlib verifying our tokens and signing client assertions we accept
+//! (`tests/external/oauth/`).
 
 use std::fmt;
 use std::str::FromStr;

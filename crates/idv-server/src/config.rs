@@ -1,5 +1,6 @@
-//! Configuration: flags and `IDV_*` environment variables (read by the CLI),
-//! and the zero-config data directory with its master key.
+//! Configuration: the settings (flags, `IDV_*` environment variables and the
+//! configuration file, declared once in [`settings`]), the [`Config`] they
+//! give, and the zero-config data directory with its master key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,65 +9,70 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use idv_core::secret::MasterKey;
 
-/// Everything the server needs to start.
+mod file;
+pub mod settings;
+
+pub use file::DEFAULT_FILE;
+pub use settings::Settings;
+
+/// Everything the server needs to start: the [`Settings`] checked and
+/// typed (each field's flag, environment variable, default and meaning are
+/// declared there), plus what tests and benchmarks set directly.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Listen address (`--listen`, `IDV_LISTEN`; default `127.0.0.1:8700`).
+    /// Listen address ([`Settings::listen`]).
     pub listen: SocketAddr,
-    /// Data directory (`--data-dir`, `IDV_DATA_DIR`; default `./idv-data`).
+    /// Data directory ([`Settings::data_dir`]).
     pub data_dir: PathBuf,
-    /// `postgres://…` to use PostgreSQL (`IDV_DATABASE_URL`); default SQLite in the data dir.
+    /// PostgreSQL (or SQLite) URL; `None`: SQLite in the data directory
+    /// ([`Settings::database_url`]).
     pub database_url: Option<String>,
-    /// Initial admin token for automation (`IDV_BOOTSTRAP_TOKEN`).
+    /// Initial admin token for automation ([`settings::BOOTSTRAP_TOKEN`]).
     pub bootstrap_token: Option<String>,
-    /// Master key as 64 hex digits (`IDV_MASTER_KEY`).
+    /// Master key as 64 hex digits ([`settings::MASTER_KEY`]).
     pub master_key: Option<String>,
-    /// File holding the master key (`IDV_MASTER_KEY_FILE`).
+    /// File holding the master key ([`Settings::master_key_file`]).
     pub master_key_file: Option<PathBuf>,
-    /// SPIFFE trust domain for agent URIs (`IDV_TRUST_DOMAIN`; default `idv.local`).
+    /// SPIFFE trust domain for agent URIs ([`Settings::trust_domain`]).
     pub trust_domain: String,
-    /// How often due jobs are polled.
+    /// How often due jobs are polled (fixed; tests poll faster).
     pub job_interval: Duration,
-    /// How long a node's claim on a job lasts without renewal
-    /// (`--job-lease`, `IDV_JOB_LEASE`; default [`DEFAULT_JOB_LEASE`],
-    /// within [`JOB_LEASE_RANGE`]). A live node renews its claims every
-    /// third of it; a dead node's jobs go to another node when it ends.
+    /// How long a node's claim on a job lasts without renewal, within
+    /// [`JOB_LEASE_RANGE`] ([`Settings::job_lease`]). A live node renews its
+    /// claims every third of it; a dead node's jobs go to another node when
+    /// it ends.
     pub job_lease: Duration,
-    /// Base URL clients reach this server at, for issuer URLs and metadata
-    /// (`--public-url`, `IDV_PUBLIC_URL`; default `http://<listen address>`).
+    /// Base URL clients reach this server at, for issuer URLs and metadata;
+    /// `None`: `http://<listen address>` ([`Settings::public_url`]).
     pub public_url: Option<String>,
-    /// Access token lifetime (`--token-ttl`, `IDV_TOKEN_TTL`; default 5
-    /// minutes, at most [`MAX_TOKEN_TTL`]).
+    /// Access token lifetime, at most [`MAX_TOKEN_TTL`]
+    /// ([`Settings::token_ttl`]).
     pub token_ttl: Duration,
-    /// Require a server nonce in DPoP proofs (`--dpop-require-nonce`,
-    /// `IDV_DPOP_REQUIRE_NONCE`; RFC 9449 §8).
+    /// Require a server nonce in DPoP proofs (RFC 9449 §8;
+    /// [`Settings::dpop_require_nonce`]).
     pub dpop_require_nonce: bool,
-    /// Algorithm of newly created signing keys (`--signing-alg`,
-    /// `IDV_SIGNING_ALG`: `EdDSA`, the default, or `ES256`).
+    /// Algorithm of newly created signing keys ([`Settings::signing_alg`]).
     pub signing_alg: idv_core::jose::Alg,
-    /// How long each signing key signs before the next one takes over
-    /// (`--signing-key-rotation`, `IDV_SIGNING_KEY_ROTATION`; default 30
-    /// days; `None`: no scheduled rotation, manual only).
+    /// How long each signing key signs before the next one takes over;
+    /// `None`: no scheduled rotation, manual only
+    /// ([`Settings::signing_key_rotation`]).
     pub signing_key_rotation: Option<Duration>,
     /// How long before it signs the next key is published in the JWKS
-    /// (`--signing-key-publish-ahead`, `IDV_SIGNING_KEY_PUBLISH_AHEAD`;
-    /// default 1 hour). The JWKS `Cache-Control: max-age` is derived from it
-    /// ([`jwks_max_age_secs`]).
+    /// ([`Settings::signing_key_publish_ahead`]). The JWKS
+    /// `Cache-Control: max-age` is derived from it ([`jwks_max_age_secs`]).
     pub signing_key_publish_ahead: Duration,
     /// Which plain-`http://` webhook endpoints may be subscribed
-    /// (`--webhook-http`, `IDV_WEBHOOK_HTTP`: `never`, `loopback` (the
-    /// default) or `always`); `https://` always may.
+    /// ([`Settings::webhook_http`]); `https://` always may.
     pub webhook_http: idv_core::webhook::HttpPolicy,
-    /// If not empty, the only hosts webhooks are sent to (`--webhook-hosts`,
-    /// `IDV_WEBHOOK_HOSTS`: names, addresses or `*.domain`, comma-separated).
+    /// If not empty, the only hosts webhooks are sent to
+    /// ([`Settings::webhook_hosts`]).
     pub webhook_hosts: Vec<String>,
     /// Failed authentications allowed per minute from one source address
-    /// (`--auth-failure-limit`, `IDV_AUTH_FAILURE_LIMIT`; default 60): a
-    /// third of it at once; a sixth of it per claimed client id. Past it,
-    /// 429 and counted audit events ([`crate::app::throttle`]).
+    /// ([`Settings::auth_failure_limit`]): a third of it at once; a sixth
+    /// of it per claimed client id. Past it, 429 and counted audit events
+    /// ([`crate::app::throttle`]).
     pub auth_failure_limit: u32,
-    /// Limits on client connections (`--http-header-timeout`,
-    /// `--http-max-connections-per-ip`, `--http-max-connections`).
+    /// Limits on client connections.
     pub connections: ConnectionLimits,
 }
 
@@ -76,17 +82,14 @@ pub struct Config {
 pub struct ConnectionLimits {
     /// How long a client has to send a request's headers, counted from the
     /// first byte it may send: on a kept-alive connection that is also how
-    /// long it may stay idle between requests (`--http-header-timeout`,
-    /// `IDV_HTTP_HEADER_TIMEOUT`; default [`DEFAULT_HEADER_TIMEOUT`]).
+    /// long it may stay idle between requests
+    /// ([`Settings::http_header_timeout`]).
     pub header_timeout: Duration,
     /// Open connections from one client address (IPv6: one /64) beyond which
-    /// a new one is closed at once (`--http-max-connections-per-ip`,
-    /// `IDV_HTTP_MAX_CONNECTIONS_PER_IP`; default
-    /// [`DEFAULT_MAX_CONNECTIONS_PER_IP`]).
+    /// a new one is closed at once ([`Settings::http_max_connections_per_ip`]).
     pub max_per_ip: usize,
     /// Open connections in all beyond which a new one is closed at once
-    /// (`--http-max-connections`, `IDV_HTTP_MAX_CONNECTIONS`; default
-    /// [`DEFAULT_MAX_CONNECTIONS`]).
+    /// ([`Settings::http_max_connections`]).
     pub max: usize,
 }
 

@@ -181,32 +181,28 @@ impl TestServer {
             None => Database::fresh(backend).await?,
         };
         let token = opts.token.unwrap_or_else(idv_core::admin_token::generate);
+        // Anything not set here is the server's default (declared in
+        // `idv_server::config::Settings`).
+        let defaults = Config::default();
         let config = Config {
             listen: "127.0.0.1:0".parse()?,
             data_dir: database.dir.path().to_path_buf(),
             database_url: Some(database.url.clone()),
             bootstrap_token: Some(token.clone()),
-            master_key: None,
-            master_key_file: None,
             trust_domain: "idv.test".into(),
             job_interval: Duration::from_millis(50),
-            job_lease: opts.job_lease.unwrap_or(idv_server::config::DEFAULT_JOB_LEASE),
-            public_url: None,
-            token_ttl: Duration::from_secs(300),
+            job_lease: opts.job_lease.unwrap_or(defaults.job_lease),
             dpop_require_nonce: opts.dpop_require_nonce,
-            signing_alg: opts.signing_alg.unwrap_or(idv_core::jose::Alg::EdDSA),
+            signing_alg: opts.signing_alg.unwrap_or(defaults.signing_alg),
             signing_key_rotation: opts
                 .key_rotation
-                .map_or(idv_server::config::DEFAULT_KEY_ROTATION.into(), |(every, _)| every),
+                .map_or(defaults.signing_key_rotation, |(every, _)| every),
             signing_key_publish_ahead: opts
                 .key_rotation
-                .map_or(idv_server::config::DEFAULT_KEY_PUBLISH_AHEAD, |(_, ahead)| ahead),
-            webhook_http: idv_core::webhook::HttpPolicy::Loopback,
-            webhook_hosts: Vec::new(),
-            auth_failure_limit: opts
-                .auth_failure_limit
-                .unwrap_or(idv_server::app::throttle::DEFAULT_LIMIT),
-            connections: opts.connections.unwrap_or_default(),
+                .map_or(defaults.signing_key_publish_ahead, |(_, ahead)| ahead),
+            auth_failure_limit: opts.auth_failure_limit.unwrap_or(defaults.auth_failure_limit),
+            connections: opts.connections.unwrap_or(defaults.connections),
+            ..defaults
         };
         let clock: Arc<dyn Clock> = match &opts.clock {
             Some(c) => c.clone(),

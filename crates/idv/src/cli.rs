@@ -1,6 +1,5 @@
 //! The command line: `idv serve` and the admin API client commands.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -792,78 +791,9 @@ pub enum CredentialCommand {
     },
 }
 
-/// `idv serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "IDV_LISTEN", default_value = "127.0.0.1:8700")]
-    pub listen: SocketAddr,
-    /// Data directory (SQLite database and master key).
-    #[arg(long, env = "IDV_DATA_DIR", default_value = "idv-data")]
-    pub data_dir: PathBuf,
-    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite.
-    #[arg(long, env = "IDV_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// SPIFFE trust domain for agent URIs.
-    #[arg(long, env = "IDV_TRUST_DOMAIN", default_value = "idv.local")]
-    pub trust_domain: String,
-    /// Base URL clients reach the server at, for OAuth issuer URLs (default:
-    /// `http://<listen address>`).
-    #[arg(long, env = "IDV_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Access token lifetime, e.g. `300`, `5m` (at most 1 hour).
-    #[arg(long, env = "IDV_TOKEN_TTL", default_value = "5m")]
-    pub token_ttl: String,
-    /// Require a server nonce in DPoP proofs (RFC 9449 §8).
-    #[arg(long, env = "IDV_DPOP_REQUIRE_NONCE")]
-    pub dpop_require_nonce: bool,
-    /// Algorithm of new token signing keys: `EdDSA` or `ES256`.
-    #[arg(long, env = "IDV_SIGNING_ALG", default_value = "EdDSA")]
-    pub signing_alg: String,
-    /// Which plain-`http://` webhook endpoints may be subscribed: `never`,
-    /// `loopback` or `always` (`https://` always may).
-    #[arg(long, env = "IDV_WEBHOOK_HTTP", default_value = "loopback")]
-    pub webhook_http: String,
-    /// The only hosts webhooks may be sent to, comma-separated: names,
-    /// addresses or `*.domain` (default: any).
-    #[arg(long, env = "IDV_WEBHOOK_HOSTS", value_delimiter = ',')]
-    pub webhook_hosts: Vec<String>,
-    /// Failed authentications allowed per minute from one source address
-    /// (a third of it at once, a sixth per client id); past it, 429 with
-    /// Retry-After and counted audit events.
-    #[arg(long, env = "IDV_AUTH_FAILURE_LIMIT", default_value_t = 60, value_parser = clap::value_parser!(u32).range(6..=1_000_000))]
-    pub auth_failure_limit: u32,
-    /// How long each token signing key signs before the next takes over,
-    /// e.g. `30d`; `off` for manual rotation only (`idv key rotate`).
-    #[arg(long, env = "IDV_SIGNING_KEY_ROTATION", default_value = "30d")]
-    pub signing_key_rotation: String,
-    /// How long before it signs the next signing key is published in the
-    /// JWKS (1 minute to 30 days).
-    #[arg(long, env = "IDV_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h")]
-    pub signing_key_publish_ahead: String,
-    /// How long a node's claim on a background job lasts without renewal,
-    /// e.g. `15s` (3 seconds to 1 hour); a dead node's jobs wait about this
-    /// long before another node runs them.
-    #[arg(long, env = "IDV_JOB_LEASE", default_value = "15s")]
-    pub job_lease: String,
-    /// How long a client has to send a request's headers, and how long a
-    /// kept-alive connection may stay idle, e.g. `10s` (1 second to 5 minutes).
-    #[arg(long, env = "IDV_HTTP_HEADER_TIMEOUT", default_value = "10s")]
-    pub http_header_timeout: String,
-    /// Open connections from one client address (IPv6: one /64) beyond which
-    /// new ones are closed at once.
-    #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS_PER_IP", default_value_t = idv_server::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
-    pub http_max_connections_per_ip: usize,
-    /// Open connections in all beyond which new ones are closed at once.
-    #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS", default_value_t = idv_server::config::DEFAULT_MAX_CONNECTIONS)]
-    pub http_max_connections: usize,
-    /// Master key file (default: `<data-dir>/master.key`, created on first start).
-    #[arg(long, env = "IDV_MASTER_KEY_FILE")]
-    pub master_key_file: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `idv_server=debug`.
-    #[arg(long, env = "IDV_LOG", default_value = "info")]
-    pub log: String,
-}
+/// `idv serve`: the server's settings, declared in `idv-server` with their
+/// flags, environment variables and defaults.
+pub type ServeArgs = idv_server::config::Settings;
 
 /// How to reach the server, shared by every client command.
 #[derive(Debug, Clone, Args)]

@@ -14,6 +14,8 @@ backend_tests!(
     the_master_key_check_is_recorded_once,
     racing_opens_on_a_fresh_schema_all_succeed,
     the_audit_table_rebuild_keeps_the_chain,
+    a_changed_applied_migration_is_refused,
+    a_database_without_checksums_upgrades,
 );
 
 /// Every migration the store knows, as recorded in `idv_migrations`.
@@ -216,4 +218,53 @@ async fn the_audit_table_rebuild_keeps_the_chain(backend: Backend) {
     );
     tenant(&upgraded, "after-upgrade").await;
     assert_eq!(chain(&upgraded).await.len(), 3);
+}
+
+/// A migration already applied whose SQL differs from this binary's file is
+/// refused by name, and nothing is applied after it.
+async fn a_changed_applied_migration_is_refused(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    f.store.close().await;
+    exec(
+        &f.db,
+        &[
+            "UPDATE idv_migrations SET checksum = 'edited' WHERE version = 3",
+            "DELETE FROM idv_migrations WHERE version = 13",
+        ],
+    )
+    .await;
+    let err = Store::open(&f.db.url, f.clock.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("migration 3 (`0003_credentials.sql`) was applied with other contents"),
+        "{msg}"
+    );
+    let applied: Vec<i64> = VERSIONS.into_iter().filter(|v| *v != 13).collect();
+    assert_eq!(versions(&f.db).await, applied, "nothing applied past the refusal");
+}
+
+/// A database made before checksums were recorded (no `checksum` column)
+/// opens as before and gets this binary's checksums, checked from then on.
+async fn a_database_without_checksums_upgrades(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let a = f.create_one("kept").await;
+    f.store.close().await;
+    exec(&f.db, &["ALTER TABLE idv_migrations DROP COLUMN checksum"]).await;
+    let again = Store::open(&f.db.url, f.clock.clone()).await.unwrap();
+    assert_eq!(versions(&f.db).await, VERSIONS);
+    assert_eq!(
+        count(&f.db, "SELECT COUNT(*) FROM idv_migrations WHERE checksum IS NOT NULL").await,
+        13,
+        "every migration's checksum recorded"
+    );
+    assert_eq!(again.agent(f.tenant.id, a.id).await.unwrap(), Some(a));
+    again.close().await;
+    exec(
+        &f.db,
+        &["UPDATE idv_migrations SET checksum = 'edited' WHERE version = 1"],
+    )
+    .await;
+    let err = Store::open(&f.db.url, f.clock.clone()).await.unwrap_err();
+    assert!(err.to_string().starts_with("migration 1 (`0001_init.sql`)"), "{err}");
 }

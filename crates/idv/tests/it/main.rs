@@ -14,4 +14,5 @@ mod crash;
 mod db;
 mod jobs;
 mod nodes;
+mod settings;
 mod support;

@@ -70,6 +70,13 @@ pub async fn serve(db: &Database, token: &str) -> (Child, String) {
         .kill_on_drop(true)
         .spawn()
         .expect("start idv serve");
+    let base = listening(&mut child).await;
+    (child, base)
+}
+
+/// The base URL `idv serve` (spawned with its standard output piped) says
+/// it listens on.
+pub async fn listening(child: &mut Child) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -83,7 +90,7 @@ pub async fn serve(db: &Database, token: &str) -> (Child, String) {
     .expect("idv serve did not start in time");
     // Keep draining its output so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    base
 }
 
 /// The value of the unlabelled metric `name` on the node at `base`.
