@@ -2,21 +2,17 @@
 //! and signed client assertions.
 
 use idv_core::Timestamp;
-use idv_core::access_token;
 use idv_core::agent::Agent;
 use idv_core::audit::{Actor, ActorKind};
+use idv_core::client_assertion::{self, AssertionError};
 use idv_core::credential::{CLIENT_SECRET, Credential, Kind};
 use idv_core::jose::{self, Jwk, PublicKey};
 use idv_core::lifecycle::Status;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Issuer, OAuthError};
 use crate::AppState;
 use crate::app::cache;
-
-/// Longest client assertion lifetime we accept (bounds the replay cache).
-const MAX_ASSERTION_SECS: i64 = 600;
 
 /// How the client presented itself (RFC 6749 §2.3, RFC 7523 §2.2).
 #[derive(Clone, Debug)]
@@ -159,48 +155,12 @@ async fn authenticate_assertion(
 ) -> Result<Client, OAuthError> {
     let bad = |why: &str| OAuthError::InvalidClient(format!("client assertion refused: {why}"));
     let jws = jose::decode(assertion).map_err(|e| bad(&e.to_string()))?;
-    let claims = &jws.claims;
-    let text = |name: &str| claims.get(name).and_then(Value::as_str);
-    let sub = text("sub").ok_or_else(|| bad("no `sub`"))?;
-    if text("iss") != Some(sub) {
-        return Err(bad("`iss` must equal `sub` (the client id)"));
-    }
-    if client_id.is_some_and(|c| c != sub) {
-        return Err(bad("`client_id` does not match the assertion's `sub`"));
-    }
-    let id = parse_client_id(sub)?;
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => vec![],
-    };
-    let token_endpoints: Vec<String> = issuer.urls.iter().map(|u| format!("{u}/oauth2/token")).collect();
-    let names_us = audiences
-        .iter()
-        .any(|a| issuer.urls.iter().any(|u| u == a) || token_endpoints.iter().any(|u| u == a));
-    if !names_us {
-        return Err(bad("`aud` must be this issuer or its token endpoint"));
-    }
     let now = state.clock.now();
-    let now_s = now.as_micros().div_euclid(1_000_000);
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad("no `exp`"))?;
-    if exp + access_token::LEEWAY_SECS <= now_s {
-        return Err(bad("expired"));
-    }
-    if exp - now_s > MAX_ASSERTION_SECS {
-        return Err(bad("`exp` is more than 10 minutes away"));
-    }
-    if claims
-        .get("nbf")
-        .and_then(Value::as_i64)
-        .is_some_and(|nbf| nbf > now_s + access_token::LEEWAY_SECS)
-    {
-        return Err(bad("not valid yet"));
-    }
-    let jti = text("jti").filter(|j| !j.is_empty()).ok_or_else(|| bad("no `jti`"))?;
+    let checked = client_assertion::check(&jws.claims, client_id, &issuer.urls, now).map_err(|e| match e {
+        AssertionError::NotClientId => bad_client(),
+        other => bad(&other.to_string()),
+    })?;
+    let id = checked.client_id;
     let agent = state.store.agent(issuer.tenant.id, id).await?.ok_or_else(bad_client)?;
     let candidates = state.store.credentials(issuer.tenant.id, id).await?;
     let credential = candidates
@@ -220,8 +180,8 @@ async fn authenticate_assertion(
         credential,
         method: "private_key_jwt",
         assertion_jti: Some((
-            format!("client-assertion|{}|{jti}", issuer.tenant.id),
-            Timestamp::from_micros((exp + access_token::LEEWAY_SECS).saturating_mul(1_000_000)),
+            format!("client-assertion|{}|{}", issuer.tenant.id, checked.jti),
+            checked.replay_until(),
         )),
     })
 }

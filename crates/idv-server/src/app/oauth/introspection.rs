@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::token::grants_of;
 use super::{Caller, Issuer, OAuthError, issuer};
 use crate::AppState;
+use crate::app::request;
 use crate::app::{AppError, cache, keys};
 
 /// A token we recognised and whose signature (or hash) checked out.
@@ -232,13 +233,7 @@ fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
 }
 
 /// The introspection endpoint. `caller` is already authenticated.
-pub async fn introspect(
-    state: &AppState,
-    issuer: &Issuer,
-    caller: &Caller,
-    token: &str,
-    request_id: &str,
-) -> Result<Value, OAuthError> {
+pub async fn introspect(state: &AppState, issuer: &Issuer, caller: &Caller, token: &str) -> Result<Value, OAuthError> {
     let now = state.clock.now();
     match recognise(state, issuer, token).await? {
         None => Ok(inactive()),
@@ -272,7 +267,7 @@ pub async fn introspect(
             // last use is recorded with an audit event in one commit.
             let ctx = Context {
                 actor: caller.actor(),
-                request_id: Some(request_id.to_owned()),
+                request_id: Some(request::id()),
                 note: None,
             };
             state
@@ -285,7 +280,7 @@ pub async fn introspect(
                     ctx,
                 )
                 .await?;
-            crate::app::credentials::successor_used(state, &c, Some(request_id.to_owned())).await?;
+            crate::app::credentials::successor_used(state, &c, Some(request::id())).await?;
             let scope: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
             let mut out = json!({
                 "active": true,

@@ -22,19 +22,15 @@ pub use self::client_auth::{Client, ClientAuth, authenticate};
 pub use self::introspection::{ActiveToken, INTROSPECT_SCOPE, active_token, introspect};
 pub use self::issuer::{Issuer, issuer};
 pub use self::revocation::revoke;
-pub use self::token::{TokenRequest, TokenResponse, refuse_request, token};
-use super::{AppError, throttle};
+pub use self::token::{TokenRequest, refuse_request, token};
+use super::{AppError, request};
 use crate::AppState;
 
 /// RFC 7521 §4.2 / RFC 7523 §2.2: the client assertion type for JWTs.
-pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
+pub use idv_core::client_assertion::ASSERTION_TYPE as JWT_BEARER_ASSERTION;
 /// RFC 8693 §2.1: the token exchange grant type.
-pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// RFC 8693 §3: an OAuth access token.
-pub const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
-/// RFC 8693 §3: a JWT.
-pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub use idv_core::token_exchange::GRANT_TYPE as GRANT_TOKEN_EXCHANGE;
+pub use idv_core::token_exchange::{TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT};
 
 /// An RFC 6749 §5.2 error (and the RFC 8707 / RFC 9396 / RFC 7009 additions).
 #[derive(Debug, thiserror::Error)]
@@ -172,15 +168,15 @@ fn refusal_event(issuer: &Issuer, actor: Actor, action: &str, target: &str, err:
 
 /// Records a refusal (durably) and returns the error; if the record cannot
 /// be written the request fails as a server error instead.
-async fn refuse(state: &AppState, mut event: Draft, request_id: &str, err: OAuthError) -> OAuthError {
+async fn refuse(state: &AppState, mut event: Draft, err: OAuthError) -> OAuthError {
     if matches!(err, OAuthError::Server(_)) {
         return err;
     }
-    event.request_id = Some(request_id.to_owned());
+    event.request_id = Some(request::id());
     // Callers that did not authenticate: one by one on the record within
     // their budgets, counted past them (app::throttle).
     if event.actor.kind == ActorKind::Anonymous {
-        let (source, now) = (throttle::peer(), state.clock.now());
+        let (source, now) = (request::peer(), state.clock.now());
         if let Some(retry_after) = state
             .failed_auth
             .spend(event.tenant_id, Some(&event.target_id), source, now)
@@ -195,7 +191,7 @@ async fn refuse(state: &AppState, mut event: Draft, request_id: &str, err: OAuth
     }
     let ctx = Context {
         actor: event.actor.clone(),
-        request_id: Some(request_id.to_owned()),
+        request_id: Some(request::id()),
         note: None,
     };
     match state.store.execute(Command::Record(event), ctx).await {

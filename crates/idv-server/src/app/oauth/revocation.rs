@@ -8,17 +8,12 @@ use uuid::Uuid;
 use super::introspection::{Known, recognise};
 use super::{Caller, Issuer, OAuthError, refusal_event, refuse};
 use crate::AppState;
+use crate::app::request;
 
 /// The revocation endpoint (RFC 7009 §2.1): a client may revoke the tokens
 /// and API keys issued to it; an admin of the tenant (`operator` or `admin`)
 /// may revoke any. Unknown, invalid and expired tokens succeed silently.
-pub async fn revoke(
-    state: &AppState,
-    issuer: &Issuer,
-    caller: &Caller,
-    token: &str,
-    request_id: &str,
-) -> Result<(), OAuthError> {
+pub async fn revoke(state: &AppState, issuer: &Issuer, caller: &Caller, token: &str) -> Result<(), OAuthError> {
     if let Caller::Admin(a) = caller
         && !a.principal.may(idv_core::admin_token::Permission::WriteRegistry)
     {
@@ -33,7 +28,7 @@ pub async fn revoke(
     };
     let ctx = Context {
         actor: caller.actor(),
-        request_id: Some(request_id.to_owned()),
+        request_id: Some(request::id()),
         note: None,
     };
     match recognise(state, issuer, token).await? {
@@ -58,7 +53,7 @@ pub async fn revoke(
                     &err,
                     json!({ "jti": jti }),
                 );
-                return Err(refuse(state, ev, request_id, err).await);
+                return Err(refuse(state, ev, err).await);
             }
             let cmd = Command::RevokeToken {
                 tenant_id: issuer.tenant.id,
@@ -80,7 +75,7 @@ pub async fn revoke(
                     &err,
                     json!({ "credential_id": c.id }),
                 );
-                return Err(refuse(state, ev, request_id, err).await);
+                return Err(refuse(state, ev, err).await);
             }
             if c.revoked_at.is_some() {
                 return Ok(());

@@ -2,6 +2,7 @@
 //! `client_credentials` issuance (a token for the agent itself, within its
 //! grants); signing and recording every issued token.
 
+use idv_api::TokenResponseBody;
 use idv_core::Timestamp;
 use idv_core::access_token::{self, AccessToken};
 use idv_core::agent::{Agent, spiffe_id};
@@ -16,6 +17,7 @@ use super::{
     exchange::exchange, refusal_event, refuse,
 };
 use crate::AppState;
+use crate::app::request;
 use crate::app::{AppError, keys, lifetimes};
 
 /// A token request's parameters after client authentication.
@@ -45,23 +47,6 @@ pub struct TokenRequest {
     pub dpop: Option<String>,
 }
 
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Clone, Debug)]
-pub struct TokenResponse {
-    /// The JWT.
-    pub access_token: String,
-    /// `Bearer`.
-    pub token_type: &'static str,
-    /// RFC 8693 §2.2.1 `issued_token_type` (token exchange only).
-    pub issued_token_type: Option<&'static str>,
-    /// Seconds.
-    pub expires_in: i64,
-    /// Granted scope.
-    pub scope: Option<String>,
-    /// Granted authorization details (RFC 9396 §7).
-    pub authorization_details: Option<Vec<Value>>,
-}
-
 /// Records a token request refused before client authentication (malformed
 /// form, repeated parameters, several authentication methods).
 pub async fn refuse_request(
@@ -69,7 +54,6 @@ pub async fn refuse_request(
     issuer: &Issuer,
     claimed_client_id: Option<&str>,
     err: OAuthError,
-    request_id: &str,
 ) -> OAuthError {
     let target: String = claimed_client_id.unwrap_or("-").chars().take(128).collect();
     let ev = refusal_event(
@@ -80,7 +64,7 @@ pub async fn refuse_request(
         &err,
         json!({}),
     );
-    refuse(state, ev, request_id, err).await
+    refuse(state, ev, err).await
 }
 
 /// The token endpoint.
@@ -89,8 +73,7 @@ pub async fn token(
     issuer: &Issuer,
     auth: Option<ClientAuth>,
     req: TokenRequest,
-    request_id: &str,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<TokenResponseBody, OAuthError> {
     let Some(auth) = auth else {
         let err = OAuthError::InvalidClient("the client did not authenticate".into());
         let ev = refusal_event(
@@ -101,7 +84,7 @@ pub async fn token(
             &err,
             json!({ "grant_type": req.grant_type }),
         );
-        return Err(refuse(state, ev, request_id, err).await);
+        return Err(refuse(state, ev, err).await);
     };
     let client = match authenticate(state, issuer, &auth).await {
         Ok(c) => c,
@@ -115,10 +98,10 @@ pub async fn token(
                 &err,
                 json!({ "method": auth.method(), "grant_type": req.grant_type }),
             );
-            return Err(refuse(state, ev, request_id, err).await);
+            return Err(refuse(state, ev, err).await);
         }
     };
-    match issue(state, issuer, &client, &req, request_id).await {
+    match issue(state, issuer, &client, &req).await {
         Ok(r) => Ok(r),
         Err(err) => {
             let ev = refusal_event(
@@ -129,7 +112,7 @@ pub async fn token(
                 &err,
                 json!({ "method": client.method, "grant_type": req.grant_type, "scope": req.scope }),
             );
-            Err(refuse(state, ev, request_id, err).await)
+            Err(refuse(state, ev, err).await)
         }
     }
 }
@@ -139,11 +122,10 @@ async fn issue(
     issuer: &Issuer,
     client: &Client,
     req: &TokenRequest,
-    request_id: &str,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<TokenResponseBody, OAuthError> {
     match req.grant_type.as_str() {
-        "client_credentials" => client_credentials(state, issuer, client, req, request_id).await,
-        GRANT_TOKEN_EXCHANGE => exchange(state, issuer, client, req, request_id).await,
+        "client_credentials" => client_credentials(state, issuer, client, req).await,
+        GRANT_TOKEN_EXCHANGE => exchange(state, issuer, client, req).await,
         other => Err(OAuthError::UnsupportedGrantType(format!(
             "grant type `{other}` is not supported (client_credentials, {GRANT_TOKEN_EXCHANGE})"
         ))),
@@ -164,8 +146,7 @@ async fn client_credentials(
     issuer: &Issuer,
     client: &Client,
     req: &TokenRequest,
-    request_id: &str,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<TokenResponseBody, OAuthError> {
     if req.subject_token.is_some() || req.actor_token.is_some() {
         return Err(OAuthError::InvalidRequest(
             "`subject_token` and `actor_token` belong to token exchange".into(),
@@ -198,7 +179,7 @@ async fn client_credentials(
         environment: client.agent.environment.map(|e| e.as_str().to_owned()),
         tenant: issuer.tenant.name.clone(),
     };
-    sign_and_record(state, issuer, client, token, json!({}), req, request_id).await
+    sign_and_record(state, issuer, client, token, json!({}), req).await
 }
 
 /// Binds `token` to the request's DPoP key if it sent a proof, signs it and
@@ -212,8 +193,7 @@ pub(super) async fn sign_and_record(
     mut token: AccessToken,
     extra: Value,
     req: &TokenRequest,
-    request_id: &str,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<TokenResponseBody, OAuthError> {
     let action = if req.grant_type == GRANT_TOKEN_EXCHANGE {
         "token.exchange"
     } else {
@@ -255,12 +235,12 @@ pub(super) async fn sign_and_record(
         target_id: client.agent.id.to_string(),
         outcome: Outcome::Success,
         reason: None,
-        request_id: Some(request_id.to_owned()),
+        request_id: Some(request::id()),
         details,
     };
     let ctx = Context {
         actor: client.actor(),
-        request_id: Some(request_id.to_owned()),
+        request_id: Some(request::id()),
         note: None,
     };
     let mut once: Vec<(String, Timestamp)> = client.assertion_jti.iter().cloned().collect();
@@ -279,13 +259,13 @@ pub(super) async fn sign_and_record(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(TokenResponse {
+    Ok(TokenResponseBody {
         access_token: jwt,
-        token_type: if token.cnf_jkt.is_some() { "DPoP" } else { "Bearer" },
-        issued_token_type: (action == "token.exchange").then_some(TOKEN_TYPE_ACCESS),
+        token_type: if token.cnf_jkt.is_some() { "DPoP" } else { "Bearer" }.to_owned(),
         expires_in: (token.expires_at.as_micros() - token.issued_at.as_micros())
             .div_euclid(1_000_000)
             .max(1),
+        issued_token_type: (action == "token.exchange").then(|| TOKEN_TYPE_ACCESS.to_owned()),
         scope,
         authorization_details: token.authorization_details,
     })
