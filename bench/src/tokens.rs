@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
+use idv_api::TokenResponseBody;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -73,6 +74,11 @@ pub(crate) fn text<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
     v.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("no `{key}` in {v}"))
+}
+
+/// A token endpoint's answer (RFC 6749 §5.1), read as the shared wire type.
+fn token_response(v: Value) -> anyhow::Result<TokenResponseBody> {
+    serde_json::from_value(v.clone()).with_context(|| format!("not a token response: {v}"))
 }
 
 pub(crate) async fn admin(server: &Server, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -171,8 +177,8 @@ pub async fn run(args: &TokensArgs, server: &Arc<Server>) -> anyhow::Result<Toke
     })
     .await?;
 
-    let subject = text(
-        &form(
+    let subject = token_response(
+        form(
             &http,
             &token_url,
             &a.id,
@@ -180,9 +186,8 @@ pub async fn run(args: &TokensArgs, server: &Arc<Server>) -> anyhow::Result<Toke
             &[("grant_type", "client_credentials")],
         )
         .await?,
-        "access_token",
     )?
-    .to_owned();
+    .access_token;
     let subject = Arc::new(subject);
 
     crate::say("introspection");
@@ -285,7 +290,7 @@ async fn baseline(args: &TokensArgs, ours: &Latency) -> anyhow::Result<Option<Ba
         &[("grant_type", "client_credentials"), ("scope", "read")],
     )
     .await?;
-    let jwt = text(&sample, "access_token")?;
+    let jwt = token_response(sample)?.access_token;
     let header = jwt.split('.').next().unwrap_or_default();
     crate::say(&format!("oidc-provider token header: {header}"));
     crate::say("client_credentials at oidc-provider");

@@ -58,6 +58,8 @@ fuzz_target!(|data: &[u8]| {
         actor: Party::Entity(&subject),
         delegators: vec![],
         action: &action,
+        action_properties: None,
+        subject_properties: None,
         resource: Target::Entity { uid: &resource, properties: props },
         context,
         now: Timestamp::from_micros(0),

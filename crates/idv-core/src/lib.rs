@@ -7,6 +7,7 @@ pub mod admin_token;
 pub mod agent;
 pub mod approval;
 pub mod audit;
+pub mod client_assertion;
 pub mod clock;
 pub mod credential;
 pub mod db_template;
@@ -29,6 +30,7 @@ pub mod secret;
 pub mod tenant;
 pub mod throttle;
 pub mod timestamp;
+pub mod token_exchange;
 pub mod trusted_issuer;
 pub mod webhook;
 

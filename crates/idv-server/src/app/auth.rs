@@ -91,7 +91,7 @@ pub async fn authenticate(
 /// tenant: an unknown token names none) and `Some(seconds)` to wait, for a
 /// 429 ([`super::throttle`]).
 pub async fn failed(state: &AppState, bearer: &str, request_id: &str) -> Option<u64> {
-    let (source, now) = (super::throttle::peer(), state.clock.now());
+    let (source, now) = (super::request::peer(), state.clock.now());
     // The format's prefix and a few characters, as in token hints: never
     // enough of a secret to matter.
     let hint: String = bearer.chars().take(10).collect();

@@ -15,6 +15,7 @@ pub mod leases;
 pub mod lifetimes;
 pub mod oauth;
 pub mod policies;
+pub mod request;
 pub mod rotation;
 pub mod search;
 pub mod tenants;

@@ -59,17 +59,6 @@ pub const MAX_KEYS: usize = 100_000;
 /// Client ids kept as examples in one counted event.
 const SAMPLES: usize = 5;
 
-tokio::task_local! {
-    /// The address of the peer of the request being served (set at the
-    /// HTTP edge for the whole request).
-    pub static PEER: Option<IpAddr>;
-}
-
-/// The current request's peer address, if known.
-pub fn peer() -> Option<IpAddr> {
-    PEER.try_with(|p| *p).ok().flatten()
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 enum Key {
     Source(IpAddr),

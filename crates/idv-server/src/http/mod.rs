@@ -37,6 +37,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::{Extension, Router};
+use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -45,6 +46,7 @@ use utoipa_axum::routes;
 use self::error::ApiError;
 use self::extract::RequestId;
 use crate::AppState;
+use crate::app::request::RequestContext;
 
 /// Default largest request body.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -288,8 +290,10 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Assigns the request id (or keeps a sane one the client sent), echoes it in
-/// `X-Request-Id`, and counts the response.
+/// Assigns the request id (or keeps a sane one the client sent), builds the
+/// request context once (id and peer, read by the use cases through
+/// [`crate::app::request`]) inside a `request` tracing span carrying the id,
+/// echoes the id in `X-Request-Id`, and counts the response.
 async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -303,7 +307,9 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let mut res = crate::app::throttle::PEER.scope(peer, next.run(req)).await;
+    let span = tracing::info_span!("request", request_id = %id);
+    let ctx = RequestContext { id: id.clone(), peer };
+    let mut res = ctx.scope(next.run(req)).instrument(span).await;
     error::stamp(&mut res, &id);
     state.metrics.response(res.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::extract::RequestId;
 use crate::AppState;
 use crate::app::oauth::{self, ClientAuth, Issuer, OAuthError, TokenRequest};
 use crate::app::{self, AppError, keys};
@@ -206,7 +205,7 @@ impl IntoResponse for OAuthResponse {
     }
 }
 
-fn no_store(body: Value) -> Response {
+fn no_store(body: impl serde::Serialize) -> Response {
     let mut res = axum::Json(body).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -226,7 +225,6 @@ async fn resolve(state: &AppState, tenant: Option<&str>) -> Result<Issuer, OAuth
 async fn token_inner(
     state: &AppState,
     tenant: Option<&str>,
-    request_id: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
@@ -266,27 +264,11 @@ async fn token_inner(
                     .find(|(k, _)| k == "client_id")
                     .map(|(_, v)| v.into_owned()),
             };
-            return Err(oauth::refuse_request(state, &issuer, claimed.as_deref(), e, request_id).await);
+            return Err(oauth::refuse_request(state, &issuer, claimed.as_deref(), e).await);
         }
     };
-    let r = oauth::token(state, &issuer, auth, req, request_id).await?;
-    let mut body = json!({
-        "access_token": r.access_token,
-        "token_type": r.token_type,
-        "expires_in": r.expires_in,
-    });
-    if let Value::Object(m) = &mut body {
-        if let Some(t) = r.issued_token_type {
-            m.insert("issued_token_type".into(), Value::String(t.into()));
-        }
-        if let Some(s) = r.scope {
-            m.insert("scope".into(), Value::String(s));
-        }
-        if let Some(d) = r.authorization_details {
-            m.insert("authorization_details".into(), Value::Array(d));
-        }
-    }
-    Ok(no_store(body))
+    let r = oauth::token(state, &issuer, auth, req).await?;
+    Ok(no_store(r))
 }
 
 /// Authenticates the caller of introspection or revocation: an agent's client
@@ -296,11 +278,10 @@ async fn endpoint_caller(
     issuer: &Issuer,
     headers: &HeaderMap,
     form: &Form,
-    request_id: &str,
 ) -> Result<oauth::Caller, OAuthError> {
     let header = header_auth(headers)?;
     if let HeaderAuth::Bearer(token) = &header {
-        let caller = app::auth::authenticate(state, token, None, request_id.to_owned())
+        let caller = app::auth::authenticate(state, token, None, app::request::id())
             .await
             .map_err(|e| match e {
                 AppError::Unauthenticated(d) | AppError::Forbidden(d) => OAuthError::InvalidClient(d),
@@ -328,28 +309,26 @@ async fn endpoint_caller(
 async fn introspect_inner(
     state: &AppState,
     tenant: Option<&str>,
-    request_id: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let issuer = resolve(state, tenant).await?;
     let form = Form::parse(headers, body, &[])?;
-    let caller = endpoint_caller(state, &issuer, headers, &form, request_id).await?;
+    let caller = endpoint_caller(state, &issuer, headers, &form).await?;
     let token = form.required("token")?;
-    let out = oauth::introspect(state, &issuer, &caller, token, request_id).await?;
+    let out = oauth::introspect(state, &issuer, &caller, token).await?;
     Ok(no_store(out))
 }
 
 async fn revoke_inner(
     state: &AppState,
     tenant: Option<&str>,
-    request_id: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let issuer = resolve(state, tenant).await?;
     let form = Form::parse(headers, body, &[])?;
-    let caller = endpoint_caller(state, &issuer, headers, &form, request_id).await?;
+    let caller = endpoint_caller(state, &issuer, headers, &form).await?;
     let token = form.required("token")?;
     if let Some(hint) = form.one("token_type_hint")
         && !matches!(hint, "access_token" | "refresh_token")
@@ -358,16 +337,12 @@ async fn revoke_inner(
         // is searched for anyway. Only say so in the log.
         tracing::debug!(hint, "unknown token_type_hint");
     }
-    oauth::revoke(state, &issuer, &caller, token, request_id).await?;
+    oauth::revoke(state, &issuer, &caller, token).await?;
     Ok(no_store(json!({})))
 }
 
 fn respond(r: Result<Response, OAuthError>) -> Response {
     r.unwrap_or_else(|e| OAuthResponse(e).into_response())
-}
-
-fn request_id(parts: &axum::http::Extensions) -> String {
-    parts.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default()
 }
 
 /// The three form-posting OAuth endpoints.
@@ -384,12 +359,12 @@ async fn serve(state: AppState, tenant: Option<String>, req: axum::extract::Requ
     let dpop = endpoint == Endpoint::Token && req.headers().contains_key("dpop");
     let mut res = respond(
         async {
-            let (headers, id, body) = split(req).await?;
+            let (headers, body) = split(req).await?;
             let t = tenant.as_deref();
             match endpoint {
-                Endpoint::Token => token_inner(&state, t, &id, &headers, &body).await,
-                Endpoint::Introspect => introspect_inner(&state, t, &id, &headers, &body).await,
-                Endpoint::Revoke => revoke_inner(&state, t, &id, &headers, &body).await,
+                Endpoint::Token => token_inner(&state, t, &headers, &body).await,
+                Endpoint::Introspect => introspect_inner(&state, t, &headers, &body).await,
+                Endpoint::Revoke => revoke_inner(&state, t, &headers, &body).await,
             }
         }
         .await,
@@ -425,13 +400,12 @@ pub async fn tenant_token(
     serve(state, Some(tenant), req, Endpoint::Token).await
 }
 
-async fn split(req: axum::extract::Request) -> Result<(HeaderMap, String, Bytes), OAuthError> {
+async fn split(req: axum::extract::Request) -> Result<(HeaderMap, Bytes), OAuthError> {
     let (parts, body) = req.into_parts();
-    let id = request_id(&parts.extensions);
     let bytes = axum::body::to_bytes(body, super::BODY_LIMIT)
         .await
         .map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable".into()))?;
-    Ok((parts.headers, id, bytes))
+    Ok((parts.headers, bytes))
 }
 
 /// Introspection endpoint of the default tenant.
