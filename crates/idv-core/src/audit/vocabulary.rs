@@ -197,11 +197,11 @@ vocabulary! {
         /// Validating policies (a refusal by role only).
         PolicyValidate = "policy.validate",
         /// A role created or replaced (the attempt; see [`Action::RoleCreate`]).
-        RolePut = "role.put" => "policy.role_changed",
+        RolePut = "role.put",
         /// A role created.
-        RoleCreate = "role.create",
+        RoleCreate = "role.create" => "policy.role_changed",
         /// A role replaced.
-        RoleUpdate = "role.update",
+        RoleUpdate = "role.update" => "policy.role_changed",
         /// A role deleted.
         RoleDelete = "role.delete" => "policy.role_deleted",
         /// Listing roles (a refusal by role only).

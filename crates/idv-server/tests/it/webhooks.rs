@@ -30,6 +30,7 @@ backend_tests!(
     settled_deliveries_are_pruned_after_their_retention,
     concurrent_rotations_return_only_secrets_in_effect,
     a_burst_of_events_is_delivered_within_seconds,
+    role_changes_are_published,
 );
 
 /// One request the receiver got.
@@ -728,4 +729,32 @@ async fn a_burst_of_events_is_delivered_within_seconds(backend: Backend) {
     })
     .await;
     eprintln!("100 deliveries in {took:?}");
+}
+
+/// A role's creation and replacement are published as
+/// `policy.role_changed`, its deletion as `policy.role_deleted` (they were
+/// recorded as `role.create` / `role.update` while only the refused attempt,
+/// `role.put`, was mapped to the event, so subscribers heard nothing).
+async fn role_changes_are_published(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = Receiver::start(200).await;
+    subscribe(&s, &s.token, &r.url, &["policy.role_changed", "policy.role_deleted"]).await;
+    for body in [
+        json!({ "actions": ["read"] }),
+        json!({ "description": "reads", "actions": ["read"] }),
+    ] {
+        let res = s.req(Method::PUT, "/v1/roles/reader").json(&body).send().await.unwrap();
+        json_ok(res, StatusCode::OK).await;
+    }
+    let res = s.req(Method::DELETE, "/v1/roles/reader").send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    eventually("the role's three events at the receiver", || async {
+        r.of("policy.role_changed").len() == 2 && r.of("policy.role_deleted").len() == 1
+    })
+    .await;
+    let changed = r.of("policy.role_changed");
+    assert_eq!(
+        changed[0].json()["data"]["target"],
+        json!({ "type": "role", "id": "reader" })
+    );
 }
