@@ -511,9 +511,64 @@ impl AgentChanges {
     }
 }
 
+/// Moving every agent of one owner to another, as when a person leaves or
+/// changes role: the accountable owner changes, nothing else does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerReassignment {
+    /// The current owner, exactly as recorded.
+    pub from: String,
+    /// The new owner.
+    pub to: String,
+}
+
+impl OwnerReassignment {
+    /// Checks both owners as an agent's owner is checked, and that they
+    /// differ.
+    pub fn new(from: String, to: String) -> Result<Self, AgentError> {
+        text("from", &from, limits::OWNER)?;
+        text("to", &to, limits::OWNER)?;
+        if from == to {
+            return Err(AgentError::invalid("to", "must differ from `from`"));
+        }
+        Ok(Self { from, to })
+    }
+
+    /// Whether `agent` moves: it is the old owner's and not retired (a
+    /// retired agent's record is kept read-only, owner included, for
+    /// forensics).
+    pub fn applies_to(&self, agent: &Agent) -> bool {
+        agent.owner == self.from && agent.status != Status::Retired
+    }
+
+    /// Moves `agent` to the new owner (a new version, like any change).
+    pub fn apply(&self, agent: &mut Agent, now: Timestamp) {
+        agent.owner.clone_from(&self.to);
+        agent.updated_at = now;
+        agent.version += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_reassignment_moves_live_agents_of_the_old_owner() {
+        let t = Timestamp::from_micros(1_000_000);
+        let r = OwnerReassignment::new("alice@bank.example".into(), "bob@bank.example".into()).unwrap();
+        let mut a = spec().into_agent(Uuid::nil(), Uuid::nil(), t, "op").unwrap();
+        assert!(r.applies_to(&a));
+        let v = a.version;
+        r.apply(&mut a, t);
+        assert_eq!((a.owner.as_str(), a.version), ("bob@bank.example", v + 1));
+        assert!(!r.applies_to(&a), "now someone else's");
+        let mut retired = spec().into_agent(Uuid::nil(), Uuid::nil(), t, "op").unwrap();
+        retired.status = Status::Retired;
+        assert!(!r.applies_to(&retired));
+        assert!(OwnerReassignment::new("a".into(), "a".into()).is_err());
+        assert!(OwnerReassignment::new("a".into(), " ".into()).is_err());
+        assert!(OwnerReassignment::new("a".into(), "b\n".into()).is_err());
+    }
 
     #[test]
     fn tokens_issued_up_to_the_cut_stay_dead() {

@@ -9,8 +9,6 @@ use idv_core::secret::SecretHasher;
 use idv_store::{Dialect, Store};
 
 use crate::app::cache::Caches;
-use crate::app::keys::KeyCache;
-use crate::app::tenants::TenantCache;
 use crate::config::{Config, Setup};
 use crate::metrics::Metrics;
 
@@ -40,12 +38,10 @@ pub struct Services {
     pub key_sealer: Arc<Sealer>,
     /// Seals successor secrets waiting for their agent to collect them.
     pub secret_sealer: Arc<Sealer>,
-    /// Per-tenant signing key rings.
-    pub keys: Arc<KeyCache>,
-    /// Tenants by id and name.
-    pub tenants: Arc<TenantCache>,
-    /// Credentials and agents on the token hot path.
+    /// Every in-memory cache of this node (`app::cache`).
     pub caches: Arc<Caches>,
+    /// Serialises the creation of a tenant's first signing key on this node.
+    pub key_creation: Arc<tokio::sync::Mutex<()>>,
     /// Connections to dynamic-credential target databases.
     pub target_pools: Arc<crate::connectors::postgres::Pools>,
     /// Base URL clients reach us at (no trailing slash).
@@ -100,9 +96,8 @@ impl AppState {
             credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
             secret_sealer: Arc::new(Sealer::new(&setup.master_key, "credential-secret")),
-            keys: Arc::new(KeyCache::default()),
-            tenants: Arc::new(TenantCache::default()),
             caches: Arc::new(Caches::default()),
+            key_creation: Arc::default(),
             target_pools: Arc::default(),
             public_url: public_url.trim_end_matches('/').into(),
             token_ttl_secs: i64::try_from(config.token_ttl.as_secs()).unwrap_or(300),

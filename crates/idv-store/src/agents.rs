@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use idv_core::agent::{Agent, AgentChanges, AgentError, Environment, Parent};
+use idv_core::agent::{Agent, AgentChanges, AgentError, Environment, OwnerReassignment, Parent};
 use idv_core::audit::{Action, TargetType};
 use idv_core::lifecycle::{Expiry, Status, Transition, TransitionPlan};
 use idv_core::rotation::Scope;
@@ -257,6 +257,45 @@ pub(crate) async fn update(
         json!({ "changed": changed, "version": agent.version }),
     );
     Ok((Applied::Agent(Box::new(agent)), vec![d]))
+}
+
+/// Moves every agent [`OwnerReassignment::applies_to`] to the new owner:
+/// one event per agent moved, none when nothing was the old owner's.
+pub(crate) async fn reassign_owner(
+    conn: &mut AnyConnection,
+    tenant_id: Uuid,
+    r: OwnerReassignment,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Effect, StoreError> {
+    let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND owner = $2 ORDER BY id");
+    let rows = sqlx::query(&sql)
+        .bind(tenant_id.to_string())
+        .bind(r.from.clone())
+        .fetch_all(&mut *conn)
+        .await?;
+    let (mut moved, mut drafts) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let mut a = agent(row)?;
+        if !r.applies_to(&a) {
+            continue;
+        }
+        let old_version = a.version;
+        r.apply(&mut a, now);
+        save_agent(conn, &a, old_version).await?;
+        drafts.push(with_details(
+            draft(
+                ctx,
+                tenant_id,
+                Action::AgentReassignOwner,
+                TargetType::Agent,
+                a.id.to_string(),
+            ),
+            json!({ "from": r.from, "to": r.to, "version": a.version }),
+        ));
+        moved.push(a);
+    }
+    Ok((Applied::Agents(moved), drafts))
 }
 
 fn changed_fields(c: &AgentChanges) -> Vec<&'static str> {
@@ -637,6 +676,12 @@ typed_writes! {
     /// Changes an agent's metadata, if it is still at version `if_match`.
     fn update_agent(tenant_id: Uuid, id: Uuid, if_match: Option<i64>, changes: AgentChanges) -> Agent {
         Command::UpdateAgent { tenant_id, id, if_match, changes } => Applied::Agent(a) => *a
+    }
+
+    /// Moves every live agent of one owner to another; answers the agents
+    /// moved, in id order.
+    fn reassign_owner(tenant_id: Uuid, reassignment: OwnerReassignment) -> Vec<Agent> {
+        Command::ReassignOwner { tenant_id, reassignment } => Applied::Agents(a) => a
     }
 
     /// Moves an agent through its lifecycle, with what the transition

@@ -4,7 +4,7 @@
 //! the audit drafts that the writer appends to the chain in the same commit.
 
 use idv_core::admin_token::AdminToken;
-use idv_core::agent::{Agent, AgentChanges};
+use idv_core::agent::{Agent, AgentChanges, OwnerReassignment};
 use idv_core::approval::Approval;
 use idv_core::audit::{Action, Actor, Draft, Outcome, TargetType};
 use idv_core::credential::{Credential, Revocation, Rotation};
@@ -92,6 +92,13 @@ pub enum Command {
         if_match: Option<i64>,
         /// What to change.
         changes: AgentChanges,
+    },
+    /// Move every live agent of one owner to another.
+    ReassignOwner {
+        /// Tenant the agents belong to.
+        tenant_id: Uuid,
+        /// From whom, to whom.
+        reassignment: OwnerReassignment,
     },
     /// Move an agent through its lifecycle.
     TransitionAgent {
@@ -584,6 +591,16 @@ impl Command {
             Command::UpdateAgent { tenant_id, id, .. } => {
                 (*tenant_id, Action::AgentUpdate, TargetType::Agent, id.to_string(), None)
             }
+            Command::ReassignOwner {
+                tenant_id,
+                reassignment,
+            } => (
+                *tenant_id,
+                Action::AgentReassignOwner,
+                TargetType::Agent,
+                format!("owner:{}", reassignment.from),
+                None,
+            ),
             Command::TransitionAgent {
                 tenant_id,
                 id,
@@ -943,6 +960,10 @@ pub(crate) async fn apply(
             if_match,
             changes,
         } => agents::update(conn, dialect, tenant_id, id, if_match, changes, now, clock, ctx).await,
+        Command::ReassignOwner {
+            tenant_id,
+            reassignment,
+        } => agents::reassign_owner(conn, tenant_id, reassignment, now, ctx).await,
         Command::TransitionAgent {
             tenant_id,
             id,

@@ -122,6 +122,9 @@ vocabulary! {
         AgentCreateBulk = "agent.create_bulk",
         /// An agent's metadata changed.
         AgentUpdate = "agent.update" => "agent.updated",
+        /// An agent moved to another owner, one event per agent of a
+        /// reassignment (or the refused reassignment, target the old owner).
+        AgentReassignOwner = "agent.reassign_owner" => "agent.updated",
         /// An agent activated.
         AgentActivate = "agent.activate" => "agent.activated",
         /// An agent suspended.

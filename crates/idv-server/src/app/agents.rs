@@ -1,7 +1,7 @@
 //! The agent registry and lifecycle.
 
 use idv_core::admin_token::Permission;
-use idv_core::agent::{Agent, AgentChanges, NewAgent};
+use idv_core::agent::{Agent, AgentChanges, NewAgent, OwnerReassignment};
 use idv_core::audit::Action;
 use idv_core::lifecycle::Transition;
 use idv_store::{AgentFilter, StoreError};
@@ -96,6 +96,24 @@ pub async fn update(
     Ok(state
         .store
         .update_agent(caller.tenant.id, id, if_match, changes, caller.context())
+        .await?)
+}
+
+/// Moves every live agent of `from` to `to` (a person left or changed
+/// role); answers the agents moved.
+pub async fn reassign_owner(
+    state: &AppState,
+    caller: &Caller,
+    from: String,
+    to: String,
+) -> Result<Vec<Agent>, AppError> {
+    caller
+        .require(state, Permission::WriteRegistry, Action::AgentReassignOwner)
+        .await?;
+    let r = OwnerReassignment::new(from, to)?;
+    Ok(state
+        .store
+        .reassign_owner(caller.tenant.id, r, caller.context())
         .await?)
 }
 

@@ -11,12 +11,8 @@ use crate::AppState;
 /// Authenticates a bearer token and resolves the tenant. `tenant_name` is the
 /// tenant a platform operator asked to act in (`X-IDV-Tenant`); any other
 /// token may only name its own tenant.
-pub async fn authenticate(
-    state: &AppState,
-    bearer: &str,
-    tenant_name: Option<&str>,
-    request_id: String,
-) -> Result<Caller, AppError> {
+pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&str>) -> Result<Caller, AppError> {
+    let request_id = super::request::id();
     // A token with our prefix but a bad checksum is a typo or truncation:
     // refuse it without touching the database.
     if bearer.starts_with(admin_token::PREFIX) {
@@ -90,7 +86,7 @@ pub async fn authenticate(
 /// usual); past them, the refusal is counted on the record (in the default
 /// tenant: an unknown token names none) and `Some(seconds)` to wait, for a
 /// 429 ([`super::throttle`]).
-pub async fn failed(state: &AppState, bearer: &str, request_id: &str) -> Option<u64> {
+pub async fn failed(state: &AppState, bearer: &str) -> Option<u64> {
     let (source, now) = (super::request::peer(), state.clock.now());
     // The format's prefix and a few characters, as in token hints: never
     // enough of a secret to matter.
@@ -109,7 +105,7 @@ pub async fn failed(state: &AppState, bearer: &str, request_id: &str) -> Option<
         target_id: hint,
         outcome: Outcome::Denied,
         reason: None,
-        request_id: Some(request_id.to_owned()),
+        request_id: Some(super::request::id()),
         details: json!({ "error": "unauthorized" }),
     };
     state.failed_auth.count(&draft, source, now);

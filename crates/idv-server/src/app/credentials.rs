@@ -311,25 +311,25 @@ pub(super) async fn authenticate_self(state: &AppState, p: &Presented) -> Result
 }
 
 /// The agent as the audit actor, with the credential it presented.
-pub(super) fn agent_context(agent: &Agent, c: &Credential, request_id: &str) -> Context {
+pub(super) fn agent_context(agent: &Agent, c: &Credential) -> Context {
     Context {
         actor: Actor {
             kind: ActorKind::Agent,
             name: agent.id.to_string(),
             token_id: Some(c.id),
         },
-        request_id: Some(request_id.to_owned()),
+        request_id: Some(super::request::id()),
         note: None,
     }
 }
 
 /// The agent collects the successor of the credential it presents: the
 /// secret comes out of its seal once and the sealed copy is erased.
-pub async fn collect(state: &AppState, p: &Presented, request_id: &str) -> Result<(Credential, String), AppError> {
+pub async fn collect(state: &AppState, p: &Presented) -> Result<(Credential, String), AppError> {
     let (agent, c) = authenticate_self(state, p).await?;
     let (credential, sealed_secret) = state
         .store
-        .collect_successor(c.tenant_id, c.id, agent_context(&agent, &c, request_id))
+        .collect_successor(c.tenant_id, c.id, agent_context(&agent, &c))
         .await?;
     let opened = state
         .secret_sealer
@@ -342,12 +342,7 @@ pub async fn collect(state: &AppState, p: &Presented, request_id: &str) -> Resul
 
 /// The agent rotates the credential it presents; the new secret is in the
 /// answer.
-pub async fn self_rotate(
-    state: &AppState,
-    p: &Presented,
-    req: RotateRequest,
-    request_id: &str,
-) -> Result<Rotated, AppError> {
+pub async fn self_rotate(state: &AppState, p: &Presented, req: RotateRequest) -> Result<Rotated, AppError> {
     if req.pickup {
         return Err(AppError::BadParameter {
             field: "pickup".into(),
@@ -355,7 +350,7 @@ pub async fn self_rotate(
         });
     }
     let (agent, c) = authenticate_self(state, p).await?;
-    let ctx = agent_context(&agent, &c, request_id);
+    let ctx = agent_context(&agent, &c);
     let by = ctx.actor.reference();
     rotate_as(state, ctx, &by, &c, req).await
 }
@@ -363,12 +358,12 @@ pub async fn self_rotate(
 /// A successor with `retire_on_use` authenticated: its predecessor is
 /// revoked now (the caller only asks when the flag is set, so this write
 /// happens once per rotation).
-pub async fn successor_used(state: &AppState, c: &Credential, request_id: Option<String>) -> Result<(), AppError> {
+pub async fn successor_used(state: &AppState, c: &Credential) -> Result<(), AppError> {
     if !c.retire_on_use {
         return Ok(());
     }
     let ctx = Context {
-        request_id,
+        request_id: Some(super::request::id()),
         ..Context::system("rotation")
     };
     Ok(state.store.retire_predecessor(c.tenant_id, c.id, ctx).await?)

@@ -14,8 +14,7 @@
 //! whatever happens, and when a token names a key id it does not know (at
 //! most once a second per tenant).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use idv_core::Timestamp;
 use idv_core::admin_token::Permission;
@@ -57,8 +56,6 @@ pub struct TenantKeys {
     metas: Vec<SigningKey>,
     /// When this ring was loaded.
     loaded_at: Timestamp,
-    /// The store's key generation it was loaded under.
-    generation: Option<u64>,
 }
 
 impl TenantKeys {
@@ -87,24 +84,11 @@ impl TenantKeys {
             .collect()
     }
 
-    fn is_fresh(&self, state: &AppState, now: Timestamp) -> bool {
-        now.as_micros() - self.loaded_at.as_micros() < RING_MAX_AGE_SECS * 1_000_000
-            && now >= self.loaded_at
-            && self.generation.is_some()
-            && self.generation == state.store.changes().keys()
+    /// Whether it is young enough to use without looking at the store
+    /// (the cache already checks the key generation).
+    fn is_young(&self, now: Timestamp) -> bool {
+        now.as_micros() - self.loaded_at.as_micros() < RING_MAX_AGE_SECS * 1_000_000 && now >= self.loaded_at
     }
-}
-
-/// The cache of every tenant's ring on this node.
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    rings: RwLock<HashMap<Uuid, Arc<TenantKeys>>>,
-    /// Serialises first-key creation on this node.
-    create: tokio::sync::Mutex<()>,
-}
-
-fn cached(state: &AppState, tenant_id: Uuid) -> Option<Arc<TenantKeys>> {
-    state.keys.rings.read().ok().and_then(|m| m.get(&tenant_id).cloned())
 }
 
 fn bad_jwk(kid: &str, e: impl std::fmt::Display) -> AppError {
@@ -142,11 +126,8 @@ async fn load(state: &AppState, tenant_id: Uuid) -> Result<Arc<TenantKeys>, AppE
         keys,
         metas,
         loaded_at: now,
-        generation,
     });
-    if let Ok(mut m) = state.keys.rings.write() {
-        m.insert(tenant_id, ring.clone());
-    }
+    state.caches.key_rings.put(tenant_id, generation, ring.clone());
     Ok(ring)
 }
 
@@ -170,8 +151,8 @@ fn open(state: &AppState, k: &SigningKey) -> Result<KeyPair, AppError> {
 
 /// The tenant's ring, loading it on first use or when it is stale.
 pub async fn ring(state: &AppState, tenant_id: Uuid) -> Result<Arc<TenantKeys>, AppError> {
-    match cached(state, tenant_id) {
-        Some(r) if r.is_fresh(state, state.clock.now()) => Ok(r),
+    match state.caches.key_rings.get(&tenant_id, state.store.changes().keys()) {
+        Some(r) if r.is_young(state.clock.now()) => Ok(r),
         _ => load(state, tenant_id).await,
     }
 }
@@ -196,7 +177,7 @@ pub async fn signing_ring(state: &AppState, tenant_id: Uuid) -> Result<Arc<Tenan
     if r.signer(state.clock.now()).is_some() {
         return Ok(r);
     }
-    let _guard = state.keys.create.lock().await;
+    let _guard = state.key_creation.lock().await;
     let r = load(state, tenant_id).await?;
     if r.signer(state.clock.now()).is_some() {
         return Ok(r);

@@ -9,8 +9,6 @@
 //! `revoked`; a target that cannot be reached leaves the lease pending and its
 //! job retries with backoff until the drop succeeds.
 
-use std::net::IpAddr;
-
 use idv_core::admin_token::Permission;
 use idv_core::audit::{Action, Draft, Outcome, TargetType};
 use idv_core::db_template::{self, DbTarget, DbTemplate};
@@ -285,11 +283,10 @@ pub async fn issue(
     p: &Presented,
     template_name: &str,
     ttl_secs: Option<i64>,
-    request_id: &str,
-    source_ip: Option<IpAddr>,
 ) -> Result<Issued, AppError> {
+    let source_ip = super::request::peer();
     let (agent, c) = authenticate_self(state, p).await?;
-    let ctx = agent_context(&agent, &c, request_id);
+    let ctx = agent_context(&agent, &c);
     let template = template_in(state, agent.tenant_id, template_name).await?;
     if let Some(t) = ttl_secs
         && t < 1
@@ -388,7 +385,6 @@ async fn load_for(
     state: &AppState,
     who: &Holder<'_>,
     id: Uuid,
-    request_id: &str,
     permission: Permission,
     action: Action,
 ) -> Result<(Lease, Context), AppError> {
@@ -412,7 +408,7 @@ async fn load_for(
                 .await?
                 .filter(|l| l.agent_id == agent.id)
                 .ok_or_else(not_found)?;
-            Ok((l, agent_context(&agent, &c, request_id)))
+            Ok((l, agent_context(&agent, &c)))
         }
     }
 }
@@ -424,17 +420,8 @@ pub async fn renew(
     who: Holder<'_>,
     id: Uuid,
     increment_secs: Option<i64>,
-    request_id: &str,
 ) -> Result<Lease, AppError> {
-    let (l, ctx) = load_for(
-        state,
-        &who,
-        id,
-        request_id,
-        Permission::WriteRegistry,
-        Action::LeaseRenew,
-    )
-    .await?;
+    let (l, ctx) = load_for(state, &who, id, Permission::WriteRegistry, Action::LeaseRenew).await?;
     let now = state.clock.now();
     let increment = match increment_secs {
         Some(i) if i < 1 => {
@@ -463,16 +450,8 @@ pub async fn renew(
 /// Revokes a lease: recorded `revocation_pending`, then the role is dropped
 /// at once; if the target cannot be reached the lease stays pending and its
 /// job retries (the answer says which).
-pub async fn revoke(state: &AppState, who: Holder<'_>, id: Uuid, request_id: &str) -> Result<Lease, AppError> {
-    let (l, ctx) = load_for(
-        state,
-        &who,
-        id,
-        request_id,
-        Permission::WriteRegistry,
-        Action::LeaseRevoke,
-    )
-    .await?;
+pub async fn revoke(state: &AppState, who: Holder<'_>, id: Uuid) -> Result<Lease, AppError> {
+    let (l, ctx) = load_for(state, &who, id, Permission::WriteRegistry, Action::LeaseRevoke).await?;
     let l = state
         .store
         .revoke_lease(l.tenant_id, id, EndReason::Revoked, ctx)
@@ -554,7 +533,6 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Lease, A
         state,
         &Holder::Admin(caller),
         id,
-        "",
         Permission::ReadRegistry,
         Action::LeaseGet,
     )

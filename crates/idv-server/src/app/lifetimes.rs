@@ -74,14 +74,11 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<(String, i64)
 /// The lifetime of a token for an agent of `class` in `tenant_id`, in seconds.
 pub async fn lifetime(state: &AppState, tenant_id: Uuid, class: Option<&str>) -> Result<i64, AppError> {
     let generation = state.store.changes().current();
-    let settings = match state.caches.token_ttls.get(&tenant_id, generation) {
-        Some(s) => s,
-        None => {
-            let s = state.store.token_ttls(tenant_id).await?;
-            state.caches.token_ttls.put(tenant_id, generation, s.clone());
-            s
-        }
-    };
+    let settings = (state.caches.token_ttls)
+        .get_or_load(tenant_id, generation, async {
+            Ok::<_, AppError>(state.store.token_ttls(tenant_id).await?)
+        })
+        .await?;
     let find = |c: &str| settings.iter().find(|(k, _)| k == c).map(|(_, t)| *t);
     let chosen = class
         .and_then(find)

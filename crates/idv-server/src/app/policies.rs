@@ -4,8 +4,8 @@
 //! generation) or when a grant in it expires; compiled versions are kept, so
 //! activation and rollback swap engines without recompiling.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use idv_core::Timestamp;
 use idv_core::admin_token::Permission;
@@ -17,7 +17,7 @@ use idv_policy::{Compiled, Engine, Inputs, compile, compile_stored};
 use idv_store::StoreError;
 use uuid::Uuid;
 
-use super::cache::GenCache;
+use super::cache::{GenCache, Immutable, Stamped};
 use super::{AppError, Caller};
 use crate::AppState;
 
@@ -26,38 +26,26 @@ use crate::AppState;
 pub struct Engines {
     /// Active version and revision by tenant, per change generation.
     states: GenCache<Uuid, (Option<i64>, i64)>,
-    /// The engine of each tenant with the revision it was built at.
-    built: RwLock<HashMap<Uuid, (i64, Arc<Engine>)>>,
-    /// Compiled versions (immutable once stored).
-    compiled: RwLock<HashMap<(Uuid, i64), Arc<Compiled>>>,
+    /// The engine of each tenant, stamped with the revision it was built at.
+    built: Stamped<Uuid, i64, Arc<Engine>>,
+    /// Compiled versions (immutable once stored). Every version stored
+    /// (candidates too) is compiled once and kept, so the set is bounded.
+    compiled: Immutable<(Uuid, i64), Arc<Compiled>, COMPILED_CAPACITY>,
     /// Held while an engine is built: requests that find theirs stale wait
     /// for the build in progress rather than each building it (builds are
     /// rare, so one at a time per node is enough).
     building: tokio::sync::Mutex<()>,
 }
 
-/// Most compiled versions kept on a node: every version stored (candidates
-/// too) is compiled once and kept, so without a bound they would pile up
-/// with each policy change; past it the set starts again (a version is
-/// compiled again when next needed).
+/// Most compiled versions kept on a node.
 const COMPILED_CAPACITY: usize = 1_000;
 
 impl Engines {
-    /// Keeps a compiled version, within [`COMPILED_CAPACITY`].
-    fn remember(&self, key: (Uuid, i64), c: Arc<Compiled>) {
-        if let Ok(mut m) = self.compiled.write() {
-            if m.len() >= COMPILED_CAPACITY && !m.contains_key(&key) {
-                *m = HashMap::new();
-            }
-            m.insert(key, c);
-        }
-    }
-
     /// The tenant's engine if it was built at `rev` and no grant in it expired.
     fn fresh(&self, tenant_id: Uuid, rev: i64, now: Timestamp) -> Option<Arc<Engine>> {
-        let m = self.built.read().ok()?;
-        let (at, e) = m.get(&tenant_id)?;
-        (*at == rev && e.valid_until().is_none_or(|u| now < u)).then(|| e.clone())
+        self.built
+            .get(&tenant_id, &rev)
+            .filter(|e| e.valid_until().is_none_or(|u| now < u))
     }
 }
 
@@ -65,14 +53,11 @@ impl Engines {
 async fn policy_state(state: &AppState, tenant_id: Uuid) -> Result<(Option<i64>, i64), AppError> {
     let cache = &state.caches.engines;
     let generation = state.store.changes().current();
-    Ok(match cache.states.get(&tenant_id, generation) {
-        Some(s) => s,
-        None => {
-            let s = state.store.policy_state(tenant_id).await?;
-            cache.states.put(tenant_id, generation, s);
-            s
-        }
-    })
+    (cache.states)
+        .get_or_load(tenant_id, generation, async {
+            Ok(state.store.policy_state(tenant_id).await?)
+        })
+        .await
 }
 
 /// The tenant's active version, compiled (what new roles, grants and
@@ -115,19 +100,15 @@ pub async fn engine(state: &AppState, tenant_id: Uuid) -> Result<Arc<Engine>, Ap
     for w in engine.warnings() {
         tracing::warn!(tenant = %tenant_id, warning = %w, "policy engine");
     }
-    if let Ok(mut m) = cache.built.write() {
-        m.insert(tenant_id, (rev, engine.clone()));
-    }
+    cache.built.put(tenant_id, rev, engine.clone());
     Ok(engine)
 }
 
 /// Version `active` of the tenant compiled (`None`: the base schema alone).
 async fn compiled(state: &AppState, tenant_id: Uuid, active: Option<i64>) -> Result<Arc<Compiled>, AppError> {
     let key = (tenant_id, active.unwrap_or(0));
-    if let Ok(m) = state.caches.engines.compiled.read()
-        && let Some(c) = m.get(&key)
-    {
-        return Ok(c.clone());
+    if let Some(c) = state.caches.engines.compiled.get(&key) {
+        return Ok(c);
     }
     let c = match active {
         None => compile_stored("", None),
@@ -142,7 +123,7 @@ async fn compiled(state: &AppState, tenant_id: Uuid, active: Option<i64>) -> Res
     }
     .map_err(|p| AppError::Internal(format!("stored policy version does not compile: {p:?}")))?;
     let c = Arc::new(c);
-    state.caches.engines.remember(key, c.clone());
+    state.caches.engines.compiled.put(key, c.clone());
     Ok(c)
 }
 
@@ -190,7 +171,8 @@ pub async fn upload(
     state
         .caches
         .engines
-        .remember((v.tenant_id, v.version), Arc::new(compiled));
+        .compiled
+        .put((v.tenant_id, v.version), Arc::new(compiled));
     let warnings = if v.active {
         active_warnings(state, v.tenant_id).await?
     } else {

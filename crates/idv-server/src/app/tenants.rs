@@ -74,46 +74,27 @@ pub async fn get(state: &AppState, caller: &Caller, name: &str) -> Result<Tenant
     }
 }
 
-/// Tenants seen by this node, by id and by name. Tenants are never renamed
-/// or deleted, so a cached tenant stays right on every node; only found
-/// tenants are cached.
-#[derive(Debug, Default)]
-pub struct TenantCache {
-    by_name: std::sync::RwLock<std::collections::HashMap<String, Tenant>>,
-    by_id: std::sync::RwLock<std::collections::HashMap<Uuid, Tenant>>,
-}
-
-impl TenantCache {
-    fn remember(&self, t: &Tenant) {
-        if let Ok(mut m) = self.by_name.write() {
-            m.insert(t.name.clone(), t.clone());
-        }
-        if let Ok(mut m) = self.by_id.write() {
-            m.insert(t.id, t.clone());
-        }
-    }
-}
-
-/// The tenant named `name`, from the cache or the store.
+/// The tenant named `name`, from the cache or the store (tenants are
+/// never renamed or deleted, so a cached one stays right on every node).
 pub async fn by_name(state: &AppState, name: &str) -> Result<Option<Tenant>, AppError> {
-    if let Some(t) = state.tenants.by_name.read().ok().and_then(|m| m.get(name).cloned()) {
-        return Ok(Some(t));
-    }
-    let t = state.store.tenant_by_name(name).await?;
+    let t = (state.caches.tenants_by_name)
+        .find(name.to_owned(), async {
+            Ok::<_, AppError>(state.store.tenant_by_name(name).await?)
+        })
+        .await?;
     if let Some(t) = &t {
-        state.tenants.remember(t);
+        state.caches.tenants_by_id.put(t.id, t.clone());
     }
     Ok(t)
 }
 
 /// The tenant with id `id`, from the cache or the store.
 pub async fn by_id(state: &AppState, id: Uuid) -> Result<Option<Tenant>, AppError> {
-    if let Some(t) = state.tenants.by_id.read().ok().and_then(|m| m.get(&id).cloned()) {
-        return Ok(Some(t));
-    }
-    let t = state.store.tenant(id).await?;
+    let t = (state.caches.tenants_by_id)
+        .find(id, async { Ok::<_, AppError>(state.store.tenant(id).await?) })
+        .await?;
     if let Some(t) = &t {
-        state.tenants.remember(t);
+        state.caches.tenants_by_name.put(t.name.clone(), t.clone());
     }
     Ok(t)
 }

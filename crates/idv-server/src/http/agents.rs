@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idv_api::{
     AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentCreatedRef, AgentPatch, AgentView, DurationValue, Page,
-    ParentRef, TransitionRequest,
+    OwnerReassign, OwnerReassigned, ParentRef, TransitionRequest,
 };
 use idv_core::agent::{Agent, AgentChanges, AgentError, Environment, NewAgent, Parent, spiffe_id};
 use idv_core::grant::Grants;
@@ -275,6 +275,27 @@ pub async fn update(
         &a,
         views::agent(&a, &caller.tenant.name, &state.trust_domain),
     ))
+}
+
+/// Move every live agent of one owner to another, as when a person leaves
+/// or changes role; one audit event (`agent.reassign_owner`) per agent.
+/// Retired agents keep their owner: their records are read-only.
+#[utoipa::path(post, path = "/v1/agents/reassign-owner", tag = "agents", request_body = OwnerReassign,
+    responses((status = 200, body = OwnerReassigned), (status = 403, body = idv_api::Problem),
+        (status = 422, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn reassign_owner(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<OwnerReassign>,
+) -> Result<axum::Json<OwnerReassigned>, ApiError> {
+    let moved = app::agents::reassign_owner(&state, &caller, body.from.clone(), body.to.clone()).await?;
+    Ok(axum::Json(OwnerReassigned {
+        from: body.from,
+        to: body.to,
+        reassigned: moved.len(),
+        agents: moved.iter().map(|a| a.id).collect(),
+    }))
 }
 
 /// Lifecycle: `activate`, `suspend`, `resume` or `retire`, with a reason.

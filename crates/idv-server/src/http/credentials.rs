@@ -2,7 +2,6 @@
 //! lineage), `/v1/agents/{id}/compromised`, and the agents' own
 //! `/v1/self/credential/…` endpoints.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -14,7 +13,7 @@ use idv_core::Timestamp;
 use idv_core::credential::{Credential, Kind, NewCredential, Retire, Rotation};
 
 use super::error::ApiError;
-use super::extract::{Json, Path, RequestId, parse_id};
+use super::extract::{Json, Path, parse_id};
 use super::oauth::{HeaderAuth, header_auth};
 use super::views;
 use crate::AppState;
@@ -248,11 +247,10 @@ pub(super) fn presented(headers: &HeaderMap) -> Result<Presented, ApiError> {
     security(("agent_basic" = []), ("bearer" = [])))]
 pub async fn collect(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
 ) -> Result<axum::Json<CredentialCreated>, ApiError> {
     let p = presented(&headers)?;
-    let (c, secret) = app::credentials::collect(&state, &p, &request_id)
+    let (c, secret) = app::credentials::collect(&state, &p)
         .await
         .map_err(|e| ApiError::from(e).with_challenge(AGENT_CHALLENGE))?;
     Ok(axum::Json(created(&c, Some(secret), state.clock.now())))
@@ -267,13 +265,12 @@ pub async fn collect(
     security(("agent_basic" = []), ("bearer" = [])))]
 pub async fn self_rotate(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     Json(body): Json<CredentialRotate>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = presented(&headers)?;
     let req = rotate_request(body)?;
-    let r = app::credentials::self_rotate(&state, &p, req, &request_id)
+    let r = app::credentials::self_rotate(&state, &p, req)
         .await
         .map_err(|e| ApiError::from(e).with_challenge(AGENT_CHALLENGE))?;
     Ok((StatusCode::CREATED, axum::Json(rotated(r, state.clock.now()))))

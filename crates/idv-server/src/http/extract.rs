@@ -11,10 +11,6 @@ use super::error::ApiError;
 use crate::AppState;
 use crate::app::{self, Caller};
 
-/// The request id assigned by the request-id middleware.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
 /// A JSON body, with rejections as problem+json.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
@@ -168,11 +164,6 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
         let unauthorized = |d: &str| {
             state
                 .metrics
@@ -199,14 +190,14 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::bad_request("invalid-tenant", "the X-IDV-Tenant header is not readable text")
             })?),
         };
-        match app::auth::authenticate(state, token, tenant, request_id.clone()).await {
+        match app::auth::authenticate(state, token, tenant).await {
             Ok(caller) => Ok(caller),
             Err(e @ app::AppError::Unauthenticated(_)) => {
                 state
                     .metrics
                     .auth_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match app::auth::failed(state, token, &request_id).await {
+                match app::auth::failed(state, token).await {
                     Some(seconds) => Err(ApiError::too_many_failures(seconds)),
                     None => Err(ApiError::from(e)),
                 }

@@ -2,10 +2,7 @@
 //! `/v1/leases`, and the agents' own `/v1/self/db/creds/{template}` and
 //! `/v1/self/leases/…` (targets and templates: `db_targets`, `db_templates`).
 
-use std::net::SocketAddr;
-
-use axum::Extension;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use idv_api::{DbCredsIssued, DbCredsRequest, LeaseRenew, LeaseView, Page};
@@ -15,7 +12,7 @@ use uuid::Uuid;
 
 use super::credentials::{AGENT_CHALLENGE, presented, seconds};
 use super::error::ApiError;
-use super::extract::{Json, Path, QueryPairs, RequestId, keyset_page, page_size, parse_id};
+use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
 use crate::AppState;
 use crate::app::leases::Holder;
 use crate::app::{self, AppError, Caller};
@@ -121,13 +118,12 @@ pub async fn get(
 pub async fn renew(
     State(state): State<AppState>,
     caller: Caller,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     Path(id): Path<String>,
     Json(body): Json<LeaseRenew>,
 ) -> Result<axum::Json<LeaseView>, ApiError> {
     let id = parse_id(&id, "lease")?;
     let increment = secs(body.increment, "increment")?;
-    let l = app::leases::renew(&state, Holder::Admin(&caller), id, increment, &request_id).await?;
+    let l = app::leases::renew(&state, Holder::Admin(&caller), id, increment).await?;
     Ok(axum::Json(lease_view(&l, &state)))
 }
 
@@ -140,11 +136,10 @@ pub async fn renew(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id, "lease")?;
-    let l = app::leases::revoke(&state, Holder::Admin(&caller), id, &request_id).await?;
+    let l = app::leases::revoke(&state, Holder::Admin(&caller), id).await?;
     Ok(revoked(&l, &state))
 }
 
@@ -169,17 +164,13 @@ fn revoked(l: &Lease, state: &AppState) -> (StatusCode, axum::Json<LeaseView>) {
     security(("agent_basic" = []), ("bearer" = [])))]
 pub async fn issue(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     Path(template): Path<String>,
     Json(body): Json<DbCredsRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = presented(&headers)?;
     let ttl = secs(body.ttl, "ttl")?;
-    let i = app::leases::issue(&state, &p, &template, ttl, &request_id, Some(peer.ip()))
-        .await
-        .map_err(as_agent)?;
+    let i = app::leases::issue(&state, &p, &template, ttl).await.map_err(as_agent)?;
     let issued = DbCredsIssued {
         lease: lease_view(&i.lease, &state),
         username: i.lease.username.clone(),
@@ -219,7 +210,6 @@ pub async fn own(
     security(("agent_basic" = []), ("bearer" = [])))]
 pub async fn self_renew(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<LeaseRenew>,
@@ -227,7 +217,7 @@ pub async fn self_renew(
     let p = presented(&headers)?;
     let id = parse_id(&id, "lease")?;
     let increment = secs(body.increment, "increment")?;
-    let l = app::leases::renew(&state, Holder::Agent(&p), id, increment, &request_id)
+    let l = app::leases::renew(&state, Holder::Agent(&p), id, increment)
         .await
         .map_err(as_agent)?;
     Ok(axum::Json(lease_view(&l, &state)))
@@ -240,13 +230,12 @@ pub async fn self_renew(
     security(("agent_basic" = []), ("bearer" = [])))]
 pub async fn self_revoke(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = presented(&headers)?;
     let id = parse_id(&id, "lease")?;
-    let l = app::leases::revoke(&state, Holder::Agent(&p), id, &request_id)
+    let l = app::leases::revoke(&state, Holder::Agent(&p), id)
         .await
         .map_err(as_agent)?;
     Ok(revoked(&l, &state))

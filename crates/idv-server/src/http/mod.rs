@@ -44,7 +44,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::ApiError;
-use self::extract::RequestId;
 use crate::AppState;
 use crate::app::request::RequestContext;
 
@@ -175,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(agents::export))
         .routes(routes!(agents::get, agents::update))
         .routes(routes!(agents::transition))
+        .routes(routes!(agents::reassign_owner))
         .routes(routes!(credentials::create, credentials::list))
         .routes(routes!(credentials::get, credentials::revoke))
         .routes(routes!(credentials::rotate))
@@ -294,7 +294,7 @@ async fn method_not_allowed() -> ApiError {
 /// request context once (id and peer, read by the use cases through
 /// [`crate::app::request`]) inside a `request` tracing span carrying the id,
 /// echoes the id in `X-Request-Id`, and counts the response.
-async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -302,7 +302,6 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| state.clock.new_id().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

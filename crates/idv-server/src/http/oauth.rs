@@ -281,12 +281,10 @@ async fn endpoint_caller(
 ) -> Result<oauth::Caller, OAuthError> {
     let header = header_auth(headers)?;
     if let HeaderAuth::Bearer(token) = &header {
-        let caller = app::auth::authenticate(state, token, None, app::request::id())
-            .await
-            .map_err(|e| match e {
-                AppError::Unauthenticated(d) | AppError::Forbidden(d) => OAuthError::InvalidClient(d),
-                other => OAuthError::Server(other),
-            })?;
+        let caller = app::auth::authenticate(state, token, None).await.map_err(|e| match e {
+            AppError::Unauthenticated(d) | AppError::Forbidden(d) => OAuthError::InvalidClient(d),
+            other => OAuthError::Server(other),
+        })?;
         if caller.tenant.id != issuer.tenant.id {
             return Err(OAuthError::InvalidClient(
                 "the admin token belongs to another tenant".into(),

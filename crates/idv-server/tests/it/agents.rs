@@ -6,7 +6,9 @@ use idv_testkit::{Backend, TestServer, backend_tests};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{agent_body, agent_count, create_agent, get, head, json_ok, problem, transition};
+use crate::{
+    agent_body, agent_count, create_agent, events_after, get, head, json_ok, problem, tenant_token, transition,
+};
 
 backend_tests!(
     create_assigns_uuidv7_spiffe_id_and_defaults,
@@ -24,6 +26,7 @@ backend_tests!(
     export_of_an_empty_and_a_page_sized_inventory,
     bulk_edge_parsed_field_errors_name_the_field,
     bulk_unknown_reference_names_the_item,
+    reassigning_an_owner_moves_their_live_agents,
 );
 
 async fn create_assigns_uuidv7_spiffe_id_and_defaults(backend: Backend) {
@@ -896,4 +899,103 @@ async fn export_of_an_empty_and_a_page_sized_inventory(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(csv.lines().count(), 1_001);
+}
+
+/// A person leaves: every live agent they own moves to someone else, each
+/// with its own audit event; retired agents keep their owner; other owners'
+/// agents are untouched; refusals are recorded; bad input changes nothing.
+async fn reassigning_an_owner_moves_their_live_agents(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let mut alices = Vec::new();
+    for n in ["ra-1", "ra-2", "ra-3"] {
+        alices.push(create_agent(&s, &s.token, n).await["id"].as_str().unwrap().to_owned());
+    }
+    let carol = json_ok(
+        s.req(Method::POST, "/v1/agents")
+            .json(&json!({"name": "ra-carol", "owner": "carol@bank.example", "purpose": "testing"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let retired = &alices[2];
+    transition(&s, &s.token, retired, "activate", "go").await;
+    assert_eq!(transition(&s, &s.token, retired, "retire", "done").await.status(), StatusCode::OK);
+    let before = head(&s).await;
+
+    let reassign = |token: &str, body: Value| {
+        s.req_as(token, Method::POST, "/v1/agents/reassign-owner")
+            .json(&body)
+            .send()
+    };
+    let moved = json_ok(
+        reassign(&s.token, json!({"from": "alice@bank.example", "to": "bob@bank.example"}))
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["reassigned"], 2);
+    assert_eq!(moved["agents"], json!([alices[0], alices[1]]), "in id order, the retired one left out");
+    for id in &alices[..2] {
+        let a = get(&s, &format!("/v1/agents/{id}")).await;
+        assert_eq!((a["owner"].as_str(), a["version"].as_i64()), (Some("bob@bank.example"), Some(2)));
+    }
+    let kept = get(&s, &format!("/v1/agents/{retired}")).await;
+    assert_eq!(kept["owner"], "alice@bank.example", "a retired record is read-only");
+    let other = get(&s, &format!("/v1/agents/{}", carol["id"].as_str().unwrap())).await;
+    assert_eq!((other["owner"].as_str(), other["version"].as_i64()), (Some("carol@bank.example"), Some(1)));
+    let events: Vec<Value> = events_after(&s, before).await;
+    let ours: Vec<&Value> = events.iter().filter(|e| e["action"] == "agent.reassign_owner").collect();
+    assert_eq!(ours.len(), 2, "{events:?}");
+    for (e, id) in ours.iter().zip(&alices) {
+        assert_eq!(e["target_id"], json!(id));
+        assert_eq!(e["outcome"], "success");
+        assert_eq!(e["details"]["from"], "alice@bank.example");
+        assert_eq!(e["details"]["to"], "bob@bank.example");
+    }
+    // Nothing left to move: no change, no event.
+    let again = head(&s).await;
+    let none = json_ok(
+        reassign(&s.token, json!({"from": "alice@bank.example", "to": "bob@bank.example"}))
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(none["reassigned"], 0);
+    assert_eq!(head(&s).await, again);
+
+    // An auditor may not; the refusal is on the record.
+    let (auditor, _) = tenant_token(&s, "default", "auditor").await;
+    let at = head(&s).await;
+    problem(
+        reassign(&auditor, json!({"from": "bob@bank.example", "to": "eve@bank.example"}))
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let refused = events_after(&s, at).await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["action"] == "agent.reassign_owner" && e["outcome"] == "denied"),
+        "{refused:?}"
+    );
+    // Bad input: a clear problem, nothing changed.
+    for (body, status) in [
+        (json!({"from": "bob@bank.example", "to": "bob@bank.example"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"from": "bob@bank.example", "to": " "}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"from": "bob@bank.example"}), StatusCode::BAD_REQUEST),
+        (json!({"from": "bob@bank.example", "to": "x", "also": 1}), StatusCode::BAD_REQUEST),
+    ] {
+        let res = reassign(&s.token, body.clone()).await.unwrap();
+        assert_eq!(res.status(), status, "{body}");
+        let p: Value = res.json().await.unwrap();
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
+    }
+    let still = get(&s, &format!("/v1/agents/{}", alices[0])).await;
+    assert_eq!((still["owner"].as_str(), still["version"].as_i64()), (Some("bob@bank.example"), Some(2)));
 }

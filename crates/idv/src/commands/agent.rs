@@ -3,19 +3,209 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write};
 use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
 use idv_api::{
-    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentPatch, AgentView, DurationValue, Page, ParentRef,
+    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentPatch, AgentView, DurationValue, OwnerReassign, OwnerReassigned, Page, ParentRef,
     TransitionRequest,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
 use super::list_pages;
-use crate::cli::{AgentCommand, AgentFields, ClearField, ExportFormat, TransitionArgs};
+use crate::cli::{Connection, PageArgs};
 use crate::client::{Client, encode};
 use crate::output::{self, Table, fields, opt};
+
+/// Metadata flags shared by `agent create` and `agent update`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentFields {
+    /// Environment: dev, test or prod.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Team that runs it.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Label `key=value` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Declared capability (repeatable).
+    #[arg(long = "capability", value_name = "CAPABILITY")]
+    pub capabilities: Vec<String>,
+    /// Class (template).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Agent id it depends on (repeatable).
+    #[arg(long = "depends-on", value_name = "AGENT_ID")]
+    pub depends_on: Vec<String>,
+    /// OAuth scope it may request (repeatable).
+    #[arg(long = "allow-scope", value_name = "SCOPE")]
+    pub allowed_scopes: Vec<String>,
+    /// Audience (RFC 8707 resource URI) it may request tokens for (repeatable).
+    #[arg(long = "allow-resource", value_name = "URI")]
+    pub allowed_resources: Vec<String>,
+    /// RFC 9396 `authorization_details` type it may request (repeatable).
+    #[arg(long = "allow-details-type", value_name = "TYPE")]
+    pub authorization_details_types: Vec<String>,
+}
+
+/// `idv agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Register an agent.
+    Create {
+        /// Unique name in the tenant.
+        #[arg(long)]
+        name: String,
+        /// The accountable human or team.
+        #[arg(long)]
+        owner: String,
+        /// Why the agent exists.
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        fields: AgentFields,
+        /// Who created it: `agent:<id>` or `human:<id>`.
+        #[arg(long)]
+        parent: Option<String>,
+        /// For ephemeral agents: retire after this long, e.g. `15m`.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Register many agents from a JSON array or JSON lines file (`-` for stdin).
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Agents per request; each request is all-or-nothing.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+        batch: u32,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one agent.
+    Get {
+        /// Agent id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List agents.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this environment.
+        #[arg(long)]
+        environment: Option<String>,
+        /// Only this class.
+        #[arg(long)]
+        class: Option<String>,
+        /// Only agents with label `key=value` (repeatable: all must match).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Only names starting with this.
+        #[arg(long)]
+        name_prefix: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change an agent's metadata.
+    Update {
+        /// Agent id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// New purpose.
+        #[arg(long)]
+        purpose: Option<String>,
+        #[command(flatten)]
+        fields: AgentFields,
+        /// Clear a field: environment, team or class (repeatable).
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<ClearField>,
+        /// Only if the agent is at this version (default: the version just read).
+        #[arg(long)]
+        if_match: Option<i64>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// provisioning → active.
+    Activate(TransitionArgs),
+    /// active → suspended.
+    Suspend(TransitionArgs),
+    /// suspended → active.
+    Resume(TransitionArgs),
+    /// Retire for good (the record is kept).
+    Retire(TransitionArgs),
+    /// Move every live agent of one owner to another (a person left or
+    /// changed role). Retired agents keep their owner.
+    ReassignOwner {
+        /// The current owner, exactly as recorded.
+        #[arg(long)]
+        from: String,
+        /// The new owner.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Export the inventory.
+    Export {
+        /// `csv` or `json`.
+        #[arg(long, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Fields `agent update --clear` can clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClearField {
+    /// The environment.
+    Environment,
+    /// The team.
+    Team,
+    /// The class.
+    Class,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values.
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+/// Arguments of a lifecycle transition.
+#[derive(Debug, Args)]
+pub struct TransitionArgs {
+    /// Agent id.
+    pub id: String,
+    /// Why (recorded on the agent and in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub conn: Connection,
+}
 
 /// Runs `idv agent …`.
 pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
@@ -133,6 +323,14 @@ pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Suspend(t) => transition(t, "suspend").await?,
         AgentCommand::Resume(t) => transition(t, "resume").await?,
         AgentCommand::Retire(t) => transition(t, "retire").await?,
+        AgentCommand::ReassignOwner { from, to, conn } => {
+            let c = Client::new(&conn)?;
+            let r: OwnerReassigned = c.post("/v1/agents/reassign-owner", &OwnerReassign { from, to }).await?;
+            if conn.json {
+                return output::json(&r);
+            }
+            println!("Moved {} agent(s) from {} to {}", r.reassigned, r.from, r.to);
+        }
         AgentCommand::Export {
             format,
             output: out,

@@ -3,14 +3,69 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
+use clap::Subcommand;
 use idv_api::{AuditEventView, Page};
 use indicatif::ProgressBar;
 
 use super::list_pages;
-use crate::cli::AuditCommand;
+use crate::cli::{Connection, PageArgs};
 use crate::client::Client;
 use crate::output::{self, Table, opt};
 use crate::verify::{self, Source};
+
+/// `idv audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events.
+    List {
+        /// Only this action, e.g. `agent.create`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only about this target id.
+        #[arg(long)]
+        target_id: Option<String>,
+        /// Only by this admin token id.
+        #[arg(long)]
+        actor_token_id: Option<String>,
+        /// Only this outcome: success, failure or denied.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Every tenant's events (platform operators).
+        #[arg(long)]
+        all_tenants: bool,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Walk the hash chain and report the first broken link.
+    ///
+    /// Online (default) it reads the chain through the API with a platform
+    /// token. With `--offline` it reads the database directly, read-only and
+    /// with no server needed, found as `idv serve` finds it
+    /// (`IDV_DATABASE_URL`, else the data directory: `IDV_DATA_DIR`, else
+    /// `./idv-data`); `--data-dir` or `--database-url` name it and imply
+    /// `--offline`.
+    Verify {
+        /// Read the database directly instead of through the API.
+        #[arg(long)]
+        offline: bool,
+        /// Read the SQLite database in this data directory.
+        #[arg(long, conflicts_with = "database_url")]
+        data_dir: Option<PathBuf>,
+        /// Read this database (`sqlite://…` or `postgres://…`).
+        #[arg(long, hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
 
 /// Runs `idv audit …`.
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {

@@ -1,8 +1,10 @@
 //! `idv policy|role|grant|entity|decide|approval …`.
 
 use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
 use idv_api::{
     ApprovalDecision, ApprovalView, AzAction, AzEntity, EntitiesPut, EntityView, EvaluationRequest, EvaluationResponse,
     GrantCreate, GrantSubjectRef, GrantView, Page, PolicyTest, PolicyTestReport, PolicyUpload, PolicyValidation,
@@ -11,9 +13,7 @@ use idv_api::{
 use serde_json::{Map, Value};
 
 use super::{list_pages, print_next};
-use crate::cli::{
-    ApprovalCommand, DecideArgs, EntityCommand, GrantCommand, GrantSubjectArg, PolicyCommand, RoleCommand,
-};
+use crate::cli::{Connection, PageArgs};
 use crate::client::{Client, ServerProblem, compile_problem, encode};
 use crate::output::{self, Table, fields, opt};
 
@@ -51,6 +51,246 @@ fn warn(v: &PolicyVersionView) {
     for w in &v.warnings {
         eprintln!("warning: {w}");
     }
+}
+
+/// `idv policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Upload a version (validated; errors show line and column).
+    Upload {
+        /// Cedar policy file.
+        file: PathBuf,
+        /// Cedar schema fragment with the tenant's resource types and actions.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Why this version exists.
+        #[arg(long)]
+        description: Option<String>,
+        /// Activate it at once.
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Check a policy file against the schema without storing it.
+    Validate {
+        /// Cedar policy file.
+        file: PathBuf,
+        /// Cedar schema fragment.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Make a stored version active.
+    Activate {
+        /// Version number.
+        #[arg(value_name = "VERSION")]
+        number: i64,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Re-activate the version active before the current one.
+    Rollback {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List versions (the active one marked).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one version with its text.
+    Get {
+        /// Version number.
+        #[arg(value_name = "VERSION")]
+        number: i64,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Run a file of AuthZEN requests (a JSON array) against a candidate and
+    /// the active version; show the decisions that would change.
+    Test {
+        /// JSON file: an array of AuthZEN evaluation requests.
+        requests: PathBuf,
+        /// A stored version to try (its number).
+        #[arg(long, conflicts_with = "file")]
+        candidate: Option<i64>,
+        /// Or a Cedar policy file not yet uploaded.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Its schema fragment.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Ask every request as this subject (`agent:<id>`, `<type>:<id>`),
+        /// in place of any subject in the file, like the defaults of an
+        /// AuthZEN batch: one file of requests serves any agent.
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv role …`.
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create or replace a role.
+    Put {
+        /// Role name.
+        name: String,
+        /// An action it permits on any resource (repeatable; none: a role
+        /// that only policies refer to, e.g. `principal in Role::"payer"`).
+        #[arg(long = "action", value_name = "ACTION")]
+        actions: Vec<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List roles.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Delete a role no grant holds.
+    Delete {
+        /// Role name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Who a grant goes to.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GrantSubjectArg {
+    /// One agent (by id).
+    Agent,
+    /// Every agent of a class.
+    Class,
+    /// Every member of a group.
+    Group,
+}
+
+/// `idv grant …`.
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Grant a role (or `--action`) to an agent, class or group.
+    Create {
+        /// `agent`, `class` or `group`.
+        #[arg(value_enum)]
+        subject_type: GrantSubjectArg,
+        /// Agent id, class or group name.
+        subject: String,
+        /// The role to grant.
+        #[arg(long, required_unless_present = "action", conflicts_with = "action")]
+        role: Option<String>,
+        /// Or a single action.
+        #[arg(long)]
+        action: Option<String>,
+        /// A Cedar condition that must also hold, e.g. `context.amount < 1000`.
+        #[arg(long = "when")]
+        condition: Option<String>,
+        /// Expiry: RFC 3339 or a duration from now (`8h`, `30d`).
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List grants.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a grant.
+    Delete {
+        /// Grant id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv entity …`.
+#[derive(Debug, Subcommand)]
+pub enum EntityCommand {
+    /// Create or replace entities from a JSON file (an array of Cedar
+    /// entities: `uid`, `attrs`, `parents`).
+    Put {
+        /// JSON file.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List the directory.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv decide`.
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The subject: `agent:<id>`, `token:<access token>` or `<type>:<id>`.
+    #[arg(long)]
+    pub subject: String,
+    /// The action.
+    #[arg(long)]
+    pub action: String,
+    /// The resource: `<type>:<id>` (e.g. `Resource:acct-1`, `agent:<id>`).
+    #[arg(long)]
+    pub resource: String,
+    /// Context as a JSON object, e.g. `{"amount": 500}`.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Resource properties as a JSON object.
+    #[arg(long)]
+    pub properties: Option<String>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `idv approval …`.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List approval requests.
+    List {
+        /// `pending`, `approved`, `rejected` or `used`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those assigned to this owner.
+        #[arg(long)]
+        assignee: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Approve: the same request may then go ahead once.
+    Approve {
+        /// Approval id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Reject.
+    Reject {
+        /// Approval id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 /// Runs `idv policy …`.

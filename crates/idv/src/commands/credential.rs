@@ -1,14 +1,173 @@
 //! `idv credential …`.
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
 use idv_api::{
     CompromiseAnswer, CredentialCreate, CredentialCreated, CredentialRotate, CredentialRotated, CredentialView,
     DurationValue, Page, RotationPolicyPut, RotationPolicyView, TransitionRequest,
 };
 
-use crate::cli::{CredentialCommand, CredentialType, RotationPolicyCommand, RotationScopeArgs};
+use crate::cli::Connection;
 use crate::client::{Client, encode};
 use crate::output::{self, Table, fields, opt};
+
+/// Which agents a rotation policy covers.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RotationScopeArgs {
+    /// Every agent of the tenant.
+    #[arg(long)]
+    pub tenant_wide: bool,
+    /// Agents of this class.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// One agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+/// `idv rotation-policy …`.
+#[derive(Debug, Subcommand)]
+pub enum RotationPolicyCommand {
+    /// Set (create or replace) a policy; the credentials it covers are rescheduled.
+    Set {
+        #[command(flatten)]
+        scope: RotationScopeArgs,
+        /// Rotate each credential this long after it was made, e.g. `30d`.
+        #[arg(long)]
+        every: Option<String>,
+        /// No credential works longer than this, e.g. `90d`.
+        #[arg(long)]
+        max_age: Option<String>,
+        /// Overlap of each rotation (default 1h; `0`: none).
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Revoke the predecessor on the successor's first use.
+        #[arg(long)]
+        retire_on_first_use: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The tenant's policies.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a policy (the broader one applies again).
+    Delete {
+        #[command(flatten)]
+        scope: RotationScopeArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Credential kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialType {
+    /// A client secret (`client_secret_basic` / `client_secret_post`).
+    ClientSecret,
+    /// A public JWK for RFC 7523 client assertions.
+    PrivateKeyJwt,
+    /// A scoped API key.
+    ApiKey,
+}
+
+/// `idv credential …`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Issue a credential to an agent; a secret or API key is printed once.
+    Create {
+        /// Agent id.
+        agent: String,
+        /// Kind of credential.
+        #[arg(long = "type", value_enum)]
+        type_: CredentialType,
+        /// File holding the public JWK (for `private-key-jwt`).
+        #[arg(long)]
+        jwk_file: Option<PathBuf>,
+        /// API key scope (repeatable; default: every scope the agent is allowed).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. `90d` (default: until revoked).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List an agent's credentials.
+    List {
+        /// Agent id.
+        agent: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one credential.
+    Get {
+        /// Credential id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a credential; it stops working at once.
+    Revoke {
+        /// Credential id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rotate a credential: the successor works at once, the predecessor
+    /// until the end of the overlap (or the successor's first use).
+    Rotate {
+        /// Credential id.
+        id: String,
+        /// How long both work, e.g. `1h` (default 1h; `0`: revoke the old one now).
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Revoke the predecessor on the successor's first use instead of at the overlap's end.
+        #[arg(long)]
+        retire_on_first_use: bool,
+        /// Seal the new secret for the agent to collect instead of printing it.
+        #[arg(long)]
+        pickup: bool,
+        /// File holding the successor's public JWK (for `private_key_jwt`).
+        #[arg(long)]
+        jwk_file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// A credential's rotation lineage, oldest first.
+    History {
+        /// Credential id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rotate every client secret and API key of an agent now (its policy's
+    /// overlap); the new secrets are sealed for the agent to collect.
+    RotateAgent {
+        /// Agent id.
+        agent: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// A security event: revoke every credential of an agent at once and
+    /// print the successors' secrets.
+    Compromised {
+        /// Agent id.
+        agent: String,
+        /// What happened.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
 
 /// Runs `idv credential …`.
 pub async fn run(cmd: CredentialCommand) -> anyhow::Result<()> {

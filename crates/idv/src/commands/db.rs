@@ -1,15 +1,184 @@
 //! `idv db …` and `idv lease …`: dynamic PostgreSQL credentials.
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
+use clap::Subcommand;
 use idv_api::{
     DbCredsIssued, DbCredsRequest, DbSweepView, DbTargetPut, DbTargetView, DbTemplatePut, DbTemplateView,
     DurationValue, LeaseRenew, LeaseView, Page,
 };
 
 use super::{list_pages, print_next};
-use crate::cli::{AgentAuth, Connection, DbCommand, DbTargetCommand, DbTemplateCommand, LeaseCommand};
+use crate::cli::{AgentAuth, Connection, PageArgs};
 use crate::client::{Client, encode};
 use crate::output::{self, Table, fields, opt};
+
+/// `idv db …`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Target databases roles are issued on.
+    #[command(subcommand)]
+    Target(DbTargetCommand),
+    /// Role templates: the grants a credential carries.
+    #[command(subcommand)]
+    Template(DbTemplateCommand),
+    /// As an agent: get a database credential from a template (a new role,
+    /// its password printed once, under a lease).
+    Creds {
+        /// Template name.
+        template: String,
+        /// Lease time, e.g. `15m` (default: the template's).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        agent: AgentAuth,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv db target …`.
+#[derive(Debug, Subcommand)]
+pub enum DbTargetCommand {
+    /// Register or replace a target (the server checks it can create roles there).
+    Set {
+        /// Name in the tenant.
+        name: String,
+        /// `postgres://admin:password@host:port/db` (read from IDV_DB_TARGET_URL if absent).
+        #[arg(long, env = "IDV_DB_TARGET_URL", hide_env_values = true)]
+        url: String,
+        /// Prefix of the roles made there (default `idv_`).
+        #[arg(long)]
+        role_prefix: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List targets.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one target.
+    Get {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a target no template or live lease uses.
+    Delete {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Drop, now, roles of ours on the target that have no live lease.
+    Sweep {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv db template …`.
+#[derive(Debug, Subcommand)]
+pub enum DbTemplateCommand {
+    /// Create or replace a template.
+    Set {
+        /// Name in the tenant.
+        name: String,
+        /// Target database name.
+        #[arg(long)]
+        target: String,
+        /// A `GRANT … TO {{name}}` statement (repeatable).
+        #[arg(long = "grant", value_name = "SQL", required_unless_present = "file")]
+        grants: Vec<String>,
+        /// A file of statements separated by `;` (instead of `--grant`).
+        #[arg(long, conflicts_with = "grants")]
+        file: Option<PathBuf>,
+        /// Lease time when a request names none, e.g. `1h`.
+        #[arg(long)]
+        default_ttl: Option<String>,
+        /// Longest lease, renewals included, e.g. `24h`.
+        #[arg(long)]
+        max_ttl: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List templates.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one template.
+    Get {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a template no live lease uses.
+    Delete {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `idv lease …`: as an administrator, or as the agent (with agent
+/// credentials, on its own leases only).
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// List leases.
+    List {
+        /// Only this agent's (administrators).
+        #[arg(long)]
+        agent_id: Option<String>,
+        /// `pending`, `active`, `revocation_pending` or `revoked`.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only on this target.
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        agent: AgentAuth,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one lease.
+    Get {
+        /// Lease id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Extend a lease (never past its maximum).
+    Renew {
+        /// Lease id.
+        id: String,
+        /// Extend to this long from now, e.g. `30m` (default: the template's TTL).
+        #[arg(long)]
+        increment: Option<String>,
+        #[command(flatten)]
+        agent: AgentAuth,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a lease: its sessions end and its role is dropped.
+    Revoke {
+        /// Lease id.
+        id: String,
+        #[command(flatten)]
+        agent: AgentAuth,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
 
 /// Runs `idv db …`.
 pub async fn db(cmd: DbCommand) -> anyhow::Result<()> {

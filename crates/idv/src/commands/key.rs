@@ -1,8 +1,9 @@
 //! `idv key …`: the tenant's token signing keys.
 
+use clap::Subcommand;
 use idv_api::{DurationValue, Page, SigningKeyRotate, SigningKeyRotated, SigningKeyView};
 
-use crate::cli::KeyCommand;
+use crate::cli::Connection;
 use crate::client::Client;
 use crate::output::{self, Table, opt};
 
@@ -28,6 +29,35 @@ fn table(keys: &[SigningKeyView]) {
         ]);
     }
     t.print();
+}
+
+/// `idv key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// The tenant's signing keys with their state (next, current, retired, removed).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rotate now: publish a next key ahead (default: the server's lead), or
+    /// with `--immediate` sign with a new key at once.
+    Rotate {
+        /// Publish the new key this long before it signs, e.g. `1h`.
+        #[arg(long, conflicts_with_all = ["immediate", "revoke_old"])]
+        publish_ahead: Option<String>,
+        /// The new key signs at once; the old one stays published until its tokens expire.
+        #[arg(long)]
+        immediate: bool,
+        /// Compromise: sign with a new key at once and remove the old one from
+        /// the JWKS now (every token it signed stops verifying).
+        #[arg(long)]
+        revoke_old: bool,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 /// Runs `idv key …`.

@@ -1,13 +1,13 @@
 //! One module per noun of the CLI.
 
-mod agent;
-mod audit;
-mod authz;
-mod credential;
-mod db;
-mod key;
-mod tenant;
-mod webhook;
+pub(crate) mod agent;
+pub(crate) mod audit;
+pub(crate) mod authz;
+pub(crate) mod credential;
+pub(crate) mod db;
+pub(crate) mod key;
+pub(crate) mod tenant;
+pub(crate) mod webhook;
 
 use idv_api::Page;
 use serde::de::DeserializeOwned;

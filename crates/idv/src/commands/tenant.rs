@@ -1,13 +1,106 @@
 //! `idv tenant …` and `idv admin-token …`.
 
+use clap::{Subcommand, ValueEnum};
 use idv_api::{
     AdminTokenCreate, AdminTokenCreated, AdminTokenView, DurationValue, Page, TenantCreate, TenantView, WhoAmI,
 };
 
 use super::list_pages;
-use crate::cli::{AdminTokenCommand, RoleArg, TenantCommand};
+use crate::cli::{Connection, PageArgs};
 use crate::client::{Client, encode};
 use crate::output::{self, Table, fields, opt};
+
+/// `idv tenant …`.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Slug: lowercase letters, digits and `-`.
+        name: String,
+        /// Name for people.
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one tenant.
+    Get {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// The roles an admin token can have.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// Everything in the tenant.
+    Admin,
+    /// Manage agents and credentials.
+    Operator,
+    /// Read-only, including the audit log.
+    Auditor,
+    /// A policy enforcement point: authorization decisions only.
+    Pep,
+}
+
+/// `idv admin-token …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create an admin token; its secret is printed once.
+    Create {
+        /// A name for people, e.g. `ci-pipeline`.
+        #[arg(long)]
+        name: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Lifetime, e.g. `90d` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Make a platform operator token.
+        #[arg(long)]
+        platform: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List the admin tokens of one tenant: the token's own, or the one
+    /// `--tenant` names (a platform token may name any), as a Vault namespace
+    /// or a Keycloak realm lists only its own.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one admin token.
+    Get {
+        /// Token id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke an admin token.
+    Revoke {
+        /// Token id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show the token in use and its tenant.
+    Whoami {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
 
 /// Runs `idv tenant …`.
 pub async fn run(cmd: TenantCommand) -> anyhow::Result<()> {

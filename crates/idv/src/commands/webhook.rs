@@ -1,16 +1,128 @@
 //! `idv webhook …`.
 
 use std::io::Read as _;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use clap::Subcommand;
 use idv_api::{Page, WebhookCreate, WebhookCreated, WebhookDeliveryView, WebhookPatch, WebhookView};
 use idv_core::Clock as _;
 use idv_core::webhook::{self, Secret};
 
 use super::{list_pages, print_next};
-use crate::cli::WebhookCommand;
+use crate::cli::{Connection, PageArgs};
 use crate::client::{Client, encode};
 use crate::output::{self, Table, fields, opt};
+
+/// `idv webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Subscribe an endpoint; prints its signing secret once.
+    Create {
+        /// Where to POST (`https://…`; `http://` to loopback by default).
+        #[arg(long)]
+        url: String,
+        /// Event pattern: a type (`credential.rotated`), a prefix
+        /// (`agent.*`) or `*` (repeatable).
+        #[arg(long = "event", value_name = "PATTERN", required = true)]
+        events: Vec<String>,
+        /// For people.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The tenant's subscriptions.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one subscription.
+    Get {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change a subscription.
+    Update {
+        /// Webhook id.
+        id: String,
+        /// A new endpoint.
+        #[arg(long)]
+        url: Option<String>,
+        /// Replacement event patterns (repeatable).
+        #[arg(long = "event", value_name = "PATTERN")]
+        events: Vec<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Enable it (a disabled one resumes where it stopped).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable it.
+        #[arg(long)]
+        disable: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a subscription and its delivery log.
+    Delete {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The delivery log of a subscription.
+    Deliveries {
+        /// Webhook id.
+        id: String,
+        /// Only `pending`, `delivered` or `failed`.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Send a `webhook.test` event now.
+    Test {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Replace the signing secret (printed once; the old one co-signs for 24 h).
+    RotateSecret {
+        /// Webhook id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Check a received webhook's signature offline, as a receiver would.
+    Verify {
+        /// The signing secret (`whsec_…`).
+        #[arg(long, env = "IDV_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The `webhook-id` header.
+        #[arg(long)]
+        id: String,
+        /// The `webhook-timestamp` header.
+        #[arg(long)]
+        timestamp: String,
+        /// The `webhook-signature` header.
+        #[arg(long)]
+        signature: String,
+        /// File holding the body exactly as received (`-` for stdin).
+        #[arg(long)]
+        payload_file: PathBuf,
+        /// Accept any timestamp (to check an old delivery).
+        #[arg(long)]
+        ignore_time: bool,
+    },
+}
 
 /// Runs `idv webhook …`.
 pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {

@@ -109,7 +109,7 @@ fn require_active(agent: &Agent) -> Result<(), OAuthError> {
 /// now, in its own commit, before the request goes on.
 pub async fn authenticate(state: &AppState, issuer: &Issuer, auth: &ClientAuth) -> Result<Client, OAuthError> {
     let client = authenticate_method(state, issuer, auth).await?;
-    crate::app::credentials::successor_used(state, &client.credential, None).await?;
+    crate::app::credentials::successor_used(state, &client.credential).await?;
     Ok(client)
 }
 

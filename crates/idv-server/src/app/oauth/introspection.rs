@@ -271,7 +271,7 @@ pub async fn introspect(state: &AppState, issuer: &Issuer, caller: &Caller, toke
                 note: None,
             };
             state.store.use_credential(issuer.tenant.id, c.id, ctx).await?;
-            crate::app::credentials::successor_used(state, &c, Some(request::id())).await?;
+            crate::app::credentials::successor_used(state, &c).await?;
             let scope: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
             let mut out = json!({
                 "active": true,
