@@ -4,6 +4,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use idv_api::{AdminTokenCreate, AdminTokenCreated, AdminTokenView, DurationValue, Page, WhoAmI};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
@@ -91,4 +93,12 @@ pub async fn revoke(
     let id = parse_id(&id, "admin token")?;
     let t = app::tokens::revoke(&state, &caller, id).await?;
     Ok(axum::Json(views::admin_token(&t, &caller.tenant.name)))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(current))
+        .routes(routes!(get, revoke))
 }

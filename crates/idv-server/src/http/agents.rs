@@ -1,17 +1,20 @@
 //! `/v1/agents`: registry and lifecycle.
 
 use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idv_api::{
-    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentCreatedRef, AgentPatch, AgentView, DurationValue, Page,
-    OwnerReassign, OwnerReassigned, ParentRef, TransitionRequest,
+    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentCreatedRef, AgentPatch, AgentView, DurationValue,
+    OwnerReassign, OwnerReassigned, Page, ParentRef, TransitionRequest,
 };
 use idv_core::agent::{Agent, AgentChanges, AgentError, Environment, NewAgent, Parent, spiffe_id};
 use idv_core::grant::Grants;
 use idv_core::lifecycle::{Status, Transition};
 use idv_store::AgentFilter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -493,6 +496,21 @@ pub async fn export(
         res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
+}
+
+/// The agent registry's routes (bulk registration has a larger body
+/// limit).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    let bulk = OpenApiRouter::new()
+        .routes(routes!(bulk_create))
+        .layer(DefaultBodyLimit::max(super::BULK_BODY_LIMIT));
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(export))
+        .routes(routes!(get, update))
+        .routes(routes!(transition))
+        .routes(routes!(reassign_owner))
+        .merge(bulk)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use idv_core::Timestamp;
 use idv_core::approval::{Approval, ApprovalStatus};
 use idv_store::ApprovalFilter;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Path, QueryPairs, keyset_page, page_size, parse_id};
@@ -126,4 +128,13 @@ pub async fn reject(
     body: Bytes,
 ) -> Result<axum::Json<ApprovalView>, ApiError> {
     decide(state, caller, id, &body, false).await
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
 }

@@ -7,6 +7,8 @@ use idv_core::audit::Outcome;
 use idv_store::AuditFilter;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{QueryPairs, keyset_page, page_size, parse_id};
@@ -95,4 +97,9 @@ pub async fn head(State(state): State<AppState>, caller: Caller) -> Result<axum:
         seq: h.seq,
         hash: idv_core::hex::encode(&h.hash),
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events)).routes(routes!(head))
 }

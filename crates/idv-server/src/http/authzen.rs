@@ -14,6 +14,8 @@ use idv_api::{
     SearchPageResponse, SearchRequest,
 };
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::Json;
@@ -295,4 +297,15 @@ pub async fn search_action(
         page: page(&found),
         results: found.results.into_iter().map(|name| AzActionName { name }).collect(),
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(configuration))
+        .routes(routes!(evaluation))
+        .routes(routes!(evaluations))
+        .routes(routes!(search_subject))
+        .routes(routes!(search_resource))
+        .routes(routes!(search_action))
 }

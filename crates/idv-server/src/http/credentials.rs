@@ -11,6 +11,8 @@ use idv_api::{
 };
 use idv_core::Timestamp;
 use idv_core::credential::{Credential, Kind, NewCredential, Retire, Rotation};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path, parse_id};
@@ -298,4 +300,17 @@ pub async fn rotate_agent(
         items: done.into_iter().map(|r| rotated(r, now)).collect(),
         next_cursor: None,
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, revoke))
+        .routes(routes!(rotate))
+        .routes(routes!(history))
+        .routes(routes!(compromised))
+        .routes(routes!(rotate_agent))
+        .routes(routes!(collect))
+        .routes(routes!(self_rotate))
 }

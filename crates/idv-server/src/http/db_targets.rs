@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use idv_api::{DbSweepView, DbTargetPut, DbTargetView, Page};
 use idv_core::db_template::DbTarget;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path};
@@ -97,4 +99,12 @@ pub async fn sweep(
         found: s.found,
         dropped: s.dropped,
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(targets))
+        .routes(routes!(put_target, target, delete_target))
+        .routes(routes!(sweep))
 }

@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use idv_api::{DbTemplatePut, DbTemplateView, Page};
 use idv_core::db_template::DbTemplate;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path};
@@ -93,4 +95,11 @@ pub async fn delete_template(
 ) -> Result<StatusCode, ApiError> {
     app::leases::delete_template(&state, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(templates))
+        .routes(routes!(put_template, template, delete_template))
 }

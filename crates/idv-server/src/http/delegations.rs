@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use idv_api::{DelegationCreate, DelegationView, DelegatorRef, DurationValue, Page};
 use idv_core::delegation::{Delegation, Delegator};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -142,4 +144,11 @@ pub async fn revoke(
     let id = parse_id(&id, "delegation")?;
     let d = app::delegations::revoke(&state, &caller, id).await?;
     Ok(axum::Json(view(&d, &state)))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, revoke))
 }

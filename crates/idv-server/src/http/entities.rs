@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use idv_api::{EntitiesPut, EntityView};
 use idv_core::directory::{DirectoryEntity, EntityRef};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path};
@@ -61,4 +63,11 @@ pub async fn delete_entity(
 ) -> Result<StatusCode, ApiError> {
     app::policies::delete_entity(&state, &caller, EntityRef { type_name, id }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_entities, entities))
+        .routes(routes!(delete_entity))
 }

@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use idv_api::{GrantCreate, GrantSubjectRef, GrantView, Page};
 use idv_core::Timestamp;
 use idv_core::role::{GrantSubject, Permission, RoleGrant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
@@ -173,4 +175,11 @@ pub async fn revoke_grant(
     let id = parse_id(&id, "grant")?;
     app::policies::revoke_grant(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(grant, grants))
+        .routes(routes!(revoke_grant))
 }

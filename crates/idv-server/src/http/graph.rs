@@ -4,6 +4,8 @@
 use axum::extract::State;
 use idv_api::{AgentGraph, EdgeView};
 use idv_store::Edge;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Path, parse_id};
@@ -38,4 +40,9 @@ pub async fn graph(
         calls: calls.into_iter().map(edge_view).collect(),
         called_by: called_by.into_iter().map(edge_view).collect(),
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(graph))
 }

@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use idv_api::{Page, SigningKeyRotate, SigningKeyRotated, SigningKeyView};
 use idv_core::keyring::{KeyState, SigningKey};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::credentials::seconds;
 use super::error::ApiError;
@@ -64,4 +66,9 @@ pub async fn rotate(
         keys: keys.into_iter().map(view).collect(),
     };
     Ok((StatusCode::CREATED, axum::Json(answer)))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(rotate))
 }

@@ -8,6 +8,8 @@ use axum::response::IntoResponse;
 use idv_api::{DbCredsIssued, DbCredsRequest, LeaseRenew, LeaseView, Page};
 use idv_core::lease::{Lease, LeaseState};
 use idv_store::LeaseFilter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::credentials::{AGENT_CHALLENGE, presented, seconds};
@@ -239,4 +241,17 @@ pub async fn self_revoke(
         .await
         .map_err(as_agent)?;
     Ok(revoked(&l, &state))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(renew))
+        .routes(routes!(revoke))
+        .routes(routes!(issue))
+        .routes(routes!(own))
+        .routes(routes!(self_renew))
+        .routes(routes!(self_revoke))
 }

@@ -41,7 +41,6 @@ use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use self::error::ApiError;
 use crate::AppState;
@@ -153,119 +152,37 @@ impl Modify for Problems {
 }
 
 /// The whole application. Each route is declared once, by its handler's
-/// `#[utoipa::path]`: `routes!` takes the path and method from there and
-/// adds the operation to the OpenAPI document as it adds the route, so a
-/// route cannot be served undocumented or documented unserved.
+/// `#[utoipa::path]`, and registered in its module's `routes()` beside it:
+/// `routes!` takes the path and method from the attribute and adds the
+/// operation to the OpenAPI document as it adds the route, so a route
+/// cannot be served undocumented or documented unserved.
 pub fn router(state: AppState) -> Router {
-    let bulk = OpenApiRouter::new()
-        .routes(routes!(agents::bulk_create))
-        .layer(DefaultBodyLimit::max(BULK_BODY_LIMIT));
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(ops::healthz))
-        .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
-        .routes(routes!(ops::openapi))
-        .routes(routes!(tenants::create, tenants::list))
-        .routes(routes!(tenants::get))
-        .routes(routes!(admin_tokens::create, admin_tokens::list))
-        .routes(routes!(admin_tokens::current))
-        .routes(routes!(admin_tokens::get, admin_tokens::revoke))
-        .routes(routes!(agents::create, agents::list))
-        .routes(routes!(agents::export))
-        .routes(routes!(agents::get, agents::update))
-        .routes(routes!(agents::transition))
-        .routes(routes!(agents::reassign_owner))
-        .routes(routes!(credentials::create, credentials::list))
-        .routes(routes!(credentials::get, credentials::revoke))
-        .routes(routes!(credentials::rotate))
-        .routes(routes!(credentials::history))
-        .routes(routes!(credentials::compromised))
-        .routes(routes!(credentials::rotate_agent))
-        .routes(routes!(credentials::collect))
-        .routes(routes!(credentials::self_rotate))
-        .routes(routes!(rotation_policies::list))
-        .routes(routes!(
-            rotation_policies::put_tenant,
-            rotation_policies::get_tenant,
-            rotation_policies::delete_tenant
-        ))
-        .routes(routes!(
-            rotation_policies::put_scoped,
-            rotation_policies::get_scoped,
-            rotation_policies::delete_scoped
-        ))
-        .routes(routes!(delegations::create, delegations::list))
-        .routes(routes!(delegations::get, delegations::revoke))
-        .routes(routes!(trusted_issuers::trust, trusted_issuers::issuers))
-        .routes(routes!(trusted_issuers::distrust))
-        .routes(routes!(token_ttls::list))
-        .routes(routes!(token_ttls::set, token_ttls::remove))
-        .routes(routes!(keys::list))
-        .routes(routes!(keys::rotate))
-        .routes(routes!(oauth::token))
-        .routes(routes!(oauth::introspect))
-        .routes(routes!(oauth::revoke))
-        .routes(routes!(oauth::tenant_token))
-        .routes(routes!(oauth::tenant_introspect))
-        .routes(routes!(oauth::tenant_revoke))
-        .routes(routes!(oauth::root_metadata))
-        .routes(routes!(oauth::tenant_metadata))
-        .routes(routes!(oauth::root_jwks))
-        .routes(routes!(oauth::tenant_jwks))
-        .routes(routes!(policies::upload, policies::list))
-        .routes(routes!(policies::validate))
-        .routes(routes!(policies::test))
-        .routes(routes!(policies::rollback))
-        .routes(routes!(policies::get))
-        .routes(routes!(policies::activate))
-        .routes(routes!(roles::roles))
-        .routes(routes!(roles::put_role, roles::delete_role))
-        .routes(routes!(grants::grant, grants::grants))
-        .routes(routes!(grants::revoke_grant))
-        .routes(routes!(entities::put_entities, entities::entities))
-        .routes(routes!(entities::delete_entity))
-        .routes(routes!(permissions::permissions))
-        .routes(routes!(graph::graph))
-        .routes(routes!(approvals::list))
-        .routes(routes!(approvals::get))
-        .routes(routes!(approvals::approve))
-        .routes(routes!(approvals::reject))
-        .routes(routes!(authzen::configuration))
-        .routes(routes!(authzen::evaluation))
-        .routes(routes!(authzen::evaluations))
-        .routes(routes!(authzen::search_subject))
-        .routes(routes!(authzen::search_resource))
-        .routes(routes!(authzen::search_action))
-        .routes(routes!(db_targets::targets))
-        .routes(routes!(
-            db_targets::put_target,
-            db_targets::target,
-            db_targets::delete_target
-        ))
-        .routes(routes!(db_targets::sweep))
-        .routes(routes!(db_templates::templates))
-        .routes(routes!(
-            db_templates::put_template,
-            db_templates::template,
-            db_templates::delete_template
-        ))
-        .routes(routes!(leases::list))
-        .routes(routes!(leases::get))
-        .routes(routes!(leases::renew))
-        .routes(routes!(leases::revoke))
-        .routes(routes!(leases::issue))
-        .routes(routes!(leases::own))
-        .routes(routes!(leases::self_renew))
-        .routes(routes!(leases::self_revoke))
-        .routes(routes!(webhooks::create, webhooks::list))
-        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
-        .routes(routes!(webhooks::deliveries))
-        .routes(routes!(webhooks::test))
-        .routes(routes!(webhooks::rotate_secret))
-        .routes(routes!(audit::events))
-        .routes(routes!(audit::head))
+        .merge(ops::routes())
+        .merge(tenants::routes())
+        .merge(admin_tokens::routes())
+        .merge(agents::routes())
+        .merge(credentials::routes())
+        .merge(rotation_policies::routes())
+        .merge(delegations::routes())
+        .merge(trusted_issuers::routes())
+        .merge(token_ttls::routes())
+        .merge(keys::routes())
+        .merge(oauth::routes())
+        .merge(policies::routes())
+        .merge(roles::routes())
+        .merge(grants::routes())
+        .merge(entities::routes())
+        .merge(permissions::routes())
+        .merge(graph::routes())
+        .merge(approvals::routes())
+        .merge(authzen::routes())
+        .merge(db_targets::routes())
+        .merge(db_templates::routes())
+        .merge(leases::routes())
+        .merge(webhooks::routes())
+        .merge(audit::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .merge(bulk)
         .split_for_parts();
     BearerAuth.modify(&mut api);
     Problems.modify(&mut api);

@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::app::oauth::{self, ClientAuth, Issuer, OAuthError, TokenRequest};
@@ -544,4 +546,19 @@ async fn jwks_for(state: &AppState, tenant: Option<&str>) -> Response {
         }
         Err(e) => OAuthResponse(OAuthError::Server(e)).into_response(),
     }
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(introspect))
+        .routes(routes!(revoke))
+        .routes(routes!(tenant_token))
+        .routes(routes!(tenant_introspect))
+        .routes(routes!(tenant_revoke))
+        .routes(routes!(root_metadata))
+        .routes(routes!(tenant_metadata))
+        .routes(routes!(root_jwks))
+        .routes(routes!(tenant_jwks))
 }

@@ -8,6 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use idv_api::Health;
 use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
@@ -56,4 +58,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn openapi(Extension(doc): Extension<Arc<OpenApi>>) -> impl IntoResponse {
     // The document `router` built from the routes as it added them.
     axum::Json(OpenApi::clone(&doc))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
 }

@@ -2,6 +2,8 @@
 
 use axum::extract::State;
 use idv_api::{AgentPermissions, UsageView};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Path, parse_id};
@@ -42,4 +44,9 @@ pub async fn permissions(
             })
             .collect(),
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(permissions))
 }

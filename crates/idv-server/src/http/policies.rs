@@ -10,6 +10,8 @@ use idv_api::{
 use idv_core::Timestamp;
 use idv_core::audit::Action;
 use idv_core::policy_version::PolicyVersion;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, policy_problems};
 use super::extract::{Json, Path};
@@ -242,4 +244,15 @@ pub async fn test(
         changed: results.iter().filter(|r| r.changed).count(),
         results,
     }))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, list))
+        .routes(routes!(validate))
+        .routes(routes!(test))
+        .routes(routes!(rollback))
+        .routes(routes!(get))
+        .routes(routes!(activate))
 }

@@ -4,6 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use idv_api::{RolePut, RoleView};
 use idv_core::role::Role;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path};
@@ -59,4 +61,11 @@ pub async fn delete_role(
 ) -> Result<StatusCode, ApiError> {
     app::policies::delete_role(&state, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(roles))
+        .routes(routes!(put_role, delete_role))
 }

@@ -5,6 +5,8 @@
 use axum::extract::State;
 use idv_api::{Page, RotationPolicyPut, RotationPolicyView, RotationScopeView};
 use idv_core::rotation::{RotationPolicy, Scope};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::credentials::{rotation, seconds};
 use super::error::ApiError;
@@ -169,4 +171,12 @@ pub async fn delete_scoped(
 ) -> Result<axum::http::StatusCode, ApiError> {
     app::rotation::delete(&state, &caller, existing(&[&kind, &id])?).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(put_tenant, get_tenant, delete_tenant))
+        .routes(routes!(put_scoped, get_scoped, delete_scoped))
 }

@@ -4,6 +4,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use idv_api::{Page, TenantCreate, TenantView};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
@@ -51,4 +53,9 @@ pub async fn get(
 ) -> Result<axum::Json<TenantView>, ApiError> {
     let t = app::tenants::get(&state, &caller, &name).await?;
     Ok(axum::Json(views::tenant(&t)))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(get))
 }

@@ -3,6 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use idv_api::{DurationValue, TokenTtlSet, TokenTtlView, TokenTtls};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path};
@@ -59,4 +61,9 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     app::lifetimes::set(&state, &caller, &class, None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(set, remove))
 }

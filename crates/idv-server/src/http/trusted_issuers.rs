@@ -6,6 +6,8 @@ use axum::response::IntoResponse;
 use idv_api::{Page, TrustedIssuerCreate, TrustedIssuerView};
 use idv_core::trusted_issuer::TrustedIssuer;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path, parse_id};
@@ -71,4 +73,11 @@ pub async fn distrust(
     let id = parse_id(&id, "trusted issuer")?;
     let t = app::delegations::distrust(&state, &caller, id).await?;
     Ok(axum::Json(issuer_view(&t)))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(trust, issuers))
+        .routes(routes!(distrust))
 }

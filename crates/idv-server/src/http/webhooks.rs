@@ -7,6 +7,8 @@ use axum::response::IntoResponse;
 use idv_api::{Page, WebhookCreate, WebhookCreated, WebhookDeliveryView, WebhookPatch, WebhookView};
 use idv_core::webhook::{self, Delivery, DeliveryStatus, Secret, Webhook};
 use idv_store::DeliveryFilter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Json, Path, QueryPairs, keyset_page, page_size, parse_id};
@@ -215,4 +217,14 @@ pub async fn rotate_secret(
     let id = parse_id(&id, "webhook")?;
     let (w, secret) = app::webhooks::rotate_secret(&state, &caller, id).await?;
     Ok(axum::Json(created(&w, &secret)))
+}
+
+/// This module's routes, each declared by its handler's `#[utoipa::path]`.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update, delete))
+        .routes(routes!(deliveries))
+        .routes(routes!(test))
+        .routes(routes!(rotate_secret))
 }

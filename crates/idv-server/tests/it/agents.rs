@@ -921,7 +921,10 @@ async fn reassigning_an_owner_moves_their_live_agents(backend: Backend) {
     .await;
     let retired = &alices[2];
     transition(&s, &s.token, retired, "activate", "go").await;
-    assert_eq!(transition(&s, &s.token, retired, "retire", "done").await.status(), StatusCode::OK);
+    assert_eq!(
+        transition(&s, &s.token, retired, "retire", "done").await.status(),
+        StatusCode::OK
+    );
     let before = head(&s).await;
 
     let reassign = |token: &str, body: Value| {
@@ -930,24 +933,40 @@ async fn reassigning_an_owner_moves_their_live_agents(backend: Backend) {
             .send()
     };
     let moved = json_ok(
-        reassign(&s.token, json!({"from": "alice@bank.example", "to": "bob@bank.example"}))
-            .await
-            .unwrap(),
+        reassign(
+            &s.token,
+            json!({"from": "alice@bank.example", "to": "bob@bank.example"}),
+        )
+        .await
+        .unwrap(),
         StatusCode::OK,
     )
     .await;
     assert_eq!(moved["reassigned"], 2);
-    assert_eq!(moved["agents"], json!([alices[0], alices[1]]), "in id order, the retired one left out");
+    assert_eq!(
+        moved["agents"],
+        json!([alices[0], alices[1]]),
+        "in id order, the retired one left out"
+    );
     for id in &alices[..2] {
         let a = get(&s, &format!("/v1/agents/{id}")).await;
-        assert_eq!((a["owner"].as_str(), a["version"].as_i64()), (Some("bob@bank.example"), Some(2)));
+        assert_eq!(
+            (a["owner"].as_str(), a["version"].as_i64()),
+            (Some("bob@bank.example"), Some(2))
+        );
     }
     let kept = get(&s, &format!("/v1/agents/{retired}")).await;
     assert_eq!(kept["owner"], "alice@bank.example", "a retired record is read-only");
     let other = get(&s, &format!("/v1/agents/{}", carol["id"].as_str().unwrap())).await;
-    assert_eq!((other["owner"].as_str(), other["version"].as_i64()), (Some("carol@bank.example"), Some(1)));
+    assert_eq!(
+        (other["owner"].as_str(), other["version"].as_i64()),
+        (Some("carol@bank.example"), Some(1))
+    );
     let events: Vec<Value> = events_after(&s, before).await;
-    let ours: Vec<&Value> = events.iter().filter(|e| e["action"] == "agent.reassign_owner").collect();
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "agent.reassign_owner")
+        .collect();
     assert_eq!(ours.len(), 2, "{events:?}");
     for (e, id) in ours.iter().zip(&alices) {
         assert_eq!(e["target_id"], json!(id));
@@ -958,9 +977,12 @@ async fn reassigning_an_owner_moves_their_live_agents(backend: Backend) {
     // Nothing left to move: no change, no event.
     let again = head(&s).await;
     let none = json_ok(
-        reassign(&s.token, json!({"from": "alice@bank.example", "to": "bob@bank.example"}))
-            .await
-            .unwrap(),
+        reassign(
+            &s.token,
+            json!({"from": "alice@bank.example", "to": "bob@bank.example"}),
+        )
+        .await
+        .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -986,10 +1008,19 @@ async fn reassigning_an_owner_moves_their_live_agents(backend: Backend) {
     );
     // Bad input: a clear problem, nothing changed.
     for (body, status) in [
-        (json!({"from": "bob@bank.example", "to": "bob@bank.example"}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"from": "bob@bank.example", "to": " "}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"from": "bob@bank.example", "to": "bob@bank.example"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"from": "bob@bank.example", "to": " "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (json!({"from": "bob@bank.example"}), StatusCode::BAD_REQUEST),
-        (json!({"from": "bob@bank.example", "to": "x", "also": 1}), StatusCode::BAD_REQUEST),
+        (
+            json!({"from": "bob@bank.example", "to": "x", "also": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let res = reassign(&s.token, body.clone()).await.unwrap();
         assert_eq!(res.status(), status, "{body}");
@@ -997,5 +1028,8 @@ async fn reassigning_an_owner_moves_their_live_agents(backend: Backend) {
         assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
     }
     let still = get(&s, &format!("/v1/agents/{}", alices[0])).await;
-    assert_eq!((still["owner"].as_str(), still["version"].as_i64()), (Some("bob@bank.example"), Some(2)));
+    assert_eq!(
+        (still["owner"].as_str(), still["version"].as_i64()),
+        (Some("bob@bank.example"), Some(2))
+    );
 }

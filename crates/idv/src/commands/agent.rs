@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use idv_api::{
-    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentPatch, AgentView, DurationValue, OwnerReassign, OwnerReassigned, Page, ParentRef,
-    TransitionRequest,
+    AgentBulkCreate, AgentBulkCreated, AgentCreate, AgentPatch, AgentView, DurationValue, OwnerReassign,
+    OwnerReassigned, Page, ParentRef, TransitionRequest,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
