@@ -52,6 +52,9 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// Every environment.
+    pub const ALL: [Environment; 3] = [Environment::Dev, Environment::Test, Environment::Prod];
+
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
         match self {

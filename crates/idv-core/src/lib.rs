@@ -27,6 +27,7 @@ pub mod rotation;
 pub mod scram;
 pub mod seal;
 pub mod secret;
+pub mod session;
 pub mod tenant;
 pub mod throttle;
 pub mod timestamp;

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
@@ -98,6 +99,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let running = start(config, Arc::new(SystemClock::default()), listener).await?;
     println!("IdentityVault listening on http://{}", running.addr);
+    println!("Console: {}/console", running.state.public_url);
     println!("Store: {}", running.state.store_description);
     match (&running.bootstrap_token, running.bootstrap_from_env) {
         (Some(_), true) => println!("Admin bootstrap token: the one given in IDV_BOOTSTRAP_TOKEN"),

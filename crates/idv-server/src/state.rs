@@ -32,6 +32,12 @@ pub struct Services {
     pub store: Store,
     /// Keyed hashing of admin tokens.
     pub token_hasher: SecretHasher,
+    /// Keyed hashing of console session secrets.
+    pub session_hasher: SecretHasher,
+    /// Keys the console's CSRF tokens.
+    pub csrf_hasher: SecretHasher,
+    /// The timeouts console sessions get.
+    pub session_timeouts: idv_core::session::Timeouts,
     /// Keyed hashing of agent credentials (client secrets, API keys).
     pub credential_hasher: SecretHasher,
     /// Seals signing keys at rest.
@@ -94,6 +100,9 @@ impl AppState {
             store,
             token_hasher: SecretHasher::new(&setup.master_key, "admin-token"),
             credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
+            session_hasher: SecretHasher::new(&setup.master_key, "console-session"),
+            csrf_hasher: SecretHasher::new(&setup.master_key, "console-csrf"),
+            session_timeouts: idv_core::session::Timeouts::default(),
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
             secret_sealer: Arc::new(Sealer::new(&setup.master_key, "credential-secret")),
             caches: Arc::new(Caches::default()),

@@ -17,6 +17,7 @@ use idv_core::lifecycle::Transition;
 use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{Role, RoleGrant};
 use idv_core::rotation::{RotationPolicy, Scope};
+use idv_core::session::Session;
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::TrustedIssuer;
 use idv_core::webhook::{AttemptResult, Delivery, Webhook};
@@ -31,7 +32,9 @@ use crate::jobs::{Job, JobKinds};
 use crate::keys::KeyRequest;
 use crate::webhooks::{SealedSecrets, WebhookChanges};
 use crate::{Dialect, StoreError};
-use crate::{admin_tokens, agents, credentials, delegations, jobs, keys, leases, rotation, tenants, webhooks};
+use crate::{
+    admin_tokens, agents, credentials, delegations, jobs, keys, leases, rotation, sessions, tenants, webhooks,
+};
 
 /// Who asked, for the audit trail.
 #[derive(Clone, Debug)]
@@ -92,6 +95,29 @@ pub enum Command {
         if_match: Option<i64>,
         /// What to change.
         changes: AgentChanges,
+    },
+    /// Open a console session.
+    CreateSession {
+        /// The session.
+        session: Box<Session>,
+        /// Keyed hash of the cookie's secret.
+        secret_hash: [u8; 32],
+    },
+    /// Record activity on a console session (bookkeeping: no event).
+    TouchSession {
+        /// Session id.
+        id: Uuid,
+        /// When.
+        at: Timestamp,
+    },
+    /// End a console session.
+    EndSession {
+        /// Tenant it must belong to.
+        tenant_id: Uuid,
+        /// Session id.
+        id: Uuid,
+        /// Why (`sign_out`, …).
+        reason: String,
     },
     /// Move every live agent of one owner to another.
     ReassignOwner {
@@ -527,6 +553,8 @@ pub enum Applied {
     Count(usize),
     /// Nothing to return.
     Done,
+    /// A console session.
+    Session(Box<Session>),
 }
 
 /// What a command attempted, kept so a refusal can be audited after the
@@ -833,6 +861,24 @@ impl Command {
                 id.to_string(),
                 None,
             ),
+            Command::CreateSession { session, .. } => (
+                session.tenant_id,
+                Action::ConsoleSignIn,
+                TargetType::ConsoleSession,
+                session.id.to_string(),
+                None,
+            ),
+            Command::EndSession { tenant_id, id, reason } => (
+                *tenant_id,
+                if reason == sessions::SIGN_OUT {
+                    Action::ConsoleSignOut
+                } else {
+                    Action::ConsoleSessionEnd
+                },
+                TargetType::ConsoleSession,
+                id.to_string(),
+                None,
+            ),
             Command::TestWebhook(d) => (
                 d.tenant_id,
                 Action::WebhookTest,
@@ -858,6 +904,7 @@ impl Command {
             | Command::ActivateLease { .. }
             | Command::FinishLeaseRevocation { .. }
             | Command::RescheduleJob { .. }
+            | Command::TouchSession { .. }
             | Command::ScheduleKeyRotations => return None,
             Command::SigningKeys(r) => {
                 // Only a manual rotation can be refused (a next key waits).
@@ -1106,6 +1153,9 @@ pub(crate) async fn apply(
         Command::RecordWebhookAttempt { job, result, jitter } => {
             webhooks::record_attempt(conn, job, result, jitter, now, ctx).await
         }
+        Command::CreateSession { session, secret_hash } => sessions::create(conn, *session, secret_hash, ctx).await,
+        Command::TouchSession { id, at } => sessions::touch(conn, id, at).await,
+        Command::EndSession { tenant_id, id, reason } => sessions::end(conn, tenant_id, id, reason, now, ctx).await,
         Command::Record(d) => Ok((Applied::Done, vec![d])),
     }
 }

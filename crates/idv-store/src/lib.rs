@@ -23,6 +23,7 @@ mod command;
 mod credentials;
 mod delegations;
 mod error;
+mod figures;
 mod jobs;
 mod keys;
 mod leases;
@@ -30,6 +31,7 @@ mod migrate;
 mod read;
 mod rotation;
 mod row;
+mod sessions;
 mod tenants;
 mod webhooks;
 mod writer;
@@ -51,10 +53,12 @@ pub use changes::Changes;
 pub use command::{Applied, Command, Context};
 pub use credentials::JOB_RETIRE_CREDENTIAL;
 pub use error::StoreError;
+pub use figures::{AgentGroup, Figures};
 pub use jobs::{Job, JobKinds};
 pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};
 pub use rotation::JOB_ROTATE_CREDENTIAL;
+pub use sessions::SIGN_OUT;
 pub use webhooks::{
     DELIVERY_RETENTION_SECS, DISPATCH_WINDOW, DeliveryFilter, JOB_DELIVER_WEBHOOK, SealedSecrets, WebhookChanges,
 };

@@ -59,6 +59,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_audit_id_unindexed"),
     migration!(12, "0012_agent_tokens_not_before"),
     migration!(13, "0013_approval_duties"),
+    migration!(14, "0014_console_sessions"),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -317,6 +317,15 @@ vocabulary! {
         WebhookDeliverySucceeded = "webhook.delivery.succeeded",
         /// A webhook delivery attempt that failed.
         WebhookDeliveryFailed = "webhook.delivery.failed",
+        /// A person signed in to the console (or a refused sign-in).
+        ConsoleSignIn = "console.sign_in",
+        /// A person signed out of the console.
+        ConsoleSignOut = "console.sign_out",
+        /// A console session ended by an administrator (or by its holder
+        /// from the session list).
+        ConsoleSessionEnd = "console.session_end",
+        /// Listing console sessions (a refusal by role only).
+        ConsoleSessionList = "console.session_list",
     }
 }
 
@@ -369,6 +378,8 @@ vocabulary! {
         WebhookDelivery = "webhook_delivery",
         /// A tenant's webhook delivery log.
         WebhookDeliveries = "webhook_deliveries",
+        /// A console session.
+        ConsoleSession = "console_session",
     }
 }
 

@@ -45,6 +45,7 @@ pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&s
                     tenant: home,
                     cross_tenant: false,
                     request_id,
+                    session: None,
                 };
                 let ctx = caller.context();
                 let draft = Draft {
@@ -78,6 +79,7 @@ pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&s
         tenant,
         cross_tenant,
         request_id,
+        session: None,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod credentials;
 pub mod decisions;
 pub mod delegations;
+pub mod figures;
 pub mod keys;
 pub mod leases;
 pub mod lifetimes;
@@ -18,6 +19,7 @@ pub mod policies;
 pub mod request;
 pub mod rotation;
 pub mod search;
+pub mod sessions;
 pub mod tenants;
 pub mod throttle;
 pub mod tokens;
@@ -65,6 +67,9 @@ pub enum AppError {
     /// message is safe to show (it never holds a secret).
     #[error("{0}")]
     Upstream(String),
+    /// Too many failed authentications: retry after this many seconds.
+    #[error("too many failed authentications; retry after {0} s")]
+    Throttled(u64),
     /// A fault inside the server (logged, never echoed).
     #[error("{0}")]
     Internal(String),
@@ -124,6 +129,8 @@ pub struct Caller {
     pub cross_tenant: bool,
     /// The request id.
     pub request_id: String,
+    /// The console session it acts through, if any.
+    pub session: Option<uuid::Uuid>,
 }
 
 impl Caller {
@@ -142,9 +149,17 @@ impl Caller {
         Context {
             actor: self.actor(),
             request_id: Some(self.request_id.clone()),
-            note: self
-                .cross_tenant
-                .then(|| json!({ "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant })),
+            note: match (self.cross_tenant, self.session) {
+                (false, None) => None,
+                (true, None) => {
+                    Some(json!({ "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant }))
+                }
+                (false, Some(s)) => Some(json!({ "console_session": s })),
+                (true, Some(s)) => Some(json!({
+                    "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant,
+                    "console_session": s,
+                })),
+            },
         }
     }
 

@@ -108,6 +108,21 @@ impl ApiError {
         self.0.status
     }
 
+    /// The short summary, for people.
+    pub fn title(&self) -> &str {
+        self.0.title
+    }
+
+    /// What went wrong, for people (never an internal detail).
+    pub fn detail(&self) -> &str {
+        &self.0.detail
+    }
+
+    /// For an internal error: what to log (never shown).
+    pub fn internal_detail(&self) -> Option<&str> {
+        self.0.internal.as_deref()
+    }
+
     fn internal(detail: &str) -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -156,6 +171,7 @@ impl From<AppError> for ApiError {
                 d,
             ),
             AppError::Internal(d) => Self::internal(&d),
+            AppError::Throttled(seconds) => Self::too_many_failures(seconds),
         }
     }
 }

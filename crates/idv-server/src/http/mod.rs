@@ -187,6 +187,7 @@ pub fn router(state: AppState) -> Router {
     BearerAuth.modify(&mut api);
     Problems.modify(&mut api);
     router
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(Arc::new(api)))

@@ -1,0 +1,333 @@
+//! The inventory (filters, keyset paging, bulk lifecycle actions) and an
+//! agent's detail page with its lifecycle actions.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use idv_core::agent::{Agent, Environment};
+use idv_core::credential::Credential;
+use idv_core::lifecycle::{Status, Transition};
+use idv_store::AgentFilter;
+use uuid::Uuid;
+
+use super::overview::urlencode;
+use super::{ConsoleError, Layout, Viewer, render};
+use crate::AppState;
+use crate::app;
+
+/// Agents per inventory page.
+const PAGE: i64 = 50;
+
+/// Most agents one bulk action may change.
+const BULK_MAX: usize = 500;
+
+/// The inventory's filters, as in the query string.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    /// `status`.
+    pub status: String,
+    /// `environment`.
+    pub environment: String,
+    /// `owner`.
+    pub owner: String,
+    /// `class`.
+    pub class: String,
+    /// `label` (`key=value`).
+    pub label: String,
+    /// `name` (a prefix).
+    pub name: String,
+}
+
+impl Filters {
+    fn parse(raw: Option<&str>) -> (Self, Option<String>) {
+        let mut f = Filters::default();
+        let mut cursor = None;
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let v = v.trim().to_owned();
+            match k.as_ref() {
+                "status" => f.status = v,
+                "environment" => f.environment = v,
+                "owner" => f.owner = v,
+                "class" => f.class = v,
+                "label" => f.label = v,
+                "name" => f.name = v,
+                "cursor" => cursor = Some(v),
+                _ => {}
+            }
+        }
+        (f, cursor)
+    }
+
+    /// The query string of these filters (without a cursor).
+    pub fn query(&self) -> String {
+        [
+            ("status", &self.status),
+            ("environment", &self.environment),
+            ("owner", &self.owner),
+            ("class", &self.class),
+            ("label", &self.label),
+            ("name", &self.name),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+
+    fn to_store(&self, after: Option<Uuid>) -> Result<AgentFilter, ConsoleError> {
+        let bad = |what: &str, detail: String| {
+            ConsoleError::Refused(StatusCode::BAD_REQUEST, format!("the {what} filter: {detail}"))
+        };
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let labels = match self.label.split_once('=') {
+            Some((k, v)) => vec![(k.trim().to_owned(), v.trim().to_owned())],
+            None if self.label.is_empty() => Vec::new(),
+            None => return Err(bad("label", "write it as key=value".into())),
+        };
+        Ok(AgentFilter {
+            status: match self.status.as_str() {
+                "" => None,
+                s => Some(s.parse::<Status>().map_err(|e| bad("status", e.to_string()))?),
+            },
+            owner: nonempty(&self.owner),
+            environment: match self.environment.as_str() {
+                "" => None,
+                e => Some(
+                    e.parse::<Environment>()
+                        .map_err(|e| bad("environment", e.to_string()))?,
+                ),
+            },
+            class: nonempty(&self.class),
+            labels,
+            name_prefix: nonempty(&self.name),
+            after,
+            limit: PAGE,
+        })
+    }
+}
+
+/// One row of the inventory.
+pub struct Row {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: &'static str,
+    /// Owner.
+    pub owner: String,
+    /// Environment.
+    pub environment: String,
+    /// Class.
+    pub class: String,
+    /// Created, RFC 3339.
+    pub created: String,
+}
+
+impl From<&Agent> for Row {
+    fn from(a: &Agent) -> Self {
+        Row {
+            id: a.id,
+            name: a.name.clone(),
+            status: a.status.as_str(),
+            owner: a.owner.clone(),
+            environment: a.environment.map(|e| e.as_str().to_owned()).unwrap_or_default(),
+            class: a.class.clone().unwrap_or_default(),
+            created: a.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/agents.html")]
+struct Inventory {
+    layout: Layout,
+    filters: Filters,
+    rows: Vec<Row>,
+    next: Option<String>,
+    statuses: [&'static str; 4],
+    environments: Vec<&'static str>,
+    notice: Option<String>,
+}
+
+/// `GET /console/agents`.
+pub async fn inventory(
+    State(state): State<AppState>,
+    v: Viewer,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ConsoleError> {
+    let (filters, cursor) = Filters::parse(raw.as_deref());
+    let after = match cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse::<Uuid>()
+                .map_err(|_| ConsoleError::Refused(StatusCode::BAD_REQUEST, "the page cursor is not valid".into()))?,
+        ),
+    };
+    let agents = app::agents::list(&state, &v.caller, &filters.to_store(after)?).await?;
+    let next = (agents.len() as i64 == PAGE)
+        .then(|| agents.last().map(|a| a.id.to_string()))
+        .flatten();
+    let notice = form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, n)| n.into_owned());
+    Ok(render(&Inventory {
+        layout: Layout::new(&v, "Agents", "/console/agents"),
+        rows: agents.iter().map(Row::from).collect(),
+        filters,
+        next,
+        statuses: Status::ALL.map(Status::as_str),
+        environments: Environment::ALL.iter().map(|e| e.as_str()).collect(),
+        notice,
+    }))
+}
+
+/// A bulk lifecycle action from the inventory.
+#[derive(Debug, Default)]
+pub struct BulkForm {
+    csrf: String,
+    action: String,
+    reason: String,
+    ids: Vec<String>,
+    back: String,
+}
+
+impl BulkForm {
+    fn parse(body: &[u8]) -> Self {
+        let mut f = BulkForm::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "_csrf" => f.csrf = v.into_owned(),
+                "action" => f.action = v.into_owned(),
+                "reason" => f.reason = v.into_owned(),
+                "id" => f.ids.push(v.into_owned()),
+                "back" => f.back = v.into_owned(),
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+fn transition(name: &str) -> Result<Transition, ConsoleError> {
+    Transition::ALL
+        .into_iter()
+        .find(|t| t.as_str() == name)
+        .ok_or_else(|| ConsoleError::Refused(StatusCode::BAD_REQUEST, format!("`{name}` is not a lifecycle action")))
+}
+
+/// `POST /console/agents/bulk`: one lifecycle action on the selected agents,
+/// each through the same use case (and audit event) as the API. Every agent
+/// is checked first, so an action one of them cannot take changes none.
+pub async fn bulk(State(state): State<AppState>, v: Viewer, body: axum::body::Bytes) -> Result<Response, ConsoleError> {
+    let form = BulkForm::parse(&body);
+    v.check_csrf(&form.csrf)?;
+    let t = transition(&form.action)?;
+    if form.ids.is_empty() {
+        return Err(ConsoleError::Refused(
+            StatusCode::BAD_REQUEST,
+            "select at least one agent".into(),
+        ));
+    }
+    if form.ids.len() > BULK_MAX {
+        return Err(ConsoleError::Refused(
+            StatusCode::BAD_REQUEST,
+            format!("at most {BULK_MAX} agents at a time"),
+        ));
+    }
+    let ids = form
+        .ids
+        .iter()
+        .map(|i| i.parse::<Uuid>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ConsoleError::Refused(StatusCode::BAD_REQUEST, "an agent id is not valid".into()))?;
+    idv_core::agent::validate_reason(&form.reason).map_err(app::AppError::from)?;
+    for id in &ids {
+        let a = app::agents::get(&state, &v.caller, *id).await?;
+        if let Err(e) = a.status.apply(t) {
+            return Err(ConsoleError::Refused(
+                StatusCode::CONFLICT,
+                format!("nothing was changed: `{}`: {e}", a.name),
+            ));
+        }
+    }
+    for id in &ids {
+        app::agents::transition(&state, &v.caller, *id, t, form.reason.clone()).await?;
+    }
+    // Back to the same filtered list (only our own paths).
+    let back = if form.back.starts_with("/console/agents") && !form.back.contains("//") {
+        form.back
+    } else {
+        "/console/agents".to_owned()
+    };
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let done = urlencode(&format!("{}: {} agent(s)", t.as_str(), ids.len()));
+    Ok(Redirect::to(&format!("{back}{sep}done={done}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "console/agent.html")]
+struct Detail {
+    layout: Layout,
+    agent: Agent,
+    environment: String,
+    class: String,
+    credentials: Vec<Credential>,
+    actions: Vec<&'static str>,
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ConsoleError> {
+    id.parse::<Uuid>()
+        .map_err(|_| ConsoleError::Refused(StatusCode::NOT_FOUND, "no such agent".into()))
+}
+
+/// `GET /console/agents/{id}`.
+pub async fn detail(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let id = parse_id(&id)?;
+    let agent = app::agents::get(&state, &v.caller, id).await?;
+    let credentials = app::credentials::list(&state, &v.caller, id).await?;
+    let actions = Transition::ALL
+        .into_iter()
+        .filter(|t| agent.status.apply(*t).is_ok())
+        .map(Transition::as_str)
+        .collect();
+    Ok(render(&Detail {
+        layout: Layout::new(&v, agent.name.clone(), "/console/agents"),
+        environment: agent.environment.map(|e| e.as_str().to_owned()).unwrap_or_default(),
+        class: agent.class.clone().unwrap_or_default(),
+        agent,
+        credentials,
+        actions,
+    }))
+}
+
+/// A lifecycle action from the detail page.
+#[derive(serde::Deserialize)]
+pub struct LifecycleForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/agents/{id}/lifecycle`.
+pub async fn lifecycle(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<LifecycleForm>,
+) -> Result<Response, ConsoleError> {
+    v.check_csrf(&form.csrf)?;
+    let id = parse_id(&id)?;
+    let t = transition(&form.action)?;
+    app::agents::transition(&state, &v.caller, id, t, form.reason).await?;
+    Ok(Redirect::to(&format!("/console/agents/{id}")).into_response())
+}
