@@ -43,7 +43,8 @@
   // A bulk action says how many agents it will change before it does.
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
-    if (!form || form.id !== "bulk") { return; }
+    // getAttribute: the form's `id` inputs shadow `form.id`.
+    if (!form || form.getAttribute("id") !== "bulk") { return; }
     var n = selected();
     var action = document.getElementById("bulk-action");
     var verb = action ? action.value : "change";

@@ -178,7 +178,12 @@ impl Caller {
             outcome: Outcome::Denied,
             reason: None,
             request_id: ctx.request_id.clone(),
-            details: json!({ "role": self.principal.role.as_str(), "platform": self.principal.platform }),
+            details: match &ctx.note {
+                Some(note) => json!({
+                    "role": self.principal.role.as_str(), "platform": self.principal.platform, "request": note,
+                }),
+                None => json!({ "role": self.principal.role.as_str(), "platform": self.principal.platform }),
+            },
         };
         state.store.record(draft, ctx).await?;
         // The operation too: a permission's name alone can puzzle (a `pep`

@@ -77,6 +77,14 @@ impl Filters {
         .join("&")
     }
 
+    /// The inventory's path with these filters.
+    pub fn path(&self) -> String {
+        match self.query() {
+            q if q.is_empty() => "/console/agents".to_owned(),
+            q => format!("/console/agents?{q}"),
+        }
+    }
+
     fn to_store(&self, after: Option<Uuid>) -> Result<AgentFilter, ConsoleError> {
         let bad = |what: &str, detail: String| {
             ConsoleError::Refused(StatusCode::BAD_REQUEST, format!("the {what} filter: {detail}"))

@@ -10,7 +10,8 @@
 //!
 //! Hardening, for every response: a strict Content-Security-Policy (no
 //! inline script or style, `frame-ancestors 'none'`), `no-store` caching,
-//! no referrer. Every state-changing request must carry the session's CSRF
+//! no referrer outside our origin (`same-origin`: with `no-referrer` the
+//! browser would send `Origin: null`, and the origin check needs it). Every state-changing request must carry the session's CSRF
 //! token (a form field or the `X-CSRF-Token` header htmx sends) and come
 //! from our own origin ([`session`]).
 
@@ -192,7 +193,7 @@ async fn harden(req: Request, next: Next) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -21,6 +21,7 @@ mod authz;
 mod authzen;
 mod concurrency;
 mod connections;
+mod console;
 mod delegation;
 mod documents;
 mod durability;

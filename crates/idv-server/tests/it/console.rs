@@ -1,0 +1,325 @@
+//! The console over HTTP (no browser: `tests/console` drives one): sign-in,
+//! the session cookie, timeouts, sign-out, CSRF and origin checks, refusals
+//! by role, and what each of those leaves in the audit log.
+
+use idv_testkit::{Backend, TestServer, backend_tests};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+use crate::{create_agent, events_after, get, head, named_token, start_manual, transition};
+
+backend_tests!(
+    break_glass_sign_in_opens_a_session_until_sign_out,
+    sessions_end_when_idle_or_past_their_lifetime,
+    a_session_dies_with_its_admin_token,
+    state_changes_need_the_csrf_token_and_our_origin,
+    an_auditor_is_refused_and_the_refusal_is_recorded,
+    bad_sign_ins_are_refused_with_a_page,
+    sessions_can_be_listed_and_ended,
+);
+
+/// A client that does not follow redirects (to see them).
+fn browser() -> Client {
+    Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// Signs in with `token`; answers the cookie pair (`idv_session=…`).
+async fn sign_in(s: &TestServer, token: &str) -> String {
+    let res = browser()
+        .post(s.url("/console/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/console");
+    let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(!set.contains("Secure"), "plain http: no Secure attribute ({set})");
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(s: &TestServer, cookie: &str, path: &str) -> Response {
+    browser().get(s.url(path)).header(COOKIE, cookie).send().await.unwrap()
+}
+
+/// The CSRF token a signed-in page carries.
+async fn csrf(s: &TestServer, cookie: &str) -> String {
+    let html = page(s, cookie, "/console/agents").await.text().await.unwrap();
+    let at = html.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
+    html[at..at + 64].to_owned()
+}
+
+fn signed_out(res: &Response) {
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/console/login");
+}
+
+async fn break_glass_sign_in_opens_a_session_until_sign_out(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    signed_out(&page(&s, "", "/console").await);
+    let before = head(&s).await;
+    let cookie = sign_in(&s, &s.token).await;
+    let res = page(&s, &cookie, "/console").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Overview") && html.contains("bootstrap"), "{html}");
+    let events = events_after(&s, before).await;
+    let signin = events.iter().find(|e| e["action"] == "console.sign_in").unwrap();
+    assert_eq!(signin["outcome"], "success");
+    assert_eq!(signin["details"]["method"], "admin_token");
+    assert_eq!(signin["actor"]["name"], "bootstrap");
+
+    // An action through the console names its session.
+    let a = create_agent(&s, &s.token, "console-one").await;
+    let id = a["id"].as_str().unwrap();
+    let token = csrf(&s, &cookie).await;
+    let res = browser()
+        .post(s.url(&format!("/console/agents/{id}/lifecycle")))
+        .header(COOKIE, &cookie)
+        .form(&[("_csrf", token.as_str()), ("action", "activate"), ("reason", "go")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(get(&s, &format!("/v1/agents/{id}")).await["status"], "active");
+    let activated = events_after(&s, before)
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "agent.activate")
+        .unwrap();
+    assert_eq!(
+        activated["details"]["request"]["console_session"], signin["target_id"],
+        "{activated}"
+    );
+
+    // Sign out: the same cookie no longer opens anything.
+    let res = browser()
+        .post(s.url("/console/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    signed_out(&res);
+    assert!(res.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    signed_out(&page(&s, &cookie, "/console").await);
+    assert!(
+        events_after(&s, before)
+            .await
+            .iter()
+            .any(|e| e["action"] == "console.sign_out" && e["outcome"] == "success")
+    );
+}
+
+async fn sessions_end_when_idle_or_past_their_lifetime(backend: Backend) {
+    let s = start_manual(backend).await;
+    let clock = s.clock.clone().unwrap();
+    let cookie = sign_in(&s, &s.token).await;
+    // Activity keeps it alive past the idle timeout (30 minutes)...
+    for _ in 0..3 {
+        clock.advance_secs(20 * 60);
+        assert_eq!(page(&s, &cookie, "/console").await.status(), StatusCode::OK);
+    }
+    // ...but 30 minutes of silence ends it.
+    clock.advance_secs(30 * 60);
+    signed_out(&page(&s, &cookie, "/console").await);
+    // And activity never carries it past 12 hours.
+    let cookie = sign_in(&s, &s.token).await;
+    for _ in 0..(12 * 3) {
+        clock.advance_secs(20 * 60);
+        let res = page(&s, &cookie, "/console").await;
+        if res.status() != StatusCode::OK {
+            signed_out(&res);
+            return;
+        }
+    }
+    panic!("the session outlived its 12 hours");
+}
+
+async fn a_session_dies_with_its_admin_token(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (op, op_id) = named_token(&s, "default", "operator", "ops-oncall").await;
+    let cookie = sign_in(&s, &op).await;
+    assert_eq!(page(&s, &cookie, "/console/agents").await.status(), StatusCode::OK);
+    let res = s
+        .req(reqwest::Method::DELETE, &format!("/v1/admin-tokens/{op_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    signed_out(&page(&s, &cookie, "/console/agents").await);
+}
+
+async fn state_changes_need_the_csrf_token_and_our_origin(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let cookie = sign_in(&s, &s.token).await;
+    let a = create_agent(&s, &s.token, "csrf-target").await;
+    let id = a["id"].as_str().unwrap();
+    let token = csrf(&s, &cookie).await;
+    let post = |form: Vec<(&'static str, String)>, origin: Option<&'static str>| {
+        let mut r = browser()
+            .post(s.url(&format!("/console/agents/{id}/lifecycle")))
+            .header(COOKIE, &cookie)
+            .form(&form);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    let activate = |t: &str| {
+        vec![
+            ("_csrf", t.to_owned()),
+            ("action", "activate".into()),
+            ("reason", "x".into()),
+        ]
+    };
+    // No token, a wrong token, a token from another session: refused.
+    let other = sign_in(&s, &s.token).await;
+    let other_token = csrf(&s, &other).await;
+    for form in [
+        vec![("action", "activate".into()), ("reason", "x".into())],
+        activate("0".repeat(64).as_str()),
+        activate(&other_token),
+    ] {
+        assert_eq!(post(form, None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    }
+    // The right token from another site: refused.
+    assert_eq!(
+        post(activate(&token), Some("https://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(get(&s, &format!("/v1/agents/{id}")).await["status"], "provisioning");
+    // The right token from our own origin: done.
+    assert_eq!(
+        post(activate(&token), Some(Box::leak(s.base.clone().into_boxed_str())))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(get(&s, &format!("/v1/agents/{id}")).await["status"], "active");
+}
+
+async fn an_auditor_is_refused_and_the_refusal_is_recorded(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let a = create_agent(&s, &s.token, "audited").await;
+    let id = a["id"].as_str().unwrap();
+    transition(&s, &s.token, id, "activate", "go").await;
+    let (auditor, _) = named_token(&s, "default", "auditor", "examiner").await;
+    let cookie = sign_in(&s, &auditor).await;
+    let html = page(&s, &cookie, &format!("/console/agents/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("lifecycle-apply"), "no action buttons for an auditor");
+    let html = page(&s, &cookie, "/console/agents").await.text().await.unwrap();
+    assert!(!html.contains("bulk-apply"));
+    let token = csrf(&s, &cookie).await;
+    let before = head(&s).await;
+    let res = browser()
+        .post(s.url("/console/agents/bulk"))
+        .header(COOKIE, &cookie)
+        .form(&[
+            ("_csrf", token.as_str()),
+            ("action", "suspend"),
+            ("reason", "forged"),
+            ("id", id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(&s, &format!("/v1/agents/{id}")).await["status"], "active");
+    let denied: Vec<Value> = events_after(&s, before)
+        .await
+        .into_iter()
+        .filter(|e| e["outcome"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["actor"]["name"], "examiner");
+    assert!(
+        denied[0]["details"]["request"]["console_session"].is_string(),
+        "{}",
+        denied[0]
+    );
+}
+
+async fn bad_sign_ins_are_refused_with_a_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for bad in ["", "idvat_nope", "not a token at all"] {
+        let res = browser()
+            .post(s.url("/console/login"))
+            .form(&[("token", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert!(res.headers().get(SET_COOKIE).is_none());
+        assert!(res.text().await.unwrap().contains("sign-in-error"));
+    }
+    // A policy enforcement point's token is not for people.
+    let (pep, _) = named_token(&s, "default", "pep", "gateway").await;
+    let res = browser()
+        .post(s.url("/console/login"))
+        .form(&[("token", pep.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    // A sign-in form posted from another site.
+    let res = browser()
+        .post(s.url("/console/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", s.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A forged or malformed cookie is no session.
+    signed_out(&page(&s, "idv_session=idvs_forged", "/console").await);
+}
+
+async fn sessions_can_be_listed_and_ended(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (op, _) = named_token(&s, "default", "operator", "ops-oncall").await;
+    let mine = sign_in(&s, &op).await;
+    let admin = sign_in(&s, &s.token).await;
+    // The operator sees only their own session.
+    let html = page(&s, &mine, "/console/sessions").await.text().await.unwrap();
+    assert!(html.contains("ops-oncall") && !html.contains(">bootstrap"), "{html}");
+    // The administrator sees both, and ends the operator's.
+    let html = page(&s, &admin, "/console/sessions").await.text().await.unwrap();
+    assert!(html.contains("ops-oncall"));
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("ops-oncall"))
+        .expect("the operator's row");
+    let at = row.find("/console/sessions/").unwrap() + "/console/sessions/".len();
+    let id = &row[at..at + 36];
+    let token = csrf(&s, &admin).await;
+    let res = browser()
+        .post(s.url(&format!("/console/sessions/{id}/end")))
+        .header(COOKIE, &admin)
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let ended = page(&s, &mine, "/console").await.status() == StatusCode::SEE_OTHER;
+    assert!(ended, "the operator's session was ended");
+    assert_eq!(page(&s, &admin, "/console").await.status(), StatusCode::OK);
+}

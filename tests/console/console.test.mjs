@@ -1,0 +1,300 @@
+// Drives the IdentityVault console in a real browser (Debian's Chromium
+// through playwright-core) against a real `idv serve`, and checks every
+// page with axe-core. Usage: node console.test.mjs path/to/idv [screenshot-dir]
+//
+// Each step asserts what a person would see; any failure exits non-zero.
+// Screenshots of each page at 1440x900 go to the screenshot directory (a
+// temporary one by default), for a reviewer to look at.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { createRequire } from "node:module";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+const IDV = process.argv[2];
+if (!IDV) {
+  console.error("usage: node console.test.mjs path/to/idv [screenshot-dir]");
+  process.exit(2);
+}
+const SHOTS = process.argv[3] || mkdtempSync(join(tmpdir(), "idv-console-shots-"));
+mkdirSync(SHOTS, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+let step = "start";
+let current = null; // the page being driven, for a screenshot on failure
+const log = (m) => console.log(`  ${m}`);
+
+/** Starts `idv serve` on a free port; resolves to its URL and bootstrap token. */
+function startServer(dataDir) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(IDV, ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"], {
+      env: { ...process.env, RUST_LOG: "warn" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    let url;
+    const timer = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
+    p.stdout.on("data", (d) => {
+      out += d.toString();
+      const u = out.match(/IdentityVault listening on (http:\/\/\S+)/);
+      const t = out.match(/Admin bootstrap token \(shown once, store it now\): (\S+)/);
+      const c = out.match(/Console: (http:\/\/\S+)/);
+      if (u) url = u[1];
+      if (url && t && c) {
+        clearTimeout(timer);
+        resolve({ proc: p, url, token: t[1], console: c[1] });
+      }
+    });
+    p.on("exit", (code) => reject(new Error(`the server exited (${code}): ${out}`)));
+  });
+}
+
+async function api(base, token, method, path, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Runs axe-core on the page: no serious or critical violation. */
+async function accessible(page, name) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }),
+  );
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  assert.deepEqual(
+    bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`),
+    [],
+    `axe on ${name}`,
+  );
+  log(`axe: ${name}: ${result.violations.length} violation(s), none serious or critical; ${result.passes.length} rules passed`);
+}
+
+async function shot(page, name) {
+  const file = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  log(`screenshot: ${file}`);
+}
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), "idv-console-data-"));
+  const server = await startServer(dataDir);
+  const base = server.url;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const cspViolations = [];
+  const newPage = async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await ctx.newPage();
+    current = page;
+    page.on("console", (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    });
+    return { ctx, page };
+  };
+  try {
+    step = "the README's run command prints the console URL";
+    assert.equal(server.console, `${base}/console`);
+
+    step = "seed agents through the API";
+    const admin = server.token;
+    const ids = [];
+    for (const [name, env] of [
+      ["payments-reconciler", "prod"],
+      ["kyc-screener", "prod"],
+      ["ledger-summariser", "test"],
+    ]) {
+      const a = await api(base, admin, "POST", "/v1/agents", {
+        name,
+        owner: "dana@bank.example",
+        purpose: "month-end close",
+        environment: env,
+        class: "finance",
+      });
+      await api(base, admin, "POST", `/v1/agents/${a.id}/activate`, { reason: "go live" });
+      ids.push(a.id);
+    }
+
+    step = "an unsigned visitor lands on the sign-in page";
+    const { ctx, page } = await newPage();
+    await page.goto(`${base}/console`);
+    assert.equal(new URL(page.url()).pathname, "/console/login");
+    await accessible(page, "sign-in");
+    await shot(page, "01-sign-in");
+
+    step = "a wrong token is refused with a clear message";
+    await page.fill("#token", "idvat_not-a-real-token");
+    await page.click("#sign-in");
+    assert.match(await page.textContent("#sign-in-error"), /admin token/i);
+
+    step = "break-glass sign-in lands on the overview";
+    await page.fill("#token", admin);
+    await page.click("#sign-in");
+    await page.waitForURL(`${base}/console`);
+    assert.equal((await page.textContent("#total-agents")).trim(), "3");
+    await accessible(page, "overview");
+    await shot(page, "02-overview");
+    const cookies = await ctx.cookies();
+    const session = cookies.find((c) => c.name === "idv_session");
+    assert.ok(session, "a session cookie");
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+
+    step = "the inventory lists the agents";
+    await page.click("nav >> text=Agents");
+    await page.waitForURL(`${base}/console/agents`);
+    assert.equal(await page.locator("table.list tbody tr").count(), 3);
+    await accessible(page, "inventory");
+    await shot(page, "03-inventory");
+
+    step = "a bulk action says how many it changes, then suspends them";
+    await page.check(`input.pick[value="${ids[0]}"]`);
+    await page.check(`input.pick[value="${ids[1]}"]`);
+    assert.equal((await page.textContent("#selected-count")).trim(), "2 selected");
+    await page.selectOption("#bulk-action", "suspend");
+    await page.fill("#bulk-reason", "fraud investigation INC-4411");
+    let confirmed = null;
+    page.once("dialog", async (d) => {
+      confirmed = d.message();
+      await d.accept();
+    });
+    await page.click("#bulk-apply");
+    await page.waitForSelector("#notice");
+    assert.equal(confirmed, "Suspend 2 agent(s)?");
+    for (const id of ids.slice(0, 2)) {
+      assert.equal((await api(base, admin, "GET", `/v1/agents/${id}`)).status, "suspended");
+    }
+    assert.equal((await api(base, admin, "GET", `/v1/agents/${ids[2]}`)).status, "active");
+
+    step = "the suspensions are on the record, naming the console session";
+    const events = (await api(base, admin, "GET", "/v1/audit/events?limit=1000")).items;
+    const suspends = events.filter((e) => e.action === "agent.suspend" && e.outcome === "success");
+    assert.equal(suspends.length, 2);
+    for (const e of suspends) assert.match(JSON.stringify(e), /console_session/);
+    assert.ok(events.some((e) => e.action === "console.sign_in" && e.outcome === "success"));
+
+    step = "filtering (htmx) narrows the list";
+    await page.selectOption("select[name=status]", "suspended");
+    await page.click("form.filters button[type=submit]");
+    await page.waitForURL(/status=suspended/);
+    await page.waitForFunction(() => document.querySelectorAll("table.list tbody tr").length === 2);
+
+    step = "the agent's page, and a lifecycle action from it";
+    await page.click(`a[href="/console/agents/${ids[0]}"]`);
+    await page.waitForURL(`${base}/console/agents/${ids[0]}`);
+    assert.equal((await page.textContent("#agent-status")).trim(), "suspended");
+    await accessible(page, "agent detail");
+    await shot(page, "04-agent");
+    await page.selectOption("#lifecycle-action", "resume");
+    await page.fill("#lifecycle-reason", "cleared");
+    await page.click("#lifecycle-apply");
+    await page.waitForFunction(() => document.querySelector("#agent-status").textContent.trim() === "active");
+
+    step = "the sessions page lists this session";
+    await page.click("nav >> text=Sessions");
+    await page.waitForURL(`${base}/console/sessions`);
+    assert.match(await page.textContent("#sessions"), /this session/);
+    await accessible(page, "sessions");
+    await shot(page, "05-sessions");
+
+    step = "the dark theme";
+    await page.goto(`${base}/console`);
+    await page.click("#theme-toggle");
+    await accessible(page, "overview (dark)");
+    await shot(page, "06-overview-dark");
+
+    step = "a state-changing request without the CSRF token is refused";
+    let res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {
+      form: { action: "suspend", reason: "no token" },
+      headers: { origin: base },
+    });
+    assert.equal(res.status(), 403);
+    step = "a request from another site is refused";
+    const csrf = await page.getAttribute("input[name=_csrf]", "value");
+    res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {
+      form: { _csrf: csrf, action: "suspend", reason: "cross-site" },
+      headers: { origin: "https://evil.example" },
+    });
+    assert.equal(res.status(), 403);
+    assert.equal((await api(base, admin, "GET", `/v1/agents/${ids[2]}`)).status, "active");
+
+    step = "an auditor sees no action buttons, and a forged post is refused and recorded";
+    const auditor = (await api(base, admin, "POST", "/v1/admin-tokens", { name: "examiner", role: "auditor" })).token;
+    const a2 = await newPage();
+    await a2.page.goto(`${base}/console/login`);
+    await a2.page.fill("#token", auditor);
+    await a2.page.click("#sign-in");
+    await a2.page.waitForURL(`${base}/console`);
+    await a2.page.goto(`${base}/console/agents`);
+    assert.equal(await a2.page.locator("#bulk-apply").count(), 0);
+    assert.equal(await a2.page.locator("input.pick").count(), 0);
+    await a2.page.goto(`${base}/console/agents/${ids[2]}`);
+    assert.equal(await a2.page.locator("#lifecycle-apply").count(), 0);
+    await accessible(a2.page, "agent detail (auditor)");
+    const auditorCsrf = await a2.page.getAttribute("input[name=_csrf]", "value");
+    res = await a2.page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {
+      form: { _csrf: auditorCsrf, action: "suspend", reason: "forged" },
+      headers: { origin: base },
+    });
+    assert.equal(res.status(), 403);
+    assert.equal((await api(base, admin, "GET", `/v1/agents/${ids[2]}`)).status, "active");
+    const denied = (await api(base, admin, "GET", "/v1/audit/events?limit=1000")).items.filter(
+      (e) => e.outcome === "denied" && e.actor.name === "examiner",
+    );
+    assert.ok(denied.length >= 1, "the forged post is audited as denied");
+    await a2.ctx.close();
+
+    step = "sign out: the old session cookie no longer works";
+    await page.click("#sign-out");
+    await page.waitForURL(`${base}/console/login`);
+    const old = await fetch(`${base}/console`, {
+      headers: { cookie: `idv_session=${session.value}` },
+      redirect: "manual",
+    });
+    assert.equal(old.status, 303);
+    assert.equal(old.headers.get("location"), "/console/login");
+    const events2 = (await api(base, admin, "GET", "/v1/audit/events?limit=1000")).items;
+    assert.ok(events2.some((e) => e.action === "console.sign_out"));
+
+    step = "no page broke the Content-Security-Policy";
+    assert.deepEqual(cspViolations, []);
+    await ctx.close();
+    console.log(`console browser tests: passed (screenshots in ${SHOTS})`);
+  } catch (e) {
+    console.error(`console browser tests: FAILED at step "${step}"`);
+    console.error(e);
+    if (current) {
+      await current.screenshot({ path: join(SHOTS, "failure.png") }).catch(() => {});
+      console.error(`the page at failure: ${current.url()} (screenshot ${join(SHOTS, "failure.png")})`);
+      console.error((await current.content().catch(() => "")).slice(0, 2000));
+    }
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+    server.proc.kill("SIGTERM");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
