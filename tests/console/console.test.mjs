@@ -211,18 +211,48 @@ async function main() {
     await page.click("#lifecycle-apply");
     await page.waitForFunction(() => document.querySelector("#agent-status").textContent.trim() === "active");
 
+    step = "a credential issued from the agent's page: its secret shown once";
+    await page.selectOption("#credential-kind", "client_secret");
+    await page.click("#credential-issue");
+    await page.waitForSelector("#secret");
+    const secret1 = (await page.textContent("#secret")).trim();
+    assert.match(secret1, /^idv\w+_[0-9A-Za-z]{20,}$/);
+    assert.ok(!page.url().includes(secret1), "no secret in the URL");
+    await accessible(page, "secret shown once");
+    await shot(page, "05-secret-once");
+    step = "and rotated with an overlap: the successor's secret shown once";
+    await page.click("#back-to-agent");
+    await page.waitForURL(`${base}/console/agents/${ids[0]}`);
+    assert.equal(await page.locator("#credentials tbody tr").count(), 1);
+    assert.ok(!(await page.content()).includes(secret1), "the secret is not shown again");
+    await page.fill("#credentials input[name=overlap]", "1h");
+    await page.click("#credentials button.rotate");
+    await page.waitForSelector("#secret");
+    const secret2 = (await page.textContent("#secret")).trim();
+    assert.notEqual(secret1, secret2);
+    await page.click("#back-to-agent");
+    await page.waitForURL(`${base}/console/agents/${ids[0]}`);
+    assert.equal(await page.locator("#credentials tbody tr").count(), 2);
+    await shot(page, "06-agent-credentials");
+    const credEvents = (await api(base, admin, "GET", "/v1/audit/events?limit=1000")).items.filter(
+      (e) => (e.action === "credential.create" || e.action === "credential.rotate") && e.outcome === "success",
+    );
+    assert.equal(credEvents.filter((e) => e.action === "credential.rotate").length, 1);
+    assert.ok(credEvents.some((e) => e.action === "credential.create"));
+    for (const e of credEvents) assert.match(JSON.stringify(e), /console_session/);
+
     step = "the sessions page lists this session";
     await page.click("nav >> text=Sessions");
     await page.waitForURL(`${base}/console/sessions`);
     assert.match(await page.textContent("#sessions"), /this session/);
     await accessible(page, "sessions");
-    await shot(page, "05-sessions");
+    await shot(page, "07-sessions");
 
     step = "the dark theme";
     await page.goto(`${base}/console`);
     await page.click("#theme-toggle");
     await accessible(page, "overview (dark)");
-    await shot(page, "06-overview-dark");
+    await shot(page, "08-overview-dark");
 
     step = "a state-changing request without the CSRF token is refused";
     let res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {

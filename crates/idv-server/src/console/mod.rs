@@ -17,6 +17,7 @@
 
 mod agents;
 mod assets;
+mod credentials;
 mod overview;
 mod session;
 mod sessions;
@@ -45,6 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/agents/bulk", post(agents::bulk))
         .route("/console/agents/{id}", get(agents::detail))
         .route("/console/agents/{id}/lifecycle", post(agents::lifecycle))
+        .route("/console/agents/{id}/credentials", post(credentials::issue))
+        .route("/console/agents/{id}/compromised", post(credentials::compromised))
+        .route("/console/credentials/{id}/rotate", post(credentials::rotate))
+        .route("/console/credentials/{id}/revoke", post(credentials::revoke))
         .route("/console/sessions", get(sessions::page))
         .route("/console/sessions/{id}/end", post(sessions::end))
         .route("/console/assets/{file}", get(assets::serve))
