@@ -241,18 +241,42 @@ async function main() {
     assert.ok(credEvents.some((e) => e.action === "credential.create"));
     for (const e of credEvents) assert.match(JSON.stringify(e), /console_session/);
 
+    step = "the audit page shows those events with the person as actor";
+    await page.click("nav >> text=Audit");
+    await page.waitForURL(`${base}/console/audit`);
+    await accessible(page, "audit");
+    await page.fill("input[name=action]", "credential.rotate");
+    await page.click("#audit-search");
+    await page.waitForURL(/action=credential.rotate/);
+    await page.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
+    assert.match(await page.textContent("#events tbody"), /admin_token:bootstrap/);
+    await shot(page, "07-audit");
+    await page.click("#events tbody a");
+    await page.waitForSelector("#event-integrity");
+    assert.match(await page.textContent("#event-integrity"), /matches/);
+    assert.match(await page.textContent("#event-hash"), /^[0-9a-f]{64}$/);
+    await accessible(page, "audit event");
+    await shot(page, "08-audit-event");
+    step = "the search exports as CSV";
+    await page.goBack();
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#audit-export")]);
+    const csv = readFileSync(await download.path(), "utf8");
+    assert.match(csv.split("\n")[0], /^seq,time,actor_kind,actor_name,action/);
+    assert.equal(csv.trim().split("\n").length, 2, csv);
+    assert.match(csv, /credential\.rotate/);
+
     step = "the sessions page lists this session";
     await page.click("nav >> text=Sessions");
     await page.waitForURL(`${base}/console/sessions`);
     assert.match(await page.textContent("#sessions"), /this session/);
     await accessible(page, "sessions");
-    await shot(page, "07-sessions");
+    await shot(page, "09-sessions");
 
     step = "the dark theme";
     await page.goto(`${base}/console`);
     await page.click("#theme-toggle");
     await accessible(page, "overview (dark)");
-    await shot(page, "08-overview-dark");
+    await shot(page, "10-overview-dark");
 
     step = "a state-changing request without the CSRF token is refused";
     let res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {

@@ -25,6 +25,8 @@ pub struct AuditFilter {
     pub target_id: Option<String>,
     /// Only by this admin token.
     pub actor_token_id: Option<Uuid>,
+    /// Only by an actor of this name (a token's name, an agent id, …).
+    pub actor_name: Option<String>,
     /// Only with this outcome.
     pub outcome: Option<Outcome>,
     /// Only at or after this time.
@@ -33,6 +35,10 @@ pub struct AuditFilter {
     pub until: Option<Timestamp>,
     /// Keyset cursor: only events after this sequence number.
     pub after_seq: i64,
+    /// Keyset cursor for newest-first pages: only events before this one.
+    pub before_seq: Option<i64>,
+    /// Newest first (else oldest first, as a verifier reads).
+    pub newest_first: bool,
     /// At most this many.
     pub limit: i64,
 }
@@ -263,6 +269,12 @@ impl Store {
         if let Some(t) = f.actor_token_id {
             sql.and("actor_token_id = ?", vec![Arg::Text(t.to_string())]);
         }
+        if let Some(n) = &f.actor_name {
+            sql.and("actor_name = ?", vec![Arg::Text(n.clone())]);
+        }
+        if let Some(b) = f.before_seq {
+            sql.and("seq < ?", vec![Arg::Int(b)]);
+        }
         if let Some(o) = f.outcome {
             sql.and("outcome = ?", vec![Arg::Text(o.as_str().into())]);
         }
@@ -273,7 +285,8 @@ impl Store {
             sql.and("time < ?", vec![Arg::Int(t.as_micros())]);
         }
         let lim = sql.bind_next(Arg::Int(f.limit));
-        sql.push(&format!(" ORDER BY seq LIMIT {lim}"));
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        sql.push(&format!(" ORDER BY seq {order} LIMIT {lim}"));
         sql.fetch_all(self).await?.iter().map(event).collect()
     }
 

@@ -12,8 +12,7 @@ use idv_core::lifecycle::{Status, Transition};
 use idv_store::AgentFilter;
 use uuid::Uuid;
 
-use super::overview::urlencode;
-use super::{ConsoleError, Layout, Viewer, render};
+use super::{ConsoleError, Layout, Viewer, query_pairs, query_string, render, urlencode};
 use crate::AppState;
 use crate::app;
 
@@ -44,9 +43,8 @@ impl Filters {
     fn parse(raw: Option<&str>) -> (Self, Option<String>) {
         let mut f = Filters::default();
         let mut cursor = None;
-        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-            let v = v.trim().to_owned();
-            match k.as_ref() {
+        for (k, v) in query_pairs(raw) {
+            match k.as_str() {
                 "status" => f.status = v,
                 "environment" => f.environment = v,
                 "owner" => f.owner = v,
@@ -62,19 +60,14 @@ impl Filters {
 
     /// The query string of these filters (without a cursor).
     pub fn query(&self) -> String {
-        [
+        query_string(&[
             ("status", &self.status),
             ("environment", &self.environment),
             ("owner", &self.owner),
             ("class", &self.class),
             ("label", &self.label),
             ("name", &self.name),
-        ]
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+        ])
     }
 
     /// The inventory's path with these filters.
@@ -179,9 +172,10 @@ pub async fn inventory(
     let next = (agents.len() as i64 == PAGE)
         .then(|| agents.last().map(|a| a.id.to_string()))
         .flatten();
-    let notice = form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+    let notice = query_pairs(raw.as_deref())
+        .into_iter()
         .find(|(k, _)| k == "done")
-        .map(|(_, n)| n.into_owned());
+        .map(|(_, n)| n);
     Ok(render(&Inventory {
         layout: Layout::new(&v, "Agents", "/console/agents"),
         rows: agents.iter().map(Row::from).collect(),

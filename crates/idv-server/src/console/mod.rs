@@ -17,6 +17,7 @@
 
 mod agents;
 mod assets;
+mod audit;
 mod credentials;
 mod overview;
 mod session;
@@ -50,6 +51,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/agents/{id}/compromised", post(credentials::compromised))
         .route("/console/credentials/{id}/rotate", post(credentials::rotate))
         .route("/console/credentials/{id}/revoke", post(credentials::revoke))
+        .route("/console/audit", get(audit::list))
+        .route("/console/audit/export", get(audit::export))
+        .route("/console/audit/{seq}", get(audit::event))
         .route("/console/sessions", get(sessions::page))
         .route("/console/sessions/{id}/end", post(sessions::end))
         .route("/console/assets/{file}", get(assets::serve))
@@ -74,6 +78,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console/agents",
         label: "Agents",
+    },
+    NavItem {
+        href: "/console/audit",
+        label: "Audit",
     },
     NavItem {
         href: "/console/sessions",
@@ -119,6 +127,28 @@ impl Layout {
     pub fn nav(&self) -> &'static [NavItem] {
         NAV
     }
+}
+
+/// The trimmed `(name, value)` pairs of a query string.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// A query string of the non-empty `fields`, for links that keep a search.
+pub fn query_string(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `s` percent-encoded for a query string.
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Renders a template as a page.

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::{ConsoleError, Layout, Viewer, render};
+use super::{ConsoleError, Layout, Viewer, render, urlencode};
 use crate::AppState;
 
 /// One figure with the list it summarises.
@@ -45,10 +45,6 @@ fn tiles(counts: BTreeMap<String, i64>, param: &str) -> Vec<Tile> {
             value: n,
         })
         .collect()
-}
-
-pub(super) fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// `GET /console`.

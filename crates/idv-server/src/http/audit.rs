@@ -67,10 +67,13 @@ pub async fn events(
         action: q.one("action")?.map(str::to_owned),
         target_id: q.one("target_id")?.map(str::to_owned),
         actor_token_id: q.one("actor_token_id")?.map(|t| parse_id(t, "token")).transpose()?,
+        actor_name: None,
         outcome,
         since: time(&q, "since")?,
         until: time(&q, "until")?,
         after_seq: q.parsed::<i64>("cursor", "an event sequence number")?.unwrap_or(0),
+        before_seq: None,
+        newest_first: false,
         limit: page_size(q.parsed("limit", "a number")?)?,
     };
     let all = q.parsed::<bool>("all_tenants", "`true` or `false`")?.unwrap_or(false);

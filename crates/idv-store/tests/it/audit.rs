@@ -319,8 +319,16 @@ async fn every_write_records_its_events(backend: Backend) {
 
 /// The events of `all` that `filter` selects (the model).
 fn model(all: &[Event], filter: &AuditFilter) -> Vec<i64> {
-    all.iter()
+    let ordered: Vec<&Event> = if filter.newest_first {
+        all.iter().rev().collect()
+    } else {
+        all.iter().collect()
+    };
+    ordered
+        .into_iter()
         .filter(|e| e.seq > filter.after_seq)
+        .filter(|e| filter.before_seq.is_none_or(|b| e.seq < b))
+        .filter(|e| filter.actor_name.as_ref().is_none_or(|n| &e.actor.name == n))
         .filter(|e| filter.tenant_id.is_none_or(|t| e.tenant_id == t))
         .filter(|e| filter.action.as_ref().is_none_or(|a| &e.action == a))
         .filter(|e| filter.target_id.as_ref().is_none_or(|t| &e.target_id == t))
@@ -432,6 +440,18 @@ async fn every_audit_filter_narrows(backend: Backend) {
             ..Default::default()
         });
     }
+    // Newest first, paged backwards, by actor name (the console's search).
+    for before in [None, Some(1), Some(20), Some(1000)] {
+        for actor_name in [None, Some("one".to_owned()), Some("nobody".to_owned())] {
+            filters.push(AuditFilter {
+                tenant_id: Some(f.tenant.id),
+                before_seq: before,
+                actor_name,
+                newest_first: true,
+                ..Default::default()
+            });
+        }
+    }
     filters.push(AuditFilter {
         tenant_id: Some(f.tenant.id),
         action: Some("agent.create".into()),
@@ -462,6 +482,13 @@ async fn every_audit_filter_narrows(backend: Backend) {
     assert_eq!(
         n(AuditFilter {
             actor_token_id: Some(t1),
+            ..Default::default()
+        }),
+        12
+    );
+    assert_eq!(
+        n(AuditFilter {
+            actor_name: Some("one".into()),
             ..Default::default()
         }),
         12
