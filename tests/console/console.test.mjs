@@ -136,6 +136,25 @@ async function main() {
       ids.push(a.id);
     }
 
+    step = "seed agent-to-agent calls through AuthZEN (the graph and the heat map's data)";
+    await api(base, admin, "POST", "/v1/policies", {
+      policies:
+        '@id("same-owner") permit(principal is Agent, action == Action::"invoke", resource is Agent) when { principal.owner == resource.owner };',
+      activate: true,
+    });
+    const pep = (await api(base, admin, "POST", "/v1/admin-tokens", { name: "gateway", role: "pep" })).token;
+    for (const [from, to, n] of [[0, 1, 3], [1, 2, 2], [0, 2, 1]]) {
+      for (let i = 0; i < n; i++) {
+        const d = await api(base, pep, "POST", "/access/v1/evaluation", {
+          subject: { type: "agent", id: ids[from] },
+          action: { name: "invoke" },
+          resource: { type: "agent", id: ids[to] },
+          context: {},
+        });
+        assert.equal(d.decision, true, JSON.stringify(d));
+      }
+    }
+
     step = "an unsigned visitor lands on the sign-in page";
     const { ctx, page } = await newPage();
     await page.goto(`${base}/console`);
@@ -265,18 +284,36 @@ async function main() {
     assert.equal(csv.trim().split("\n").length, 2, csv);
     assert.match(csv, /credential\.rotate/);
 
+    step = "the communication graph renders its agents and calls";
+    await page.click("nav >> text=Graph");
+    await page.waitForURL(`${base}/console/graph`);
+    await page.waitForSelector("#graph[data-rendered]");
+    assert.equal(await page.getAttribute("#graph", "data-rendered"), "3");
+    assert.match(await page.textContent("#graph-summary"), /3 agents, 3 caller/);
+    assert.ok(await page.locator("#graph canvas").count() >= 1, "ECharts drew on a canvas");
+    await accessible(page, "graph");
+    await shot(page, "09-graph");
+    step = "the access heat map renders agents by actions";
+    await page.click("nav >> text=Heat map");
+    await page.waitForURL(`${base}/console/heatmap`);
+    await page.waitForSelector("#heatmap[data-rendered]");
+    assert.equal(await page.getAttribute("#heatmap", "data-rendered"), "2");
+    assert.equal(await page.locator("#heat-table tbody tr").count(), 2);
+    await accessible(page, "heat map");
+    await shot(page, "10-heatmap");
+
     step = "the sessions page lists this session";
     await page.click("nav >> text=Sessions");
     await page.waitForURL(`${base}/console/sessions`);
     assert.match(await page.textContent("#sessions"), /this session/);
     await accessible(page, "sessions");
-    await shot(page, "09-sessions");
+    await shot(page, "11-sessions");
 
     step = "the dark theme";
     await page.goto(`${base}/console`);
     await page.click("#theme-toggle");
     await accessible(page, "overview (dark)");
-    await shot(page, "10-overview-dark");
+    await shot(page, "12-overview-dark");
 
     step = "a state-changing request without the CSRF token is refused";
     let res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {

@@ -1,10 +1,65 @@
 //! Read models across concepts for dashboards: a tenant's key figures in a
 //! few grouped queries, never a row per agent.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::row::uuid;
 use crate::{Store, StoreError};
+
+/// An agent in the communication graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphNode {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: String,
+    /// Environment, if set.
+    pub environment: Option<String>,
+    /// Owner.
+    pub owner: String,
+}
+
+/// Calls from one agent to another, over every action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphEdge {
+    /// Who calls.
+    pub caller: Uuid,
+    /// Who is called.
+    pub callee: Uuid,
+    /// Calls allowed.
+    pub allowed: i64,
+    /// Calls denied.
+    pub denied: i64,
+}
+
+/// A tenant's agent-to-agent graph: the busiest edges and their agents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Graph {
+    /// The agents the edges join.
+    pub nodes: Vec<GraphNode>,
+    /// The edges, busiest first.
+    pub edges: Vec<GraphEdge>,
+    /// Whether there were more edges than asked for.
+    pub truncated: bool,
+}
+
+/// How often one agent used one action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageCell {
+    /// The agent.
+    pub agent_id: Uuid,
+    /// Its name.
+    pub agent_name: String,
+    /// The action.
+    pub action: String,
+    /// Decisions recorded.
+    pub count: i64,
+}
 
 /// How many agents share one status, environment and class.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,5 +129,93 @@ impl Store {
             )
             .await?,
         })
+    }
+
+    /// The tenant's agent-to-agent graph: at most `max_edges` caller →
+    /// callee pairs (every action summed), busiest first, and the agents
+    /// they join.
+    pub async fn graph(&self, tenant_id: Uuid, max_edges: i64) -> Result<Graph, StoreError> {
+        let t = tenant_id.to_string();
+        let rows = sqlx::query(
+            "SELECT caller_id, callee_id, CAST(SUM(allowed) AS BIGINT) AS allowed, \
+             CAST(SUM(denied) AS BIGINT) AS denied FROM agent_edges WHERE tenant_id = $1 \
+             GROUP BY caller_id, callee_id ORDER BY SUM(allowed) + SUM(denied) DESC, caller_id, callee_id LIMIT $2",
+        )
+        .bind(t.clone())
+        .bind(max_edges.saturating_add(1))
+        .fetch_all(&self.inner.read)
+        .await?;
+        let mut edges = rows
+            .iter()
+            .map(|r| {
+                Ok(GraphEdge {
+                    caller: uuid(r, "caller_id")?,
+                    callee: uuid(r, "callee_id")?,
+                    allowed: r.try_get("allowed")?,
+                    denied: r.try_get("denied")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let truncated = edges.len() as i64 > max_edges;
+        edges.truncate(usize::try_from(max_edges).unwrap_or(0));
+        let joined: HashSet<Uuid> = edges.iter().flat_map(|e| [e.caller, e.callee]).collect();
+        let rows = sqlx::query(
+            "SELECT id, name, status, environment, owner FROM agents WHERE tenant_id = $1 AND id IN \
+             (SELECT caller_id FROM agent_edges WHERE tenant_id = $1 UNION SELECT callee_id FROM agent_edges \
+             WHERE tenant_id = $1) ORDER BY id",
+        )
+        .bind(t)
+        .fetch_all(&self.inner.read)
+        .await?;
+        let mut nodes = Vec::new();
+        for r in &rows {
+            let id = uuid(r, "id")?;
+            if joined.contains(&id) {
+                nodes.push(GraphNode {
+                    id,
+                    name: r.try_get("name")?,
+                    status: r.try_get("status")?,
+                    environment: r.try_get("environment")?,
+                    owner: r.try_get("owner")?,
+                });
+            }
+        }
+        Ok(Graph {
+            nodes,
+            edges,
+            truncated,
+        })
+    }
+
+    /// Which actions the tenant's `top_agents` busiest agents used, and how
+    /// often (every resource type summed).
+    pub async fn usage_matrix(&self, tenant_id: Uuid, top_agents: usize) -> Result<Vec<UsageCell>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.agent_id, a.name, u.action, CAST(SUM(u.count) AS BIGINT) AS n FROM agent_usage u \
+             JOIN agents a ON a.id = u.agent_id AND a.tenant_id = u.tenant_id WHERE u.tenant_id = $1 \
+             GROUP BY u.agent_id, a.name, u.action ORDER BY u.agent_id, u.action",
+        )
+        .bind(tenant_id.to_string())
+        .fetch_all(&self.inner.read)
+        .await?;
+        let cells = rows
+            .iter()
+            .map(|r| {
+                Ok(UsageCell {
+                    agent_id: uuid(r, "agent_id")?,
+                    agent_name: r.try_get("name")?,
+                    action: r.try_get("action")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut totals: HashMap<Uuid, i64> = HashMap::new();
+        for c in &cells {
+            *totals.entry(c.agent_id).or_default() += c.count;
+        }
+        let mut busiest: Vec<(Uuid, i64)> = totals.into_iter().collect();
+        busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let keep: HashSet<Uuid> = busiest.into_iter().take(top_agents).map(|(id, _)| id).collect();
+        Ok(cells.into_iter().filter(|c| keep.contains(&c.agent_id)).collect())
     }
 }

@@ -15,3 +15,23 @@ pub async fn tenant(state: &AppState, caller: &Caller) -> Result<Figures, AppErr
         .await?;
     Ok(state.store.figures(caller.tenant.id).await?)
 }
+
+/// The caller's tenant's agent-to-agent graph, at most `max_edges` edges.
+pub async fn graph(state: &AppState, caller: &Caller, max_edges: i64) -> Result<idv_store::Graph, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentGraph)
+        .await?;
+    Ok(state.store.graph(caller.tenant.id, max_edges).await?)
+}
+
+/// What the caller's tenant's busiest agents do: agents × actions.
+pub async fn usage(
+    state: &AppState,
+    caller: &Caller,
+    top_agents: usize,
+) -> Result<Vec<idv_store::UsageCell>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentPermissions)
+        .await?;
+    Ok(state.store.usage_matrix(caller.tenant.id, top_agents).await?)
+}

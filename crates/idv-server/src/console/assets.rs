@@ -17,6 +17,16 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/console/console.js"),
     ),
     (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/console/charts.js"),
+    ),
+    (
+        "echarts.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/console/vendor/echarts.min.js"),
+    ),
+    (
         "htmx.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/console/vendor/htmx.min.js"),

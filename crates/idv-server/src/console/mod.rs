@@ -19,6 +19,7 @@ mod agents;
 mod assets;
 mod audit;
 mod credentials;
+mod graph;
 mod overview;
 mod session;
 mod sessions;
@@ -51,6 +52,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/agents/{id}/compromised", post(credentials::compromised))
         .route("/console/credentials/{id}/rotate", post(credentials::rotate))
         .route("/console/credentials/{id}/revoke", post(credentials::revoke))
+        .route("/console/graph", get(graph::page))
+        .route("/console/graph/data", get(graph::data))
+        .route("/console/heatmap", get(graph::heat_page))
+        .route("/console/heatmap/data", get(graph::heat_data))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
         .route("/console/audit/{seq}", get(audit::event))
@@ -78,6 +83,14 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console/agents",
         label: "Agents",
+    },
+    NavItem {
+        href: "/console/graph",
+        label: "Graph",
+    },
+    NavItem {
+        href: "/console/heatmap",
+        label: "Heat map",
     },
     NavItem {
         href: "/console/audit",

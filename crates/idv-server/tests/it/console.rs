@@ -18,6 +18,7 @@ backend_tests!(
     an_auditor_is_refused_and_the_refusal_is_recorded,
     bad_sign_ins_are_refused_with_a_page,
     sessions_can_be_listed_and_ended,
+    graph_and_heat_map_data_follow_the_decisions,
 );
 
 /// A client that does not follow redirects (to see them).
@@ -322,4 +323,74 @@ async fn sessions_can_be_listed_and_ended(backend: Backend) {
     let ended = page(&s, &mine, "/console").await.status() == StatusCode::SEE_OTHER;
     assert!(ended, "the operator's session was ended");
     assert_eq!(page(&s, &admin, "/console").await.status(), StatusCode::OK);
+}
+
+/// The graph and heat map endpoints answer what AuthZEN decisions recorded,
+/// filtered as asked, to signed-in people only.
+async fn graph_and_heat_map_data_follow_the_decisions(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let res = s
+        .req(reqwest::Method::POST, "/v1/policies")
+        .json(&serde_json::json!({
+            "policies": r#"permit(principal is Agent, action == Action::"invoke", resource is Agent);"#,
+            "activate": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let mut ids = Vec::new();
+    for (name, env) in [("g-a", "prod"), ("g-b", "prod"), ("g-c", "dev")] {
+        let a = crate::json_ok(
+            s.req(reqwest::Method::POST, "/v1/agents")
+                .json(&serde_json::json!({"name": name, "owner": "o@bank.example", "purpose": "p", "environment": env}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::CREATED,
+        )
+        .await;
+        let id = a["id"].as_str().unwrap().to_owned();
+        transition(&s, &s.token, &id, "activate", "go").await;
+        ids.push(id);
+    }
+    let (pep, _) = named_token(&s, "default", "pep", "gw").await;
+    for (from, to, n) in [(0, 1, 3), (1, 2, 1)] {
+        for _ in 0..n {
+            let res = s
+                .req_as(&pep, reqwest::Method::POST, "/access/v1/evaluation")
+                .json(&serde_json::json!({
+                    "subject": {"type": "agent", "id": ids[from]},
+                    "action": {"name": "invoke"},
+                    "resource": {"type": "agent", "id": ids[to]},
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+    signed_out(&page(&s, "", "/console/graph/data").await);
+    let cookie = sign_in(&s, &s.token).await;
+    let g: Value = page(&s, &cookie, "/console/graph/data").await.json().await.unwrap();
+    assert_eq!(g["nodes"].as_array().unwrap().len(), 3, "{g}");
+    assert_eq!(g["edges"][0]["source"], ids[0].as_str(), "busiest first: {g}");
+    assert_eq!(g["edges"][0]["allowed"], 3);
+    let prod: Value = page(&s, &cookie, "/console/graph/data?environment=prod")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prod["nodes"].as_array().unwrap().len(), 2, "{prod}");
+    assert_eq!(prod["edges"].as_array().unwrap().len(), 1, "{prod}");
+    let h: Value = page(&s, &cookie, "/console/heatmap/data").await.json().await.unwrap();
+    assert_eq!(h["actions"], serde_json::json!(["invoke"]), "{h}");
+    assert_eq!(h["agents"].as_array().unwrap().len(), 2, "{h}");
+    let counts: Vec<i64> = h["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 4, "{h}");
 }
