@@ -302,18 +302,38 @@ async function main() {
     await accessible(page, "heat map");
     await shot(page, "10-heatmap");
 
+    step = "the ROI calculator: the product sheet's defaults, live figures, a link that reproduces it";
+    await page.click("nav >> text=ROI");
+    await page.waitForURL(`${base}/console/roi`);
+    assert.match(await page.textContent("#live-facts"), /3 agent identities managed; 1 credential rotations/);
+    assert.equal(await page.inputValue("#roi-agents"), "3");
+    assert.equal((await page.textContent("#roi-total")).trim(), "$349,840");
+    assert.equal((await page.textContent("#roi-percent")).trim(), "192 %");
+    await page.waitForSelector("#roi-chart[data-rendered]");
+    await accessible(page, "ROI calculator");
+    await shot(page, "11-roi");
+    await page.fill("#roi-hours", "10");
+    await page.click("#roi-calculate");
+    await page.waitForURL(/credential_hours_per_week=10/);
+    assert.equal((await page.textContent("#roi-credentials")).trim(), "$49,920");
+    const link = page.url();
+    const again = await ctx.newPage();
+    await again.goto(link);
+    assert.equal((await again.textContent("#roi-credentials")).trim(), "$49,920");
+    await again.close();
+
     step = "the sessions page lists this session";
     await page.click("nav >> text=Sessions");
     await page.waitForURL(`${base}/console/sessions`);
     assert.match(await page.textContent("#sessions"), /this session/);
     await accessible(page, "sessions");
-    await shot(page, "11-sessions");
+    await shot(page, "12-sessions");
 
     step = "the dark theme";
     await page.goto(`${base}/console`);
     await page.click("#theme-toggle");
     await accessible(page, "overview (dark)");
-    await shot(page, "12-overview-dark");
+    await shot(page, "13-overview-dark");
 
     step = "a state-changing request without the CSRF token is refused";
     let res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {

@@ -22,6 +22,7 @@ pub mod keyring;
 pub mod lease;
 pub mod lifecycle;
 pub mod policy_version;
+pub mod roi;
 pub mod role;
 pub mod rotation;
 pub mod scram;

@@ -218,4 +218,24 @@ impl Store {
         let keep: HashSet<Uuid> = busiest.into_iter().take(top_agents).map(|(id, _)| id).collect();
         Ok(cells.into_iter().filter(|c| keep.contains(&c.agent_id)).collect())
     }
+
+    /// How many audit events of `action` the tenant recorded since `since`
+    /// (successes only).
+    pub async fn count_events(
+        &self,
+        tenant_id: Uuid,
+        action: idv_core::audit::Action,
+        since: idv_core::Timestamp,
+    ) -> Result<i64, StoreError> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit_events WHERE tenant_id = $1 AND action = $2 AND outcome = 'success' \
+             AND time >= $3",
+        )
+        .bind(tenant_id.to_string())
+        .bind(action.as_str().to_owned())
+        .bind(since.as_micros())
+        .fetch_one(&self.inner.read)
+        .await?;
+        Ok(r.try_get::<i64, _>("n")?)
+    }
 }

@@ -78,6 +78,7 @@
         d.cells.forEach(function (c) { max = Math.max(max, c.count); });
         var chart = echarts.init(el, null, { renderer: "canvas" });
         chart.setOption({
+          animation: false,
           tooltip: { position: "top" },
           grid: { left: 180, right: 24, top: 24, bottom: 120 },
           xAxis: { type: "category", data: d.actions, axisLabel: { rotate: 40, color: css("--fg") } },
@@ -99,7 +100,30 @@
       });
   }
 
+  function bars(el) {
+    var labels = el.getAttribute("data-labels").split("|");
+    var values = el.getAttribute("data-values").split("|").map(Number);
+    var chart = echarts.init(el, null, { renderer: "canvas" });
+    chart.setOption({
+      animation: false,
+      tooltip: {},
+      grid: { left: 80, right: 24, top: 24, bottom: 60 },
+      xAxis: { type: "category", data: labels, axisLabel: { color: css("--fg"), interval: 0 } },
+      yAxis: { type: "value", axisLabel: { color: css("--fg") } },
+      series: [{
+        type: "bar",
+        data: values.map(function (v, i) {
+          return { value: Math.round(v), itemStyle: { color: i === values.length - 1 ? css("--bad") : css("--ok") } };
+        })
+      }]
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+    el.setAttribute("data-rendered", String(values.length));
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var r = document.getElementById("roi-chart");
+    if (r) { bars(r); }
     var g = document.getElementById("graph");
     if (g) { graph(g); }
     var h = document.getElementById("heatmap");

@@ -35,3 +35,18 @@ pub async fn usage(
         .await?;
     Ok(state.store.usage_matrix(caller.tenant.id, top_agents).await?)
 }
+
+/// What the live system knows for the ROI calculator: agents managed, and
+/// credential rotations done in the last 90 days.
+pub async fn roi_facts(state: &AppState, caller: &Caller) -> Result<(i64, i64), AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentList)
+        .await?;
+    let agents = state.store.count_agents(Some(caller.tenant.id)).await?;
+    let since = idv_core::Timestamp::from_micros(state.clock.now().as_micros() - 90 * 86_400 * 1_000_000);
+    let rotations = state
+        .store
+        .count_events(caller.tenant.id, Action::CredentialRotate, since)
+        .await?;
+    Ok((agents, rotations))
+}

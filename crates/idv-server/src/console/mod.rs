@@ -21,6 +21,7 @@ mod audit;
 mod credentials;
 mod graph;
 mod overview;
+mod roi;
 mod session;
 mod sessions;
 
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/graph/data", get(graph::data))
         .route("/console/heatmap", get(graph::heat_page))
         .route("/console/heatmap/data", get(graph::heat_data))
+        .route("/console/roi", get(roi::page))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
         .route("/console/audit/{seq}", get(audit::event))
@@ -95,6 +97,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console/audit",
         label: "Audit",
+    },
+    NavItem {
+        href: "/console/roi",
+        label: "ROI",
     },
     NavItem {
         href: "/console/sessions",
