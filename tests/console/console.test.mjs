@@ -139,7 +139,9 @@ async function main() {
     step = "seed agent-to-agent calls through AuthZEN (the graph and the heat map's data)";
     await api(base, admin, "POST", "/v1/policies", {
       policies:
-        '@id("same-owner") permit(principal is Agent, action == Action::"invoke", resource is Agent) when { principal.owner == resource.owner };',
+        '@id("same-owner") permit(principal is Agent, action == Action::"invoke", resource is Agent) when { principal.owner == resource.owner };\n' +
+        '@id("large") @requires_approval("transfers above 10,000 need the owner\'s approval") ' +
+        'permit(principal is Agent, action == Action::"transfer", resource) when { context has amount && context.amount > 10000 };',
       activate: true,
     });
     const pep = (await api(base, admin, "POST", "/v1/admin-tokens", { name: "gateway", role: "pep" })).token;
@@ -302,6 +304,29 @@ async function main() {
     await accessible(page, "heat map");
     await shot(page, "10-heatmap");
 
+    step = "the approvals queue: a transfer waiting for a person, approved with a comment";
+    const asked = await api(base, pep, "POST", "/access/v1/evaluation", {
+      subject: { type: "agent", id: ids[2] },
+      action: { name: "transfer" },
+      resource: { type: "agent", id: ids[0] },
+      context: { amount: 25000 },
+    });
+    assert.equal(asked.decision, false);
+    assert.equal(asked.context.decision, "requires_approval", JSON.stringify(asked, null, 1));
+    await page.click("nav >> text=Approvals");
+    await page.waitForURL(`${base}/console/approvals`);
+    assert.equal(await page.locator("#approvals tbody tr").count(), 1);
+    assert.match(await page.textContent("#approvals tbody"), /transfer/);
+    await accessible(page, "approvals");
+    await shot(page, "11-approvals");
+    await page.fill("#approvals input[name=comment]", "checked with the desk");
+    await page.click("#approvals button.approve");
+    await page.waitForURL(`${base}/console/approvals`);
+    assert.match(await page.textContent("#approvals tbody"), /Nothing here/);
+    const decided = (await api(base, admin, "GET", "/v1/approvals?status=approved")).items;
+    assert.equal(decided.length, 1);
+    assert.equal(decided[0].comment, "checked with the desk");
+
     step = "the ROI calculator: the product sheet's defaults, live figures, a link that reproduces it";
     await page.click("nav >> text=ROI");
     await page.waitForURL(`${base}/console/roi`);
@@ -311,7 +336,7 @@ async function main() {
     assert.equal((await page.textContent("#roi-percent")).trim(), "192 %");
     await page.waitForSelector("#roi-chart[data-rendered]");
     await accessible(page, "ROI calculator");
-    await shot(page, "11-roi");
+    await shot(page, "12-roi");
     await page.fill("#roi-hours", "10");
     await page.click("#roi-calculate");
     await page.waitForURL(/credential_hours_per_week=10/);
@@ -327,13 +352,13 @@ async function main() {
     await page.waitForURL(`${base}/console/sessions`);
     assert.match(await page.textContent("#sessions"), /this session/);
     await accessible(page, "sessions");
-    await shot(page, "12-sessions");
+    await shot(page, "13-sessions");
 
     step = "the dark theme";
     await page.goto(`${base}/console`);
     await page.click("#theme-toggle");
     await accessible(page, "overview (dark)");
-    await shot(page, "13-overview-dark");
+    await shot(page, "14-overview-dark");
 
     step = "a state-changing request without the CSRF token is refused";
     let res = await page.request.post(`${base}/console/agents/${ids[2]}/lifecycle`, {

@@ -16,6 +16,7 @@
 //! from our own origin ([`session`]).
 
 mod agents;
+mod approvals;
 mod assets;
 mod audit;
 mod credentials;
@@ -57,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/graph/data", get(graph::data))
         .route("/console/heatmap", get(graph::heat_page))
         .route("/console/heatmap/data", get(graph::heat_data))
+        .route("/console/approvals", get(approvals::page))
+        .route("/console/approvals/{id}", post(approvals::decide))
         .route("/console/roi", get(roi::page))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
@@ -85,6 +88,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console/agents",
         label: "Agents",
+    },
+    NavItem {
+        href: "/console/approvals",
+        label: "Approvals",
     },
     NavItem {
         href: "/console/graph",
