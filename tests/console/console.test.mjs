@@ -327,6 +327,14 @@ async function main() {
     assert.equal(decided.length, 1);
     assert.equal(decided[0].comment, "checked with the desk");
 
+    step = "the portfolio: every tenant side by side (platform operators)";
+    await api(base, admin, "POST", "/v1/tenants", { name: "acme-pay", display_name: "Acme Payments" });
+    await page.click("nav >> text=Tenants");
+    await page.waitForURL(`${base}/console/tenants`);
+    assert.equal(await page.locator("#tenants tbody tr").count(), 2);
+    assert.match(await page.textContent("#tenants tbody"), /Acme Payments/);
+    await accessible(page, "tenants");
+
     step = "the ROI calculator: the product sheet's defaults, live figures, a link that reproduces it";
     await page.click("nav >> text=ROI");
     await page.waitForURL(`${base}/console/roi`);
@@ -384,6 +392,7 @@ async function main() {
     await a2.page.waitForURL(`${base}/console`);
     await a2.page.goto(`${base}/console/agents`);
     assert.equal(await a2.page.locator("#bulk-apply").count(), 0);
+    assert.equal(await a2.page.locator("nav >> text=Tenants").count(), 0, "no portfolio for a tenant's auditor");
     assert.equal(await a2.page.locator("input.pick").count(), 0);
     await a2.page.goto(`${base}/console/agents/${ids[2]}`);
     assert.equal(await a2.page.locator("#lifecycle-apply").count(), 0);

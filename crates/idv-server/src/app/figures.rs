@@ -50,3 +50,21 @@ pub async fn roi_facts(state: &AppState, caller: &Caller) -> Result<(i64, i64), 
         .await?;
     Ok((agents, rotations))
 }
+
+/// Every tenant with its key figures, for platform operators (a PE firm
+/// runs one tenant per portfolio company). At most `limit` tenants.
+pub async fn portfolio(
+    state: &AppState,
+    caller: &Caller,
+    limit: i64,
+) -> Result<Vec<(idv_core::tenant::Tenant, Figures)>, AppError> {
+    caller
+        .require(state, Permission::ManagePlatform, Action::TenantList)
+        .await?;
+    let mut out = Vec::new();
+    for t in state.store.tenants(None, limit).await? {
+        let f = state.store.figures(t.id).await?;
+        out.push((t, f));
+    }
+    Ok(out)
+}

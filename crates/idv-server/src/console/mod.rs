@@ -25,6 +25,7 @@ mod overview;
 mod roi;
 mod session;
 mod sessions;
+mod tenants;
 
 use askama::Template;
 use axum::Router;
@@ -64,6 +65,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
         .route("/console/audit/{seq}", get(audit::event))
+        .route("/console/tenants", get(tenants::page))
         .route("/console/sessions", get(sessions::page))
         .route("/console/sessions/{id}/end", post(sessions::end))
         .route("/console/assets/{file}", get(assets::serve))
@@ -77,6 +79,8 @@ pub struct NavItem {
     pub href: &'static str,
     /// What it says.
     pub label: &'static str,
+    /// Shown to platform operators only.
+    pub platform_only: bool,
 }
 
 /// The navigation, in order.
@@ -84,34 +88,47 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console",
         label: "Overview",
+        platform_only: false,
     },
     NavItem {
         href: "/console/agents",
         label: "Agents",
+        platform_only: false,
     },
     NavItem {
         href: "/console/approvals",
         label: "Approvals",
+        platform_only: false,
     },
     NavItem {
         href: "/console/graph",
         label: "Graph",
+        platform_only: false,
     },
     NavItem {
         href: "/console/heatmap",
         label: "Heat map",
+        platform_only: false,
     },
     NavItem {
         href: "/console/audit",
         label: "Audit",
+        platform_only: false,
+    },
+    NavItem {
+        href: "/console/tenants",
+        label: "Tenants",
+        platform_only: true,
     },
     NavItem {
         href: "/console/roi",
         label: "ROI",
+        platform_only: false,
     },
     NavItem {
         href: "/console/sessions",
         label: "Sessions",
+        platform_only: false,
     },
 ];
 
@@ -132,6 +149,8 @@ pub struct Layout {
     pub csrf: String,
     /// Whether this person may change things (not an auditor).
     pub can_write: bool,
+    /// Whether this person is a platform operator.
+    pub platform: bool,
 }
 
 impl Layout {
@@ -146,12 +165,14 @@ impl Layout {
             tenant: v.caller.tenant.name.clone(),
             csrf: v.csrf.clone(),
             can_write: v.caller.principal.may(Permission::WriteRegistry),
+            platform: v.caller.principal.may(Permission::ManagePlatform),
         }
     }
 
-    /// The navigation, for the template.
-    pub fn nav(&self) -> &'static [NavItem] {
-        NAV
+    /// The navigation, for the template (the portfolio only for platform
+    /// operators).
+    pub fn nav(&self) -> Vec<&'static NavItem> {
+        NAV.iter().filter(|i| self.platform || !i.platform_only).collect()
     }
 }
 

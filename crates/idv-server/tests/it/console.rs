@@ -228,6 +228,14 @@ async fn an_auditor_is_refused_and_the_refusal_is_recorded(backend: Backend) {
     assert!(!html.contains("lifecycle-apply"), "no action buttons for an auditor");
     let html = page(&s, &cookie, "/console/agents").await.text().await.unwrap();
     assert!(!html.contains("bulk-apply"));
+    assert!(
+        !html.contains("/console/tenants"),
+        "no portfolio in a tenant auditor's navigation"
+    );
+    assert_eq!(
+        page(&s, &cookie, "/console/tenants").await.status(),
+        StatusCode::FORBIDDEN
+    );
     let token = csrf(&s, &cookie).await;
     let before = head(&s).await;
     let res = browser()
