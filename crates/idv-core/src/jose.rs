@@ -665,6 +665,58 @@ pub fn decode(token: &str) -> Result<Jws, JoseError> {
     })
 }
 
+/// A compact JWS signed by someone else (an identity provider's ID token),
+/// split and parsed with the same strictness as [`decode`] but with any
+/// `alg`: the caller checks the algorithm against the ones it accepts from
+/// that issuer and verifies the signature itself (`crate::oidc`).
+#[derive(Clone)]
+pub struct ForeignJws {
+    /// The protected header.
+    pub header: Map<String, Value>,
+    /// The claims.
+    pub claims: Map<String, Value>,
+    /// What was signed.
+    pub signing_input: String,
+    /// The signature.
+    pub signature: Vec<u8>,
+}
+
+impl fmt::Debug for ForeignJws {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForeignJws")
+            .field("header", &self.header)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a compact JWS of any `alg` without verifying it (see
+/// [`ForeignJws`]); `crit` and `b64` are refused as in [`decode`].
+pub fn decode_foreign(token: &str) -> Result<ForeignJws, JoseError> {
+    const THREE_PARTS: &str = "a compact JWS has exactly three parts";
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(malformed("the token is too long"));
+    }
+    let (signing_input, signature) = token.rsplit_once('.').ok_or_else(|| malformed(THREE_PARTS))?;
+    let (header, payload) = signing_input.split_once('.').ok_or_else(|| malformed(THREE_PARTS))?;
+    if payload.contains('.') {
+        return Err(malformed(THREE_PARTS));
+    }
+    let header =
+        parse_object(&decode_part(header, "header")?).ok_or_else(|| malformed("the header is not a JSON object"))?;
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err(malformed("`crit` and `b64` are not supported"));
+    }
+    let claims =
+        parse_object(&decode_part(payload, "payload")?).ok_or_else(|| malformed("the claims are not a JSON object"))?;
+    Ok(ForeignJws {
+        header,
+        claims,
+        signing_input: signing_input.to_owned(),
+        signature: decode_part(signature, "signature")?,
+    })
+}
+
 /// A JSON object with duplicate member names refused at every depth: RFC 7515
 /// §5.2 and RFC 7519 §4 allow it, and taking the last one would let two
 /// parsers read the same token differently.

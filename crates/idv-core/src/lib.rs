@@ -21,6 +21,7 @@ pub mod jose;
 pub mod keyring;
 pub mod lease;
 pub mod lifecycle;
+pub mod oidc;
 pub mod policy_version;
 pub mod roi;
 pub mod role;
