@@ -27,6 +27,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 let step = "start";
 let current = null; // the page being driven, for a screenshot on failure
+let base = ""; // the server's URL
 const log = (m) => console.log(`  ${m}`);
 
 /** Starts `idv serve` on a free port; resolves to its URL and bootstrap token. */
@@ -51,6 +52,25 @@ function startServer(dataDir) {
       }
     });
     p.on("exit", (code) => reject(new Error(`the server exited (${code}): ${out}`)));
+  });
+}
+
+/** Starts the test identity provider; resolves to its issuer URL. */
+function startIdp(base) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [join(dirname(new URL(import.meta.url).pathname), "idp.mjs"), base], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`the identity provider did not start: ${out}`)), 30_000);
+    p.stdout.on("data", (d) => {
+      out += d.toString();
+      const m = out.match(/issuer (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc: p, issuer: m[1] });
+      }
+    });
   });
 }
 
@@ -90,7 +110,7 @@ async function shot(page, name) {
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "idv-console-data-"));
   const server = await startServer(dataDir);
-  const base = server.url;
+  base = server.url;
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -109,7 +129,8 @@ async function main() {
     const page = await ctx.newPage();
     current = page;
     page.on("console", (m) => {
-      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+      // Only our pages: the identity provider's are its own business.
+      if (/Content Security Policy/i.test(m.text()) && page.url().startsWith(base)) cspViolations.push(m.text());
     });
     return { ctx, page };
   };
@@ -421,6 +442,71 @@ async function main() {
     assert.equal(old.headers.get("location"), "/console/login");
     const events2 = (await api(base, admin, "GET", "/v1/audit/events?limit=1000")).items;
     assert.ok(events2.some((e) => e.action === "console.sign_out"));
+
+    step = "single sign-on through a real OpenID Connect provider (oidc-provider)";
+    const idp = await startIdp(base);
+    try {
+      await api(base, admin, "PUT", "/v1/sso", {
+        issuer: idp.issuer,
+        client_id: "idv-console",
+        client_secret: "console-secret-for-tests",
+        scopes: ["openid", "email", "profile", "groups"],
+        groups_claim: "groups",
+        role_map: { "iam-admins": "admin", auditors: "auditor" },
+      });
+      const signInAs = async (login) => {
+        const p = await newPage();
+        await p.page.goto(`${base}/console/login`);
+        await p.page.click("#sso");
+        await p.page.waitForURL((u) => u.toString().startsWith(idp.issuer));
+        await p.page.fill("input[name=login]", login);
+        await p.page.fill("input[name=password]", "any");
+        await p.page.click("button[type=submit]");
+        await p.page.waitForSelector("button[type=submit]");
+        await p.page.click("button[type=submit]");
+        return p;
+      };
+
+      step = "a person whose groups map to no role is refused, and it is recorded";
+      const eve = await signInAs("eve");
+      await eve.page.waitForSelector("#sign-in-error");
+      assert.match(await eve.page.textContent("#sign-in-error"), /eve@bank\.example is not in a group/);
+      await accessible(eve.page, "sign-in refused");
+      await shot(eve.page, "15-sso-refused");
+      assert.equal((await eve.ctx.cookies()).filter((c) => c.name === "idv_session").length, 0);
+      await eve.ctx.close();
+      const refusals = (await api(base, admin, "GET", "/v1/audit/events?action=console.sign_in&outcome=denied")).items;
+      assert.ok(refusals.some((e) => e.actor.kind === "person" && e.actor.name === "eve@bank.example"), JSON.stringify(refusals));
+
+      step = "a person in a mapped group signs in and acts as themselves";
+      const alice = await signInAs("alice");
+      await alice.page.waitForURL(`${base}/console`);
+      assert.match(await alice.page.textContent("header .who"), /Alice Example/);
+      assert.match(await alice.page.textContent("header .who"), /admin/);
+      await shot(alice.page, "16-sso-overview");
+      await alice.page.goto(`${base}/console/agents/${ids[2]}`);
+      await alice.page.selectOption("#lifecycle-action", "suspend");
+      await alice.page.fill("#lifecycle-reason", "asked by the fraud desk");
+      await alice.page.click("#lifecycle-apply");
+      await alice.page.waitForFunction(() => document.querySelector("#agent-status").textContent.trim() === "suspended");
+      const byAlice = (await api(base, admin, "GET", "/v1/audit/events?action=agent.suspend")).items.pop();
+      assert.equal(byAlice.actor.kind, "person");
+      assert.equal(byAlice.actor.name, "alice@bank.example");
+      assert.equal(byAlice.details.request.person.issuer, idp.issuer);
+      assert.equal(byAlice.details.request.person.subject, "alice");
+
+      step = "signing out ends the session here and at the provider (RP-initiated logout)";
+      const aliceCookie = (await alice.ctx.cookies()).find((c) => c.name === "idv_session");
+      await alice.page.click("#sign-out");
+      await alice.page.waitForURL((u) => u.toString().startsWith(idp.issuer));
+      await alice.page.click("button[type=submit][value=yes], button[name=logout]");
+      await alice.page.waitForURL((u) => u.toString().startsWith(`${base}/console/login`));
+      const stale = await fetch(`${base}/console`, { headers: { cookie: `idv_session=${aliceCookie.value}` }, redirect: "manual" });
+      assert.equal(stale.status, 303);
+      await alice.ctx.close();
+    } finally {
+      idp.proc.kill("SIGTERM");
+    }
 
     step = "no page broke the Content-Security-Policy";
     assert.deepEqual(cspViolations, []);

@@ -34,6 +34,19 @@ impl fmt::Debug for crate::WebhookCreated {
     }
 }
 
+impl fmt::Debug for crate::SsoPut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsoPut")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .field("role_map", &self.role_map)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

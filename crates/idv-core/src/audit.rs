@@ -35,6 +35,11 @@ pub enum ActorKind {
     Agent,
     /// A caller that did not authenticate (`name` is who it claimed to be).
     Anonymous,
+    /// A person signed in to the console through their identity provider
+    /// (`name` is their e-mail or subject, `token_id` the console session;
+    /// the event's `details.request.person` holds the provider's issuer and
+    /// subject).
+    Person,
 }
 
 impl ActorKind {
@@ -45,6 +50,7 @@ impl ActorKind {
             ActorKind::System => "system",
             ActorKind::Agent => "agent",
             ActorKind::Anonymous => "anonymous",
+            ActorKind::Person => "person",
         }
     }
 
@@ -55,6 +61,7 @@ impl ActorKind {
             "system" => Some(ActorKind::System),
             "agent" => Some(ActorKind::Agent),
             "anonymous" => Some(ActorKind::Anonymous),
+            "person" => Some(ActorKind::Person),
             _ => None,
         }
     }

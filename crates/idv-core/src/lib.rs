@@ -30,6 +30,7 @@ pub mod scram;
 pub mod seal;
 pub mod secret;
 pub mod session;
+pub mod sso;
 pub mod tenant;
 pub mod throttle;
 pub mod timestamp;

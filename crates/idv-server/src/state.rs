@@ -36,6 +36,14 @@ pub struct Services {
     pub session_hasher: SecretHasher,
     /// Keys the console's CSRF tokens.
     pub csrf_hasher: SecretHasher,
+    /// Seals tenants' single sign-on client secrets.
+    pub sso_sealer: Arc<Sealer>,
+    /// Seals the console's single sign-on transactions (in a cookie).
+    pub oidc_sealer: Arc<Sealer>,
+    /// Identity providers' discovery documents and keys.
+    pub provider_documents: Arc<crate::app::sso::ProviderDocuments>,
+    /// The client identity providers are reached with.
+    pub idp_http: reqwest::Client,
     /// The timeouts console sessions get.
     pub session_timeouts: idv_core::session::Timeouts,
     /// Keyed hashing of agent credentials (client secrets, API keys).
@@ -103,6 +111,10 @@ impl AppState {
             session_hasher: SecretHasher::new(&setup.master_key, "console-session"),
             csrf_hasher: SecretHasher::new(&setup.master_key, "console-csrf"),
             session_timeouts: idv_core::session::Timeouts::default(),
+            sso_sealer: Arc::new(Sealer::new(&setup.master_key, "sso-client-secret")),
+            oidc_sealer: Arc::new(Sealer::new(&setup.master_key, "console-oidc")),
+            provider_documents: Arc::default(),
+            idp_http: crate::app::sso::http_client()?,
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
             secret_sealer: Arc::new(Sealer::new(&setup.master_key, "credential-secret")),
             caches: Arc::new(Caches::default()),

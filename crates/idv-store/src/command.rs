@@ -18,6 +18,7 @@ use idv_core::policy_version::PolicyVersion;
 use idv_core::role::{Role, RoleGrant};
 use idv_core::rotation::{RotationPolicy, Scope};
 use idv_core::session::Session;
+use idv_core::sso::SsoConfig;
 use idv_core::tenant::Tenant;
 use idv_core::trusted_issuer::TrustedIssuer;
 use idv_core::webhook::{AttemptResult, Delivery, Webhook};
@@ -33,7 +34,7 @@ use crate::keys::KeyRequest;
 use crate::webhooks::{SealedSecrets, WebhookChanges};
 use crate::{Dialect, StoreError};
 use crate::{
-    admin_tokens, agents, credentials, delegations, jobs, keys, leases, rotation, sessions, tenants, webhooks,
+    admin_tokens, agents, credentials, delegations, jobs, keys, leases, rotation, sessions, sso, tenants, webhooks,
 };
 
 /// Who asked, for the audit trail.
@@ -118,6 +119,18 @@ pub enum Command {
         id: Uuid,
         /// Why (`sign_out`, …).
         reason: String,
+    },
+    /// Set a tenant's single sign-on provider.
+    PutSso {
+        /// The provider.
+        config: Box<SsoConfig>,
+        /// Its client secret, sealed.
+        sealed_secret: Vec<u8>,
+    },
+    /// Remove a tenant's single sign-on provider.
+    DeleteSso {
+        /// The tenant.
+        tenant_id: Uuid,
     },
     /// Move every live agent of one owner to another.
     ReassignOwner {
@@ -555,6 +568,8 @@ pub enum Applied {
     Done,
     /// A console session.
     Session(Box<Session>),
+    /// A single sign-on provider.
+    Sso(Box<SsoConfig>),
 }
 
 /// What a command attempted, kept so a refusal can be audited after the
@@ -861,6 +876,16 @@ impl Command {
                 id.to_string(),
                 None,
             ),
+            Command::PutSso { config, .. } => (
+                config.tenant_id,
+                Action::SsoPut,
+                TargetType::Sso,
+                "oidc".to_owned(),
+                None,
+            ),
+            Command::DeleteSso { tenant_id } => {
+                (*tenant_id, Action::SsoDelete, TargetType::Sso, "oidc".to_owned(), None)
+            }
             Command::CreateSession { session, .. } => (
                 session.tenant_id,
                 Action::ConsoleSignIn,
@@ -1153,6 +1178,8 @@ pub(crate) async fn apply(
         Command::RecordWebhookAttempt { job, result, jitter } => {
             webhooks::record_attempt(conn, job, result, jitter, now, ctx).await
         }
+        Command::PutSso { config, sealed_secret } => sso::put(conn, *config, sealed_secret, ctx).await,
+        Command::DeleteSso { tenant_id } => sso::delete(conn, tenant_id, ctx).await,
         Command::CreateSession { session, secret_hash } => sessions::create(conn, *session, secret_hash, ctx).await,
         Command::TouchSession { id, at } => sessions::touch(conn, id, at).await,
         Command::EndSession { tenant_id, id, reason } => sessions::end(conn, tenant_id, id, reason, now, ctx).await,

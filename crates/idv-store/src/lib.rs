@@ -32,6 +32,7 @@ mod read;
 mod rotation;
 mod row;
 mod sessions;
+mod sso;
 mod tenants;
 mod webhooks;
 mod writer;

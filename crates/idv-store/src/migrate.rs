@@ -60,6 +60,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_agent_tokens_not_before"),
     migration!(13, "0013_approval_duties"),
     migration!(14, "0014_console_sessions"),
+    migration!(15, "0015_sso"),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

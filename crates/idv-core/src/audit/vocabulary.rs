@@ -326,6 +326,12 @@ vocabulary! {
         ConsoleSessionEnd = "console.session_end",
         /// Listing console sessions (a refusal by role only).
         ConsoleSessionList = "console.session_list",
+        /// A tenant's single sign-on provider set or replaced.
+        SsoPut = "sso.put",
+        /// A tenant's single sign-on provider removed.
+        SsoDelete = "sso.delete",
+        /// Reading a tenant's single sign-on settings (a refusal by role only).
+        SsoGet = "sso.get",
     }
 }
 
@@ -380,6 +386,8 @@ vocabulary! {
         WebhookDeliveries = "webhook_deliveries",
         /// A console session.
         ConsoleSession = "console_session",
+        /// A tenant's single sign-on settings.
+        Sso = "sso",
     }
 }
 

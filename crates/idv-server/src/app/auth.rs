@@ -46,6 +46,7 @@ pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&s
                     cross_tenant: false,
                     request_id,
                     session: None,
+                    person: None,
                 };
                 let ctx = caller.context();
                 let draft = Draft {
@@ -80,6 +81,7 @@ pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&s
         cross_tenant,
         request_id,
         session: None,
+        person: None,
     })
 }
 

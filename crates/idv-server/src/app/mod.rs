@@ -20,6 +20,7 @@ pub mod request;
 pub mod rotation;
 pub mod search;
 pub mod sessions;
+pub mod sso;
 pub mod tenants;
 pub mod throttle;
 pub mod tokens;
@@ -131,13 +132,20 @@ pub struct Caller {
     pub request_id: String,
     /// The console session it acts through, if any.
     pub session: Option<uuid::Uuid>,
+    /// The person behind a single sign-on session: the identity provider's
+    /// issuer and subject.
+    pub person: Option<(String, String)>,
 }
 
 impl Caller {
     /// The audit actor for this caller.
     pub fn actor(&self) -> Actor {
         Actor {
-            kind: ActorKind::AdminToken,
+            kind: if self.person.is_some() {
+                ActorKind::Person
+            } else {
+                ActorKind::AdminToken
+            },
             name: self.principal.token_name.clone(),
             token_id: Some(self.principal.token_id),
         }
@@ -149,18 +157,25 @@ impl Caller {
         Context {
             actor: self.actor(),
             request_id: Some(self.request_id.clone()),
-            note: match (self.cross_tenant, self.session) {
-                (false, None) => None,
-                (true, None) => {
-                    Some(json!({ "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant }))
-                }
-                (false, Some(s)) => Some(json!({ "console_session": s })),
-                (true, Some(s)) => Some(json!({
-                    "acting_in_tenant": self.tenant.name, "home_tenant_id": self.principal.home_tenant,
-                    "console_session": s,
-                })),
-            },
+            note: self.note(),
         }
+    }
+
+    /// What every event of this caller notes about the request: the tenant
+    /// a platform operator acts in, the console session, the person.
+    fn note(&self) -> Option<serde_json::Value> {
+        let mut note = serde_json::Map::new();
+        if self.cross_tenant {
+            note.insert("acting_in_tenant".into(), json!(self.tenant.name));
+            note.insert("home_tenant_id".into(), json!(self.principal.home_tenant));
+        }
+        if let Some(s) = self.session {
+            note.insert("console_session".into(), json!(s));
+        }
+        if let Some((issuer, subject)) = &self.person {
+            note.insert("person".into(), json!({ "issuer": issuer, "subject": subject }));
+        }
+        (!note.is_empty()).then_some(serde_json::Value::Object(note))
     }
 
     /// Refuses (and audits the refusal) unless the caller may do `p`.

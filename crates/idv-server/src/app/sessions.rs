@@ -118,7 +118,12 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Option<(Session, 
     let caller = Caller {
         principal: Principal {
             token_id: s.token_id.unwrap_or(s.id),
-            token_name: s.display_name.clone(),
+            // A person is named by e-mail (or subject) in the audit log, as
+            // their sign-in was; a break-glass session by its token's name.
+            token_name: match s.method {
+                Method::Oidc => s.email.clone().unwrap_or_else(|| s.subject.clone()),
+                Method::AdminToken => s.display_name.clone(),
+            },
             home_tenant: s.tenant_id,
             role: s.role,
             platform: s.platform,
@@ -127,6 +132,10 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Option<(Session, 
         cross_tenant: false,
         request_id: super::request::id(),
         session: Some(s.id),
+        person: match (s.method, &s.issuer) {
+            (Method::Oidc, Some(iss)) => Some((iss.clone(), s.subject.clone())),
+            _ => None,
+        },
     };
     Ok(Some((s, caller)))
 }

@@ -47,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/console", get(overview::page))
         .route("/console/login", get(session::login_page).post(session::login))
         .route("/console/logout", post(session::logout))
+        .route("/console/sso/start", get(session::sso_start))
+        .route("/console/sso/callback", get(session::sso_callback))
         .route("/console/agents", get(agents::inventory))
         .route("/console/agents/bulk", post(agents::bulk))
         .route("/console/agents/{id}", get(agents::detail))

@@ -16,7 +16,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ConsoleError, render};
 use crate::AppState;
-use crate::app::{AppError, Caller, sessions};
+use crate::app::{AppError, Caller, sessions, sso};
 
 /// The cookie's name on plain http (`__Host-` needs `Secure`).
 const COOKIE: &str = "idv_session";
@@ -156,11 +156,111 @@ impl FromRequestParts<AppState> for Viewer {
 #[template(path = "console/login.html")]
 struct LoginPage {
     error: Option<String>,
+    /// The tenant whose single sign-on is offered, if it has one.
+    sso: Option<String>,
 }
 
-/// `GET /console/login`.
-pub async fn login_page() -> Response {
-    render(&LoginPage { error: None })
+/// The tenant a sign-in page is for (`?tenant=`, else the default one).
+fn tenant_of(raw: Option<&str>) -> String {
+    super::query_pairs(raw)
+        .into_iter()
+        .find(|(k, v)| k == "tenant" && !v.is_empty())
+        .map_or_else(|| idv_core::tenant::DEFAULT_TENANT.to_owned(), |(_, v)| v)
+}
+
+async fn login_page_for(state: &AppState, tenant: &str, error: Option<String>) -> Response {
+    let sso = sso::available(state, tenant).await.then(|| tenant.to_owned());
+    render(&LoginPage { error, sso })
+}
+
+/// `GET /console/login` (`?tenant=` picks whose single sign-on to offer).
+pub async fn login_page(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    login_page_for(&state, &tenant_of(raw.as_deref()), None).await
+}
+
+/// The single sign-on transaction cookie: `Lax`, since the provider sends
+/// the browser back with a cross-site navigation that a `Strict` cookie
+/// would not ride (OpenID Connect flows need it there).
+const OIDC_COOKIE: &str = "idv_oidc";
+
+fn oidc_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
+    let secure = if is_https(state) { "; Secure" } else { "" };
+    let v = match value {
+        Some(v) => format!("{OIDC_COOKIE}={v}; Path=/console/sso; HttpOnly; SameSite=Lax; Max-Age=600{secure}"),
+        None => format!("{OIDC_COOKIE}=; Path=/console/sso; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("idv_oidc=; Max-Age=0"))
+}
+
+/// `GET /console/sso/start?tenant=`: off to the tenant's identity provider.
+pub async fn sso_start(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let tenant = tenant_of(raw.as_deref());
+    match sso::start(&state, &tenant).await {
+        Ok(start) => {
+            let mut res = Redirect::to(&start.location).into_response();
+            res.headers_mut()
+                .insert(header::SET_COOKIE, oidc_cookie(&state, Some(&start.transaction)));
+            res
+        }
+        Err(e) => ConsoleError::App(e).into_response(),
+    }
+}
+
+/// The page that finishes a sign-in: it sets the session cookie and moves
+/// on to the console with a same-site navigation (a redirect would still
+/// belong to the provider's cross-site navigation, which a `Strict` cookie
+/// does not ride).
+#[derive(Template)]
+#[template(path = "console/signed_in.html")]
+struct SignedIn {
+    name: String,
+}
+
+/// `GET /console/sso/callback`: back from the provider.
+pub async fn sso_callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let q = super::query_pairs(raw.as_deref());
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let code = match (get("code"), get("error")) {
+        (Some(c), None) => Ok(c),
+        (_, Some(e)) => Err(format!("{e}: {}", get("error_description").unwrap_or(""))),
+        (None, None) => Err("no code came back".to_owned()),
+    };
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == OIDC_COOKIE)
+        .map(|(_, v)| v.to_owned());
+    let browser = sessions::Browser {
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let outcome = sso::finish(&state, cookie.as_deref(), get("state").unwrap_or(""), code, browser).await;
+    let mut res = match outcome {
+        Ok(opened) => {
+            let mut res = render(&SignedIn {
+                name: opened.session.display_name.clone(),
+            });
+            res.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(&state, Some(&opened.secret)));
+            res
+        }
+        Err(sso::SignInRefused::App(e)) => ConsoleError::App(e).into_response(),
+        Err(why) => {
+            let mut res = render(&LoginPage {
+                error: Some(why.to_string()),
+                sso: None,
+            });
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            res
+        }
+    };
+    res.headers_mut().append(header::SET_COOKIE, oidc_cookie(&state, None));
+    res
 }
 
 /// The break-glass sign-in form.
@@ -193,17 +293,28 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form)
                 AppError::Forbidden(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let mut res = render(&LoginPage {
-                error: Some(match e {
+            let mut res = login_page_for(
+                &state,
+                idv_core::tenant::DEFAULT_TENANT,
+                Some(match e {
                     AppError::Forbidden(_) => "This token is for policy enforcement points, not for people.".into(),
                     other => other.to_string(),
                 }),
-            });
+            )
+            .await;
             *res.status_mut() = status;
             res
         }
         Err(e) => ConsoleError::App(e).into_response(),
     }
+}
+
+/// After signing out of a single sign-on session: on to the provider's
+/// logout.
+#[derive(Template)]
+#[template(path = "console/signed_out.html")]
+struct SignedOut {
+    provider_logout: String,
 }
 
 /// A form with nothing but the CSRF token.
@@ -228,7 +339,13 @@ pub async fn logout(
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
     sessions::sign_out(&state, &v.caller, &v.session).await?;
-    let mut res = Redirect::to("/console/login").into_response();
+    // RP-initiated logout at the provider, when it offers it: a page that
+    // moves on there (a redirect from this form post would be held to the
+    // `form-action 'self'` policy and stop).
+    let mut res = match sso::logout_url(&state, &v.session).await {
+        Some(url) => render(&SignedOut { provider_logout: url }),
+        None => Redirect::to("/console/login").into_response(),
+    };
     res.headers_mut().insert(header::SET_COOKIE, set_cookie(&state, None));
     Ok(res)
 }

@@ -24,6 +24,7 @@ pub mod permissions;
 pub mod policies;
 pub mod roles;
 pub mod rotation_policies;
+pub mod sso;
 pub mod tenants;
 pub mod token_ttls;
 pub mod trusted_issuers;
@@ -182,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .merge(leases::routes())
         .merge(webhooks::routes())
         .merge(audit::routes())
+        .merge(sso::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .split_for_parts();
     BearerAuth.modify(&mut api);

@@ -1,0 +1,14 @@
+-- Single sign-on for the console: each tenant's OpenID Connect provider.
+-- The client secret is sealed under the master key; the role map is JSON
+-- (provider group -> role).
+CREATE TABLE sso_providers (
+    tenant_id     TEXT PRIMARY KEY REFERENCES tenants (id),
+    issuer        TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    sealed_secret BLOB NOT NULL,
+    scopes        TEXT NOT NULL,
+    groups_claim  TEXT NOT NULL,
+    role_map      TEXT NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    updated_by    TEXT NOT NULL
+);
