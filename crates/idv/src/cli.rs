@@ -10,6 +10,7 @@ use crate::commands::authz::{ApprovalCommand, DecideArgs, EntityCommand, GrantCo
 use crate::commands::credential::{CredentialCommand, RotationPolicyCommand};
 use crate::commands::db::{DbCommand, LeaseCommand};
 use crate::commands::key::KeyCommand;
+use crate::commands::sso::SsoCommand;
 use crate::commands::tenant::{AdminTokenCommand, TenantCommand};
 use crate::commands::webhook::WebhookCommand;
 
@@ -76,6 +77,10 @@ pub enum Command {
     /// Standard Webhooks, with a delivery log.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Single sign-on for the console: the tenant's OpenID Connect provider
+    /// and its group-to-role mapping.
+    #[command(subcommand)]
+    Sso(SsoCommand),
 }
 
 /// An agent's own credential, for the commands an agent runs for itself.

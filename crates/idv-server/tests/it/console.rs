@@ -19,6 +19,8 @@ backend_tests!(
     bad_sign_ins_are_refused_with_a_page,
     sessions_can_be_listed_and_ended,
     graph_and_heat_map_data_follow_the_decisions,
+    sso_settings_are_checked_sealed_and_audited,
+    a_forged_or_stale_sso_return_opens_nothing,
 );
 
 /// A client that does not follow redirects (to see them).
@@ -401,4 +403,92 @@ async fn graph_and_heat_map_data_follow_the_decisions(backend: Backend) {
         .map(|c| c["count"].as_i64().unwrap())
         .collect();
     assert_eq!(counts.iter().sum::<i64>(), 4, "{h}");
+}
+
+async fn sso_settings_are_checked_sealed_and_audited(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let put = |token: &str, body: Value| s.req_as(token, reqwest::Method::PUT, "/v1/sso").json(&body).send();
+    let good = serde_json::json!({
+        "issuer": "https://bank.okta.com/",
+        "client_id": "0oa1idv",
+        "client_secret": "very-secret-value",
+        "role_map": {"IdentityVault Admins": "admin", "IdentityVault Auditors": "auditor"},
+    });
+    signed_out(&page(&s, "", "/console").await);
+    let before = head(&s).await;
+    let res = put(&s.token, good.clone()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("very-secret-value"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["issuer"], "https://bank.okta.com", "the trailing slash is dropped");
+    assert_eq!(v["scopes"], serde_json::json!(["openid", "email", "profile"]));
+    assert_eq!(v["groups_claim"], "groups");
+    assert_eq!(v["redirect_uri"], format!("{}/console/sso/callback", s.base));
+    let ev: Vec<Value> = events_after(&s, before).await;
+    let put_ev = ev.iter().find(|e| e["action"] == "sso.put").expect("sso.put recorded");
+    assert!(!put_ev.to_string().contains("very-secret-value"));
+    // The sign-in page now offers single sign-on.
+    let html = page(&s, "", "/console/login").await.text().await.unwrap();
+    assert!(html.contains("/console/sso/start?tenant=default"), "{html}");
+    // Bad settings: a clear 422 naming the field, nothing changed.
+    for (patch, field) in [
+        (serde_json::json!({"issuer": "http://bank.okta.com"}), "issuer"),
+        (serde_json::json!({"scopes": ["email"]}), "scopes"),
+        (serde_json::json!({"role_map": {}}), "role_map"),
+        (serde_json::json!({"role_map": {"g": "pep"}}), "role_map"),
+        (serde_json::json!({"role_map": {"g": "root"}}), "role_map"),
+        (serde_json::json!({"client_secret": ""}), "client_secret"),
+    ] {
+        let mut body = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let res = put(&s.token, body).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let p: Value = res.json().await.unwrap();
+        assert_eq!(p["field"], field, "{p}");
+    }
+    // Roles: an operator may not set it; an auditor may read it.
+    let (op, _) = named_token(&s, "default", "operator", "op").await;
+    assert_eq!(put(&op, good.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let (aud, _) = named_token(&s, "default", "auditor", "aud").await;
+    let got = s.req_as(&aud, reqwest::Method::GET, "/v1/sso").send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    // Removed: gone, and the sign-in page no longer offers it.
+    let del = s.req(reqwest::Method::DELETE, "/v1/sso").send().await.unwrap();
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    let del = s.req(reqwest::Method::DELETE, "/v1/sso").send().await.unwrap();
+    assert_eq!(del.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.req(reqwest::Method::GET, "/v1/sso").send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let html = page(&s, "", "/console/login").await.text().await.unwrap();
+    assert!(!html.contains("/console/sso/start"));
+}
+
+/// Coming back from the provider without this browser's transaction, with
+/// another `state`, or with a forged transaction opens no session.
+async fn a_forged_or_stale_sso_return_opens_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for (cookie, query) in [
+        ("", "code=abc&state=xyz"),
+        ("idv_oidc=bm90LWEtc2VhbGVkLXRyYW5zYWN0aW9u", "code=abc&state=xyz"),
+        ("idv_oidc=", "error=access_denied&state=xyz"),
+    ] {
+        let res = page(&s, cookie, &format!("/console/sso/callback?{query}")).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{cookie} {query}");
+        let set: Vec<String> = res
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert!(set.iter().all(|c| !c.starts_with("idv_session=idvs_")), "{set:?}");
+        assert!(res.text().await.unwrap().contains("start again"));
+    }
+    // Starting without a provider configured: a clear 404 page.
+    let res = page(&s, "", "/console/sso/start?tenant=default").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }

@@ -6,6 +6,7 @@ pub(crate) mod authz;
 pub(crate) mod credential;
 pub(crate) mod db;
 pub(crate) mod key;
+pub(crate) mod sso;
 pub(crate) mod tenant;
 pub(crate) mod webhook;
 
@@ -35,6 +36,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Lease(c) => db::lease(c).await,
         Command::Key(c) => key::run(c).await,
         Command::Webhook(c) => webhook::run(c).await,
+        Command::Sso(c) => sso::run(c).await,
     }
 }
 

@@ -16,6 +16,7 @@ backend_tests!(
     policy_decide_and_approval_commands,
     key_commands,
     webhook_commands,
+    sso_commands,
 );
 
 /// A one-request HTTP receiver on loopback: its URL, and the request's
@@ -1033,4 +1034,73 @@ async fn client_mistakes_are_one_line_errors(backend: Backend) {
     let err = fails(out);
     assert!(err.contains("cannot reach"), "{err}");
     s.stop().await;
+}
+
+async fn sso_commands(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let out = ok(idv(
+        &s,
+        &[
+            "sso",
+            "set",
+            "--issuer",
+            "https://bank.okta.com",
+            "--client-id",
+            "0oa1idv",
+            "--client-secret",
+            "s3cret-value",
+            "--map",
+            "IdentityVault Admins=admin",
+            "--map",
+            "Auditors=auditor",
+            "--scope",
+            "openid",
+            "--scope",
+            "groups",
+        ],
+    ));
+    assert!(
+        out.contains("Redirect URI:") && out.contains("/console/sso/callback"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret-value"));
+    let v = json(idv(&s, &["sso", "get", "--json"]));
+    assert_eq!(v["role_map"]["IdentityVault Admins"], "admin");
+    assert_eq!(v["scopes"], serde_json::json!(["openid", "groups"]));
+    // Mistakes are one-line errors.
+    let err = fails(idv(
+        &s,
+        &[
+            "sso",
+            "set",
+            "--issuer",
+            "https://bank.okta.com",
+            "--client-id",
+            "c",
+            "--client-secret",
+            "x",
+            "--map",
+            "no-equals-sign",
+        ],
+    ));
+    assert!(err.contains("GROUP=ROLE"), "{err}");
+    let err = fails(idv(
+        &s,
+        &[
+            "sso",
+            "set",
+            "--issuer",
+            "http://idp.example",
+            "--client-id",
+            "c",
+            "--client-secret",
+            "x",
+            "--map",
+            "g=admin",
+        ],
+    ));
+    assert!(err.contains("issuer"), "{err}");
+    ok(idv(&s, &["sso", "delete"]));
+    let err = fails(idv(&s, &["sso", "get"]));
+    assert!(err.contains("single sign-on provider"), "{err}");
 }
