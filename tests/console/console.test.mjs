@@ -101,9 +101,9 @@ async function accessible(page, name) {
   log(`axe: ${name}: ${result.violations.length} violation(s), none serious or critical; ${result.passes.length} rules passed`);
 }
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = false) {
   const file = join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: false });
+  await page.screenshot({ path: file, fullPage });
   log(`screenshot: ${file}`);
 }
 
@@ -246,8 +246,13 @@ async function main() {
     await page.click(`a[href="/console/agents/${ids[0]}"]`);
     await page.waitForURL(`${base}/console/agents/${ids[0]}`);
     assert.equal((await page.textContent("#agent-status")).trim(), "suspended");
+    step = "the agent's page answers what it can do, whom it talks to, and what happened to it";
+    assert.match(await page.textContent("#can"), /invoke[\s\S]*same-owner/);
+    assert.match(await page.textContent("#can"), /transfer[\s\S]*approval[\s\S]*large/);
+    assert.equal(await page.locator("#edges tbody tr").count(), 2, "calls two agents");
+    assert.match(await page.textContent("#timeline"), /agent\.suspend[\s\S]*agent\.activate[\s\S]*agent\.create/);
     await accessible(page, "agent detail");
-    await shot(page, "04-agent");
+    await shot(page, "04-agent", true);
     await page.selectOption("#lifecycle-action", "resume");
     await page.fill("#lifecycle-reason", "cleared");
     await page.click("#lifecycle-apply");

@@ -270,6 +270,44 @@ pub async fn bulk(State(state): State<AppState>, v: Viewer, body: axum::body::By
     Ok(Redirect::to(&format!("{back}{sep}done={done}")).into_response())
 }
 
+/// One action the agent may take ("what can this agent do?").
+pub struct Can {
+    /// The action.
+    pub action: String,
+    /// `allowed` or `conditional` (a condition or a person's approval).
+    pub how: &'static str,
+    /// The policies that give it.
+    pub policies: String,
+}
+
+/// One edge of the agent's neighbourhood.
+pub struct Neighbour {
+    /// The other agent.
+    pub other: Uuid,
+    /// `calls` or `called by`.
+    pub direction: &'static str,
+    /// For what.
+    pub action: String,
+    /// Allowed calls.
+    pub allowed: i64,
+    /// Denied calls.
+    pub denied: i64,
+}
+
+/// One event of the agent's timeline.
+pub struct Happened {
+    /// Sequence number (links to the event).
+    pub seq: i64,
+    /// RFC 3339.
+    pub time: String,
+    /// The action.
+    pub action: String,
+    /// `kind:name`.
+    pub actor: String,
+    /// The outcome.
+    pub outcome: &'static str,
+}
+
 #[derive(Template)]
 #[template(path = "console/agent.html")]
 struct Detail {
@@ -279,7 +317,14 @@ struct Detail {
     class: String,
     credentials: Vec<Credential>,
     actions: Vec<&'static str>,
+    roles: Vec<String>,
+    can: Vec<Can>,
+    neighbours: Vec<Neighbour>,
+    timeline: Option<Vec<Happened>>,
 }
+
+/// Events shown on an agent's timeline.
+const TIMELINE: i64 = 50;
 
 fn parse_id(id: &str) -> Result<Uuid, ConsoleError> {
     id.parse::<Uuid>()
@@ -300,6 +345,67 @@ pub async fn detail(
         .filter(|t| agent.status.apply(*t).is_ok())
         .map(Transition::as_str)
         .collect();
+    let perms = app::decisions::permissions(&state, &v.caller, id).await?;
+    let policies = |a: &str| {
+        perms
+            .permitted
+            .policies
+            .get(a)
+            .map(|p| p.iter().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let mut can: Vec<Can> = perms
+        .permitted
+        .actions
+        .iter()
+        .map(|a| Can {
+            action: a.clone(),
+            how: "allowed",
+            policies: policies(a),
+        })
+        .collect();
+    can.extend(perms.permitted.conditional.iter().map(|a| Can {
+        action: a.clone(),
+        how: "conditional",
+        policies: policies(a),
+    }));
+    let (calls, called_by) = app::decisions::graph(&state, &v.caller, id).await?;
+    let neighbours = calls
+        .iter()
+        .map(|e| (e, e.callee, "calls"))
+        .chain(called_by.iter().map(|e| (e, e.caller, "called by")))
+        .map(|(e, other, direction)| Neighbour {
+            other,
+            direction,
+            action: e.action.clone(),
+            allowed: e.allowed,
+            denied: e.denied,
+        })
+        .collect();
+    // The audit timeline, for those who may read the audit log.
+    let timeline = if v.caller.principal.may(idv_core::admin_token::Permission::ReadAudit) {
+        let filter = idv_store::AuditFilter {
+            target_id: Some(id.to_string()),
+            newest_first: true,
+            limit: TIMELINE,
+            ..idv_store::AuditFilter::default()
+        };
+        Some(
+            app::audit::events(&state, &v.caller, filter, false)
+                .await?
+                .iter()
+                .map(|e| Happened {
+                    seq: e.seq,
+                    time: e.time.to_rfc3339(),
+                    action: e.action.clone(),
+                    actor: format!("{}:{}", e.actor.kind.as_str(), e.actor.name),
+                    outcome: e.outcome.as_str(),
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
     Ok(render(&Detail {
         layout: Layout::new(&v, agent.name.clone(), "/console/agents"),
         environment: agent.environment.map(|e| e.as_str().to_owned()).unwrap_or_default(),
@@ -307,6 +413,10 @@ pub async fn detail(
         agent,
         credentials,
         actions,
+        roles: perms.roles.into_iter().collect(),
+        can,
+        neighbours,
+        timeline,
     }))
 }
 
