@@ -489,16 +489,53 @@ async function main() {
       assert.match(await alice.page.textContent("header .who"), /Alice Example/);
       assert.match(await alice.page.textContent("header .who"), /admin/);
       await shot(alice.page, "16-sso-overview");
-      await alice.page.goto(`${base}/console/agents/${ids[2]}`);
-      await alice.page.selectOption("#lifecycle-action", "suspend");
-      await alice.page.fill("#lifecycle-reason", "asked by the fraud desk");
+      step = "as that person: register an agent, activate it, issue and rotate a credential";
+      await alice.page.click("nav >> text=Agents");
+      await alice.page.click("#register summary");
+      await alice.page.fill("#new-name", "fraud-sentinel");
+      await alice.page.fill("#new-purpose", "watches card transactions");
+      await alice.page.selectOption("#new-environment", "prod");
+      await alice.page.click("#register-agent");
+      await alice.page.waitForSelector("#agent-status");
+      const newId = alice.page.url().split("/").pop();
+      const created = await api(base, admin, "GET", `/v1/agents/${newId}`);
+      assert.equal(created.owner, "alice@bank.example", "owned by whoever registers it");
+      await alice.page.selectOption("#lifecycle-action", "activate");
+      await alice.page.fill("#lifecycle-reason", "approved in CAB-2231");
       await alice.page.click("#lifecycle-apply");
-      await alice.page.waitForFunction(() => document.querySelector("#agent-status").textContent.trim() === "suspended");
-      const byAlice = (await api(base, admin, "GET", "/v1/audit/events?action=agent.suspend")).items.pop();
+      await alice.page.waitForFunction(() => document.querySelector("#agent-status").textContent.trim() === "active");
+      await alice.page.click("#credential-issue");
+      await alice.page.waitForSelector("#secret");
+      await alice.page.click("#back-to-agent");
+      await alice.page.fill("#credentials input[name=overlap]", "15m");
+      await alice.page.click("#credentials button.rotate");
+      await alice.page.waitForSelector("#secret");
+      await alice.page.click("#back-to-agent");
+      await alice.page.waitForURL(`${base}/console/agents/${newId}`);
+
+      step = "the audit page shows those events with the person as actor";
+      for (const action of ["credential.create", "credential.rotate"]) {
+        await alice.page.goto(`${base}/console/audit?action=${action}&actor=alice%40bank.example`);
+        assert.match(await alice.page.textContent("#events tbody"), /person:alice@bank\.example/, action);
+      }
+      const byAlice = (await api(base, admin, "GET", "/v1/audit/events?action=credential.rotate")).items.pop();
       assert.equal(byAlice.actor.kind, "person");
       assert.equal(byAlice.actor.name, "alice@bank.example");
       assert.equal(byAlice.details.request.person.issuer, idp.issuer);
       assert.equal(byAlice.details.request.person.subject, "alice");
+
+      step = "as that person: suspend it from the inventory with a bulk action";
+      await alice.page.goto(`${base}/console/agents?name=fraud-`);
+      await alice.page.check(`input.pick[value="${newId}"]`);
+      await alice.page.selectOption("#bulk-action", "suspend");
+      await alice.page.fill("#bulk-reason", "card fraud spike");
+      alice.page.once("dialog", (d) => d.accept());
+      await alice.page.click("#bulk-apply");
+      await alice.page.waitForSelector("#notice");
+      assert.equal((await api(base, admin, "GET", `/v1/agents/${newId}`)).status, "suspended");
+      const suspendedBy = (await api(base, admin, "GET", "/v1/audit/events?action=agent.suspend")).items.pop();
+      assert.equal(suspendedBy.actor.name, "alice@bank.example");
+      await shot(alice.page, "17-sso-inventory");
 
       step = "signing out ends the session here and at the provider (RP-initiated logout)";
       const aliceCookie = (await alice.ctx.cookies()).find((c) => c.name === "idv_session");

@@ -420,6 +420,52 @@ pub async fn detail(
     }))
 }
 
+/// The registration form on the inventory page.
+#[derive(serde::Deserialize)]
+pub struct RegisterForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    owner: String,
+    purpose: String,
+    #[serde(default)]
+    environment: String,
+    #[serde(default)]
+    class: String,
+}
+
+/// `POST /console/agents`: register an agent (through the same use case and
+/// checks as `POST /v1/agents`); on to its page.
+pub async fn register(
+    State(state): State<AppState>,
+    v: Viewer,
+    Form(form): Form<RegisterForm>,
+) -> Result<Response, ConsoleError> {
+    v.check_csrf(&form.csrf)?;
+    let spec = idv_core::agent::NewAgent {
+        name: form.name.trim().to_owned(),
+        // Owned by whoever registers it unless they name someone else.
+        owner: match form.owner.trim() {
+            "" => v.caller.principal.token_name.clone(),
+            o => o.to_owned(),
+        },
+        purpose: form.purpose.trim().to_owned(),
+        environment: match form.environment.as_str() {
+            "" => None,
+            e => Some(e.parse::<Environment>().map_err(app::AppError::from)?),
+        },
+        class: Some(form.class.trim().to_owned()).filter(|c| !c.is_empty()),
+        ..idv_core::agent::NewAgent::default()
+    };
+    let created = app::agents::create(&state, &v.caller, vec![spec], false).await?;
+    let id = created
+        .first()
+        .map(|a| a.id)
+        .ok_or_else(|| app::AppError::Internal("no agent came back".into()))?;
+    Ok(Redirect::to(&format!("/console/agents/{id}")).into_response())
+}
+
 /// A lifecycle action from the detail page.
 #[derive(serde::Deserialize)]
 pub struct LifecycleForm {

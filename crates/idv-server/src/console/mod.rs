@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(session::logout))
         .route("/console/sso/start", get(session::sso_start))
         .route("/console/sso/callback", get(session::sso_callback))
-        .route("/console/agents", get(agents::inventory))
+        .route("/console/agents", get(agents::inventory).post(agents::register))
         .route("/console/agents/bulk", post(agents::bulk))
         .route("/console/agents/{id}", get(agents::detail))
         .route("/console/agents/{id}/lifecycle", post(agents::lifecycle))
