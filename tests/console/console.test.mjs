@@ -457,7 +457,7 @@ async function main() {
         client_secret: "console-secret-for-tests",
         scopes: ["openid", "email", "profile", "groups"],
         groups_claim: "groups",
-        role_map: { "iam-admins": "admin", auditors: "auditor" },
+        role_map: { "iam-admins": "admin", auditors: "auditor", developers: "owner" },
       });
       const signInAs = async (login) => {
         const p = await newPage();
@@ -536,6 +536,41 @@ async function main() {
       const suspendedBy = (await api(base, admin, "GET", "/v1/audit/events?action=agent.suspend")).items.pop();
       assert.equal(suspendedBy.actor.name, "alice@bank.example");
       await shot(alice.page, "17-sso-inventory");
+
+      step = "a developer (owner role) sees and manages only their own agents";
+      const dev = await signInAs("dev");
+      await dev.page.waitForURL(`${base}/console`);
+      assert.equal((await dev.page.textContent("#total-agents")).trim(), "0");
+      for (const hidden of ["Graph", "Heat map", "Audit", "ROI", "Tenants"]) {
+        assert.equal(await dev.page.locator(`nav >> text="${hidden}"`).count(), 0, hidden);
+      }
+      await dev.page.click("nav >> text=Agents");
+      assert.match(await dev.page.textContent("table.list tbody"), /No agents match/);
+      await dev.page.click("#register summary");
+      await dev.page.fill("#new-name", "dev-helper");
+      await dev.page.fill("#new-purpose", "summarises pull requests");
+      await dev.page.click("#register-agent");
+      await dev.page.waitForSelector("#agent-status");
+      const devAgent = await api(base, admin, "GET", `/v1/agents/${dev.page.url().split("/").pop()}`);
+      assert.equal(devAgent.owner, "dev@bank.example");
+      await dev.page.goto(`${base}/console/agents`);
+      assert.equal(await dev.page.locator("table.list tbody tr").count(), 1);
+      await accessible(dev.page, "inventory (owner)");
+      await shot(dev.page, "18-owner-inventory");
+      const other = await dev.page.goto(`${base}/console/agents/${ids[2]}`);
+      assert.equal(other.status(), 404, "someone else's agent does not exist for an owner");
+      const devCsrf = await (async () => {
+        await dev.page.goto(`${base}/console/agents`);
+        return dev.page.getAttribute("input[name=_csrf]", "value");
+      })();
+      const forged = await dev.page.request.post(`${base}/console/agents/${ids[1]}/lifecycle`, {
+        form: { _csrf: devCsrf, action: "resume", reason: "not mine" },
+        headers: { origin: base },
+      });
+      assert.equal(forged.status(), 404);
+      assert.equal((await api(base, admin, "GET", `/v1/agents/${ids[1]}`)).status, "suspended", "unchanged");
+      assert.equal((await dev.page.goto(`${base}/console/graph/data`)).status(), 403);
+      await dev.ctx.close();
 
       step = "signing out ends the session here and at the provider (RP-initiated logout)";
       const aliceCookie = (await alice.ctx.cookies()).find((c) => c.name === "idv_session");

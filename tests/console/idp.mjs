@@ -3,6 +3,7 @@
 // Usage: node idp.mjs <console base URL>; prints "issuer <url>" when ready.
 //   alice — groups iam-admins, staff (maps to admin)
 //   eve   — group staff (maps to no role)
+//   dev   — group developers (maps to owner: their own agents only)
 
 import { generateKeyPairSync } from "node:crypto";
 import { createServer } from "node:http";
@@ -17,6 +18,7 @@ if (!base) {
 const PEOPLE = {
   alice: { email: "alice@bank.example", name: "Alice Example", groups: ["iam-admins", "staff"] },
   eve: { email: "eve@bank.example", name: "Eve Example", groups: ["staff"] },
+  dev: { email: "dev@bank.example", name: "Dev Example", groups: ["developers", "staff"] },
 };
 
 const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });

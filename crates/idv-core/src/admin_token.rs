@@ -34,6 +34,11 @@ pub enum Role {
     /// A policy enforcement point: asks for authorization decisions, and
     /// nothing else.
     Pep,
+    /// A developer who owns agents, signed in to the console: reads and
+    /// manages only the agents they own (`owner` = their e-mail), and
+    /// decides the approvals assigned to them. People only: never an admin
+    /// token's role.
+    Owner,
 }
 
 /// One thing an API call needs.
@@ -74,6 +79,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Auditor => "auditor",
             Role::Pep => "pep",
+            Role::Owner => "owner",
         }
     }
 
@@ -86,6 +92,8 @@ impl Role {
             Role::Operator => matches!(p, ReadRegistry | WriteRegistry | Decide | Approve),
             Role::Auditor => matches!(p, ReadRegistry | ReadAudit),
             Role::Pep => matches!(p, Decide),
+            // Scoped to their own agents by the use cases (`Caller::owns`).
+            Role::Owner => matches!(p, ReadRegistry | WriteRegistry | Approve),
         }
     }
 }
@@ -98,7 +106,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of ours.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a role (admin, operator, auditor, pep)")]
+#[error("`{0}` is not a role (admin, operator, auditor, pep, owner)")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -109,6 +117,7 @@ impl FromStr for Role {
             "operator" => Ok(Role::Operator),
             "auditor" => Ok(Role::Auditor),
             "pep" => Ok(Role::Pep),
+            "owner" => Ok(Role::Owner),
             _ => Err(UnknownRole(s.to_owned())),
         }
     }
@@ -199,6 +208,28 @@ pub fn hint(token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn owners_manage_agents_and_approve_and_nothing_else() {
+        use Permission::*;
+        for p in [ReadRegistry, WriteRegistry, Approve] {
+            assert!(Role::Owner.allows(p), "{p:?}");
+        }
+        for p in [
+            ReadAudit,
+            ManageTokens,
+            ManageTrust,
+            ManagePolicy,
+            Decide,
+            ManageWebhooks,
+            ManagePlatform,
+        ] {
+            assert!(!Role::Owner.allows(p), "{p:?}");
+        }
+        assert_eq!("owner".parse::<Role>().unwrap(), Role::Owner);
+        assert_eq!(Role::Owner.as_str(), "owner");
+    }
+
     use super::*;
 
     #[test]

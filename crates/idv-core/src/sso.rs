@@ -63,7 +63,8 @@ impl SsoConfig {
     /// Checks every field: the issuer is an https URL without query or
     /// fragment (OpenID Connect Discovery §3; plain http only on loopback),
     /// the client id and groups claim are set, `openid` is asked for, and
-    /// every group maps to a role people can hold (not `pep`).
+    /// every group maps to a role people can hold (`admin`, `operator`,
+    /// `auditor` or `owner`; not `pep`).
     pub fn check(&self) -> Result<(), SsoError> {
         let url = url::Url::parse(&self.issuer).map_err(|_| bad("issuer", "must be an absolute URL"))?;
         if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
@@ -113,13 +114,14 @@ impl SsoConfig {
     }
 
     /// The role a person in `groups` gets: the most powerful one any of
-    /// their mapped groups gives (`admin` over `operator` over `auditor`),
-    /// or `None` when no group is mapped.
+    /// their mapped groups gives (`admin` over `operator` over `auditor`
+    /// over `owner`), or `None` when no group is mapped.
     pub fn role_for(&self, groups: &[String]) -> Option<Role> {
         let rank = |r: &Role| match r {
-            Role::Admin => 3,
-            Role::Operator => 2,
-            Role::Auditor => 1,
+            Role::Admin => 4,
+            Role::Operator => 3,
+            Role::Auditor => 2,
+            Role::Owner => 1,
             Role::Pep => 0,
         };
         groups

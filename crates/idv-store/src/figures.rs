@@ -88,14 +88,18 @@ pub struct Figures {
 }
 
 impl Store {
-    /// The key figures of tenant `tenant_id`.
-    pub async fn figures(&self, tenant_id: Uuid) -> Result<Figures, StoreError> {
+    /// The key figures of tenant `tenant_id`, or of the agents one `owner`
+    /// owns there (and the approvals assigned to them).
+    pub async fn figures(&self, tenant_id: Uuid, owner: Option<&str>) -> Result<Figures, StoreError> {
         let t = tenant_id.to_string();
+        // `$2` is the owner, or NULL for every agent.
+        let o = owner.map(str::to_owned);
         let rows = sqlx::query(
             "SELECT status, environment, class, COUNT(*) AS n FROM agents WHERE tenant_id = $1 \
-             GROUP BY status, environment, class ORDER BY status, environment, class",
+             AND ($2 IS NULL OR owner = $2) GROUP BY status, environment, class ORDER BY status, environment, class",
         )
         .bind(t.clone())
+        .bind(o.clone())
         .fetch_all(&self.inner.read)
         .await?;
         let agents = rows
@@ -110,22 +114,27 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let count = |sql: &'static str| {
-            let t = t.clone();
+            let (t, o) = (t.clone(), o.clone());
             async move {
-                let r = sqlx::query(sql).bind(t).fetch_one(&self.inner.read).await?;
+                let r = sqlx::query(sql).bind(t).bind(o).fetch_one(&self.inner.read).await?;
                 Ok::<i64, StoreError>(r.try_get::<i64, _>("n")?)
             }
         };
         Ok(Figures {
             agents,
-            pending_approvals: count("SELECT COUNT(*) AS n FROM approvals WHERE tenant_id = $1 AND status = 'pending'")
-                .await?,
+            pending_approvals: count(
+                "SELECT COUNT(*) AS n FROM approvals WHERE tenant_id = $1 AND status = 'pending' \
+                 AND ($2 IS NULL OR assignee = $2)",
+            )
+            .await?,
             live_leases: count(
-                "SELECT COUNT(*) AS n FROM leases WHERE tenant_id = $1 AND state IN ('active', 'revocation_pending')",
+                "SELECT COUNT(*) AS n FROM leases l WHERE l.tenant_id = $1 AND l.state IN ('active', 'revocation_pending') \
+                 AND ($2 IS NULL OR l.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2))",
             )
             .await?,
             live_credentials: count(
-                "SELECT COUNT(*) AS n FROM credentials WHERE tenant_id = $1 AND revoked_at IS NULL",
+                "SELECT COUNT(*) AS n FROM credentials c WHERE c.tenant_id = $1 AND c.revoked_at IS NULL \
+                 AND ($2 IS NULL OR c.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2))",
             )
             .await?,
         })

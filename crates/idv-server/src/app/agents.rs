@@ -30,6 +30,11 @@ pub async fn create(
             detail: format!("send between 1 and {MAX_BULK} agents per request, not {}", specs.len()),
         });
     }
+    if let Some(owner) = &caller.owner_scope
+        && specs.iter().any(|s| &s.owner != owner)
+    {
+        return Err(AppError::Forbidden("an owner registers agents they own".into()));
+    }
     let now = state.clock.now();
     let by = caller.actor().reference();
     let agents = specs
@@ -59,19 +64,21 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, A
     caller
         .require(state, Permission::ReadRegistry, Action::AgentRead)
         .await?;
-    existing(state, caller.tenant.id, id).await
+    existing(state, caller, id).await
 }
 
-/// Agent `id` of `tenant_id`, or 404 (no permission check: for use cases
-/// that checked their own).
-pub async fn existing(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Agent, AppError> {
-    state.store.agent(tenant_id, id).await?.ok_or_else(|| {
-        StoreError::NotFound {
+/// Agent `id` of the caller's tenant, or 404 — also when the caller is
+/// scoped to their own agents and it is someone else's (no permission
+/// check: for use cases that checked their own).
+pub async fn existing(state: &AppState, caller: &Caller, id: Uuid) -> Result<Agent, AppError> {
+    let agent = state.store.agent(caller.tenant.id, id).await?.ok_or_else(|| {
+        AppError::from(StoreError::NotFound {
             what: "agent",
             id: id.to_string(),
-        }
-        .into()
-    })
+        })
+    })?;
+    caller.owns(&agent)?;
+    Ok(agent)
 }
 
 /// Agents of the caller's tenant matching `filter`.
@@ -79,7 +86,16 @@ pub async fn list(state: &AppState, caller: &Caller, filter: &AgentFilter) -> Re
     caller
         .require(state, Permission::ReadRegistry, Action::AgentList)
         .await?;
-    Ok(state.store.agents(caller.tenant.id, filter).await?)
+    match &caller.owner_scope {
+        Some(owner) => {
+            let mine = AgentFilter {
+                owner: Some(owner.clone()),
+                ..filter.clone()
+            };
+            Ok(state.store.agents(caller.tenant.id, &mine).await?)
+        }
+        None => Ok(state.store.agents(caller.tenant.id, filter).await?),
+    }
 }
 
 /// Changes metadata; `if_match` guards against lost updates.
@@ -93,6 +109,19 @@ pub async fn update(
     caller
         .require(state, Permission::WriteRegistry, Action::AgentUpdate)
         .await?;
+    if caller.owner_scope.is_some() {
+        existing(state, caller, id).await?;
+        // An owner may not give their agent away (or take someone else's).
+        if changes
+            .owner
+            .as_ref()
+            .is_some_and(|o| Some(o) != caller.owner_scope.as_ref())
+        {
+            return Err(AppError::Forbidden(
+                "an owner cannot hand an agent to someone else".into(),
+            ));
+        }
+    }
     Ok(state
         .store
         .update_agent(caller.tenant.id, id, if_match, changes, caller.context())
@@ -110,6 +139,7 @@ pub async fn reassign_owner(
     caller
         .require(state, Permission::WriteRegistry, Action::AgentReassignOwner)
         .await?;
+    caller.require_unscoped(state, Action::AgentReassignOwner).await?;
     let r = OwnerReassignment::new(from, to)?;
     Ok(state
         .store
@@ -128,6 +158,9 @@ pub async fn transition(
     caller
         .require(state, Permission::WriteRegistry, Action::AgentTransition)
         .await?;
+    if caller.owner_scope.is_some() {
+        existing(state, caller, id).await?;
+    }
     idv_core::agent::validate_reason(&reason)?;
     Ok(state
         .store

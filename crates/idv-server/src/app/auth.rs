@@ -47,6 +47,7 @@ pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&s
                     request_id,
                     session: None,
                     person: None,
+                    owner_scope: None,
                 };
                 let ctx = caller.context();
                 let draft = Draft {
@@ -82,6 +83,7 @@ pub async fn authenticate(state: &AppState, bearer: &str, tenant_name: Option<&s
         request_id,
         session: None,
         person: None,
+        owner_scope: None,
     })
 }
 

@@ -61,7 +61,7 @@ pub async fn create(
     caller
         .require(state, Permission::WriteRegistry, Action::CredentialCreate)
         .await?;
-    let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
+    let agent = super::agents::existing(state, caller, agent_id).await?;
     let jwk = req.jwk.as_ref().map(public_jwk).transpose()?;
     let (secret, hint) = match new_secret(req.kind) {
         Some((s, h)) => (Some(s), Some(h)),
@@ -87,7 +87,7 @@ pub async fn list(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<V
     caller
         .require(state, Permission::ReadRegistry, Action::CredentialList)
         .await?;
-    super::agents::existing(state, caller.tenant.id, agent_id).await?;
+    super::agents::existing(state, caller, agent_id).await?;
     Ok(state.store.credentials(caller.tenant.id, agent_id).await?)
 }
 
@@ -96,7 +96,7 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Credenti
     caller
         .require(state, Permission::ReadRegistry, Action::CredentialRead)
         .await?;
-    get_in(state, caller.tenant.id, id).await
+    get_in(state, caller, id).await
 }
 
 /// Revokes one credential; it stops working at once on every node (each
@@ -105,6 +105,7 @@ pub async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Result<Crede
     caller
         .require(state, Permission::WriteRegistry, Action::CredentialRevoke)
         .await?;
+    get_in(state, caller, id).await?;
     Ok(state
         .store
         .revoke_credential(caller.tenant.id, id, caller.context())
@@ -144,18 +145,28 @@ pub async fn rotate(state: &AppState, caller: &Caller, id: Uuid, req: RotateRequ
     caller
         .require(state, Permission::WriteRegistry, Action::CredentialRotate)
         .await?;
-    let old = get_in(state, caller.tenant.id, id).await?;
+    let old = get_in(state, caller, id).await?;
     rotate_as(state, caller.context(), &caller.actor().reference(), &old, req).await
 }
 
-async fn get_in(state: &AppState, tenant_id: Uuid, id: Uuid) -> Result<Credential, AppError> {
-    state.store.credential(tenant_id, id).await?.ok_or_else(|| {
-        StoreError::NotFound {
+/// Credential `id` of the caller's tenant, or 404 — also when the caller is
+/// scoped to their own agents and it is another's agent's.
+async fn get_in(state: &AppState, caller: &Caller, id: Uuid) -> Result<Credential, AppError> {
+    let c = state.store.credential(caller.tenant.id, id).await?.ok_or_else(|| {
+        AppError::from(StoreError::NotFound {
             what: "credential",
             id: id.to_string(),
-        }
-        .into()
-    })
+        })
+    })?;
+    if caller.owner_scope.is_some() {
+        super::agents::existing(state, caller, c.agent_id)
+            .await
+            .map_err(|_| StoreError::NotFound {
+                what: "credential",
+                id: id.to_string(),
+            })?;
+    }
+    Ok(c)
 }
 
 pub(super) async fn rotate_as(
@@ -208,7 +219,7 @@ pub async fn history(state: &AppState, caller: &Caller, id: Uuid) -> Result<Vec<
     caller
         .require(state, Permission::ReadRegistry, Action::CredentialHistory)
         .await?;
-    let c = get_in(state, caller.tenant.id, id).await?;
+    let c = get_in(state, caller, id).await?;
     let all = state.store.credentials(caller.tenant.id, c.agent_id).await?;
     Ok(credential::lineage(&all, id))
 }
@@ -231,6 +242,7 @@ pub async fn compromised(
             detail: "`reason` is required: say what happened".into(),
         });
     }
+    super::agents::existing(state, caller, agent_id).await?;
     let now = state.clock.now();
     let live: Vec<Credential> = state
         .store

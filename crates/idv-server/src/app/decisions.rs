@@ -619,7 +619,17 @@ pub async fn approvals(state: &AppState, caller: &Caller, f: &ApprovalFilter) ->
     caller
         .require(state, Permission::ReadRegistry, Action::ApprovalList)
         .await?;
-    Ok(state.store.approvals(caller.tenant.id, f).await?)
+    match &caller.owner_scope {
+        // An owner sees the approvals assigned to them.
+        Some(owner) => {
+            let mine = ApprovalFilter {
+                assignee: Some(owner.clone()),
+                ..f.clone()
+            };
+            Ok(state.store.approvals(caller.tenant.id, &mine).await?)
+        }
+        None => Ok(state.store.approvals(caller.tenant.id, f).await?),
+    }
 }
 
 /// One approval.
@@ -659,6 +669,12 @@ pub async fn decide_approval(
     // command; the check itself runs in the commit against the approval as
     // it stands there.
     let current = approval(state, caller, id).await?;
+    if caller.owner_scope.as_ref().is_some_and(|o| o != &current.assignee) {
+        return Err(AppError::Store(StoreError::NotFound {
+            what: "approval",
+            id: id.to_string(),
+        }));
+    }
     let owner = match current.agent_id {
         Some(a) => state.store.agent(caller.tenant.id, a).await?.map(|a| a.owner),
         None => None,
@@ -693,7 +709,7 @@ pub async fn graph(state: &AppState, caller: &Caller, agent_id: Uuid) -> Result<
     caller
         .require(state, Permission::ReadRegistry, Action::AgentGraph)
         .await?;
-    super::agents::existing(state, caller.tenant.id, agent_id).await?;
+    super::agents::existing(state, caller, agent_id).await?;
     let edges = state.store.agent_edges(caller.tenant.id, agent_id).await?;
     Ok(edges.into_iter().partition(|e| e.caller == agent_id))
 }
@@ -719,7 +735,7 @@ pub async fn permissions(state: &AppState, caller: &Caller, agent_id: Uuid) -> R
     caller
         .require(state, Permission::ReadRegistry, Action::AgentPermissions)
         .await?;
-    let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
+    let agent = super::agents::existing(state, caller, agent_id).await?;
     let engine = super::policies::engine(state, caller.tenant.id).await?;
     let (roles, actions) = engine.granted(&agent);
     let mut permitted = engine.permitted(&agent);

@@ -13,7 +13,10 @@ pub async fn tenant(state: &AppState, caller: &Caller) -> Result<Figures, AppErr
     caller
         .require(state, Permission::ReadRegistry, Action::AgentList)
         .await?;
-    Ok(state.store.figures(caller.tenant.id).await?)
+    Ok(state
+        .store
+        .figures(caller.tenant.id, caller.owner_scope.as_deref())
+        .await?)
 }
 
 /// The caller's tenant's agent-to-agent graph, at most `max_edges` edges.
@@ -21,6 +24,7 @@ pub async fn graph(state: &AppState, caller: &Caller, max_edges: i64) -> Result<
     caller
         .require(state, Permission::ReadRegistry, Action::AgentGraph)
         .await?;
+    caller.require_unscoped(state, Action::AgentGraph).await?;
     Ok(state.store.graph(caller.tenant.id, max_edges).await?)
 }
 
@@ -33,6 +37,7 @@ pub async fn usage(
     caller
         .require(state, Permission::ReadRegistry, Action::AgentPermissions)
         .await?;
+    caller.require_unscoped(state, Action::AgentPermissions).await?;
     Ok(state.store.usage_matrix(caller.tenant.id, top_agents).await?)
 }
 
@@ -42,6 +47,7 @@ pub async fn roi_facts(state: &AppState, caller: &Caller) -> Result<(i64, i64), 
     caller
         .require(state, Permission::ReadRegistry, Action::AgentList)
         .await?;
+    caller.require_unscoped(state, Action::AgentList).await?;
     let agents = state.store.count_agents(Some(caller.tenant.id)).await?;
     let since = idv_core::Timestamp::from_micros(state.clock.now().as_micros() - 90 * 86_400 * 1_000_000);
     let rotations = state
@@ -63,7 +69,7 @@ pub async fn portfolio(
         .await?;
     let mut out = Vec::new();
     for t in state.store.tenants(None, limit).await? {
-        let f = state.store.figures(t.id).await?;
+        let f = state.store.figures(t.id, None).await?;
         out.push((t, f));
     }
     Ok(out)

@@ -135,6 +135,9 @@ pub struct Caller {
     /// The person behind a single sign-on session: the identity provider's
     /// issuer and subject.
     pub person: Option<(String, String)>,
+    /// For the `owner` role: the owner (their e-mail) whose agents alone
+    /// this caller may see and manage.
+    pub owner_scope: Option<String>,
 }
 
 impl Caller {
@@ -176,6 +179,28 @@ impl Caller {
             note.insert("person".into(), json!({ "issuer": issuer, "subject": subject }));
         }
         (!note.is_empty()).then_some(serde_json::Value::Object(note))
+    }
+
+    /// Refuses with 404 (as if it did not exist: an owner learns nothing of
+    /// others' agents) unless the caller may see `agent`.
+    pub fn owns(&self, agent: &idv_core::agent::Agent) -> Result<(), AppError> {
+        match &self.owner_scope {
+            Some(owner) if &agent.owner != owner => Err(AppError::Store(StoreError::NotFound {
+                what: "agent",
+                id: agent.id.to_string(),
+            })),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses (and audits the refusal) an operation over the whole tenant
+    /// when the caller is scoped to their own agents.
+    pub async fn require_unscoped(&self, state: &AppState, action: Action) -> Result<(), AppError> {
+        if self.owner_scope.is_none() {
+            return Ok(());
+        }
+        // The same record as any refusal by role.
+        self.require(state, Permission::ManagePlatform, action).await
     }
 
     /// Refuses (and audits the refusal) unless the caller may do `p`.

@@ -158,7 +158,7 @@ pub async fn rotate_agent(
             detail: "`reason` is required: say why the credentials are rotated".into(),
         });
     }
-    let agent = super::agents::existing(state, caller.tenant.id, agent_id).await?;
+    let agent = super::agents::existing(state, caller, agent_id).await?;
     let policies = state.store.rotation_policies(caller.tenant.id).await?;
     let rotation = rotation::effective(&policies, &agent)
         .map_or_else(|| Rotation::new(None, Retire::OverlapEnd), |p| Ok(p.rotation()))?;

@@ -132,6 +132,8 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Option<(Session, 
         cross_tenant: false,
         request_id: super::request::id(),
         session: Some(s.id),
+        owner_scope: (s.role == idv_core::admin_token::Role::Owner)
+            .then(|| s.email.clone().unwrap_or_else(|| s.subject.clone())),
         person: match (s.method, &s.issuer) {
             (Method::Oidc, Some(iss)) => Some((iss.clone(), s.subject.clone())),
             _ => None,

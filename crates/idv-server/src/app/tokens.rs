@@ -28,6 +28,12 @@ pub async fn create(
             field: "role".into(),
             detail: e.to_string(),
         })?;
+    if role == Role::Owner {
+        return Err(AppError::BadParameter {
+            field: "role".into(),
+            detail: "`owner` is a role for people signed in with single sign-on, not for tokens".into(),
+        });
+    }
     if platform {
         caller
             .require(state, Permission::ManagePlatform, Action::AdminTokenCreatePlatform)

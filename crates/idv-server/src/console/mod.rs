@@ -81,8 +81,21 @@ pub struct NavItem {
     pub href: &'static str,
     /// What it says.
     pub label: &'static str,
-    /// Shown to platform operators only.
-    pub platform_only: bool,
+    /// Who sees it.
+    pub needs: Needs,
+}
+
+/// Who a navigation entry is for (the server refuses the others anyway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Everyone signed in.
+    Anyone,
+    /// Everyone but owners (the page spans the tenant).
+    Tenant,
+    /// Those who may read the audit log.
+    Audit,
+    /// Platform operators.
+    Platform,
 }
 
 /// The navigation, in order.
@@ -90,47 +103,47 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console",
         label: "Overview",
-        platform_only: false,
+        needs: Needs::Anyone,
     },
     NavItem {
         href: "/console/agents",
         label: "Agents",
-        platform_only: false,
+        needs: Needs::Anyone,
     },
     NavItem {
         href: "/console/approvals",
         label: "Approvals",
-        platform_only: false,
+        needs: Needs::Anyone,
     },
     NavItem {
         href: "/console/graph",
         label: "Graph",
-        platform_only: false,
+        needs: Needs::Tenant,
     },
     NavItem {
         href: "/console/heatmap",
         label: "Heat map",
-        platform_only: false,
+        needs: Needs::Tenant,
     },
     NavItem {
         href: "/console/audit",
         label: "Audit",
-        platform_only: false,
+        needs: Needs::Audit,
     },
     NavItem {
         href: "/console/tenants",
         label: "Tenants",
-        platform_only: true,
+        needs: Needs::Platform,
     },
     NavItem {
         href: "/console/roi",
         label: "ROI",
-        platform_only: false,
+        needs: Needs::Tenant,
     },
     NavItem {
         href: "/console/sessions",
         label: "Sessions",
-        platform_only: false,
+        needs: Needs::Anyone,
     },
 ];
 
@@ -153,6 +166,10 @@ pub struct Layout {
     pub can_write: bool,
     /// Whether this person is a platform operator.
     pub platform: bool,
+    /// Whether this person may read the audit log.
+    pub audit: bool,
+    /// Whether this person sees only their own agents (the `owner` role).
+    pub scoped: bool,
 }
 
 impl Layout {
@@ -168,13 +185,21 @@ impl Layout {
             csrf: v.csrf.clone(),
             can_write: v.caller.principal.may(Permission::WriteRegistry),
             platform: v.caller.principal.may(Permission::ManagePlatform),
+            audit: v.caller.principal.may(Permission::ReadAudit),
+            scoped: v.caller.owner_scope.is_some(),
         }
     }
 
-    /// The navigation, for the template (the portfolio only for platform
-    /// operators).
+    /// The navigation, for the template: what this person may use.
     pub fn nav(&self) -> Vec<&'static NavItem> {
-        NAV.iter().filter(|i| self.platform || !i.platform_only).collect()
+        NAV.iter()
+            .filter(|i| match i.needs {
+                Needs::Anyone => true,
+                Needs::Tenant => !self.scoped,
+                Needs::Audit => self.audit,
+                Needs::Platform => self.platform,
+            })
+            .collect()
     }
 }
 

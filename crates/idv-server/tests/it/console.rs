@@ -449,6 +449,14 @@ async fn sso_settings_are_checked_sealed_and_audited(backend: Backend) {
         let p: Value = res.json().await.unwrap();
         assert_eq!(p["field"], field, "{p}");
     }
+    // `owner` is for people: no admin token gets it.
+    let res = s
+        .req(reqwest::Method::POST, "/v1/admin-tokens")
+        .json(&serde_json::json!({"name": "dev", "role": "owner"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Roles: an operator may not set it; an auditor may read it.
     let (op, _) = named_token(&s, "default", "operator", "op").await;
     assert_eq!(put(&op, good.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
