@@ -361,6 +361,13 @@ async function main() {
     assert.match(await page.textContent("#tenants tbody"), /Acme Payments/);
     await accessible(page, "tenants");
 
+    step = "the operations pages: keys, leases, webhooks";
+    for (const [label, id] of [["Keys", "#keys"], ["Leases", "#leases"], ["Webhooks", "#webhooks"]]) {
+      await page.click(`nav >> text="${label}"`);
+      await page.waitForSelector(id);
+      await accessible(page, label);
+    }
+
     step = "the ROI calculator: the product sheet's defaults, live figures, a link that reproduces it";
     await page.click("nav >> text=ROI");
     await page.waitForURL(`${base}/console/roi`);

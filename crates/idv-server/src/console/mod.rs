@@ -21,6 +21,7 @@ mod assets;
 mod audit;
 mod credentials;
 mod graph;
+mod operations;
 mod overview;
 mod roi;
 mod session;
@@ -64,6 +65,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/approvals", get(approvals::page))
         .route("/console/approvals/{id}", post(approvals::decide))
         .route("/console/roi", get(roi::page))
+        .route("/console/keys", get(operations::keys))
+        .route("/console/leases", get(operations::leases))
+        .route("/console/webhooks", get(operations::webhooks))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
         .route("/console/audit/{seq}", get(audit::event))
@@ -128,6 +132,21 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console/audit",
         label: "Audit",
+        needs: Needs::Audit,
+    },
+    NavItem {
+        href: "/console/keys",
+        label: "Keys",
+        needs: Needs::Tenant,
+    },
+    NavItem {
+        href: "/console/leases",
+        label: "Leases",
+        needs: Needs::Tenant,
+    },
+    NavItem {
+        href: "/console/webhooks",
+        label: "Webhooks",
         needs: Needs::Audit,
     },
     NavItem {
