@@ -8,6 +8,7 @@
 //! cargo run --release -p idv-bench -- --agents 1000000 [--database-url postgres://…] [--json]
 //! ```
 
+mod console;
 mod cpu;
 mod dbcreds;
 mod decisions;
@@ -112,6 +113,9 @@ enum Mode {
     /// Webhook delivery throughput and lag to a local receiver, sustained
     /// and in a burst.
     Webhooks(webhooks::WebhooksArgs),
+    /// The console at scale: overview and inventory pages over a large
+    /// registry, beside the JSON API's first page, and the graph's data.
+    Console(console::ConsoleArgs),
 }
 
 /// Runs `measure` against a fresh database and (if `start`) a server on
@@ -192,6 +196,16 @@ fn main() -> anyhow::Result<()> {
                     report.print_table();
                 }
                 serde_json::json!({ "machine": machine, "dbcreds": report })
+            }
+            Mode::Console(c) => {
+                let report = with_server(&args, &server_rt, &client_rt, true, async |s| {
+                    console::run(c, s.ok_or_else(|| anyhow!("no server"))?).await
+                })?;
+                machine.load_at_end = report::load_average();
+                if !args.json {
+                    report.print_table();
+                }
+                serde_json::json!({ "machine": machine, "console": report })
             }
             Mode::Webhooks(w) => {
                 let report = with_server(&args, &server_rt, &client_rt, true, async |s| {
