@@ -61,6 +61,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_approval_duties"),
     migration!(14, "0014_console_sessions"),
     migration!(15, "0015_sso"),
+    migration!(16, "0016_agent_status_index"),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

@@ -19,7 +19,7 @@ backend_tests!(
 );
 
 /// Every migration the store knows, as recorded in `idv_migrations`.
-const VERSIONS: [i64; 15] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+const VERSIONS: [i64; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 
 async fn versions(db: &Database) -> Vec<i64> {
     let mut conn = raw(db).await;
@@ -229,7 +229,7 @@ async fn a_changed_applied_migration_is_refused(backend: Backend) {
         &f.db,
         &[
             "UPDATE idv_migrations SET checksum = 'edited' WHERE version = 3",
-            "DELETE FROM idv_migrations WHERE version = 15",
+            "DELETE FROM idv_migrations WHERE version = 16",
         ],
     )
     .await;
@@ -240,7 +240,7 @@ async fn a_changed_applied_migration_is_refused(backend: Backend) {
         msg.starts_with("migration 3 (`0003_credentials.sql`) was applied with other contents"),
         "{msg}"
     );
-    let applied: Vec<i64> = VERSIONS.into_iter().filter(|v| *v != 15).collect();
+    let applied: Vec<i64> = VERSIONS.into_iter().filter(|v| *v != 16).collect();
     assert_eq!(versions(&f.db).await, applied, "nothing applied past the refusal");
 }
 
@@ -255,7 +255,7 @@ async fn a_database_without_checksums_upgrades(backend: Backend) {
     assert_eq!(versions(&f.db).await, VERSIONS);
     assert_eq!(
         count(&f.db, "SELECT COUNT(*) FROM idv_migrations WHERE checksum IS NOT NULL").await,
-        15,
+        16,
         "every migration's checksum recorded"
     );
     assert_eq!(again.agent(f.tenant.id, a.id).await.unwrap(), Some(a));
