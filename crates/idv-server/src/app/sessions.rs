@@ -71,14 +71,15 @@ pub async fn sign_in_with_token(state: &AppState, token: &str, browser: Browser)
         ended_by: None,
         end_reason: None,
     };
-    open(state, &caller, s).await
+    open(state, caller.context(), s).await
 }
 
-/// Stores `s` with a fresh secret, on the record as `caller`'s sign-in.
-async fn open(state: &AppState, caller: &Caller, s: Session) -> Result<Opened, AppError> {
+/// Stores `s` with a fresh secret, its sign-in on the record under `ctx`
+/// (break-glass and single sign-on alike).
+pub(super) async fn open(state: &AppState, ctx: idv_store::Context, s: Session) -> Result<Opened, AppError> {
     let secret = session::FORMAT.generate();
     let hash = state.session_hasher.hash(&secret);
-    let session = state.store.create_session(s, hash, caller.context()).await?;
+    let session = state.store.create_session(s, hash, ctx).await?;
     Ok(Opened { session, secret })
 }
 

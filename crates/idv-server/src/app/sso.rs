@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use idv_core::Timestamp;
 use idv_core::admin_token::{Permission, Role};
 use idv_core::audit::{Action, Actor, ActorKind, Draft, Outcome, TargetType};
 use idv_core::oidc::{self, Expected, IdTokenError, Jwks};
@@ -20,7 +21,6 @@ use idv_core::secret::random_base62;
 use idv_core::session::{Method, Session};
 use idv_core::sso::SsoConfig;
 use idv_core::tenant::Tenant;
-use idv_core::{Timestamp, session};
 use idv_store::{Context, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -378,10 +378,7 @@ pub async fn finish(
         request_id: Some(super::request::id()),
         note: Some(json!({ "person": { "issuer": person.issuer, "subject": person.subject } })),
     };
-    let secret = session::FORMAT.generate();
-    let hash = state.session_hasher.hash(&secret);
-    let session = state.store.create_session(s, hash, ctx).await.map_err(AppError::from)?;
-    Ok(Opened { session, secret })
+    Ok(super::sessions::open(state, ctx, s).await?)
 }
 
 /// The token endpoint's answer, the part we use.

@@ -59,7 +59,11 @@ fn set_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
 
 /// The session cookie's value in `headers`, if any.
 fn presented(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let name = cookie_name(state);
+    cookie(headers, cookie_name(state))
+}
+
+/// The value of cookie `name` in `headers`, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -225,21 +229,21 @@ pub async fn sso_callback(State(state): State<AppState>, headers: HeaderMap, Raw
         (_, Some(e)) => Err(format!("{e}: {}", get("error_description").unwrap_or(""))),
         (None, None) => Err("no code came back".to_owned()),
     };
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| *k == OIDC_COOKIE)
-        .map(|(_, v)| v.to_owned());
+    let transaction = cookie(&headers, OIDC_COOKIE);
     let browser = sessions::Browser {
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let outcome = sso::finish(&state, cookie.as_deref(), get("state").unwrap_or(""), code, browser).await;
+    let outcome = sso::finish(
+        &state,
+        transaction.as_deref(),
+        get("state").unwrap_or(""),
+        code,
+        browser,
+    )
+    .await;
     let mut res = match outcome {
         Ok(opened) => {
             let mut res = render(&SignedIn {
