@@ -361,8 +361,8 @@ async function main() {
     assert.match(await page.textContent("#tenants tbody"), /Acme Payments/);
     await accessible(page, "tenants");
 
-    step = "the operations pages: keys, leases, webhooks";
-    for (const [label, id] of [["Keys", "#keys"], ["Leases", "#leases"], ["Webhooks", "#webhooks"]]) {
+    step = "the operations pages: rotation and keys, leases, webhooks";
+    for (const [label, id] of [["Rotation", "#keys"], ["Leases", "#leases"], ["Webhooks", "#webhooks"]]) {
       await page.click(`nav >> text="${label}"`);
       await page.waitForSelector(id);
       await accessible(page, label);

@@ -726,11 +726,31 @@ fn usage_upsert(dialect: Dialect, rows: usize, first: usize) -> String {
 pub(crate) struct Tally {
     usage: HashMap<Usage, i64>,
     edges: HashMap<(Uuid, Uuid, Uuid, String), (i64, i64)>,
+    /// Decisions per tenant and action: (allowed, denied), written to the
+    /// hour of the batch.
+    hours: HashMap<(Uuid, String), (i64, i64)>,
 }
+
+/// Adds a batch's decisions to their tenant's, action's and hour's sums.
+const HOURS_UPSERT: &str = "INSERT INTO decision_hours (tenant_id, hour, action, allowed, denied) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, hour, action) \
+     DO UPDATE SET allowed = decision_hours.allowed + excluded.allowed, \
+     denied = decision_hours.denied + excluded.denied";
+
+const HOUR_MICROS: i64 = 3_600_000_000;
 
 impl Tally {
     pub(crate) fn add(&mut self, rec: &DecisionRecord) {
         self.add_parts(rec.usage.as_ref(), rec.edge.as_ref());
+        let e = &rec.event;
+        if let Some(action) = e.details.get("action").and_then(serde_json::Value::as_str) {
+            let n = self.hours.entry((e.tenant_id, action.to_owned())).or_default();
+            if e.outcome == idv_core::audit::Outcome::Denied {
+                n.1 += 1;
+            } else {
+                n.0 += 1;
+            }
+        }
     }
 
     /// [`Tally::add`] for a decision whose record went to its approval
@@ -761,6 +781,13 @@ impl Tally {
     /// The SQLite hot path's [`Tally::usage_sql`] and [`Tally::bind_usage`]:
     /// one cached one-row upsert per sum ([`crate::append`]).
     pub(crate) fn write_usage(&self, conn: &rusqlite::Connection, now: Timestamp) -> rusqlite::Result<()> {
+        if !self.hours.is_empty() {
+            let mut stmt = conn.prepare_cached(HOURS_UPSERT)?;
+            let hour = now.as_micros().div_euclid(HOUR_MICROS);
+            for ((tenant_id, action), (allowed, denied)) in &self.hours {
+                stmt.execute(rusqlite::params![tenant_id.to_string(), hour, action, allowed, denied])?;
+            }
+        }
         if self.usage.is_empty() {
             return Ok(());
         }
@@ -806,6 +833,17 @@ impl Tally {
         let t = now.as_micros();
         if let Some(sql) = self.usage_sql(dialect, 1) {
             self.bind_usage(sqlx::query(&sql), now).execute(&mut *conn).await?;
+        }
+        let hour = t.div_euclid(HOUR_MICROS);
+        for ((tenant_id, action), (allowed, denied)) in &self.hours {
+            sqlx::query(HOURS_UPSERT)
+                .bind(tenant_id.to_string())
+                .bind(hour)
+                .bind(action.clone())
+                .bind(*allowed)
+                .bind(*denied)
+                .execute(&mut *conn)
+                .await?;
         }
         let mut events = Vec::new();
         for ((tenant_id, caller, callee, action), (allowed, denied)) in self.edges {

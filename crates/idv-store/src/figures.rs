@@ -74,6 +74,18 @@ pub struct AgentGroup {
     pub count: i64,
 }
 
+/// How many events of one kind a tenant had on one day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayCount {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    /// `created`, `retired`, `suspended` (agents), `compromised`
+    /// (credentials) or `denied` (authorization decisions).
+    pub kind: String,
+    /// How many.
+    pub n: i64,
+}
+
 /// A tenant's key figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Figures {
@@ -85,23 +97,73 @@ pub struct Figures {
     pub live_leases: i64,
     /// Credentials not revoked.
     pub live_credentials: i64,
+    /// Live credentials without a successor that expire within the
+    /// horizon asked for.
+    pub rotations_due: i64,
+    /// Live credentials without a successor that have expired within the
+    /// last [`OVERDUE_DAYS`] days: the agent holds nothing that works.
+    pub rotations_overdue: i64,
+    /// Agents past their time to live and not retired (the expiry job is
+    /// behind or failing).
+    pub agents_past_ttl: i64,
+    /// Webhook subscriptions disabled or failing.
+    pub failing_webhooks: i64,
+    /// Events per day since the day asked for, the tenant's whole registry
+    /// only (empty for an owner's view).
+    pub days: Vec<DayCount>,
+}
+
+/// How far back an expired credential still counts as overdue.
+pub const OVERDUE_DAYS: i64 = 30;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// What [`Store::figures`] counts: whose agents, as of when.
+#[derive(Clone, Copy, Debug)]
+pub struct FiguresAsk<'a> {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Only the agents this owner owns (and the approvals assigned to
+    /// them); `None` for the whole tenant.
+    pub owner: Option<&'a str>,
+    /// Now.
+    pub now: idv_core::Timestamp,
+    /// Credentials expiring within this many seconds are due.
+    pub due_within_secs: i64,
+    /// Events per day from this many days back (0: none).
+    pub trend_days: i64,
 }
 
 impl Store {
-    /// The key figures of tenant `tenant_id`, or of the agents one `owner`
-    /// owns there (and the approvals assigned to them).
-    pub async fn figures(&self, tenant_id: Uuid, owner: Option<&str>) -> Result<Figures, StoreError> {
-        let t = tenant_id.to_string();
+    /// A tenant's key figures, or those of one owner's agents. The whole
+    /// tenant's are read from counters (migration 17), never a scan of its
+    /// agents; an owner's from their agents, through the owner index.
+    pub async fn figures(&self, ask: FiguresAsk<'_>) -> Result<Figures, StoreError> {
+        let t = ask.tenant_id.to_string();
         // `$2` is the owner, or NULL for every agent.
-        let o = owner.map(str::to_owned);
-        let rows = sqlx::query(
-            "SELECT status, environment, class, COUNT(*) AS n FROM agents WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR owner = $2) GROUP BY status, environment, class ORDER BY status, environment, class",
-        )
-        .bind(t.clone())
-        .bind(o.clone())
-        .fetch_all(&self.inner.read)
-        .await?;
+        let o = ask.owner.map(str::to_owned);
+        let rows = match ask.owner {
+            None => {
+                sqlx::query(
+                    "SELECT status, NULLIF(environment, '') AS environment, NULLIF(class, '') AS class, \
+                     CAST(SUM(n) AS BIGINT) AS n FROM agent_counts WHERE tenant_id = $1 \
+                     GROUP BY status, environment, class HAVING SUM(n) <> 0 ORDER BY status, environment, class",
+                )
+                .bind(t.clone())
+                .fetch_all(&self.inner.read)
+                .await?
+            }
+            Some(owner) => {
+                sqlx::query(
+                    "SELECT status, environment, class, COUNT(*) AS n FROM agents WHERE tenant_id = $1 \
+                     AND owner = $2 GROUP BY status, environment, class ORDER BY status, environment, class",
+                )
+                .bind(t.clone())
+                .bind(owner.to_owned())
+                .fetch_all(&self.inner.read)
+                .await?
+            }
+        };
         let agents = rows
             .iter()
             .map(|r| {
@@ -113,31 +175,126 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let count = |sql: &'static str| {
-            let (t, o) = (t.clone(), o.clone());
-            async move {
-                let r = sqlx::query(sql).bind(t).bind(o).fetch_one(&self.inner.read).await?;
-                Ok::<i64, StoreError>(r.try_get::<i64, _>("n")?)
-            }
+        let now = ask.now.as_micros();
+        // Each scalar below binds `$1` the tenant and `$2` the owner or NULL.
+        let q = |sql: &'static str| sqlx::query(sql).bind(t.clone()).bind(o.clone());
+        let live_credentials = self
+            .scalar(match ask.owner {
+                None => q("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM tenant_counts \
+                     WHERE tenant_id = $1 AND name = 'credentials.live' AND CAST($2 AS TEXT) IS NULL"),
+                Some(_) => q(
+                    "SELECT COUNT(*) AS n FROM credentials c WHERE c.tenant_id = $1 AND c.revoked_at IS NULL \
+                     AND c.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2)",
+                ),
+            })
+            .await?;
+        // Live credentials without a successor expiring in [$3, $4).
+        let expiring = "SELECT COUNT(*) AS n FROM credentials c WHERE c.tenant_id = $1 AND c.revoked_at IS NULL \
+             AND c.expires_at IS NOT NULL AND c.expires_at >= $3 AND c.expires_at < $4 AND c.successor_id IS NULL \
+             AND ($2 IS NULL OR c.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2))";
+        let horizon = now.saturating_add(ask.due_within_secs.saturating_mul(1_000_000));
+        let days = if ask.owner.is_none() && ask.trend_days > 0 {
+            self.days(&t, now.div_euclid(DAY_MICROS) - ask.trend_days + 1).await?
+        } else {
+            Vec::new()
         };
         Ok(Figures {
             agents,
-            pending_approvals: count(
-                "SELECT COUNT(*) AS n FROM approvals WHERE tenant_id = $1 AND status = 'pending' \
-                 AND ($2 IS NULL OR assignee = $2)",
-            )
-            .await?,
-            live_leases: count(
-                "SELECT COUNT(*) AS n FROM leases l WHERE l.tenant_id = $1 AND l.state IN ('active', 'revocation_pending') \
-                 AND ($2 IS NULL OR l.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2))",
-            )
-            .await?,
-            live_credentials: count(
-                "SELECT COUNT(*) AS n FROM credentials c WHERE c.tenant_id = $1 AND c.revoked_at IS NULL \
-                 AND ($2 IS NULL OR c.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2))",
-            )
-            .await?,
+            pending_approvals: self
+                .scalar(q(
+                    "SELECT COUNT(*) AS n FROM approvals WHERE tenant_id = $1 AND status = 'pending' \
+                     AND ($2 IS NULL OR assignee = $2)",
+                ))
+                .await?,
+            live_leases: self
+                .scalar(q("SELECT COUNT(*) AS n FROM leases l WHERE l.tenant_id = $1 \
+                     AND l.state IN ('active', 'revocation_pending') \
+                     AND ($2 IS NULL OR l.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2))"))
+                .await?,
+            live_credentials,
+            rotations_due: self.scalar(q(expiring).bind(now).bind(horizon)).await?,
+            rotations_overdue: self
+                .scalar(q(expiring).bind(now - OVERDUE_DAYS * DAY_MICROS).bind(now))
+                .await?,
+            agents_past_ttl: self
+                .scalar(
+                    q(
+                        "SELECT COUNT(*) AS n FROM agents WHERE tenant_id = $1 AND expires_at IS NOT NULL \
+                     AND status <> 'retired' AND expires_at < $3 AND ($2 IS NULL OR owner = $2)",
+                    )
+                    .bind(now),
+                )
+                .await?,
+            // Webhooks belong to the tenant, not to an owner.
+            failing_webhooks: self
+                .scalar(q(
+                    "SELECT COUNT(*) AS n FROM webhooks WHERE tenant_id = $1 AND CAST($2 AS TEXT) IS NULL \
+                     AND (status = 'disabled' OR failing_since IS NOT NULL)",
+                ))
+                .await?,
+            days,
         })
+    }
+
+    /// Live credentials without a successor that expire in `[from, to)`,
+    /// soonest first, at most `limit`; only `owner`'s agents' when given.
+    pub async fn credentials_expiring(
+        &self,
+        tenant_id: Uuid,
+        owner: Option<&str>,
+        from: idv_core::Timestamp,
+        to: idv_core::Timestamp,
+        limit: i64,
+    ) -> Result<Vec<idv_core::credential::Credential>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM credentials c WHERE c.tenant_id = $1 AND c.revoked_at IS NULL \
+             AND c.expires_at IS NOT NULL AND c.expires_at >= $3 AND c.expires_at < $4 AND c.successor_id IS NULL \
+             AND ($2 IS NULL OR c.agent_id IN (SELECT id FROM agents WHERE tenant_id = $1 AND owner = $2)) \
+             ORDER BY c.expires_at, c.id LIMIT $5",
+            crate::credentials::CREDENTIAL_COLS
+        );
+        sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(owner.map(str::to_owned))
+            .bind(from.as_micros())
+            .bind(to.as_micros())
+            .bind(limit)
+            .fetch_all(&self.inner.read)
+            .await?
+            .iter()
+            .map(crate::credentials::credential)
+            .collect()
+    }
+
+    async fn scalar(&self, q: crate::row::AnyQuery<'_>) -> Result<i64, StoreError> {
+        let r = q.fetch_one(&self.inner.read).await?;
+        Ok(r.try_get::<i64, _>("n")?)
+    }
+
+    /// Events per day of tenant `t` from day `from` on: the agent and
+    /// credential counters, and denied decisions from the hourly sums.
+    async fn days(&self, t: &str, from: i64) -> Result<Vec<DayCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, kind, CAST(SUM(n) AS BIGINT) AS n FROM daily_counts WHERE tenant_id = $1 AND day >= $2 \
+             GROUP BY day, kind \
+             UNION ALL SELECT hour / 24 AS day, 'denied' AS kind, CAST(SUM(denied) AS BIGINT) AS n FROM decision_hours \
+             WHERE tenant_id = $1 AND hour >= $3 GROUP BY hour / 24 ORDER BY day, kind",
+        )
+        .bind(t.to_owned())
+        .bind(from)
+        .bind(from * 24)
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DayCount {
+                    day: r.try_get("day")?,
+                    kind: r.try_get("kind")?,
+                    n: r.try_get("n")?,
+                })
+            })
+            .filter(|d: &Result<DayCount, StoreError>| d.as_ref().map_or(true, |d| d.n != 0))
+            .collect()
     }
 
     /// The tenant's agent-to-agent graph: at most `max_edges` caller →

@@ -45,7 +45,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
-pub use agents::{AgentFilter, JOB_EXPIRE_AGENT};
+pub use agents::{AgentFilter, AgentOrder, JOB_EXPIRE_AGENT};
 pub use audit::AuditFilter;
 pub use authz::{
     ApprovalDecision, ApprovalFilter, ApprovalStep, DecidingApprover, DecisionRecord, Edge, EdgeUse, Usage, UsageRow,
@@ -54,7 +54,7 @@ pub use changes::Changes;
 pub use command::{Applied, Command, Context};
 pub use credentials::JOB_RETIRE_CREDENTIAL;
 pub use error::StoreError;
-pub use figures::{AgentGroup, Figures, Graph, GraphEdge, GraphNode, UsageCell};
+pub use figures::{AgentGroup, DayCount, Figures, FiguresAsk, Graph, GraphEdge, GraphNode, OVERDUE_DAYS, UsageCell};
 pub use jobs::{Job, JobKinds};
 pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};

@@ -62,6 +62,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(14, "0014_console_sessions"),
     migration!(15, "0015_sso"),
     migration!(16, "0016_agent_status_index"),
+    migration!(17, "0017_dashboard_counters"),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

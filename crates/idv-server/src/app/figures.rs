@@ -2,7 +2,8 @@
 
 use idv_core::admin_token::Permission;
 use idv_core::audit::Action;
-use idv_store::Figures;
+use idv_core::credential::Credential;
+use idv_store::{Figures, FiguresAsk};
 
 use super::{AppError, Caller};
 use crate::AppState;
@@ -15,8 +16,50 @@ pub async fn tenant(state: &AppState, caller: &Caller) -> Result<Figures, AppErr
         .await?;
     Ok(state
         .store
-        .figures(caller.tenant.id, caller.owner_scope.as_deref())
+        .figures(ask(state, caller.tenant.id, caller.owner_scope.as_deref()))
         .await?)
+}
+
+/// The caller's tenant's (or, for an owner, their agents') credentials due
+/// for rotation and overdue, at most `limit` of each.
+pub async fn rotations(
+    state: &AppState,
+    caller: &Caller,
+    limit: i64,
+) -> Result<(Vec<Credential>, Vec<Credential>), AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, Action::CredentialList)
+        .await?;
+    let now = state.clock.now();
+    let day = 86_400 * 1_000_000;
+    let owner = caller.owner_scope.as_deref();
+    let tenant = caller.tenant.id;
+    let due = state
+        .store
+        .credentials_expiring(tenant, owner, now, now.plus_secs(ROTATION_DUE_DAYS * 86_400), limit)
+        .await?;
+    let from = idv_core::Timestamp::from_micros(now.as_micros() - idv_store::OVERDUE_DAYS * day);
+    let overdue = state
+        .store
+        .credentials_expiring(tenant, owner, from, now, limit)
+        .await?;
+    Ok((due, overdue))
+}
+
+/// Credentials expiring within this many days are due for rotation.
+pub const ROTATION_DUE_DAYS: i64 = 7;
+
+/// Days of history the overview's trends cover (twelve weeks).
+pub const TREND_DAYS: i64 = 84;
+
+fn ask<'a>(state: &AppState, tenant_id: uuid::Uuid, owner: Option<&'a str>) -> FiguresAsk<'a> {
+    FiguresAsk {
+        tenant_id,
+        owner,
+        now: state.clock.now(),
+        due_within_secs: ROTATION_DUE_DAYS * 86_400,
+        trend_days: TREND_DAYS,
+    }
 }
 
 /// The caller's tenant's agent-to-agent graph, at most `max_edges` edges.
@@ -69,7 +112,13 @@ pub async fn portfolio(
         .await?;
     let mut out = Vec::new();
     for t in state.store.tenants(None, limit).await? {
-        let f = state.store.figures(t.id, None).await?;
+        let f = state
+            .store
+            .figures(FiguresAsk {
+                trend_days: 0,
+                ..ask(state, t.id, None)
+            })
+            .await?;
         out.push((t, f));
     }
     Ok(out)

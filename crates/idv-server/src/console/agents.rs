@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use idv_core::agent::{Agent, Environment};
 use idv_core::credential::Credential;
 use idv_core::lifecycle::{Status, Transition};
-use idv_store::AgentFilter;
+use idv_store::{AgentFilter, AgentOrder};
 use uuid::Uuid;
 
-use super::{ConsoleError, Layout, Viewer, query_pairs, query_string, render, urlencode};
+use super::{ConsoleError, Layout, Viewer, export, query_pairs, query_string, render, urlencode};
 use crate::AppState;
 use crate::app;
 
@@ -37,7 +37,17 @@ pub struct Filters {
     pub label: String,
     /// `name` (a prefix).
     pub name: String,
+    /// `expired=1`: only agents past their time to live, not retired.
+    pub expired: String,
+    /// `sort`: `created` (default), `-created`, `name` or `-name`.
+    pub sort: String,
 }
+
+/// Most agents one export holds; the API's keyset paging reads the rest.
+const EXPORT_MAX: usize = 100_000;
+
+/// Agents read per store call while exporting.
+const EXPORT_CHUNK: i64 = 1_000;
 
 impl Filters {
     fn parse(raw: Option<&str>) -> (Self, Option<String>) {
@@ -51,6 +61,8 @@ impl Filters {
                 "class" => f.class = v,
                 "label" => f.label = v,
                 "name" => f.name = v,
+                "expired" => f.expired = v,
+                "sort" => f.sort = v,
                 "cursor" => cursor = Some(v),
                 _ => {}
             }
@@ -67,7 +79,49 @@ impl Filters {
             ("class", &self.class),
             ("label", &self.label),
             ("name", &self.name),
+            ("expired", &self.expired),
+            ("sort", &self.sort),
         ])
+    }
+
+    /// The query string with another sort (a column heading's link).
+    pub fn sorted(&self, sort: &str) -> String {
+        Filters {
+            sort: sort.to_owned(),
+            ..self.clone()
+        }
+        .query()
+    }
+
+    /// The sort a column heading links to: ascending, or descending when
+    /// the list is already ascending by it.
+    pub fn toggle(&self, column: &str) -> String {
+        if self.sort == column || (column == "created" && self.sort.is_empty()) {
+            format!("-{column}")
+        } else {
+            column.to_owned()
+        }
+    }
+
+    /// `aria-sort` of a column heading.
+    pub fn aria_sort(&self, column: &str) -> &'static str {
+        match self.sort.as_str() {
+            s if s == column || (column == "created" && s.is_empty()) => "ascending",
+            s if s.strip_prefix('-') == Some(column) => "descending",
+            _ => "none",
+        }
+    }
+
+    fn order(&self) -> Result<AgentOrder, ConsoleError> {
+        match self.sort.as_str() {
+            "" => Ok(AgentOrder::Created),
+            s => AgentOrder::parse(s).ok_or_else(|| {
+                ConsoleError::Refused(
+                    StatusCode::BAD_REQUEST,
+                    "the sort: one of created, -created, name, -name".into(),
+                )
+            }),
+        }
     }
 
     /// The inventory's path with these filters.
@@ -78,7 +132,21 @@ impl Filters {
         }
     }
 
-    fn to_store(&self, after: Option<Uuid>) -> Result<AgentFilter, ConsoleError> {
+    /// The store's filter, from the page `cursor` on (an id, or a name for
+    /// the name orders).
+    fn to_store(&self, cursor: Option<&str>, now: idv_core::Timestamp) -> Result<AgentFilter, ConsoleError> {
+        let order = self.order()?;
+        let cursor = cursor.filter(|c| !c.is_empty());
+        let (after, after_name) = match (order.by_name(), cursor) {
+            (_, None) => (None, None),
+            (true, Some(c)) => (None, Some(c.to_owned())),
+            (false, Some(c)) => (
+                Some(c.parse::<Uuid>().map_err(|_| {
+                    ConsoleError::Refused(StatusCode::BAD_REQUEST, "the page cursor is not valid".into())
+                })?),
+                None,
+            ),
+        };
         let bad = |what: &str, detail: String| {
             ConsoleError::Refused(StatusCode::BAD_REQUEST, format!("the {what} filter: {detail}"))
         };
@@ -104,7 +172,10 @@ impl Filters {
             class: nonempty(&self.class),
             labels,
             name_prefix: nonempty(&self.name),
+            expired_before: (!self.expired.is_empty()).then_some(now),
+            order,
             after,
+            after_name,
             limit: PAGE,
         })
     }
@@ -161,16 +232,15 @@ pub async fn inventory(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ConsoleError> {
     let (filters, cursor) = Filters::parse(raw.as_deref());
-    let after = match cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(
-            c.parse::<Uuid>()
-                .map_err(|_| ConsoleError::Refused(StatusCode::BAD_REQUEST, "the page cursor is not valid".into()))?,
-        ),
-    };
-    let agents = app::agents::list(&state, &v.caller, &filters.to_store(after)?).await?;
+    let f = filters.to_store(cursor.as_deref(), state.clock.now())?;
+    let agents = app::agents::list(&state, &v.caller, &f).await?;
     let next = (agents.len() as i64 == PAGE)
-        .then(|| agents.last().map(|a| a.id.to_string()))
+        .then(|| {
+            agents.last().map(|a| match f.order.by_name() {
+                true => urlencode(&a.name),
+                false => a.id.to_string(),
+            })
+        })
         .flatten();
     let notice = query_pairs(raw.as_deref())
         .into_iter()
@@ -185,6 +255,63 @@ pub async fn inventory(
         environments: Environment::ALL.iter().map(|e| e.as_str()).collect(),
         notice,
     }))
+}
+
+/// `GET /console/agents/export`: the filtered inventory (in its order, at
+/// most 100,000 agents) as CSV, or XLSX with `format=xlsx`.
+pub async fn export(
+    State(state): State<AppState>,
+    v: Viewer,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ConsoleError> {
+    let (filters, _) = Filters::parse(raw.as_deref());
+    let mut f = filters.to_store(None, state.clock.now())?;
+    f.limit = EXPORT_CHUNK;
+    let mut rows = Vec::new();
+    loop {
+        let page = app::agents::list(&state, &v.caller, &f).await?;
+        let full = page.len() as i64 == EXPORT_CHUNK;
+        if let Some(last) = page.last() {
+            f.after = Some(last.id);
+            f.after_name = Some(last.name.clone());
+        }
+        rows.extend(page.iter().map(|a| {
+            let r = Row::from(a);
+            vec![
+                r.id.to_string(),
+                r.name,
+                r.status.to_owned(),
+                r.owner,
+                r.environment,
+                r.class,
+                a.team.clone().unwrap_or_default(),
+                a.purpose.clone(),
+                r.created,
+                a.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            ]
+        }));
+        if !full || rows.len() >= EXPORT_MAX {
+            break;
+        }
+    }
+    rows.truncate(EXPORT_MAX);
+    let table = export::Table {
+        name: "agents",
+        headings: &[
+            "id",
+            "name",
+            "status",
+            "owner",
+            "environment",
+            "class",
+            "team",
+            "purpose",
+            "created",
+            "expires",
+        ],
+        rows,
+    };
+    export::respond(raw.as_deref(), &table)
 }
 
 /// A bulk lifecycle action from the inventory.

@@ -4,13 +4,13 @@
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use idv_core::Timestamp;
 use idv_core::audit::{Event, Outcome};
 use idv_store::AuditFilter;
 
-use super::{ConsoleError, Layout, Viewer, query_pairs, query_string, render};
+use super::{ConsoleError, Layout, Viewer, export, query_pairs, query_string, render};
 use crate::AppState;
 use crate::app;
 
@@ -204,23 +204,8 @@ pub async fn event(
     }))
 }
 
-/// One CSV field, quoted when it needs to be (RFC 4180), and defused
-/// against formula injection when a spreadsheet opens it.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 /// `GET /console/audit/export`: the search's events (newest first, at most
-/// 10,000) as CSV.
+/// 10,000) as CSV, or XLSX with `format=xlsx`.
 pub async fn export(
     State(state): State<AppState>,
     v: Viewer,
@@ -228,48 +213,39 @@ pub async fn export(
 ) -> Result<Response, ConsoleError> {
     let (search, _) = Search::parse(raw.as_deref());
     let events = app::audit::events(&state, &v.caller, search.filter(None, EXPORT_MAX)?, false).await?;
-    let mut out =
-        String::from("seq,time,actor_kind,actor_name,action,target_type,target_id,outcome,reason,request_id,hash\n");
-    for e in &events {
-        let fields = [
-            e.seq.to_string(),
-            e.time.to_rfc3339(),
-            e.actor.kind.as_str().to_owned(),
-            e.actor.name.clone(),
-            e.action.clone(),
-            e.target_type.clone(),
-            e.target_id.clone(),
-            e.outcome.as_str().to_owned(),
-            e.reason.clone().unwrap_or_default(),
-            e.request_id.clone().unwrap_or_default(),
-            idv_core::hex::encode(&e.hash),
-        ];
-        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    let mut res = out.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"audit-events.csv\""),
-    );
-    Ok(res)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field("-1"), "'-1");
-    }
+    let table = export::Table {
+        name: "audit-events",
+        headings: &[
+            "seq",
+            "time",
+            "actor_kind",
+            "actor_name",
+            "action",
+            "target_type",
+            "target_id",
+            "outcome",
+            "reason",
+            "request_id",
+            "hash",
+        ],
+        rows: events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    e.time.to_rfc3339(),
+                    e.actor.kind.as_str().to_owned(),
+                    e.actor.name.clone(),
+                    e.action.clone(),
+                    e.target_type.clone(),
+                    e.target_id.clone(),
+                    e.outcome.as_str().to_owned(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.request_id.clone().unwrap_or_default(),
+                    idv_core::hex::encode(&e.hash),
+                ]
+            })
+            .collect(),
+    };
+    export::respond(raw.as_deref(), &table)
 }

@@ -20,6 +20,7 @@ mod approvals;
 mod assets;
 mod audit;
 mod credentials;
+mod export;
 mod graph;
 mod operations;
 mod overview;
@@ -52,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/sso/callback", get(session::sso_callback))
         .route("/console/agents", get(agents::inventory).post(agents::register))
         .route("/console/agents/bulk", post(agents::bulk))
+        .route("/console/agents/export", get(agents::export))
         .route("/console/agents/{id}", get(agents::detail))
         .route("/console/agents/{id}/lifecycle", post(agents::lifecycle))
         .route("/console/agents/{id}/credentials", post(credentials::issue))
@@ -65,7 +67,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/approvals", get(approvals::page))
         .route("/console/approvals/{id}", post(approvals::decide))
         .route("/console/roi", get(roi::page))
-        .route("/console/keys", get(operations::keys))
+        .route("/console/rotation", get(operations::rotation))
         .route("/console/leases", get(operations::leases))
         .route("/console/webhooks", get(operations::webhooks))
         .route("/console/audit", get(audit::list))
@@ -135,9 +137,9 @@ pub const NAV: &[NavItem] = &[
         needs: Needs::Audit,
     },
     NavItem {
-        href: "/console/keys",
-        label: "Keys",
-        needs: Needs::Tenant,
+        href: "/console/rotation",
+        label: "Rotation",
+        needs: Needs::Anyone,
     },
     NavItem {
         href: "/console/leases",

@@ -1,7 +1,7 @@
-//! The operations pages: signing keys (the key ring's state and what is
-//! due), database leases, and webhook subscriptions with their health.
-//! Read-only views over the same use cases as the API; tenant-wide, so not
-//! for owners.
+//! The operations pages: rotation (credentials due and overdue, the
+//! signing key ring), database leases, and webhook subscriptions with their
+//! health. Read-only views over the same use cases as the API; leases and
+//! webhooks span the tenant, so not for owners.
 
 use askama::Template;
 use axum::extract::State;
@@ -31,25 +31,43 @@ fn opt(t: Option<idv_core::Timestamp>) -> String {
     t.map(|t| t.to_rfc3339()).unwrap_or_default()
 }
 
-/// `GET /console/keys`.
-pub async fn keys(State(state): State<AppState>, v: Viewer) -> Result<Response, ConsoleError> {
-    v.caller.require_unscoped(&state, Action::SigningKeyList).await?;
-    let keys = app::keys::list(&state, &v.caller).await?;
-    Ok(render(&TablePage {
-        layout: Layout::new(&v, "Signing keys", "/console/keys"),
-        intro: "The tenant's token signing keys: the next key is published before it signs, the current one signs, \
-                retired ones stay published until every token they signed has expired. Rotate with `idv key rotate`.",
-        id: "keys",
-        headings: &[
-            "Key id",
-            "Algorithm",
-            "State",
-            "Created",
-            "Signs from",
-            "Retired",
-            "Published until",
-        ],
-        rows: keys
+/// A credential due or overdue for rotation.
+pub struct Due {
+    /// The agent.
+    pub agent_id: String,
+    /// The credential.
+    pub id: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// When it expires (or expired).
+    pub expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/rotation.html")]
+struct RotationPage {
+    layout: Layout,
+    due: Vec<Due>,
+    overdue: Vec<Due>,
+    due_days: i64,
+    keys: Vec<Row>,
+    limit: usize,
+}
+
+/// Most credentials each list shows.
+const DUE_MAX: i64 = 500;
+
+/// `GET /console/rotation`: credentials due and overdue for rotation
+/// (an owner's: their agents'), and for the tenant's readers the signing
+/// key ring.
+pub async fn rotation(State(state): State<AppState>, v: Viewer) -> Result<Response, ConsoleError> {
+    let (due, overdue) = app::figures::rotations(&state, &v.caller, DUE_MAX).await?;
+    let keys = if v.caller.owner_scope.is_some() {
+        Vec::new()
+    } else {
+        v.caller.require_unscoped(&state, Action::SigningKeyList).await?;
+        app::keys::list(&state, &v.caller)
+            .await?
             .iter()
             .map(|(k, s)| {
                 Row(vec![
@@ -62,8 +80,25 @@ pub async fn keys(State(state): State<AppState>, v: Viewer) -> Result<Response, 
                     opt(k.publish_until),
                 ])
             })
-            .collect(),
-        empty: "No signing key yet: the first is made with the first token.",
+            .collect()
+    };
+    let rows = |cs: Vec<idv_core::credential::Credential>| {
+        cs.into_iter()
+            .map(|c| Due {
+                agent_id: c.agent_id.to_string(),
+                id: c.id.to_string(),
+                kind: c.kind.as_str(),
+                expires: opt(c.expires_at),
+            })
+            .collect()
+    };
+    Ok(render(&RotationPage {
+        layout: Layout::new(&v, "Rotation and keys", "/console/rotation"),
+        due: rows(due),
+        overdue: rows(overdue),
+        due_days: app::figures::ROTATION_DUE_DAYS,
+        keys,
+        limit: usize::try_from(DUE_MAX).unwrap_or(usize::MAX),
     }))
 }
 

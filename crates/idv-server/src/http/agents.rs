@@ -12,7 +12,7 @@ use idv_api::{
 use idv_core::agent::{Agent, AgentChanges, AgentError, Environment, NewAgent, Parent, spiffe_id};
 use idv_core::grant::Grants;
 use idv_core::lifecycle::{Status, Transition};
-use idv_store::AgentFilter;
+use idv_store::{AgentFilter, AgentOrder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -171,7 +171,10 @@ fn filter(q: &QueryPairs) -> Result<AgentFilter, ApiError> {
         class: q.one("class")?.map(str::to_owned),
         labels,
         name_prefix: q.one("name_prefix")?.map(str::to_owned),
+        expired_before: None,
+        order: AgentOrder::Created,
         after: q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?,
+        after_name: None,
         limit: page_size(q.parsed("limit", "a number")?)?,
     })
 }

@@ -21,6 +21,7 @@ backend_tests!(
     graph_and_heat_map_data_follow_the_decisions,
     sso_settings_are_checked_sealed_and_audited,
     a_forged_or_stale_sso_return_opens_nothing,
+    the_overview_rotation_and_exports_follow_the_registry,
 );
 
 /// A client that does not follow redirects (to see them).
@@ -499,4 +500,121 @@ async fn a_forged_or_stale_sso_return_opens_nothing(backend: Backend) {
     // Starting without a provider configured: a clear 404 page.
     let res = page(&s, "", "/console/sso/start?tenant=default").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// The overview's figures and trends, the rotation page and the inventory's
+/// orders and downloads all follow what the API did.
+async fn the_overview_rotation_and_exports_follow_the_registry(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let mut ids = Vec::new();
+    for (name, env) in [("ov-alpha", "prod"), ("ov-bravo", "dev")] {
+        let a = crate::json_ok(
+            s.req(reqwest::Method::POST, "/v1/agents")
+                .json(&serde_json::json!({"name": name, "owner": "o@bank.example", "purpose": "p", "environment": env}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::CREATED,
+        )
+        .await;
+        ids.push(a["id"].as_str().unwrap().to_owned());
+    }
+    transition(&s, &s.token, &ids[0], "activate", "go").await;
+    let cred = crate::json_ok(
+        s.req(reqwest::Method::POST, &format!("/v1/agents/{}/credentials", ids[0]))
+            .json(&serde_json::json!({"type": "client_secret", "ttl": "72h"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let cred_id = cred["credential"]["id"]
+        .as_str()
+        .or(cred["id"].as_str())
+        .unwrap()
+        .to_owned();
+    // No policy permits anything: a denied decision.
+    let (pep, _) = named_token(&s, "default", "pep", "gw").await;
+    let res = s
+        .req_as(&pep, reqwest::Method::POST, "/access/v1/evaluation")
+        .json(&serde_json::json!({
+            "subject": {"type": "agent", "id": ids[0]},
+            "action": {"name": "read"},
+            "resource": {"type": "document", "id": "d1"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let cookie = sign_in(&s, &s.token).await;
+    let html = page(&s, &cookie, "/console").await.text().await.unwrap();
+    assert!(html.contains(r#"id="total-agents">2<"#), "{html}");
+    assert!(html.contains(r#"id="live-credentials">1<"#), "{html}");
+    assert!(
+        html.contains(r#"<span>credentials due for rotation in 7 days</span><span class="count">1</span>"#),
+        "{html}"
+    );
+    // This week's row of each trend table is the last one.
+    let week = |id: &str| {
+        let at = html.find(&format!(r#"id="{id}""#)).unwrap();
+        let table = &html[at..at + html[at..].find("</tbody>").unwrap()];
+        let row = &table[table.rfind("<tr>").unwrap()..];
+        row.split("<td>")
+            .skip(1)
+            .map(|c| c[..c.find('<').unwrap()].to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(week("trend-lifecycle"), ["2", "0"], "created, retired");
+    assert_eq!(
+        week("trend-security"),
+        ["0", "0", "1"],
+        "compromised, suspended, denied"
+    );
+
+    let rotation = page(&s, &cookie, "/console/rotation").await.text().await.unwrap();
+    let due = &rotation[rotation.find(r#"id="due""#).unwrap()..];
+    assert!(due.contains(&cred_id), "{rotation}");
+
+    let names = |html: &str| {
+        html.match_indices("ov-")
+            .map(|(i, _)| html[i..i + 8].to_owned())
+            .filter(|n| n.starts_with("ov-alpha") || n.starts_with("ov-bravo"))
+            .collect::<Vec<_>>()
+    };
+    // Each row names its agent twice (the checkbox's label and the link).
+    let rows = |html: &str| {
+        let mut n = names(html);
+        n.dedup();
+        n
+    };
+    let desc = page(&s, &cookie, "/console/agents?sort=-name")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(rows(&desc), ["ov-bravo", "ov-alpha"]);
+    assert!(desc.contains(r#"aria-sort="descending""#));
+    let bad = page(&s, &cookie, "/console/agents?sort=owner").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let csv = page(&s, &cookie, "/console/agents/export?environment=prod").await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert_eq!(csv.headers()["cache-control"], "no-store");
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("id,name,status,owner") && lines[1].contains("ov-alpha"),
+        "{text}"
+    );
+    let xlsx = page(&s, &cookie, "/console/agents/export?format=xlsx").await;
+    assert_eq!(
+        xlsx.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    assert_eq!(&xlsx.bytes().await.unwrap()[..2], b"PK");
+    signed_out(&page(&s, "", "/console/agents/export").await);
 }

@@ -18,6 +18,7 @@
 
 mod agents;
 mod audit;
+mod figures;
 mod jobs;
 mod migrations;
 mod nodes;
