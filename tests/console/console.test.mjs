@@ -577,6 +577,34 @@ async function main() {
       assert.equal(forged.status(), 404);
       assert.equal((await api(base, admin, "GET", `/v1/agents/${ids[1]}`)).status, "suspended", "unchanged");
       assert.equal((await dev.page.goto(`${base}/console/graph/data`)).status(), 403);
+
+      step = "a developer asks for access for their agent; an admin (not the requester) approves it";
+      await api(base, admin, "PUT", "/v1/roles/reader", { actions: ["read"] });
+      await dev.page.goto(`${base}/console/agents/${devAgent.id}`);
+      await dev.page.click("#request-access");
+      await dev.page.waitForSelector("#ask-agent");
+      assert.equal(await dev.page.inputValue("#ask-agent"), devAgent.id);
+      await dev.page.selectOption("#ask-role", "reader");
+      await dev.page.selectOption("#ask-duration", "1d");
+      await dev.page.fill("#ask-justification", "reads the backlog for triage");
+      await dev.page.click("#ask-send");
+      await dev.page.waitForSelector("#notice");
+      assert.match(await dev.page.textContent("#access-requests tbody"), /pending/);
+      assert.equal(await dev.page.locator("#access-requests button.approve").count(), 0, "no approving one's own");
+      await accessible(dev.page, "access requests (owner)");
+      await shot(dev.page, "19-access-request");
+      await alice.page.goto(`${base}/console/access-requests?status=pending`);
+      await alice.page.fill("#access-requests input[name=comment]", "ok for a day");
+      await alice.page.click("#access-requests button.approve");
+      await alice.page.waitForSelector("#notice");
+      const jit = (await api(base, admin, "GET", `/v1/access-requests?agent_id=${devAgent.id}`)).items[0];
+      assert.equal(jit.state, "approved");
+      assert.equal(jit.requested_by, "dev@bank.example");
+      assert.equal(jit.decided_by, "alice@bank.example");
+      await dev.page.goto(`${base}/console/access-requests`);
+      assert.match(await dev.page.textContent("#access-requests tbody"), /approved by alice@bank\.example/);
+      await accessible(alice.page, "access requests (approver)");
+      await shot(alice.page, "20-access-request-approved");
       await dev.ctx.close();
 
       step = "signing out ends the session here and at the provider (RP-initiated logout)";

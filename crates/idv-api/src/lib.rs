@@ -6,6 +6,7 @@
 //! Request types reject unknown fields, so a typo in a field name is a clear
 //! 400 rather than a silently ignored setting.
 
+mod access_requests;
 mod admin_tokens;
 mod agents;
 mod approvals;
@@ -31,6 +32,7 @@ mod token_ttls;
 mod trusted_issuers;
 mod webhooks;
 
+pub use self::access_requests::*;
 pub use self::admin_tokens::*;
 pub use self::agents::*;
 pub use self::approvals::*;

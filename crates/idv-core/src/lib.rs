@@ -2,6 +2,7 @@
 //! secrets and the audit hash chain. Nothing here performs I/O; time and ids come
 //! from an injected [`clock::Clock`].
 
+pub mod access_request;
 pub mod access_token;
 pub mod admin_token;
 pub mod agent;

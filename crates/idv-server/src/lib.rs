@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod connectors;
 pub mod console;
+pub mod csv;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

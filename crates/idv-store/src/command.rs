@@ -3,6 +3,7 @@
 //! (in its own savepoint): load, decide with `idv-core`, persist, and return
 //! the audit drafts that the writer appends to the chain in the same commit.
 
+use idv_core::access_request::AccessRequest;
 use idv_core::admin_token::AdminToken;
 use idv_core::agent::{Agent, AgentChanges, OwnerReassignment};
 use idv_core::approval::Approval;
@@ -27,6 +28,7 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::access_requests::{self, Decision};
 use crate::audit::{draft, with_details};
 use crate::authz::{self, DecisionRecord};
 use crate::jobs::{Job, JobKinds};
@@ -131,6 +133,17 @@ pub enum Command {
     DeleteSso {
         /// The tenant.
         tenant_id: Uuid,
+    },
+    /// Record an access request.
+    CreateAccessRequest(Box<AccessRequest>),
+    /// Approve, deny or withdraw an access request.
+    DecideAccessRequest {
+        /// Tenant.
+        tenant_id: Uuid,
+        /// The request.
+        id: Uuid,
+        /// What, by whom.
+        decision: Decision,
     },
     /// Move every live agent of one owner to another.
     ReassignOwner {
@@ -570,6 +583,11 @@ pub enum Applied {
     Session(Box<Session>),
     /// A single sign-on provider.
     Sso(Box<SsoConfig>),
+    /// An access request after the change.
+    AccessRequest(Box<AccessRequest>),
+    /// A decision this person may not take (separation of duties): the
+    /// refusal was audited; why.
+    AccessRequestRefused(String),
 }
 
 /// What a command attempted, kept so a refusal can be audited after the
@@ -886,6 +904,24 @@ impl Command {
             Command::DeleteSso { tenant_id } => {
                 (*tenant_id, Action::SsoDelete, TargetType::Sso, "oidc".to_owned(), None)
             }
+            Command::CreateAccessRequest(r) => (
+                r.tenant_id,
+                Action::AccessRequestCreate,
+                TargetType::AccessRequest,
+                r.id.to_string(),
+                None,
+            ),
+            Command::DecideAccessRequest {
+                tenant_id,
+                id,
+                decision,
+            } => (
+                *tenant_id,
+                decision.verdict.action(),
+                TargetType::AccessRequest,
+                id.to_string(),
+                None,
+            ),
             Command::CreateSession { session, .. } => (
                 session.tenant_id,
                 Action::ConsoleSignIn,
@@ -1180,6 +1216,12 @@ pub(crate) async fn apply(
         }
         Command::PutSso { config, sealed_secret } => sso::put(conn, *config, sealed_secret, ctx).await,
         Command::DeleteSso { tenant_id } => sso::delete(conn, tenant_id, ctx).await,
+        Command::CreateAccessRequest(r) => access_requests::create(conn, *r, ctx).await,
+        Command::DecideAccessRequest {
+            tenant_id,
+            id,
+            decision,
+        } => access_requests::decide(conn, tenant_id, id, decision, now, ctx).await,
         Command::CreateSession { session, secret_hash } => sessions::create(conn, *session, secret_hash, ctx).await,
         Command::TouchSession { id, at } => sessions::touch(conn, id, at).await,
         Command::EndSession { tenant_id, id, reason } => sessions::end(conn, tenant_id, id, reason, now, ctx).await,

@@ -12,6 +12,7 @@
 //! log) has one module with its commands, its reads and its row decoding,
 //! and declares one typed [`Store`] method per write.
 
+mod access_requests;
 mod admin_tokens;
 mod agents;
 mod append;
@@ -45,6 +46,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::mpsc;
 
+pub use access_requests::{AccessRequestFilter, AccessRequestOutcome, Decision, Verdict};
 pub use agents::{AgentFilter, AgentOrder, JOB_EXPIRE_AGENT};
 pub use audit::AuditFilter;
 pub use authz::{

@@ -63,6 +63,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(15, "0015_sso"),
     migration!(16, "0016_agent_status_index"),
     migration!(17, "0017_dashboard_counters"),
+    migration!(18, "0018_access_requests"),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction. On

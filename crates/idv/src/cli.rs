@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::access_request::AccessRequestCommand;
 use crate::commands::agent::AgentCommand;
 use crate::commands::audit::AuditCommand;
 use crate::commands::authz::{ApprovalCommand, DecideArgs, EntityCommand, GrantCommand, PolicyCommand, RoleCommand};
@@ -81,6 +82,10 @@ pub enum Command {
     /// and its group-to-role mapping.
     #[command(subcommand)]
     Sso(SsoCommand),
+    /// Just-in-time access for an agent: ask for a role or action for a
+    /// while, and approve, deny or withdraw requests.
+    #[command(subcommand)]
+    AccessRequest(AccessRequestCommand),
 }
 
 /// An agent's own credential, for the commands an agent runs for itself.

@@ -332,6 +332,16 @@ vocabulary! {
         SsoDelete = "sso.delete",
         /// Reading a tenant's single sign-on settings (a refusal by role only).
         SsoGet = "sso.get",
+        /// An access request made (for a role or action, for a while).
+        AccessRequestCreate = "access_request.create" => "access_request.created",
+        /// An access request approved: its grant is made in the same commit.
+        AccessRequestApprove = "access_request.approve" => "access_request.approved",
+        /// An access request denied.
+        AccessRequestDeny = "access_request.deny" => "access_request.denied",
+        /// An access request withdrawn by its requester.
+        AccessRequestWithdraw = "access_request.withdraw" => "access_request.withdrawn",
+        /// Reading access requests (a refusal by role only).
+        AccessRequestList = "access_request.list",
     }
 }
 
@@ -388,6 +398,8 @@ vocabulary! {
         ConsoleSession = "console_session",
         /// A tenant's single sign-on settings.
         Sso = "sso",
+        /// A just-in-time access request.
+        AccessRequest = "access_request",
     }
 }
 

@@ -2,6 +2,7 @@
 //! the change and its audit events to the store in one transaction. Nothing
 //! here knows HTTP.
 
+pub mod access_requests;
 pub mod agents;
 pub mod audit;
 pub mod auth;

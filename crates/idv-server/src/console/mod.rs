@@ -15,6 +15,7 @@
 //! token (a form field or the `X-CSRF-Token` header htmx sends) and come
 //! from our own origin ([`session`]).
 
+mod access_requests;
 mod agents;
 mod approvals;
 mod assets;
@@ -52,6 +53,11 @@ pub fn router() -> Router<AppState> {
         .route("/console/sso/start", get(session::sso_start))
         .route("/console/sso/callback", get(session::sso_callback))
         .route("/console/agents", get(agents::inventory).post(agents::register))
+        .route(
+            "/console/access-requests",
+            get(access_requests::page).post(access_requests::create),
+        )
+        .route("/console/access-requests/{id}", post(access_requests::decide))
         .route("/console/agents/bulk", post(agents::bulk))
         .route("/console/agents/export", get(agents::export))
         .route("/console/agents/{id}", get(agents::detail))
@@ -119,6 +125,11 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         href: "/console/approvals",
         label: "Approvals",
+        needs: Needs::Anyone,
+    },
+    NavItem {
+        href: "/console/access-requests",
+        label: "Access requests",
         needs: Needs::Anyone,
     },
     NavItem {

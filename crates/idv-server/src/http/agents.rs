@@ -338,23 +338,6 @@ pub async fn transition(
 
 const CSV_HEADER: &str = "id,spiffe_id,name,owner,purpose,environment,team,class,status,labels,capabilities,parent,depends_on,created_at,expires_at\n";
 
-/// One CSV field: quoted when needed, and with a leading `'` when it would
-/// otherwise start a spreadsheet formula (CSV injection).
-fn csv_field(out: &mut String, v: &str) {
-    let guarded = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_owned()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&guarded.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(&guarded);
-    }
-}
-
 fn csv_row(a: &Agent, tenant: &str, td: &str) -> String {
     let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let parent = a.parent.as_ref().map(|p| {
@@ -384,7 +367,7 @@ fn csv_row(a: &Agent, tenant: &str, td: &str) -> String {
         if i > 0 {
             out.push(',');
         }
-        csv_field(&mut out, f);
+        crate::csv::push_field(&mut out, f);
     }
     out.push('\n');
     out
@@ -514,20 +497,4 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transition))
         .routes(routes!(reassign_owner))
         .merge(bulk)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_quotes_and_guards() {
-        let mut s = String::new();
-        csv_field(&mut s, "a,b");
-        s.push('|');
-        csv_field(&mut s, "=SUM(A1)");
-        s.push('|');
-        csv_field(&mut s, "say \"hi\"");
-        assert_eq!(s, "\"a,b\"|'=SUM(A1)|\"say \"\"hi\"\"\"");
-    }
 }

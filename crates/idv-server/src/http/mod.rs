@@ -1,6 +1,7 @@
 //! The HTTP edge: routing, request ids, metrics, and the problem+json
 //! fallbacks. Handlers are thin: parse, call a use case, render.
 
+pub mod access_requests;
 pub mod admin_tokens;
 pub mod agents;
 pub mod approvals;
@@ -173,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .merge(policies::routes())
         .merge(roles::routes())
         .merge(grants::routes())
+        .merge(access_requests::routes())
         .merge(entities::routes())
         .merge(permissions::routes())
         .merge(graph::routes())

@@ -14,6 +14,7 @@
     reason = "tests: a failed expectation is a failed test"
 )]
 
+mod access_requests;
 mod agents;
 mod approvals;
 mod audit;

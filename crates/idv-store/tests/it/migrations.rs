@@ -19,7 +19,7 @@ backend_tests!(
 );
 
 /// Every migration the store knows, as recorded in `idv_migrations`.
-const VERSIONS: [i64; 17] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17];
+const VERSIONS: [i64; 18] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
 
 async fn versions(db: &Database) -> Vec<i64> {
     let mut conn = raw(db).await;
@@ -255,7 +255,7 @@ async fn a_database_without_checksums_upgrades(backend: Backend) {
     assert_eq!(versions(&f.db).await, VERSIONS);
     assert_eq!(
         count(&f.db, "SELECT COUNT(*) FROM idv_migrations WHERE checksum IS NOT NULL").await,
-        17,
+        18,
         "every migration's checksum recorded"
     );
     assert_eq!(again.agent(f.tenant.id, a.id).await.unwrap(), Some(a));

@@ -1,5 +1,6 @@
 //! One module per noun of the CLI.
 
+pub(crate) mod access_request;
 pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod authz;
@@ -37,6 +38,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Key(c) => key::run(c).await,
         Command::Webhook(c) => webhook::run(c).await,
         Command::Sso(c) => sso::run(c).await,
+        Command::AccessRequest(c) => access_request::run(c).await,
     }
 }
 

@@ -17,6 +17,7 @@ backend_tests!(
     key_commands,
     webhook_commands,
     sso_commands,
+    access_request_commands,
 );
 
 /// A one-request HTTP receiver on loopback: its URL, and the request's
@@ -1103,4 +1104,101 @@ async fn sso_commands(backend: Backend) {
     ok(idv(&s, &["sso", "delete"]));
     let err = fails(idv(&s, &["sso", "get"]));
     assert!(err.contains("single sign-on provider"), "{err}");
+}
+
+/// `idv access-request …`: ask, refuse to self-approve, approve by another,
+/// list and show, withdraw.
+async fn access_request_commands(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    ok(idv(&s, &["role", "put", "reader", "--action", "read"]));
+    let a = json(idv(
+        &s,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "jit",
+            "--owner",
+            "o",
+            "--purpose",
+            "p",
+            "--json",
+        ],
+    ));
+    let id = a["id"].as_str().unwrap().to_owned();
+    let approver = json(idv(
+        &s,
+        &[
+            "admin-token",
+            "create",
+            "--name",
+            "lead",
+            "--role",
+            "operator",
+            "--json",
+        ],
+    ));
+    let approver = approver["token"].as_str().unwrap().to_owned();
+    let r = json(idv(
+        &s,
+        &[
+            "access-request",
+            "create",
+            "--agent",
+            &id,
+            "--role",
+            "reader",
+            "--justification",
+            "quarter close",
+            "--duration",
+            "8h",
+            "--json",
+        ],
+    ));
+    let rid = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["state"], "pending");
+    let err = fails(idv(&s, &["access-request", "approve", &rid]));
+    assert!(err.contains("403") && err.contains("own request"), "{err}");
+    let shown = ok(idv_as(
+        &s,
+        &approver,
+        &["access-request", "approve", &rid, "--comment", "ok"],
+    ));
+    assert!(shown.contains("approved") && shown.contains("lead"), "{shown}");
+    let listed = ok(idv(&s, &["access-request", "list", "--status", "approved"]));
+    assert!(listed.contains(&rid) && listed.contains("role reader"), "{listed}");
+    let got = json(idv(&s, &["access-request", "get", &rid, "--json"]));
+    assert!(got["grant_id"].is_string(), "{got}");
+    let err = fails(idv(
+        &s,
+        &[
+            "access-request",
+            "create",
+            "--agent",
+            &id,
+            "--justification",
+            "x",
+            "--duration",
+            "1h",
+        ],
+    ));
+    assert!(err.contains("--role") || err.contains("--action"), "{err}");
+    let r2 = json(idv(
+        &s,
+        &[
+            "access-request",
+            "create",
+            "--agent",
+            &id,
+            "--action",
+            "read",
+            "--justification",
+            "j",
+            "--duration",
+            "1h",
+            "--json",
+        ],
+    ));
+    let w = ok(idv(&s, &["access-request", "withdraw", r2["id"].as_str().unwrap()]));
+    assert!(w.contains("withdrawn"), "{w}");
 }
