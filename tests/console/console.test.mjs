@@ -353,6 +353,21 @@ async function main() {
     assert.equal(decided.length, 1);
     assert.equal(decided[0].comment, "checked with the desk");
 
+    step = "the policies: versions, what changed, a draft tested on recorded decisions, roles and grants";
+    await page.click("nav >> text=Policies");
+    await page.waitForSelector("#versions");
+    assert.ok((await page.locator("#versions tbody tr").count()) >= 1);
+    assert.ok((await page.locator("#diff .add").count()) > 0, "the active version's lines, added");
+    await accessible(page, "policies");
+    await shot(page, "21-policies");
+    await page.click("#draft summary");
+    await page.fill("#draft-policies", 'permit(principal, action, resource);');
+    await page.click("#draft-test");
+    await page.waitForSelector("#test-summary");
+    assert.match(await page.textContent("#test-summary"), /would change under it/);
+    await accessible(page, "policy draft test");
+    await shot(page, "22-policy-test");
+
     step = "the portfolio: every tenant side by side (platform operators)";
     await api(base, admin, "POST", "/v1/tenants", { name: "acme-pay", display_name: "Acme Payments" });
     await page.click("nav >> text=Tenants");

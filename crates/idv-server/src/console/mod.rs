@@ -25,6 +25,7 @@ mod export;
 mod graph;
 mod operations;
 mod overview;
+mod policies;
 mod roi;
 mod session;
 mod sessions;
@@ -58,6 +59,10 @@ pub fn router() -> Router<AppState> {
             get(access_requests::page).post(access_requests::create),
         )
         .route("/console/access-requests/{id}", post(access_requests::decide))
+        .route("/console/policies", get(policies::page))
+        .route("/console/policies/activate", post(policies::activate))
+        .route("/console/policies/test", post(policies::test))
+        .route("/console/policies/{version}", get(policies::version))
         .route("/console/agents/bulk", post(agents::bulk))
         .route("/console/agents/export", get(agents::export))
         .route("/console/agents/{id}", get(agents::detail))
@@ -131,6 +136,11 @@ pub const NAV: &[NavItem] = &[
         href: "/console/access-requests",
         label: "Access requests",
         needs: Needs::Anyone,
+    },
+    NavItem {
+        href: "/console/policies",
+        label: "Policies",
+        needs: Needs::Tenant,
     },
     NavItem {
         href: "/console/graph",

@@ -22,6 +22,7 @@ backend_tests!(
     sso_settings_are_checked_sealed_and_audited,
     a_forged_or_stale_sso_return_opens_nothing,
     the_overview_rotation_and_exports_follow_the_registry,
+    policies_are_compared_activated_and_drafts_tested_on_recorded_decisions,
 );
 
 /// A client that does not follow redirects (to see them).
@@ -617,4 +618,162 @@ async fn the_overview_rotation_and_exports_follow_the_registry(backend: Backend)
     );
     assert_eq!(&xlsx.bytes().await.unwrap()[..2], b"PK");
     signed_out(&page(&s, "", "/console/agents/export").await);
+}
+
+/// The policies page: versions and a diff, activation and roll back (not
+/// for operators: refused and recorded), and a draft tested against the
+/// decisions the audit log recorded.
+async fn policies_are_compared_activated_and_drafts_tested_on_recorded_decisions(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for (text, activate) in [
+        (
+            r#"@id("invoke-all") permit(principal is Agent, action == Action::"invoke", resource is Agent);"#,
+            true,
+        ),
+        (
+            r#"@id("read-all") permit(principal is Agent, action == Action::"read", resource);"#,
+            false,
+        ),
+    ] {
+        let res = s
+            .req(reqwest::Method::POST, "/v1/policies")
+            .json(&serde_json::json!({"policies": text, "activate": activate}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+    }
+    let agent = crate::json_ok(
+        s.req(reqwest::Method::POST, "/v1/agents")
+            .json(&serde_json::json!({"name": "pol-a", "owner": "o@bank.example", "purpose": "p"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = agent["id"].as_str().unwrap().to_owned();
+    transition(&s, &s.token, &id, "activate", "go").await;
+    let (pep, _) = named_token(&s, "default", "pep", "gw").await;
+    let res = s
+        .req_as(&pep, reqwest::Method::POST, "/access/v1/evaluation")
+        .json(&serde_json::json!({
+            "subject": {"type": "agent", "id": id},
+            "action": {"name": "read"},
+            "resource": {"type": "Resource", "id": "r1"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let cookie = sign_in(&s, &s.token).await;
+    // By default: from the version before the active one (none) to the active.
+    let html = page(&s, &cookie, "/console/policies?from=1&to=2")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"<span class="del">- @id(&quot;invoke-all&quot;)"#)
+            || html.contains(r#"<span class="del">- @id(&#34;invoke-all&#34;)"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"class="activate" aria-label="Activate version 2""#),
+        "{html}"
+    );
+    let token = csrf(&s, &cookie).await;
+    let post = |path: &'static str, form: Vec<(&'static str, String)>, who: String| {
+        let s = &s;
+        async move {
+            browser()
+                .post(s.url(path))
+                .header(COOKIE, who)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = post(
+        "/console/policies/activate",
+        vec![("_csrf", token.clone()), ("version", "2".into())],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let versions = crate::get(&s, "/v1/policies").await;
+    let active: Vec<i64> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["active"] == true)
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(active, [2]);
+    let res = post(
+        "/console/policies/activate",
+        vec![("_csrf", token.clone()), ("version", "rollback".into())],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(crate::get(&s, "/v1/policies/1").await["active"] == true);
+
+    // The recorded `read` was denied under version 1; the draft would allow it.
+    let res = post(
+        "/console/policies/test",
+        vec![
+            ("_csrf", token.clone()),
+            (
+                "policies",
+                r#"@id("draft-read") permit(principal, action == Action::"read", resource);"#.into(),
+            ),
+            ("schema", String::new()),
+        ],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<strong>1</strong> would change"), "{html}");
+    assert!(html.contains("draft-read"), "{html}");
+    // A draft that does not compile is refused with the reason.
+    let bad = post(
+        "/console/policies/test",
+        vec![
+            ("_csrf", token.clone()),
+            ("policies", "permit(".into()),
+            ("schema", String::new()),
+        ],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // An operator reads, but cannot activate: refused and recorded.
+    let (op, _) = named_token(&s, "default", "operator", "ops").await;
+    let op_cookie = sign_in(&s, &op).await;
+    let html = page(&s, &op_cookie, "/console/policies").await.text().await.unwrap();
+    assert!(
+        !html.contains("class=\"activate\"") && !html.contains("id=\"rollback\""),
+        "{html}"
+    );
+    let op_token = csrf(&s, &op_cookie).await;
+    let seq = head(&s).await;
+    let res = post(
+        "/console/policies/activate",
+        vec![("_csrf", op_token), ("version", "2".into())],
+        op_cookie.clone(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let refused = events_after(&s, seq).await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["action"] == "policy.version.activate" && e["outcome"] == "denied"),
+        "{refused:?}"
+    );
 }
