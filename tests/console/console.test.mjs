@@ -327,8 +327,12 @@ async function main() {
     await page.waitForSelector("#heatmap[data-rendered]");
     assert.equal(await page.getAttribute("#heatmap", "data-rendered"), "2");
     assert.equal(await page.locator("#heat-table tbody tr").count(), 2);
+    await page.waitForSelector("#heatweek[data-rendered]");
+    assert.equal(await page.getAttribute("#heatweek", "data-rendered"), "168");
     await accessible(page, "heat map");
     await shot(page, "10-heatmap");
+    await page.locator("#heatweek").scrollIntoViewIfNeeded();
+    await shot(page, "10b-heatmap-hour-of-week");
 
     step = "the approvals queue: a transfer waiting for a person, approved with a comment";
     const asked = await api(base, pep, "POST", "/access/v1/evaluation", {

@@ -74,6 +74,17 @@ pub struct AgentGroup {
     pub count: i64,
 }
 
+/// Decisions in one UTC hour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HourCount {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    /// Allowed.
+    pub allowed: i64,
+    /// Denied.
+    pub denied: i64,
+}
+
 /// How many events of one kind a tenant had on one day.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayCount {
@@ -263,6 +274,28 @@ impl Store {
             .await?
             .iter()
             .map(crate::credentials::credential)
+            .collect()
+    }
+
+    /// Authorization decisions of the tenant per UTC hour (hours since the
+    /// Unix epoch) from hour `since` on, every action summed.
+    pub async fn decision_hours(&self, tenant_id: Uuid, since: i64) -> Result<Vec<HourCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hour, CAST(SUM(allowed) AS BIGINT) AS allowed, CAST(SUM(denied) AS BIGINT) AS denied \
+             FROM decision_hours WHERE tenant_id = $1 AND hour >= $2 GROUP BY hour ORDER BY hour",
+        )
+        .bind(tenant_id.to_string())
+        .bind(since)
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HourCount {
+                    hour: r.try_get("hour")?,
+                    allowed: r.try_get("allowed")?,
+                    denied: r.try_get("denied")?,
+                })
+            })
             .collect()
     }
 

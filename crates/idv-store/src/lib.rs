@@ -56,7 +56,9 @@ pub use changes::Changes;
 pub use command::{Applied, Command, Context};
 pub use credentials::JOB_RETIRE_CREDENTIAL;
 pub use error::StoreError;
-pub use figures::{AgentGroup, DayCount, Figures, FiguresAsk, Graph, GraphEdge, GraphNode, OVERDUE_DAYS, UsageCell};
+pub use figures::{
+    AgentGroup, DayCount, Figures, FiguresAsk, Graph, GraphEdge, GraphNode, HourCount, OVERDUE_DAYS, UsageCell,
+};
 pub use jobs::{Job, JobKinds};
 pub use keys::{JOB_ROTATE_SIGNING_KEYS, KeyRequest};
 pub use leases::{JOB_REVOKE_LEASE, JOB_SWEEP_TARGET, LeaseFilter, SWEEP_EVERY_SECS};

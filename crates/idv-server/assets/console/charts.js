@@ -93,11 +93,53 @@
         });
         chart.on("click", function (p) {
           var agent = d.agents[p.data[1]];
-          if (agent) { window.location.href = "/console/agents/" + agent[0]; }
+          if (agent) { window.location.href = "/console/audit?action=authz.decision&target=" + encodeURIComponent(agent[0]); }
         });
         window.addEventListener("resize", function () { chart.resize(); });
         el.setAttribute("data-rendered", String(d.cells.length));
+        var w = document.getElementById("heatweek");
+        if (w) { week(w, d); }
       });
+  }
+
+  // Decisions by day of the week and hour (UTC); a click opens the audit
+  // log on the most recent such hour's decisions.
+  function week(el, d) {
+    var max = 1;
+    d.week.forEach(function (c) { max = Math.max(max, c.allowed + c.denied); });
+    var hours = [];
+    for (var h = 0; h < 24; h++) { hours.push(String(h)); }
+    var chart = echarts.init(el, null, { renderer: "canvas" });
+    chart.setOption({
+      animation: false,
+      tooltip: {
+        position: "top",
+        formatter: function (p) {
+          var c = d.week[p.data[1] * 24 + p.data[0]];
+          return d.days[c.day] + " " + c.hour + ":00 UTC: " + c.allowed + " allowed, " + c.denied + " denied";
+        }
+      },
+      grid: { left: 60, right: 24, top: 24, bottom: 90 },
+      xAxis: { type: "category", data: hours, name: "hour (UTC)", axisLabel: { color: css("--fg") } },
+      yAxis: { type: "category", data: d.days, inverse: true, axisLabel: { color: css("--fg") } },
+      visualMap: { min: 0, max: max, calculable: true, orient: "horizontal", left: "center", bottom: 0,
+                   inRange: { color: [css("--card"), css("--accent")] }, textStyle: { color: css("--fg") } },
+      series: [{
+        type: "heatmap",
+        data: d.week.map(function (c) { return [c.hour, c.day, c.allowed + c.denied]; }),
+        label: { show: false }
+      }]
+    });
+    chart.on("click", function (p) {
+      var c = d.week[p.data[1] * 24 + p.data[0]];
+      if (c && c.last) {
+        var until = new Date(Date.parse(c.last) + 3600 * 1000 - 1).toISOString();
+        window.location.href = "/console/audit?action=authz.decision&since=" + encodeURIComponent(c.last) +
+          "&until=" + encodeURIComponent(until);
+      }
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+    el.setAttribute("data-rendered", String(d.week.length));
   }
 
   function bars(el) {

@@ -84,6 +84,24 @@ pub async fn usage(
     Ok(state.store.usage_matrix(caller.tenant.id, top_agents).await?)
 }
 
+/// The caller's tenant's decisions per UTC hour over the last `weeks`
+/// weeks (every action summed).
+pub async fn decision_hours(
+    state: &AppState,
+    caller: &Caller,
+    weeks: i64,
+) -> Result<Vec<idv_store::HourCount>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, Action::AgentPermissions)
+        .await?;
+    caller.require_unscoped(state, Action::AgentPermissions).await?;
+    let now_hour = state.clock.now().as_micros().div_euclid(3_600_000_000);
+    Ok(state
+        .store
+        .decision_hours(caller.tenant.id, now_hour - weeks * 168 + 1)
+        .await?)
+}
+
 /// What the live system knows for the ROI calculator: agents managed, and
 /// credential rotations done in the last 90 days.
 pub async fn roi_facts(state: &AppState, caller: &Caller) -> Result<(i64, i64), AppError> {

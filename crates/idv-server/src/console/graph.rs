@@ -131,12 +131,59 @@ pub struct Cell {
     count: i64,
 }
 
+/// Decisions in one hour of the week (UTC), summed over the weeks shown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WeekCell {
+    /// 0 Monday … 6 Sunday.
+    day: usize,
+    /// 0 … 23.
+    hour: usize,
+    /// Allowed.
+    allowed: i64,
+    /// Denied.
+    denied: i64,
+    /// The most recent such hour with decisions (RFC 3339): where a click
+    /// looks for them.
+    last: String,
+}
+
+/// Weeks the hour-of-week view sums.
+const HEAT_WEEKS: i64 = 4;
+
+/// Days of the week as shown, Monday first.
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// Folds hourly sums into the 168 hours of the week (the Unix epoch was a
+/// Thursday).
+fn by_hour_of_week(hours: &[idv_store::HourCount]) -> Vec<WeekCell> {
+    let mut week: Vec<WeekCell> = (0..168)
+        .map(|i| WeekCell {
+            day: i / 24,
+            hour: i % 24,
+            ..WeekCell::default()
+        })
+        .collect();
+    for h in hours {
+        let day = usize::try_from((h.hour.div_euclid(24) + 3).rem_euclid(7)).unwrap_or(0);
+        let hour = usize::try_from(h.hour.rem_euclid(24)).unwrap_or(0);
+        if let Some(c) = week.get_mut(day * 24 + hour) {
+            c.allowed += h.allowed;
+            c.denied += h.denied;
+            // Hours come in order: the last one seen is the most recent.
+            c.last = idv_core::Timestamp::from_micros(h.hour * 3_600_000_000).to_rfc3339();
+        }
+    }
+    week
+}
+
 /// `GET /console/heatmap/data`.
 #[derive(Serialize)]
 pub struct HeatData {
     agents: Vec<(Uuid, String)>,
     actions: Vec<String>,
     cells: Vec<Cell>,
+    days: [&'static str; 7],
+    week: Vec<WeekCell>,
 }
 
 async fn heat(state: &AppState, v: &Viewer) -> Result<HeatData, ConsoleError> {
@@ -163,7 +210,14 @@ async fn heat(state: &AppState, v: &Viewer) -> Result<HeatData, ConsoleError> {
             })
         })
         .collect();
-    Ok(HeatData { agents, actions, cells })
+    let hours = app::figures::decision_hours(state, &v.caller, HEAT_WEEKS).await?;
+    Ok(HeatData {
+        agents,
+        actions,
+        cells,
+        days: DAYS,
+        week: by_hour_of_week(&hours),
+    })
 }
 
 /// `GET /console/heatmap/data`.
@@ -179,6 +233,10 @@ struct HeatPage {
 }
 
 impl HeatPage {
+    fn week_count(&self, day: &usize, hour: &usize) -> i64 {
+        self.data.week.get(day * 24 + hour).map_or(0, |c| c.allowed + c.denied)
+    }
+
     fn count(&self, agent: &usize, action: &usize) -> i64 {
         self.data
             .cells
@@ -195,4 +253,42 @@ pub async fn heat_page(State(state): State<AppState>, v: Viewer) -> Result<Respo
         layout: Layout::new(&v, "Access heat map", "/console/heatmap"),
         data,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_fold_into_the_week_from_monday() {
+        // 1970-01-05 was a Monday: hour 4 × 24 + 9 is Monday 09:00 UTC.
+        let monday_9 = 4 * 24 + 9;
+        let hours = [
+            idv_store::HourCount {
+                hour: monday_9,
+                allowed: 2,
+                denied: 1,
+            },
+            idv_store::HourCount {
+                hour: monday_9 + 168,
+                allowed: 3,
+                denied: 0,
+            },
+            idv_store::HourCount {
+                hour: 3 * 24,
+                allowed: 5,
+                denied: 5,
+            },
+        ];
+        let week = by_hour_of_week(&hours);
+        assert_eq!(week.len(), 168);
+        let m = &week[9];
+        assert_eq!((m.day, m.hour, m.allowed, m.denied), (0, 9, 5, 1));
+        assert_eq!(
+            m.last,
+            idv_core::Timestamp::from_micros((monday_9 + 168) * 3_600_000_000).to_rfc3339()
+        );
+        // Hour 72 is Sunday 1970-01-04 00:00.
+        assert_eq!((week[6 * 24].allowed, week[6 * 24].denied), (5, 5));
+    }
 }

@@ -405,6 +405,19 @@ async fn graph_and_heat_map_data_follow_the_decisions(backend: Backend) {
         .map(|c| c["count"].as_i64().unwrap())
         .collect();
     assert_eq!(counts.iter().sum::<i64>(), 4, "{h}");
+    // The same decisions by hour of the week (in this hour, or the two
+    // sides of an hour's turn), each cell naming its hour.
+    let week = h["week"].as_array().unwrap();
+    assert_eq!(week.len(), 168);
+    let busy: Vec<&Value> = week.iter().filter(|c| c["allowed"].as_i64().unwrap() > 0).collect();
+    assert!((1..=2).contains(&busy.len()), "{h}");
+    assert_eq!(busy.iter().map(|c| c["allowed"].as_i64().unwrap()).sum::<i64>(), 4);
+    assert!(
+        busy.iter().all(|c| c["last"].as_str().unwrap().contains(":00:00.")),
+        "{h}"
+    );
+    let page_html = page(&s, &cookie, "/console/heatmap").await.text().await.unwrap();
+    assert!(page_html.contains(r#"id="week-table""#) && page_html.contains("<th scope=\"row\">Mon</th>"));
 }
 
 async fn sso_settings_are_checked_sealed_and_audited(backend: Backend) {
