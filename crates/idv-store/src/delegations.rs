@@ -290,6 +290,27 @@ impl Store {
         sql.fetch_all(self).await?.iter().map(delegation).collect()
     }
 
+    /// Delegations an agent gave (it is the delegator), newest first, at
+    /// most `limit`.
+    pub async fn delegations_from(
+        &self,
+        tenant_id: Uuid,
+        agent_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let sql = format!(
+            "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant_id = $1 AND delegator_type = 'agent' \
+             AND delegator = $2 ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(agent_id.to_string())
+            .bind(limit)
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(delegation).collect()
+    }
+
     /// Delegations from `delegator` to agent `delegate` (revoked and expired
     /// ones included), newest first.
     pub async fn delegations_between(

@@ -77,6 +77,21 @@ pub async fn list(
         .await?)
 }
 
+/// The delegations an agent the caller may see gave to others, newest
+/// first.
+pub async fn given_by(
+    state: &AppState,
+    caller: &Caller,
+    agent_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Delegation>, AppError> {
+    caller
+        .require(state, Permission::ReadRegistry, Action::DelegationList)
+        .await?;
+    super::agents::existing(state, caller, agent_id).await?;
+    Ok(state.store.delegations_from(caller.tenant.id, agent_id, limit).await?)
+}
+
 /// One delegation.
 pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<Delegation, AppError> {
     caller

@@ -7,6 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use idv_core::agent::{Agent, Environment};
+use idv_core::audit::Action;
 use idv_core::credential::Credential;
 use idv_core::lifecycle::{Status, Transition};
 use idv_store::{AgentFilter, AgentOrder};
@@ -433,11 +434,45 @@ pub struct Happened {
     pub actor: String,
     /// The outcome.
     pub outcome: &'static str,
+    /// For an edit, the fields changed; for a decision, the action asked.
+    pub detail: String,
+}
+
+/// A grant to the agent, or a delegation to or from it, as a row.
+pub struct Access {
+    /// `role`, `action`, `delegated to it`, `delegated by it`.
+    pub kind: &'static str,
+    /// What: the role or action, or the delegation's scopes.
+    pub what: String,
+    /// From or to whom, or the condition.
+    pub party: String,
+    /// Until, RFC 3339, or empty.
+    pub until: String,
+    /// Whether it is in force now.
+    pub live: bool,
+}
+
+/// One of the agent's database leases.
+pub struct LeaseRow {
+    /// Id.
+    pub id: String,
+    /// Template.
+    pub template: String,
+    /// Role name.
+    pub username: String,
+    /// State.
+    pub state: &'static str,
+    /// Expires.
+    pub expires: String,
 }
 
 #[derive(Template)]
 #[template(path = "console/agent.html")]
 struct Detail {
+    access: Vec<Access>,
+    leases: Vec<LeaseRow>,
+    edits: Option<Vec<Happened>>,
+    decisions: Option<Vec<Happened>>,
     layout: Layout,
     agent: Agent,
     environment: String,
@@ -450,8 +485,11 @@ struct Detail {
     timeline: Option<Vec<Happened>>,
 }
 
-/// Events shown on an agent's timeline.
+/// Events shown on an agent's timeline (and edits).
 const TIMELINE: i64 = 50;
+
+/// Recent decisions shown on an agent's page.
+const DECISIONS: i64 = 20;
 
 fn parse_id(id: &str) -> Result<Uuid, ConsoleError> {
     id.parse::<Uuid>()
@@ -509,30 +547,51 @@ pub async fn detail(
             denied: e.denied,
         })
         .collect();
-    // The audit timeline, for those who may read the audit log.
-    let timeline = if v.caller.principal.may(idv_core::admin_token::Permission::ReadAudit) {
-        let filter = idv_store::AuditFilter {
-            target_id: Some(id.to_string()),
-            newest_first: true,
-            limit: TIMELINE,
-            ..idv_store::AuditFilter::default()
-        };
-        Some(
-            app::audit::events(&state, &v.caller, filter, false)
-                .await?
-                .iter()
-                .map(|e| Happened {
-                    seq: e.seq,
-                    time: e.time.to_rfc3339(),
-                    action: e.action.clone(),
-                    actor: format!("{}:{}", e.actor.kind.as_str(), e.actor.name),
-                    outcome: e.outcome.as_str(),
-                })
-                .collect(),
-        )
-    } else {
-        None
+    let now = state.clock.now();
+    let access = access(&state, &v, id, now).await?;
+    let leases = app::leases::list(
+        &state,
+        &v.caller,
+        &idv_store::LeaseFilter {
+            agent_id: Some(id),
+            limit: 50,
+            ..idv_store::LeaseFilter::default()
+        },
+    )
+    .await?
+    .iter()
+    .map(|l| LeaseRow {
+        id: l.id.to_string(),
+        template: l.template.clone(),
+        username: l.username.clone(),
+        state: l.state.as_str(),
+        expires: l.expires_at.to_rfc3339(),
+    })
+    .collect();
+    // From the audit log, for those who may read it: every event about the
+    // agent, its edits, and the decisions it got (apart: a busy agent's
+    // decisions would fill the timeline).
+    let audit = v.caller.principal.may(idv_core::admin_token::Permission::ReadAudit);
+    let about = |action: Option<Action>, limit: i64| {
+        let (state, v) = (&state, &v);
+        async move {
+            if !audit {
+                return Ok::<_, ConsoleError>(None);
+            }
+            let filter = idv_store::AuditFilter {
+                target_id: Some(id.to_string()),
+                action: action.map(|a| a.as_str().to_owned()),
+                newest_first: true,
+                limit,
+                ..idv_store::AuditFilter::default()
+            };
+            let events = app::audit::events(state, &v.caller, filter, false).await?;
+            Ok(Some(events.iter().map(Happened::from).collect()))
+        }
     };
+    let timeline = about(None, TIMELINE).await?;
+    let edits = about(Some(Action::AgentUpdate), TIMELINE).await?;
+    let decisions = about(Some(Action::AuthzDecision), DECISIONS).await?;
     Ok(render(&Detail {
         layout: Layout::new(&v, agent.name.clone(), "/console/agents"),
         environment: agent.environment.map(|e| e.as_str().to_owned()).unwrap_or_default(),
@@ -544,7 +603,73 @@ pub async fn detail(
         can,
         neighbours,
         timeline,
+        access,
+        leases,
+        edits,
+        decisions,
     }))
+}
+
+/// The agent's grants (to it, its roles and single actions) and the
+/// delegations to and from it.
+async fn access(state: &AppState, v: &Viewer, id: Uuid, now: idv_core::Timestamp) -> Result<Vec<Access>, ConsoleError> {
+    let subject = idv_core::role::GrantSubject::Agent(id);
+    let mut out: Vec<Access> = app::policies::grants(state, &v.caller, Some(&subject), None, 200)
+        .await?
+        .iter()
+        .map(|g| {
+            let (kind, what) = match &g.permission {
+                idv_core::role::Permission::Role(r) => ("role", r.clone()),
+                idv_core::role::Permission::Action(a) => ("action", a.clone()),
+            };
+            Access {
+                kind,
+                what,
+                party: g.condition.as_ref().map(|c| format!("when {c}")).unwrap_or_default(),
+                until: g.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                live: g.is_live(now),
+            }
+        })
+        .collect();
+    let delegation = |kind: &'static str, d: &idv_core::delegation::Delegation, party: String| Access {
+        kind,
+        what: d.scopes.iter().cloned().collect::<Vec<_>>().join(" "),
+        party,
+        until: d.expires_at.to_rfc3339(),
+        live: d.is_live(now),
+    };
+    for d in app::delegations::list(state, &v.caller, Some(id), None, 200).await? {
+        let from = match &d.delegator {
+            idv_core::delegation::Delegator::Agent { id } => format!("from agent {id}"),
+            idv_core::delegation::Delegator::Human { issuer, sub } => format!("from {sub} ({issuer})"),
+        };
+        out.push(delegation("delegated to it", &d, from));
+    }
+    for d in app::delegations::given_by(state, &v.caller, id, 200).await? {
+        out.push(delegation("delegated by it", &d, format!("to agent {}", d.delegate)));
+    }
+    Ok(out)
+}
+
+impl From<&idv_core::audit::Event> for Happened {
+    fn from(e: &idv_core::audit::Event) -> Self {
+        Happened {
+            seq: e.seq,
+            time: e.time.to_rfc3339(),
+            action: e.action.clone(),
+            actor: format!("{}:{}", e.actor.kind.as_str(), e.actor.name),
+            outcome: e.outcome.as_str(),
+            detail: match e.details.get("changed").and_then(|c| c.as_array()) {
+                Some(fields) => fields.iter().filter_map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
+                None => e
+                    .details
+                    .get("action")
+                    .and_then(|a| a.as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_default(),
+            },
+        }
+    }
 }
 
 /// The registration form on the inventory page.

@@ -14,6 +14,24 @@ backend_tests!(
     bad_requests_are_refused_with_the_field,
 );
 
+/// A console page, signed in with the bootstrap token.
+async fn console_page(s: &TestServer, path: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .post(s.url("/console/login"))
+        .form(&[("token", s.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = client.get(s.url(path)).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.unwrap()
+}
+
 async fn ask(s: &TestServer, token: &str, body: Value) -> reqwest::Response {
     s.req_as(token, Method::POST, "/v1/access-requests")
         .json(&body)
@@ -134,6 +152,38 @@ async fn a_request_is_approved_by_someone_else_and_ends_on_its_own(backend: Back
     .await;
     assert_eq!(grants["items"][0]["id"], grant_id.as_str());
     assert_eq!(grants["items"][0]["created_by"], "lead");
+
+    // The agent's page shows the grant, a delegation each way, its
+    // decisions and its edits.
+    let other = create_agent(&s, &s.token, "jit-peer").await;
+    let other_id = other["id"].as_str().unwrap();
+    for (from, to) in [(id, other_id), (other_id, id)] {
+        let res = s
+            .req(Method::POST, "/v1/delegations")
+            .json(&json!({"delegator": {"type": "agent", "id": from}, "delegate": to, "scopes": ["ledger"], "ttl": "1h"}))
+            .send()
+            .await
+            .unwrap();
+        json_ok(res, StatusCode::CREATED).await;
+    }
+    let res = s
+        .req(Method::PATCH, &format!("/v1/agents/{id}"))
+        .json(&json!({"purpose": "closes the books"}))
+        .send()
+        .await
+        .unwrap();
+    json_ok(res, StatusCode::OK).await;
+    let html = console_page(&s, &format!("/console/agents/{id}")).await;
+    let section = |h: &str| {
+        let at = html.find(&format!(r#"id="{h}""#)).unwrap_or_else(|| panic!("no {h}: {html}"));
+        html[at..at + html[at..].find("</table>").unwrap()].to_owned()
+    };
+    let access = section("access");
+    assert!(access.contains("<td>role</td><td class=\"wrap\">ledger-reader</td>"), "{access}");
+    assert!(access.contains("delegated to it") && access.contains("delegated by it"), "{access}");
+    assert!(section("decisions").contains("<td>read</td>"), "{html}");
+    assert!(section("edits").contains("<td>purpose</td>"), "{html}");
+    assert!(section("agent-leases").contains("No database leases"));
 
     // An hour later the grant has ended on its own.
     clock.advance_secs(3_601);
