@@ -74,6 +74,9 @@ pub struct Config {
     pub auth_failure_limit: u32,
     /// Limits on client connections.
     pub connections: ConnectionLimits,
+    /// Console session timeouts ([`Settings::console_idle_timeout`],
+    /// [`Settings::console_session_lifetime`]).
+    pub console_sessions: idv_core::session::Timeouts,
 }
 
 /// Limits on client connections, so that slow or idle clients cannot hold
@@ -193,6 +196,7 @@ impl Default for Config {
             webhook_hosts: Vec::new(),
             auth_failure_limit: crate::app::throttle::DEFAULT_LIMIT,
             connections: ConnectionLimits::default(),
+            console_sessions: idv_core::session::Timeouts::default(),
         }
     }
 }
@@ -239,6 +243,16 @@ pub fn prepare(config: &Config) -> anyhow::Result<Setup> {
         && (every < ahead.saturating_mul(2) || every < Duration::from_secs(3600))
     {
         bail!("the signing key rotation period must be at least 1 hour and twice the publication lead");
+    }
+    let t = config.console_sessions;
+    if !(60..=86_400).contains(&t.idle_secs)
+        || !(300..=7 * 86_400).contains(&t.absolute_secs)
+        || t.idle_secs > t.absolute_secs
+    {
+        bail!(
+            "the console idle timeout must be between 1 minute and 24 hours, the session lifetime between \
+             5 minutes and 7 days, and the idle timeout at most the lifetime"
+        );
     }
     if let Some(url) = &config.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -110,7 +110,7 @@ impl AppState {
             credential_hasher: SecretHasher::new(&setup.master_key, "credential"),
             session_hasher: SecretHasher::new(&setup.master_key, "console-session"),
             csrf_hasher: SecretHasher::new(&setup.master_key, "console-csrf"),
-            session_timeouts: idv_core::session::Timeouts::default(),
+            session_timeouts: config.console_sessions,
             sso_sealer: Arc::new(Sealer::new(&setup.master_key, "sso-client-secret")),
             oidc_sealer: Arc::new(Sealer::new(&setup.master_key, "console-oidc")),
             provider_documents: Arc::default(),

@@ -120,6 +120,8 @@ pub struct Options {
     pub auth_failure_limit: Option<u32>,
     /// Connection limits (default: the server's defaults).
     pub connections: Option<idv_server::config::ConnectionLimits>,
+    /// Console session timeouts (default: the server's).
+    pub console_sessions: Option<idv_core::session::Timeouts>,
 }
 
 /// A running in-process server.
@@ -202,6 +204,7 @@ impl TestServer {
                 .map_or(defaults.signing_key_publish_ahead, |(_, ahead)| ahead),
             auth_failure_limit: opts.auth_failure_limit.unwrap_or(defaults.auth_failure_limit),
             connections: opts.connections.unwrap_or(defaults.connections),
+            console_sessions: opts.console_sessions.unwrap_or(defaults.console_sessions),
             ..defaults
         };
         let clock: Arc<dyn Clock> = match &opts.clock {

@@ -108,6 +108,14 @@ pub struct Settings {
     /// Open connections in all beyond which a new one is closed at once.
     #[arg(long, env = "IDV_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub http_max_connections: usize,
+    /// How long a console session may stay without a request before it
+    /// ends, e.g. `30m` (1 minute to 24 hours; at most the lifetime).
+    #[arg(long, env = "IDV_CONSOLE_IDLE_TIMEOUT", default_value = "30m")]
+    pub console_idle_timeout: String,
+    /// How long a console session lasts after sign-in whatever happens,
+    /// e.g. `12h` (5 minutes to 7 days).
+    #[arg(long, env = "IDV_CONSOLE_SESSION_LIFETIME", default_value = "12h")]
+    pub console_session_lifetime: String,
     /// Log filter in `tracing` syntax, e.g. `info` or
     /// `info,idv_store=debug`; logs go to standard error.
     #[arg(long, env = "IDV_LOG", default_value = "info")]
@@ -149,6 +157,10 @@ pub const BOOTSTRAP_TOKEN: EnvOnly = EnvOnly {
 
 /// The settings read from the environment only.
 pub const ENV_ONLY: [EnvOnly; 2] = [MASTER_KEY, BOOTSTRAP_TOKEN];
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
 
 impl Settings {
     /// The server configuration these settings describe (the environment-only
@@ -206,6 +218,16 @@ impl Settings {
                 )?,
                 max_per_ip: self.http_max_connections_per_ip,
                 max: self.http_max_connections,
+            },
+            console_sessions: idv_core::session::Timeouts {
+                idle_secs: secs(seconds(
+                    &self.console_idle_timeout,
+                    "--console-idle-timeout / IDV_CONSOLE_IDLE_TIMEOUT",
+                )?),
+                absolute_secs: secs(seconds(
+                    &self.console_session_lifetime,
+                    "--console-session-lifetime / IDV_CONSOLE_SESSION_LIFETIME",
+                )?),
             },
             ..Config::default()
         })
@@ -279,6 +301,39 @@ mod tests {
                  it should read:\n\n{expected}"
             );
         }
+    }
+
+    /// Console session timeouts out of range, or an idle timeout longer
+    /// than the lifetime, are refused at start.
+    #[test]
+    fn console_timeouts_are_checked() -> anyhow::Result<()> {
+        use clap::FromArgMatches as _;
+        let dir = tempfile::tempdir()?;
+        for (idle, life, ok) in [
+            ("30m", "12h", true),
+            ("10s", "12h", false),
+            ("2h", "1h", false),
+            ("30m", "8d", false),
+        ] {
+            let cmd = super::super::file::command().mut_args(|a| a.env(None::<&str>));
+            let m = cmd.try_get_matches_from([
+                "serve",
+                "--console-idle-timeout",
+                idle,
+                "--console-session-lifetime",
+                life,
+            ])?;
+            let config = Config {
+                data_dir: dir.path().join("data"),
+                ..Settings::from_arg_matches(&m)?.into_config()?
+            };
+            let checked = crate::config::prepare(&config);
+            assert_eq!(checked.is_ok(), ok, "{idle} / {life}: {checked:?}");
+            if let Err(e) = checked {
+                assert!(e.to_string().contains("console idle timeout"), "{e}");
+            }
+        }
+        Ok(())
     }
 
     /// [`Config::default`] is what the declared defaults give.

@@ -26,7 +26,13 @@ async fn console_page(s: &TestServer, path: &str) -> String {
         .send()
         .await
         .unwrap();
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let page = client.get(s.url(path)).header("cookie", cookie).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     page.text().await.unwrap()
@@ -160,7 +166,9 @@ async fn a_request_is_approved_by_someone_else_and_ends_on_its_own(backend: Back
     for (from, to) in [(id, other_id), (other_id, id)] {
         let res = s
             .req(Method::POST, "/v1/delegations")
-            .json(&json!({"delegator": {"type": "agent", "id": from}, "delegate": to, "scopes": ["ledger"], "ttl": "1h"}))
+            .json(
+                &json!({"delegator": {"type": "agent", "id": from}, "delegate": to, "scopes": ["ledger"], "ttl": "1h"}),
+            )
             .send()
             .await
             .unwrap();
@@ -175,12 +183,20 @@ async fn a_request_is_approved_by_someone_else_and_ends_on_its_own(backend: Back
     json_ok(res, StatusCode::OK).await;
     let html = console_page(&s, &format!("/console/agents/{id}")).await;
     let section = |h: &str| {
-        let at = html.find(&format!(r#"id="{h}""#)).unwrap_or_else(|| panic!("no {h}: {html}"));
+        let at = html
+            .find(&format!(r#"id="{h}""#))
+            .unwrap_or_else(|| panic!("no {h}: {html}"));
         html[at..at + html[at..].find("</table>").unwrap()].to_owned()
     };
     let access = section("access");
-    assert!(access.contains("<td>role</td><td class=\"wrap\">ledger-reader</td>"), "{access}");
-    assert!(access.contains("delegated to it") && access.contains("delegated by it"), "{access}");
+    assert!(
+        access.contains("<td>role</td><td class=\"wrap\">ledger-reader</td>"),
+        "{access}"
+    );
+    assert!(
+        access.contains("delegated to it") && access.contains("delegated by it"),
+        "{access}"
+    );
     assert!(section("decisions").contains("<td>read</td>"), "{html}");
     assert!(section("edits").contains("<td>purpose</td>"), "{html}");
     assert!(section("agent-leases").contains("No database leases"));

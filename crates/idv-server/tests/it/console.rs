@@ -13,6 +13,7 @@ use crate::{create_agent, events_after, get, head, named_token, start_manual, tr
 backend_tests!(
     break_glass_sign_in_opens_a_session_until_sign_out,
     sessions_end_when_idle_or_past_their_lifetime,
+    session_timeouts_follow_the_settings,
     a_session_dies_with_its_admin_token,
     state_changes_need_the_csrf_token_and_our_origin,
     an_auditor_is_refused_and_the_refusal_is_recorded,
@@ -148,6 +149,38 @@ async fn sessions_end_when_idle_or_past_their_lifetime(backend: Backend) {
         }
     }
     panic!("the session outlived its 12 hours");
+}
+
+/// The timeouts are settings: a server told 5 minutes idle and 1 hour in
+/// all ends sessions then.
+async fn session_timeouts_follow_the_settings(backend: Backend) {
+    let clock = TestServer::manual_clock();
+    let s = TestServer::start_with(
+        backend,
+        idv_testkit::Options {
+            clock: Some(clock.clone()),
+            console_sessions: Some(idv_core::session::Timeouts {
+                idle_secs: 5 * 60,
+                absolute_secs: 3600,
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cookie = sign_in(&s, &s.token).await;
+    clock.advance_secs(4 * 60);
+    assert_eq!(page(&s, &cookie, "/console").await.status(), StatusCode::OK);
+    clock.advance_secs(6 * 60);
+    signed_out(&page(&s, &cookie, "/console").await);
+    let cookie = sign_in(&s, &s.token).await;
+    // Active every 4 minutes: alive at 56 minutes, ended at the hour.
+    for _ in 0..14 {
+        clock.advance_secs(4 * 60);
+        assert_eq!(page(&s, &cookie, "/console").await.status(), StatusCode::OK);
+    }
+    clock.advance_secs(4 * 60);
+    signed_out(&page(&s, &cookie, "/console").await);
 }
 
 async fn a_session_dies_with_its_admin_token(backend: Backend) {
