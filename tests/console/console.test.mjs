@@ -312,6 +312,11 @@ async function main() {
     assert.equal(csv.trim().split("\n").length, 2, csv);
     assert.match(csv, /credential\.rotate/);
 
+    step = "the whole chain verified from the audit page";
+    await page.click("#verify-chain");
+    await page.waitForSelector("#chain-status.notice");
+    assert.match(await page.textContent("#chain-status"), /^Intact: every event up to \d+ verified/);
+
     step = "the communication graph renders its agents and calls";
     await page.click("nav >> text=Graph");
     await page.waitForURL(`${base}/console/graph`);

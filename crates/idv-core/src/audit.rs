@@ -390,6 +390,72 @@ impl Verifier {
     }
 }
 
+/// A walk of the whole chain against the head recorded when it started:
+/// every event verified in order, the recorded head's hash found at its
+/// place (a rewritten tail whose links agree again is caught), and no event
+/// missing at the end (a cut tail is caught). Fed a page at a time, by the
+/// CLI (from the database or the API) and by the server.
+#[derive(Debug)]
+pub struct ChainWalk {
+    verifier: Verifier,
+    head: Head,
+    broken: Option<Break>,
+}
+
+impl ChainWalk {
+    /// A walk up to the recorded `head`.
+    pub fn new(head: Head) -> Self {
+        Self {
+            verifier: Verifier::default(),
+            head,
+            broken: None,
+        }
+    }
+
+    /// Checks the next page of events in chain order; `false` once the
+    /// chain is found broken (read no further).
+    pub fn push(&mut self, events: &[Event]) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        for ev in events {
+            if let Err(b) = self.verifier.push(ev) {
+                self.broken = Some(b);
+                return false;
+            }
+            if ev.seq == self.head.seq && ev.hash != self.head.hash {
+                self.broken = Some(Break {
+                    seq: ev.seq,
+                    problem: "hash differs from the chain head recorded".into(),
+                });
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The last event verified so far.
+    pub fn verified(&self) -> Head {
+        self.verifier.head()
+    }
+
+    /// The last event verified, and the first broken link if any (events
+    /// missing before the recorded head included).
+    pub fn finish(self) -> (Head, Option<Break>) {
+        let end = self.verifier.head();
+        let broken = self.broken.or_else(|| {
+            (end.seq < self.head.seq).then(|| Break {
+                seq: end.seq + 1,
+                problem: format!(
+                    "the chain ends at event {} but its head is event {} (events were removed)",
+                    end.seq, self.head.seq
+                ),
+            })
+        });
+        (end, broken)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,5 +579,30 @@ mod tests {
             let err = verify(&events).unwrap_err();
             prop_assert_eq!(err.seq, (at + 1) as i64);
         }
+    }
+
+    #[test]
+    fn a_walk_catches_a_cut_tail_and_a_rewritten_head() {
+        let events = chain(6);
+        let head = Head {
+            seq: events[5].seq,
+            hash: events[5].hash,
+        };
+        let mut w = ChainWalk::new(head);
+        assert!(w.push(&events[..3]) && w.push(&events[3..]));
+        assert_eq!(w.finish(), (head, None));
+        // The last two events cut off.
+        let mut w = ChainWalk::new(head);
+        w.push(&events[..4]);
+        let (end, broken) = w.finish();
+        assert_eq!(end.seq, events[3].seq);
+        assert_eq!(broken.unwrap().seq, events[4].seq);
+        // A head recorded with another hash than the walked chain's.
+        let mut w = ChainWalk::new(Head {
+            seq: head.seq,
+            hash: [7; 32],
+        });
+        assert!(!w.push(&events));
+        assert!(w.finish().1.unwrap().problem.contains("chain head"));
     }
 }

@@ -54,6 +54,9 @@ pub struct Services {
     pub secret_sealer: Arc<Sealer>,
     /// Every in-memory cache of this node (`app::cache`).
     pub caches: Arc<Caches>,
+    /// The last verification of the audit chain on this node; locked while
+    /// one runs, so only one walks the chain at a time.
+    pub chain_check: Arc<tokio::sync::Mutex<Option<crate::app::audit::ChainCheck>>>,
     /// Serialises the creation of a tenant's first signing key on this node.
     pub key_creation: Arc<tokio::sync::Mutex<()>>,
     /// Connections to dynamic-credential target databases.
@@ -118,6 +121,7 @@ impl AppState {
             key_sealer: Arc::new(Sealer::new(&setup.master_key, "signing-key")),
             secret_sealer: Arc::new(Sealer::new(&setup.master_key, "credential-secret")),
             caches: Arc::new(Caches::default()),
+            chain_check: Arc::default(),
             key_creation: Arc::default(),
             target_pools: Arc::default(),
             public_url: public_url.trim_end_matches('/').into(),

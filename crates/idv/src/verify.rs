@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use idv_core::audit::{Break, Event, Verifier};
+use idv_core::audit::{Break, ChainWalk, Event, Head};
 use idv_core::clock::SystemClock;
 use idv_core::hex;
 use idv_store::Store;
@@ -124,38 +124,19 @@ pub async fn walk(source: Source, bar: &ProgressBar) -> anyhow::Result<Report> {
             }
         }
     });
-    let mut verifier = Verifier::default();
-    let mut broken = None;
-    'pages: while let Some(page) = rx.recv().await {
-        for ev in page? {
-            if let Err(b) = verifier.push(&ev) {
-                broken = Some(b);
-                break 'pages;
-            }
-            // The recorded head must be part of the chain we walked: this
-            // catches a rewritten tail whose links are consistent again.
-            if ev.seq == head_seq && ev.hash != head_hash {
-                broken = Some(Break {
-                    seq: ev.seq,
-                    problem: "hash differs from the chain head recorded".into(),
-                });
-                break 'pages;
-            }
+    let mut walk = ChainWalk::new(Head {
+        seq: head_seq,
+        hash: head_hash,
+    });
+    while let Some(page) = rx.recv().await {
+        if !walk.push(&page?) {
+            break;
         }
-        bar.set_position(verifier.head().seq.max(0) as u64);
+        bar.set_position(walk.verified().seq.max(0) as u64);
     }
     drop(rx);
     reader.abort();
-    let end = verifier.head();
-    if broken.is_none() && end.seq < head_seq {
-        broken = Some(Break {
-            seq: end.seq + 1,
-            problem: format!(
-                "the chain ends at event {} but its head is event {head_seq} (events were removed)",
-                end.seq
-            ),
-        });
-    }
+    let (end, broken) = walk.finish();
     bar.finish_and_clear();
     Ok(Report {
         ok: broken.is_none(),

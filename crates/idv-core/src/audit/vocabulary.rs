@@ -237,6 +237,8 @@ vocabulary! {
         AuditRead = "audit.read",
         /// Reading every tenant's audit log (a refusal by role only).
         AuditReadAllTenants = "audit.read_all_tenants",
+        /// The whole chain verified from the console (the result in details).
+        AuditVerify = "audit.verify",
         /// A target database registered or replaced.
         DbTargetPut = "db.target.put" => "db.target_changed",
         /// A target database removed.
@@ -398,6 +400,8 @@ vocabulary! {
         ConsoleSession = "console_session",
         /// A tenant's single sign-on settings.
         Sso = "sso",
+        /// The audit chain itself (target id: the head verified up to).
+        AuditChain = "audit_chain",
         /// A just-in-time access request.
         AccessRequest = "access_request",
     }

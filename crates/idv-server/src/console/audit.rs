@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use idv_core::Timestamp;
 use idv_core::audit::{Event, Outcome};
 use idv_store::AuditFilter;
@@ -132,6 +132,7 @@ struct ListPage {
     search: Search,
     rows: Vec<Row>,
     next: Option<i64>,
+    check: Option<app::audit::ChainCheck>,
 }
 
 fn before_cursor(before: Option<String>) -> Result<Option<i64>, ConsoleError> {
@@ -157,6 +158,7 @@ pub async fn list(State(state): State<AppState>, v: Viewer, RawQuery(raw): RawQu
         rows: events.iter().map(Row::from).collect(),
         search,
         next,
+        check: app::audit::last_chain_check(&state),
     }))
 }
 
@@ -248,4 +250,23 @@ pub async fn export(
             .collect(),
     };
     export::respond(raw.as_deref(), &table)
+}
+
+/// The form of the chain verification.
+#[derive(serde::Deserialize)]
+pub struct VerifyForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+/// `POST /console/audit/verify`: walks the whole chain now; the audit page
+/// then shows the result.
+pub async fn verify(
+    State(state): State<AppState>,
+    v: Viewer,
+    axum::Form(f): axum::Form<VerifyForm>,
+) -> Result<Response, ConsoleError> {
+    v.check_csrf(&f.csrf)?;
+    app::audit::verify_chain(&state, &v.caller).await?;
+    Ok(axum::response::Redirect::to("/console/audit#chain").into_response())
 }

@@ -83,6 +83,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/webhooks", get(operations::webhooks))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
+        .route("/console/audit/verify", post(audit::verify))
         .route("/console/audit/{seq}", get(audit::event))
         .route("/console/tenants", get(tenants::page))
         .route("/console/sessions", get(sessions::page))

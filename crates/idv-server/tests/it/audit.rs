@@ -461,7 +461,7 @@ async fn audit_filters_and_pagination(backend: Backend) {
 }
 
 /// Stops the server, runs `sql` on its database, and starts it again.
-async fn edit_stored(s: TestServer, backend: Backend, sql: &[String]) -> TestServer {
+pub(crate) async fn edit_stored(s: TestServer, backend: Backend, sql: &[String]) -> TestServer {
     let token = s.token.clone();
     let database = s.stop().await;
     let mut conn = db(&database.url).await;

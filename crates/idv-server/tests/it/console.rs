@@ -24,6 +24,7 @@ backend_tests!(
     a_forged_or_stale_sso_return_opens_nothing,
     the_overview_rotation_and_exports_follow_the_registry,
     policies_are_compared_activated_and_drafts_tested_on_recorded_decisions,
+    the_chain_is_verified_from_the_audit_page,
 );
 
 /// A client that does not follow redirects (to see them).
@@ -822,4 +823,60 @@ async fn policies_are_compared_activated_and_drafts_tested_on_recorded_decisions
             .any(|e| e["action"] == "policy.version.activate" && e["outcome"] == "denied"),
         "{refused:?}"
     );
+}
+
+/// "Verify the whole chain now": intact, then, after an event is edited in
+/// the database, broken at that event; each run recorded as `audit.verify`.
+async fn the_chain_is_verified_from_the_audit_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for i in 0..3 {
+        create_agent(&s, &s.token, &format!("chain-{i}")).await;
+    }
+    let html = verify_from_console(&s).await;
+    assert!(html.contains(r#"id="chain-status">Intact"#), "{html}");
+    let created = crate::all_events(&s)
+        .await
+        .iter()
+        .find(|e| e["action"] == "agent.create")
+        .unwrap()["seq"]
+        .as_i64()
+        .unwrap();
+    let s = crate::audit::edit_stored(
+        s,
+        backend,
+        &[format!(
+            "UPDATE audit_events SET reason = 'forged' WHERE seq = {created}"
+        )],
+    )
+    .await;
+    let html = verify_from_console(&s).await;
+    assert!(
+        html.contains(&format!(r#"id="chain-status">Broken at event {created}:"#)),
+        "{html}"
+    );
+    let runs: Vec<bool> = crate::all_events(&s)
+        .await
+        .iter()
+        .filter(|e| e["action"] == "audit.verify")
+        .map(|e| e["details"]["intact"].as_bool().unwrap())
+        .collect();
+    assert_eq!(runs, [true, false]);
+}
+
+/// Signs in, checks the audit page has no result yet, runs the chain
+/// verification, and answers the audit page after it.
+async fn verify_from_console(s: &TestServer) -> String {
+    let cookie = sign_in(s, &s.token).await;
+    let before = page(s, &cookie, "/console/audit").await.text().await.unwrap();
+    assert!(before.contains("Not verified"), "{before}");
+    let token = csrf(s, &cookie).await;
+    let res = browser()
+        .post(s.url("/console/audit/verify"))
+        .header(COOKIE, &cookie)
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    page(s, &cookie, "/console/audit").await.text().await.unwrap()
 }
