@@ -392,6 +392,19 @@ async function main() {
       await accessible(page, label);
     }
 
+    step = "a webhook subscription's deliveries, one sent again";
+    const hook = (await api(base, admin, "POST", "/v1/webhooks", { url: `${base}/healthz`, events: ["agent.*"] })).webhook;
+    await api(base, admin, "POST", `/v1/webhooks/${hook.id}/test`);
+    await page.click('nav >> text="Webhooks"');
+    await page.click(`#webhooks a[href="/console/webhooks/${hook.id}"]`);
+    await page.waitForSelector("#deliveries button.redeliver");
+    await accessible(page, "webhook deliveries");
+    await page.click("#deliveries button.redeliver");
+    await page.waitForSelector("#notice");
+    assert.match(await page.textContent("#notice"), /webhook\.test queued again/);
+    assert.equal(await page.locator("#deliveries tbody tr").count(), 2);
+    await shot(page, "12b-webhook-deliveries");
+
     step = "the ROI calculator: the product sheet's defaults, live figures, a link that reproduces it";
     await page.click("nav >> text=ROI");
     await page.waitForURL(`${base}/console/roi`);

@@ -716,6 +716,20 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// This delivery's event sent again: a new delivery (its own
+    /// `webhook-id`, signed with the current secret) of the same event type,
+    /// event id and payload, due at `now`; receivers de-duplicate by the
+    /// payload's `event_id`.
+    pub fn again(&self, id: Uuid, now: Timestamp) -> Self {
+        Self::pending(
+            (id, self.tenant_id, self.webhook_id),
+            &self.event_type,
+            self.event_id,
+            self.payload.clone(),
+            now,
+        )
+    }
+
     /// A delivery of `payload` not yet attempted, due at `now`.
     pub fn pending(
         (id, tenant_id, webhook_id): (Uuid, Uuid, Uuid),

@@ -490,6 +490,13 @@ pub enum Command {
     },
     /// Queue a test event to one subscription.
     TestWebhook(Box<Delivery>),
+    /// Send a delivery's event again.
+    RedeliverWebhook {
+        /// The new delivery.
+        delivery: Box<Delivery>,
+        /// The delivery sent before.
+        of: Uuid,
+    },
     /// Turn the audit events after each subscription's cursor into
     /// deliveries (bookkeeping, no event).
     DispatchWebhooks,
@@ -947,6 +954,13 @@ impl Command {
                 d.webhook_id.to_string(),
                 None,
             ),
+            Command::RedeliverWebhook { delivery, .. } => (
+                delivery.tenant_id,
+                Action::WebhookRedeliver,
+                TargetType::Webhook,
+                delivery.webhook_id.to_string(),
+                None,
+            ),
             Command::ExpireAgent(_)
             | Command::DispatchWebhooks
             | Command::PruneWebhookDeliveries
@@ -1208,6 +1222,7 @@ pub(crate) async fn apply(
             replacing,
         } => webhooks::rotate_secret(conn, tenant_id, id, secrets, &replacing, now, ctx).await,
         Command::TestWebhook(d) => webhooks::test(conn, *d, clock, ctx).await,
+        Command::RedeliverWebhook { delivery, of } => webhooks::redeliver(conn, *delivery, of, clock, ctx).await,
         Command::DispatchWebhooks => webhooks::dispatch(conn, now, clock).await,
         Command::PruneWebhookDeliveries => webhooks::prune(conn, now, ctx).await,
         Command::PruneSeenJtis => credentials::prune_seen_jtis(conn, now).await,

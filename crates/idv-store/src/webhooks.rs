@@ -108,8 +108,10 @@ pub struct SealedSecrets {
 pub struct DeliveryFilter {
     /// Only in this state.
     pub status: Option<DeliveryStatus>,
-    /// Keyset: ids after this one.
+    /// Keyset: ids after this one (before it, newest first).
     pub after: Option<Uuid>,
+    /// Newest first (the console's view) rather than oldest first.
+    pub newest_first: bool,
     /// At most this many.
     pub limit: i64,
 }
@@ -184,7 +186,8 @@ impl Store {
         r.as_ref().map(delivery).transpose()
     }
 
-    /// A subscription's delivery log, oldest first (ids are time-ordered).
+    /// A subscription's delivery log, oldest first (ids are time-ordered)
+    /// or newest first.
     pub async fn webhook_deliveries(
         &self,
         tenant_id: Uuid,
@@ -192,14 +195,20 @@ impl Store {
         f: &DeliveryFilter,
     ) -> Result<Vec<Delivery>, StoreError> {
         let status = if f.status.is_some() { " AND status = $5" } else { "" };
+        let (cmp, order, start) = if f.newest_first {
+            // Past any id: ids are hex and dashes.
+            ("<", "id DESC", "~")
+        } else {
+            (">", "id", "")
+        };
         let sql = format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2 AND id > $3\
-             {status} ORDER BY id LIMIT $4"
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2 \
+             AND id {cmp} $3{status} ORDER BY {order} LIMIT $4"
         );
         let mut q = sqlx::query(&sql)
             .bind(tenant_id.to_string())
             .bind(webhook_id.to_string())
-            .bind(f.after.map(|a| a.to_string()).unwrap_or_default())
+            .bind(f.after.map_or_else(|| start.to_owned(), |a| a.to_string()))
             .bind(f.limit.clamp(1, 10_000));
         if let Some(s) = f.status {
             q = q.bind(s.as_str());
@@ -493,12 +502,36 @@ pub(crate) async fn test(
     clock: &dyn Clock,
     ctx: &Context,
 ) -> Result<Effect, StoreError> {
+    let details = json!({ "delivery_id": d.id });
+    queue(conn, d, Action::WebhookTest, details, clock, ctx).await
+}
+
+/// Queues delivery `d` again as a new delivery of the same event; `of`
+/// is the delivery sent before.
+pub(crate) async fn redeliver(
+    conn: &mut AnyConnection,
+    d: Delivery,
+    of: Uuid,
+    clock: &dyn Clock,
+    ctx: &Context,
+) -> Result<Effect, StoreError> {
+    let details = json!({ "delivery_id": d.id, "of": of, "event_type": d.event_type, "event_id": d.event_id });
+    queue(conn, d, Action::WebhookRedeliver, details, clock, ctx).await
+}
+
+/// Inserts a delivery (its job due at once) to an existing subscription,
+/// with one event `action` carrying `details`.
+async fn queue(
+    conn: &mut AnyConnection,
+    d: Delivery,
+    action: Action,
+    details: serde_json::Value,
+    clock: &dyn Clock,
+    ctx: &Context,
+) -> Result<Effect, StoreError> {
     let w = load(conn, d.tenant_id, d.webhook_id).await?;
     insert_delivery(conn, &d, clock).await?;
-    let ev = with_details(
-        webhook_draft(ctx, &w, Action::WebhookTest),
-        json!({ "delivery_id": d.id }),
-    );
+    let ev = with_details(webhook_draft(ctx, &w, action), details);
     Ok((Applied::Delivery(Box::new(d)), vec![ev]))
 }
 
@@ -816,6 +849,12 @@ typed_writes! {
     /// Queues a test event to one subscription.
     fn test_webhook(delivery: Delivery) -> Delivery {
         Command::TestWebhook(Box::new(delivery)) => Applied::Delivery(d) => *d
+    }
+
+    /// Queues a delivery's event again, as a new delivery (`of`: the one
+    /// sent before).
+    fn redeliver_webhook(delivery: Delivery, of: Uuid) -> Delivery {
+        Command::RedeliverWebhook { delivery: Box::new(delivery), of } => Applied::Delivery(d) => *d
     }
 
     /// Turns the audit events after each subscription's cursor into

@@ -309,6 +309,8 @@ vocabulary! {
         WebhookRotateSecret = "webhook.rotate_secret",
         /// A test event queued to one subscription.
         WebhookTest = "webhook.test",
+        /// A delivery sent again (a new delivery of the same event).
+        WebhookRedeliver = "webhook.redeliver",
         /// Reading a webhook subscription (a refusal by role only).
         WebhookGet = "webhook.get",
         /// Listing webhook subscriptions (a refusal by role only).

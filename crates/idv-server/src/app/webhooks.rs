@@ -248,6 +248,28 @@ pub async fn test(state: &AppState, caller: &Caller, id: Uuid) -> Result<Deliver
     Ok(state.store.test_webhook(d, caller.context()).await?)
 }
 
+/// Sends delivery `delivery_id` of subscription `id` again, as a new
+/// delivery of the same event (also while the subscription is disabled).
+pub async fn redeliver(state: &AppState, caller: &Caller, id: Uuid, delivery_id: Uuid) -> Result<Delivery, AppError> {
+    caller
+        .require(state, Permission::ManageWebhooks, Action::WebhookRedeliver)
+        .await?;
+    get(state, caller, id).await?;
+    let old = state
+        .store
+        .webhook_delivery(caller.tenant.id, delivery_id)
+        .await?
+        .filter(|d| d.webhook_id == id)
+        .ok_or_else(|| {
+            AppError::Store(StoreError::NotFound {
+                what: "webhook delivery",
+                id: delivery_id.to_string(),
+            })
+        })?;
+    let d = old.again(state.clock.new_id(), state.clock.now());
+    Ok(state.store.redeliver_webhook(d, old.id, caller.context()).await?)
+}
+
 /// Moves every enabled subscription's cursor up to the chain head, making
 /// deliveries of the events it selects. A cheap read first, so an idle
 /// node writes nothing. Returns how many deliveries were made.

@@ -83,6 +83,11 @@ pub fn router() -> Router<AppState> {
         .route("/console/webhooks", get(operations::webhooks))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export", get(audit::export))
+        .route("/console/webhooks/{id}", get(operations::webhook))
+        .route(
+            "/console/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(operations::redeliver),
+        )
         .route("/console/audit/verify", post(audit::verify))
         .route("/console/audit/{seq}", get(audit::event))
         .route("/console/tenants", get(tenants::page))

@@ -136,43 +136,105 @@ pub async fn leases(State(state): State<AppState>, v: Viewer) -> Result<Response
     }))
 }
 
-/// `GET /console/webhooks`.
+#[derive(Template)]
+#[template(path = "console/webhooks.html")]
+struct WebhooksPage {
+    layout: Layout,
+    hooks: Vec<idv_core::webhook::Webhook>,
+}
+
+/// `GET /console/webhooks`: the subscriptions and their health, each
+/// linking to its deliveries.
 pub async fn webhooks(State(state): State<AppState>, v: Viewer) -> Result<Response, ConsoleError> {
     let hooks = app::webhooks::list(&state, &v.caller, None, 500).await?;
-    Ok(render(&TablePage {
+    Ok(render(&WebhooksPage {
         layout: Layout::new(&v, "Webhooks", "/console/webhooks"),
-        intro: "Subscriptions to the tenant's events, signed per Standard Webhooks. A subscription that keeps failing \
-                is disabled and says why.",
-        id: "webhooks",
-        headings: &[
-            "URL",
-            "Events",
-            "Status",
-            "Failures in a row",
-            "Failing since",
-            "Last success",
-        ],
-        rows: hooks
-            .iter()
-            .map(|w| {
-                Row(vec![
-                    w.url.clone(),
-                    w.events
-                        .patterns()
-                        .iter()
-                        .map(|p| p.as_str().to_owned())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    match &w.disabled_reason {
-                        Some(r) => format!("{} ({r})", w.status.as_str()),
-                        None => w.status.as_str().to_owned(),
-                    },
-                    w.consecutive_failures.to_string(),
-                    opt(w.failing_since),
-                    opt(w.last_success_at),
-                ])
-            })
-            .collect(),
-        empty: "No subscriptions.",
+        hooks,
     }))
+}
+
+#[derive(Template)]
+#[template(path = "console/webhook.html")]
+struct WebhookPage {
+    layout: Layout,
+    hook: idv_core::webhook::Webhook,
+    events: String,
+    deliveries: Vec<idv_core::webhook::Delivery>,
+    can_manage: bool,
+    notice: Option<String>,
+}
+
+/// Deliveries shown on a subscription's page.
+const DELIVERIES: i64 = 100;
+
+/// `GET /console/webhooks/{id}`: a subscription and its latest
+/// deliveries, newest first, each of which can be sent again.
+pub async fn webhook(
+    State(state): State<AppState>,
+    v: Viewer,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ConsoleError> {
+    let id = uuid_in_path(&id, "webhook")?;
+    let hook = app::webhooks::get(&state, &v.caller, id).await?;
+    let deliveries = app::webhooks::deliveries(
+        &state,
+        &v.caller,
+        id,
+        &idv_store::DeliveryFilter {
+            newest_first: true,
+            limit: DELIVERIES,
+            ..idv_store::DeliveryFilter::default()
+        },
+    )
+    .await?;
+    Ok(render(&WebhookPage {
+        layout: Layout::new(&v, "Webhook", "/console/webhooks"),
+        events: hook
+            .events
+            .patterns()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        hook,
+        deliveries,
+        can_manage: v
+            .caller
+            .principal
+            .may(idv_core::admin_token::Permission::ManageWebhooks),
+        notice: super::query_pairs(raw.as_deref())
+            .into_iter()
+            .find(|(k, _)| k == "done")
+            .map(|(_, d)| d),
+    }))
+}
+
+/// The re-send form.
+#[derive(serde::Deserialize)]
+pub struct RedeliverForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+/// `POST /console/webhooks/{id}/deliveries/{delivery}/redeliver`.
+pub async fn redeliver(
+    State(state): State<AppState>,
+    v: Viewer,
+    axum::extract::Path((id, delivery)): axum::extract::Path<(String, String)>,
+    axum::Form(f): axum::Form<RedeliverForm>,
+) -> Result<Response, ConsoleError> {
+    v.check_csrf(&f.csrf)?;
+    let id = uuid_in_path(&id, "webhook")?;
+    let delivery = uuid_in_path(&delivery, "delivery")?;
+    let d = app::webhooks::redeliver(&state, &v.caller, id, delivery).await?;
+    let done = format!("{} queued again as delivery {}", d.event_type, d.id);
+    Ok(axum::response::IntoResponse::into_response(
+        axum::response::Redirect::to(&format!("/console/webhooks/{id}?done={}", super::urlencode(&done))),
+    ))
+}
+
+fn uuid_in_path(s: &str, what: &str) -> Result<uuid::Uuid, ConsoleError> {
+    s.parse()
+        .map_err(|_| ConsoleError::Refused(axum::http::StatusCode::NOT_FOUND, format!("no such {what}")))
 }

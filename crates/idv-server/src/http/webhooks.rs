@@ -181,6 +181,7 @@ pub async fn deliveries(
     let f = DeliveryFilter {
         status,
         after: q.one("cursor")?.map(|c| parse_id(c, "cursor")).transpose()?,
+        newest_first: false,
         limit: page_size(q.parsed("limit", "a number")?)?,
     };
     let items = app::webhooks::deliveries(&state, &caller, id, &f).await?;
@@ -199,6 +200,25 @@ pub async fn test(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id, "webhook")?;
     let d = app::webhooks::test(&state, &caller, id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(delivery_view(&d))))
+}
+
+/// Send a delivery's event again: a new delivery of the same event type,
+/// event id and payload (its own `webhook-id`, signed with the current
+/// secret), sent at once; receivers de-duplicate by the payload's
+/// `event_id`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path), ("delivery_id" = String, Path)),
+    responses((status = 202, body = WebhookDeliveryView), (status = 404, body = idv_api::Problem)),
+    security(("bearer" = [])))]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id, "webhook")?;
+    let delivery_id = parse_id(&delivery_id, "webhook delivery")?;
+    let d = app::webhooks::redeliver(&state, &caller, id, delivery_id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(delivery_view(&d))))
 }
 
@@ -225,6 +245,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(get, update, delete))
         .routes(routes!(deliveries))
+        .routes(routes!(redeliver))
         .routes(routes!(test))
         .routes(routes!(rotate_secret))
 }

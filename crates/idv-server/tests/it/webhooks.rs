@@ -257,6 +257,40 @@ async fn events_arrive_signed_and_filtered(backend: Backend) {
     eventually("the test event", || async { r.of("webhook.test").len() == 1 }).await;
     assert!(signed_by(&secret, &r.of("webhook.test")[0]));
 
+    // Sent again: a new delivery (its own webhook-id) of the same payload.
+    let res = s
+        .req(
+            Method::POST,
+            &format!("/v1/webhooks/{hook}/deliveries/{}/redeliver", t["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again = json_ok(res, StatusCode::ACCEPTED).await;
+    assert_ne!(again["id"], t["id"]);
+    assert_eq!(again["event_type"], "webhook.test");
+    eventually("the event sent again", || async { r.of("webhook.test").len() == 2 }).await;
+    let both = r.of("webhook.test");
+    assert_ne!(both[0].id, both[1].id);
+    assert_eq!(
+        both[0].body, both[1].body,
+        "the same payload, de-duplicable by its event id"
+    );
+    assert!(signed_by(&secret, &both[1]));
+    let redelivered = all_events(&s).await;
+    let ev = redelivered.iter().find(|e| e["action"] == "webhook.redeliver").unwrap();
+    assert_eq!(ev["details"]["of"], t["id"]);
+    // A delivery of another subscription, or none, is not found.
+    let res = s
+        .req(
+            Method::POST,
+            &format!("/v1/webhooks/{hook}/deliveries/{}/redeliver", crate::ghost_id()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
     // The secret is never shown again, and never recorded.
     let b64 = secret.trim_start_matches("whsec_");
     let one = get(&s, &format!("/v1/webhooks/{hook}")).await;
@@ -279,7 +313,7 @@ async fn events_arrive_signed_and_filtered(backend: Backend) {
             .iter()
             .filter(|e| e["action"] == "webhook.delivery.succeeded")
             .count();
-        n == 5
+        n == 6
     })
     .await;
 }

@@ -87,6 +87,15 @@ pub enum WebhookCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Send a delivery's event again now (a new delivery of the same event).
+    Redeliver {
+        /// Webhook id.
+        id: String,
+        /// The delivery to send again.
+        delivery: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Send a `webhook.test` event now.
     Test {
         /// Webhook id.
@@ -240,6 +249,26 @@ pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
             }
             t.print();
             print_next(&p);
+        }
+        WebhookCommand::Redeliver { id, delivery, conn } => {
+            let c = Client::new(&conn)?;
+            let d: WebhookDeliveryView = c
+                .post(
+                    &format!(
+                        "/v1/webhooks/{}/deliveries/{}/redeliver",
+                        encode(&id),
+                        encode(&delivery)
+                    ),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if conn.json {
+                return output::json(&d);
+            }
+            println!(
+                "Queued {} again (delivery {}, webhook-id {}); see `idv webhook deliveries {id}`",
+                d.event_type, d.id, d.message_id
+            );
         }
         WebhookCommand::Test { id, conn } => {
             let c = Client::new(&conn)?;
