@@ -120,7 +120,12 @@ struct Page {
     live_credentials: i64,
     attention: Vec<Tile>,
     trends: Vec<Trend>,
+    by_tenant: Vec<Tile>,
 }
+
+/// Tenants shown on a platform operator's overview (the busiest; the
+/// portfolio page has them all).
+const TENANTS_SHOWN: usize = 10;
 
 fn tiles(counts: BTreeMap<String, i64>, param: &str) -> Vec<Tile> {
     counts
@@ -227,7 +232,29 @@ pub async fn page(State(state): State<AppState>, v: Viewer) -> Result<Response, 
             ),
         ]
     };
+    // A platform operator sees every tenant's total beside this one's.
+    let by_tenant = if v
+        .caller
+        .principal
+        .may(idv_core::admin_token::Permission::ManagePlatform)
+    {
+        let mut all: Vec<Tile> = crate::app::figures::portfolio(&state, &v.caller, 500)
+            .await?
+            .into_iter()
+            .map(|(t, f)| Tile {
+                value: f.agents.iter().map(|g| g.count).sum(),
+                href: "/console/tenants".to_owned(),
+                label: t.display_name,
+            })
+            .collect();
+        all.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.label.cmp(&b.label)));
+        all.truncate(TENANTS_SHOWN);
+        all
+    } else {
+        Vec::new()
+    };
     Ok(render(&Page {
+        by_tenant,
         layout: Layout::new(&v, "Overview", "/console"),
         total,
         by_status: tiles(status, "status"),
