@@ -185,10 +185,26 @@ pub(crate) async fn decide(
         }
         Err(e) => return Err(StoreError::Conflict(e.to_string())),
     };
+    if grant.is_some() {
+        // What the request named may have changed since it was made.
+        let agent = crate::agents::load_agent(conn, tenant_id, r.agent_id).await?;
+        if agent.status == idv_core::lifecycle::Status::Retired {
+            return Err(StoreError::Conflict(
+                "the agent was retired since the request was made: deny it".into(),
+            ));
+        }
+    }
     save(conn, &r).await?;
     let mut events = vec![event(ctx, &r, verdict.action())];
     if let Some(g) = grant {
-        let (_, mut made) = crate::authz::create_grant(conn, g, ctx).await?;
+        let (_, mut made) = match crate::authz::create_grant(conn, g, ctx).await {
+            Err(StoreError::NotFound { what: "role", id }) => {
+                return Err(StoreError::Conflict(format!(
+                    "the role `{id}` was deleted since the request was made: deny it"
+                )));
+            }
+            other => other?,
+        };
         events.append(&mut made);
     }
     Ok((Applied::AccessRequest(Box::new(r)), events))

@@ -299,6 +299,23 @@ impl Store {
             .collect()
     }
 
+    /// The `limit` tenants with the most agents: id, display name and
+    /// count, from the counters (one grouped read, whatever the number of
+    /// tenants).
+    pub async fn largest_tenants(&self, limit: i64) -> Result<Vec<(Uuid, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.display_name, CAST(COALESCE(SUM(c.n), 0) AS BIGINT) AS n FROM tenants t \
+             LEFT JOIN agent_counts c ON c.tenant_id = t.id GROUP BY t.id, t.display_name \
+             ORDER BY n DESC, t.display_name LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((uuid(r, "id")?, r.try_get("display_name")?, r.try_get("n")?)))
+            .collect()
+    }
+
     async fn scalar(&self, q: crate::row::AnyQuery<'_>) -> Result<i64, StoreError> {
         let r = q.fetch_one(&self.inner.read).await?;
         Ok(r.try_get::<i64, _>("n")?)

@@ -436,6 +436,9 @@ async fn run_batch(
                 | Command::DeleteWebhook { .. }
                 | Command::RotateWebhookSecret { .. }
                 | Command::TestWebhook(_)
+                | Command::RedeliverWebhook { .. }
+                // A request changes nothing until approved (which makes a grant).
+                | Command::CreateAccessRequest(_)
                 | Command::DispatchWebhooks
                 | Command::PruneWebhookDeliveries
                 | Command::PruneSeenJtis

@@ -113,8 +113,8 @@ pub async fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccessRe
     Ok(r)
 }
 
-/// Approves or denies (approvers: `admin` and `operator`, never the
-/// requester), or withdraws (the requester). A refusal by separation of
+/// Approves or denies (approvers: `admin`, never the requester), or
+/// withdraws (the requester). A refusal by separation of
 /// duties is recorded as denied and answered 403.
 pub async fn decide(
     state: &AppState,
@@ -125,8 +125,10 @@ pub async fn decide(
 ) -> Result<AccessRequest, AppError> {
     let action = verdict.action();
     match verdict {
+        // An approval makes a grant: those who may grant (`admin`) decide,
+        // as `POST /v1/grants` needs.
         Verdict::Approve | Verdict::Deny => {
-            caller.require(state, Permission::Approve, action).await?;
+            caller.require(state, Permission::ManagePolicy, action).await?;
             caller.require_unscoped(state, action).await?;
         }
         Verdict::Withdraw => {

@@ -58,11 +58,12 @@ pub struct ChainCheck {
 
 /// Walks the whole chain (every tenant's events: a break anywhere breaks
 /// every later link) as `idv audit verify` does, records the result as an
-/// `audit.verify` event, and keeps it as this node's last check. Those
-/// who may read the audit log may run it; one at a time per node.
+/// `audit.verify` event, and keeps it as this node's last check. Platform
+/// operators only, as for every whole-chain read; one walk at a time per
+/// node.
 pub async fn verify_chain(state: &AppState, caller: &Caller) -> Result<ChainCheck, AppError> {
     caller
-        .require(state, Permission::ReadAudit, Action::AuditVerify)
+        .require(state, Permission::ReadAllAudit, Action::AuditVerify)
         .await?;
     let Ok(mut last) = state.chain_check.try_lock() else {
         return Err(AppError::Store(idv_store::StoreError::Conflict(
@@ -110,7 +111,11 @@ pub async fn verify_chain(state: &AppState, caller: &Caller) -> Result<ChainChec
     Ok(check)
 }
 
-/// This node's last verification of the chain, unless one is running.
-pub fn last_chain_check(state: &AppState) -> Option<ChainCheck> {
+/// This node's last verification of the chain, unless one is running;
+/// for platform operators only (it spans tenants).
+pub fn last_chain_check(state: &AppState, caller: &Caller) -> Option<ChainCheck> {
+    if !caller.principal.may(Permission::ReadAllAudit) {
+        return None;
+    }
     state.chain_check.try_lock().ok().and_then(|g| g.clone())
 }

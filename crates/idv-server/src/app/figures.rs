@@ -118,6 +118,19 @@ pub async fn roi_facts(state: &AppState, caller: &Caller) -> Result<(i64, i64), 
     Ok((agents, rotations))
 }
 
+/// The `limit` tenants with the most agents (platform operators): id,
+/// display name, agents.
+pub async fn largest_tenants(
+    state: &AppState,
+    caller: &Caller,
+    limit: i64,
+) -> Result<Vec<(uuid::Uuid, String, i64)>, AppError> {
+    caller
+        .require(state, Permission::ManagePlatform, Action::TenantList)
+        .await?;
+    Ok(state.store.largest_tenants(limit).await?)
+}
+
 /// Every tenant with its key figures, for platform operators (a PE firm
 /// runs one tenant per portfolio company). At most `limit` tenants.
 pub async fn portfolio(

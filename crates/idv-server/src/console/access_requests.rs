@@ -78,7 +78,7 @@ pub async fn page(State(state): State<AppState>, v: Viewer, RawQuery(raw): RawQu
     Ok(render(&Page {
         layout: Layout::new(&v, "Access requests", "/console/access-requests"),
         can_decide: v.caller.owner_scope.is_none()
-            && v.caller.principal.may(idv_core::admin_token::Permission::Approve),
+            && v.caller.principal.may(idv_core::admin_token::Permission::ManagePolicy),
         me: v.caller.principal.token_name.clone(),
         status,
         requests,

@@ -133,6 +133,8 @@ struct ListPage {
     rows: Vec<Row>,
     next: Option<i64>,
     check: Option<app::audit::ChainCheck>,
+    /// Whether the viewer may verify the whole chain (platform operators).
+    whole_chain: bool,
 }
 
 fn before_cursor(before: Option<String>) -> Result<Option<i64>, ConsoleError> {
@@ -158,7 +160,8 @@ pub async fn list(State(state): State<AppState>, v: Viewer, RawQuery(raw): RawQu
         rows: events.iter().map(Row::from).collect(),
         search,
         next,
-        check: app::audit::last_chain_check(&state),
+        check: app::audit::last_chain_check(&state, &v.caller),
+        whole_chain: v.caller.principal.may(idv_core::admin_token::Permission::ReadAllAudit),
     }))
 }
 

@@ -146,7 +146,7 @@ async fn decide(
     Ok(axum::Json(view(r, state.clock.now())))
 }
 
-/// Approve a pending request (`admin`, `operator`; never its requester):
+/// Approve a pending request (`admin`, who may grant; never its requester):
 /// the grant is made in the same commit and ends after the duration asked.
 #[utoipa::path(post, path = "/v1/access-requests/{id}/approve", tag = "access-requests",
     params(("id" = String, Path)), request_body = AccessRequestDecision,
@@ -161,7 +161,7 @@ pub async fn approve(
     decide(state, caller, &id, Verdict::Approve, body).await
 }
 
-/// Deny a pending request (`admin`, `operator`; never its requester).
+/// Deny a pending request (`admin`; never its requester).
 #[utoipa::path(post, path = "/v1/access-requests/{id}/deny", tag = "access-requests",
     params(("id" = String, Path)), request_body = AccessRequestDecision,
     responses((status = 200, body = AccessRequestView), (status = 403, body = idv_api::Problem),

@@ -81,8 +81,9 @@ async fn a_request_is_approved_by_someone_else_and_ends_on_its_own(backend: Back
     let agent = create_agent(&s, &s.token, "jit-bot").await;
     let id = agent["id"].as_str().unwrap();
     transition(&s, &s.token, id, "activate", "go").await;
-    let (dev, _) = named_token(&s, "default", "operator", "dev").await;
+    let (dev, _) = named_token(&s, "default", "admin", "dev").await;
     let (lead, _) = named_token(&s, "default", "admin", "lead").await;
+    let (ops, _) = named_token(&s, "default", "operator", "ops").await;
     let (pep, _) = named_token(&s, "default", "pep", "gateway").await;
     assert!(!decision(&s, &pep, id).await, "nothing granted yet");
 
@@ -107,6 +108,8 @@ async fn a_request_is_approved_by_someone_else_and_ends_on_its_own(backend: Back
     let own = verb(&s, &dev, &rid, "approve").await;
     assert_eq!(own.status(), StatusCode::FORBIDDEN);
     assert!(!decision(&s, &pep, id).await);
+    // An operator may not approve (an approval is a grant: admins only).
+    assert_eq!(verb(&s, &ops, &rid, "approve").await.status(), StatusCode::FORBIDDEN);
     // Nor can someone else withdraw it.
     assert_eq!(verb(&s, &lead, &rid, "withdraw").await.status(), StatusCode::FORBIDDEN);
 
@@ -141,6 +144,7 @@ async fn a_request_is_approved_by_someone_else_and_ends_on_its_own(backend: Back
         pairs,
         [
             ("access_request.create", "success"),
+            ("access_request.approve", "denied"),
             ("access_request.approve", "denied"),
             ("access_request.withdraw", "denied"),
             ("access_request.approve", "success"),

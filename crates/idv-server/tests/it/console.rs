@@ -602,7 +602,10 @@ async fn the_overview_rotation_and_exports_follow_the_registry(backend: Backend)
     assert!(html.contains(r#"id="live-credentials">1<"#), "{html}");
     // A platform operator sees every tenant's total too; a tenant's operator does not.
     let default_row = html.find(r#"id="by-tenant""#).map(|at| &html[at..at + 300]);
-    assert!(default_row.is_some_and(|r| r.contains(r#"<span class="count">2</span>"#)), "{html}");
+    assert!(
+        default_row.is_some_and(|r| r.contains(r#"<span class="count">2</span>"#)),
+        "{html}"
+    );
     let (op, _) = named_token(&s, "default", "operator", "ops").await;
     let op_cookie = sign_in(&s, &op).await;
     let op_html = page(&s, &op_cookie, "/console").await.text().await.unwrap();

@@ -1128,15 +1128,7 @@ async fn access_request_commands(backend: Backend) {
     let id = a["id"].as_str().unwrap().to_owned();
     let approver = json(idv(
         &s,
-        &[
-            "admin-token",
-            "create",
-            "--name",
-            "lead",
-            "--role",
-            "operator",
-            "--json",
-        ],
+        &["admin-token", "create", "--name", "lead", "--role", "admin", "--json"],
     ));
     let approver = approver["token"].as_str().unwrap().to_owned();
     let r = json(idv(
