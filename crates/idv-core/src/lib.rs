@@ -22,6 +22,7 @@ pub mod jose;
 pub mod keyring;
 pub mod lease;
 pub mod lifecycle;
+pub mod merkle;
 pub mod oidc;
 pub mod policy_version;
 pub mod roi;
