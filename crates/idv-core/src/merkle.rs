@@ -43,8 +43,8 @@ pub fn root(leaves: &[Hash]) -> Hash {
         [] => Sha256::digest([]).into(),
         [one] => *one,
         _ => {
-            let k = split(leaves.len());
-            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+            let (left, right) = leaves.split_at(split(leaves.len()));
+            node_hash(&root(left), &root(right))
         }
     }
 }
