@@ -148,9 +148,7 @@ pub async fn decide(
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let id = id
-        .parse::<Uuid>()
-        .map_err(|_| ConsoleError::Refused(StatusCode::NOT_FOUND, "no such access request".into()))?;
+    let id = super::path_id(&id, "access request")?;
     let verdict = match form.decision.as_str() {
         "approve" => Verdict::Approve,
         "deny" => Verdict::Deny,

@@ -13,7 +13,7 @@ use idv_core::lifecycle::{Status, Transition};
 use idv_store::{AgentFilter, AgentOrder};
 use uuid::Uuid;
 
-use super::{ConsoleError, Layout, Viewer, export, query_pairs, query_string, render, urlencode};
+use super::{ConsoleError, Layout, Viewer, export, path_id, query_pairs, query_string, render, urlencode};
 use crate::AppState;
 use crate::app;
 
@@ -491,18 +491,13 @@ const TIMELINE: i64 = 50;
 /// Recent decisions shown on an agent's page.
 const DECISIONS: i64 = 20;
 
-fn parse_id(id: &str) -> Result<Uuid, ConsoleError> {
-    id.parse::<Uuid>()
-        .map_err(|_| ConsoleError::Refused(StatusCode::NOT_FOUND, "no such agent".into()))
-}
-
 /// `GET /console/agents/{id}`.
 pub async fn detail(
     State(state): State<AppState>,
     v: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let id = parse_id(&id)?;
+    let id = path_id(&id, "agent")?;
     let agent = app::agents::get(&state, &v.caller, id).await?;
     let credentials = app::credentials::list(&state, &v.caller, id).await?;
     let actions = Transition::ALL
@@ -736,7 +731,7 @@ pub async fn lifecycle(
     Form(form): Form<LifecycleForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let id = parse_id(&id)?;
+    let id = path_id(&id, "agent")?;
     let t = transition(&form.action)?;
     app::agents::transition(&state, &v.caller, id, t, form.reason).await?;
     Ok(Redirect::to(&format!("/console/agents/{id}")).into_response())

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use idv_core::approval::{Approval, ApprovalStatus};
 use idv_store::ApprovalFilter;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::{ConsoleError, Layout, Viewer, query_pairs, render};
 use crate::AppState;
@@ -70,9 +69,7 @@ pub async fn decide(
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let id = id
-        .parse::<Uuid>()
-        .map_err(|_| ConsoleError::Refused(StatusCode::NOT_FOUND, "no such approval".into()))?;
+    let id = super::path_id(&id, "approval")?;
     let approve = match form.decision.as_str() {
         "approve" => true,
         "reject" => false,

@@ -5,13 +5,12 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use idv_core::credential::{Kind, NewCredential, Retire, Rotation};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ConsoleError, Layout, Viewer, render};
+use super::{ConsoleError, Layout, Viewer, path_id, render};
 use crate::AppState;
 use crate::app::{self, AppError};
 
@@ -23,11 +22,6 @@ struct SecretPage {
     what: String,
     secret: String,
     agent_id: Uuid,
-}
-
-fn id(s: &str, what: &str) -> Result<Uuid, ConsoleError> {
-    s.parse::<Uuid>()
-        .map_err(|_| ConsoleError::Refused(StatusCode::NOT_FOUND, format!("no such {what}")))
 }
 
 fn bad(field: &str, detail: impl Into<String>) -> ConsoleError {
@@ -55,7 +49,7 @@ pub async fn issue(
     Form(form): Form<IssueForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let agent_id = id(&agent, "agent")?;
+    let agent_id = path_id(&agent, "agent")?;
     let kind = match form.kind.as_str() {
         "client_secret" => Kind::ClientSecret,
         "api_key" => Kind::ApiKey,
@@ -99,7 +93,7 @@ pub async fn rotate(
     Form(form): Form<RotateForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let cid = id(&cid, "credential")?;
+    let cid = path_id(&cid, "credential")?;
     let overlap = match form.overlap.trim() {
         "" => None,
         o => Some(idv_core::duration::parse_seconds_or_zero(o).map_err(|e| bad("overlap", e.to_string()))?),
@@ -147,7 +141,7 @@ pub async fn revoke(
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let c = app::credentials::revoke(&state, &v.caller, id(&cid, "credential")?).await?;
+    let c = app::credentials::revoke(&state, &v.caller, path_id(&cid, "credential")?).await?;
     Ok(Redirect::to(&format!("/console/agents/{}", c.agent_id)).into_response())
 }
 
@@ -169,7 +163,7 @@ pub async fn compromised(
     Form(form): Form<CompromiseForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&form.csrf)?;
-    let agent_id = id(&agent, "agent")?;
+    let agent_id = path_id(&agent, "agent")?;
     let (revoked, successors) = app::credentials::compromised(&state, &v.caller, agent_id, form.reason).await?;
     let secrets: Vec<String> = successors
         .iter()

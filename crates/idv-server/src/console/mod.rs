@@ -273,6 +273,13 @@ pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// An id from a page's path; one that is not an id names nothing: 404
+/// "no such `what`".
+pub fn path_id(s: &str, what: &str) -> Result<uuid::Uuid, ConsoleError> {
+    s.parse()
+        .map_err(|_| ConsoleError::Refused(axum::http::StatusCode::NOT_FOUND, format!("no such {what}")))
+}
+
 /// Renders a template as a page.
 pub fn render<T: Template>(t: &T) -> Response {
     match t.render() {

@@ -175,7 +175,7 @@ pub async fn webhook(
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ConsoleError> {
-    let id = uuid_in_path(&id, "webhook")?;
+    let id = super::path_id(&id, "webhook")?;
     let hook = app::webhooks::get(&state, &v.caller, id).await?;
     let deliveries = app::webhooks::deliveries(
         &state,
@@ -225,16 +225,11 @@ pub async fn redeliver(
     axum::Form(f): axum::Form<RedeliverForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(&f.csrf)?;
-    let id = uuid_in_path(&id, "webhook")?;
-    let delivery = uuid_in_path(&delivery, "delivery")?;
+    let id = super::path_id(&id, "webhook")?;
+    let delivery = super::path_id(&delivery, "delivery")?;
     let d = app::webhooks::redeliver(&state, &v.caller, id, delivery).await?;
     let done = format!("{} queued again as delivery {}", d.event_type, d.id);
     Ok(axum::response::IntoResponse::into_response(
         axum::response::Redirect::to(&format!("/console/webhooks/{id}?done={}", super::urlencode(&done))),
     ))
-}
-
-fn uuid_in_path(s: &str, what: &str) -> Result<uuid::Uuid, ConsoleError> {
-    s.parse()
-        .map_err(|_| ConsoleError::Refused(axum::http::StatusCode::NOT_FOUND, format!("no such {what}")))
 }

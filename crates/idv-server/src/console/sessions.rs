@@ -4,7 +4,6 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use idv_core::session::Session;
 use uuid::Uuid;
@@ -40,9 +39,7 @@ pub async fn end(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     v.check_csrf(form.token())?;
-    let id = id
-        .parse::<Uuid>()
-        .map_err(|_| ConsoleError::Refused(StatusCode::NOT_FOUND, "no such session".into()))?;
+    let id = super::path_id(&id, "session")?;
     app::sessions::end(&state, &v.caller, &v.session, id).await?;
     Ok(Redirect::to("/console/sessions").into_response())
 }
